@@ -1,0 +1,12 @@
+/* Linked when gqe is built without nvcc: the CUDA table exists so dispatch
+ * stays branch-free, and its allocator fails with a message saying why. */
+#include "backend.h"
+
+static gqe_status no_cuda_alloc(void **ptr, size_t nbytes) {
+    (void)ptr; (void)nbytes;
+    return gqe_fail(GQE_ERR_DEVICE, "gqe was built without CUDA (nvcc not found at build time)");
+}
+static void no_cuda_release(void *ptr) { (void)ptr; }
+
+const gqe_backend gqe_cuda_backend = { .name = "cuda (not built)", .alloc = no_cuda_alloc, .release = no_cuda_release };
+bool gqe_cuda_available(void) { return false; }

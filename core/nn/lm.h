@@ -1,0 +1,67 @@
+/* The language model: embedding, L pre-norm blocks (RMSNorm, attention,
+ * residual; RMSNorm, MLP, residual), final RMSNorm, tied or untied head.
+ * Loss = mean cross-entropy + aux_coef * sum of the layers' aux losses. */
+#ifndef GQE_LM_H
+#define GQE_LM_H
+#include "attn.h"
+
+typedef enum gqe_mlp_kind { GQE_MLP_GELU = 0, GQE_MLP_SWIGLU } gqe_mlp_kind;
+
+typedef struct gqe_lm_config {
+    int64_t vocab;
+    int64_t dim;
+    int64_t layers;
+    int64_t max_seq;        /* longest sequence (and KV cache) */
+    gqe_attn_config attn;   /* dim is copied from the LM's dim */
+    gqe_mlp_kind mlp;
+    int64_t mlp_hidden;     /* 0 means 4 * dim */
+    bool tied;              /* lm head shares tok_emb.weight */
+    float norm_eps;
+    float init_std;
+    uint64_t seed;
+} gqe_lm_config;
+
+void gqe_lm_config_default(gqe_lm_config *c);
+gqe_status gqe_lm_config_validate(gqe_lm_config *c);
+gqe_status gqe_mlp_parse(const char *s, gqe_mlp_kind *out);
+const char *gqe_mlp_name(gqe_mlp_kind k);
+
+typedef struct gqe_lm gqe_lm;
+
+/* Builds the model on dev with its parameters initialised from cfg->seed. */
+gqe_status gqe_lm_create(gqe_lm **out, const gqe_lm_config *cfg, gqe_device dev);
+void gqe_lm_destroy(gqe_lm *lm);
+const gqe_lm_config *gqe_lm_get_config(const gqe_lm *lm);
+gqe_paramset *gqe_lm_params(gqe_lm *lm);
+int64_t gqe_lm_num_params(const gqe_lm *lm);
+
+/* tokens, targets (B, T) i32 on the model's device or the host (copied).
+ * targets may be NULL (logits only); a negative target is ignored. On return
+ * *loss is the mean cross-entropy plus aux_coef * sum aux (NaN without
+ * targets), *aux the sum of the layers' aux losses. */
+gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor *targets,
+                          float aux_coef, float *loss, float *aux);
+/* Gradients of the last forward's loss, accumulated into the grad buffer. */
+gqe_status gqe_lm_backward(gqe_lm *lm);
+/* Logits (B, T, V) of the last forward (valid until the next forward,
+ * and only until backward when targets were given: backward reuses them). */
+gqe_tensor *gqe_lm_logits(gqe_lm *lm);
+float gqe_lm_ce_loss(const gqe_lm *lm);   /* cross-entropy part of the last loss */
+int64_t gqe_lm_layers(const gqe_lm *lm);
+gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
+/* After each optimizer step (balanced-router biases). */
+gqe_status gqe_lm_after_step(gqe_lm *lm);
+
+/* Forward and backward FLOPs per token for throughput and MFU reports. */
+double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq);
+
+typedef struct gqe_sample_opts { float temperature; int64_t top_k; uint64_t seed; } gqe_sample_opts;
+/* Decodes n tokens after prompt (B=1, length P) with the KV cache; out has
+ * room for P + n tokens and receives prompt then generated tokens. */
+gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,
+                           const gqe_sample_opts *opts, int32_t *out);
+/* Logits of the last position after feeding tokens through the cache (for tests). */
+gqe_status gqe_lm_cache_reset(gqe_lm *lm, int64_t batch);
+gqe_status gqe_lm_forward_cached(gqe_lm *lm, const gqe_tensor *tokens, gqe_tensor *logits_out);
+
+#endif

@@ -1,0 +1,45 @@
+/* One contiguous parameter buffer and one gradient buffer per model (llm.c,
+ * Torch's getParameters): layers declare their tensors by name, then a single
+ * allocation hands each layer its views. Optimizers work on the flat buffers. */
+#ifndef GQE_PARAMS_H
+#define GQE_PARAMS_H
+#include "../tensor.h"
+
+typedef enum gqe_param_role {
+    GQE_PARAM_WEIGHT = 0,   /* matrices: decayed by default */
+    GQE_PARAM_NORM,         /* RMSNorm gains */
+    GQE_PARAM_EMBEDDING,    /* token embedding (and a tied head) */
+    GQE_PARAM_ROUTER        /* router weights */
+} gqe_param_role;
+
+typedef struct gqe_param {
+    char name[128];
+    int ndim;
+    int64_t shape[GQE_MAX_DIMS];
+    size_t offset;          /* element offset in the flat buffers */
+    size_t numel;
+    gqe_param_role role;
+    gqe_tensor *value;      /* the owning layer's fields, filled by alloc */
+    gqe_tensor *grad;
+} gqe_param;
+
+typedef struct gqe_paramset {
+    gqe_param *items;
+    int count, cap;
+    size_t numel;
+    gqe_device device;
+    gqe_tensor data;        /* (numel) f32 */
+    gqe_tensor grad;        /* (numel) f32 */
+} gqe_paramset;
+
+void gqe_paramset_init(gqe_paramset *ps);
+/* Declare a parameter; value/grad point at the layer's fields. */
+gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
+                            gqe_param_role role, gqe_tensor *value, gqe_tensor *grad);
+/* Allocate both buffers on dev (data uninitialised, grads zero) and set views. */
+gqe_status gqe_paramset_alloc(gqe_paramset *ps, gqe_device dev);
+gqe_param *gqe_paramset_find(gqe_paramset *ps, const char *name);
+gqe_status gqe_paramset_zero_grad(gqe_paramset *ps);
+void gqe_paramset_free(gqe_paramset *ps);
+
+#endif
