@@ -1,0 +1,40 @@
+/* Helpers shared by the Lua binding files. Bindings only translate: check
+ * arguments, call the core, push results; a failing core call becomes a Lua
+ * error carrying the core's message. */
+#ifndef GQE_LUA_BIND_H
+#define GQE_LUA_BIND_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "tensor.h"
+
+#define GQE_TENSOR_MT "gqe.Tensor"
+
+/* Pushes a tensor userdata that takes over t's reference. */
+void gqe_lua_push_tensor(lua_State *L, gqe_tensor t);
+/* The tensor at idx, or a Lua error naming the argument. */
+gqe_tensor *gqe_lua_check_tensor(lua_State *L, int idx);
+gqe_tensor *gqe_lua_test_tensor(lua_State *L, int idx); /* NULL if not a tensor */
+/* Raises a Lua error from the core's last message, prefixed by `what`. */
+int gqe_lua_fail(lua_State *L, const char *what);
+#define GQE_LUA_TRY(L, what, expr) do { if ((expr) != GQE_OK) return gqe_lua_fail(L, what); } while (0)
+
+/* Options tables. Missing keys give the default; a key of the wrong type is
+ * a Lua error naming `what.key` and the expected type. */
+lua_Integer gqe_lua_opt_int(lua_State *L, int idx, const char *what, const char *key, lua_Integer def);
+lua_Number gqe_lua_opt_num(lua_State *L, int idx, const char *what, const char *key, lua_Number def);
+const char *gqe_lua_opt_str(lua_State *L, int idx, const char *what, const char *key, const char *def);
+int gqe_lua_opt_bool(lua_State *L, int idx, const char *what, const char *key, int def);
+/* Error listing the valid keys when the table at idx has any other key. */
+void gqe_lua_check_keys(lua_State *L, int idx, const char *what, const char *const *allowed);
+
+/* Every binding file registers its functions into the module table at the
+ * top of the stack (the `gqe` C module). */
+void gqe_lua_open_tensor(lua_State *L);   /* lua/l_tensor.c: tensor, zeros, randn, safetensors */
+void gqe_lua_open_nn(lua_State *L);       /* lua/l_nn.c: nn.GQEAttention, nn.LM */
+void gqe_lua_open_optim(lua_State *L);    /* lua/l_optim.c: optim.AdamW, optim.SGD, schedule */
+void gqe_lua_open_data(lua_State *L);     /* lua/l_data.c: data.open */
+void gqe_lua_open_runlog(lua_State *L);   /* lua/l_runlog.c: db.open */
+void gqe_lua_open_sys(lua_State *L);      /* lua/l_sys.c: time, signals, host, pid, cuda */
+
+#endif
