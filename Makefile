@@ -26,7 +26,8 @@ ifeq ($(CUDA),1)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(CUDA_HOME)/lib64/libcudart_static.a -lcublas -lcublasLt -lrt -lstdc++
   CFLAGS   += -DGQE_CUDA=1
 endif
-CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
+EMBED_SRC := $(sort $(wildcard lua/gqe/*.lua analysis/*.sql analysis/queries/*.sql))
 LUA_SRC  := $(sort $(filter-out lua/main.c,$(wildcard lua/*.c)))
 LUA_OBJ  := $(LUA_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/c/test_*.c))
@@ -51,6 +52,13 @@ deps:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/embedded.c: $(EMBED_SRC) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	./scripts/embed.sh $(EMBED_SRC) > $@
+
+$(BUILD)/gen/embedded.o: $(BUILD)/gen/embedded.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(dir $@)
