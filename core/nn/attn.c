@@ -373,7 +373,10 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
         bool through_aux = aux_trains(a) && aux_coef != 0.0f;
         if (a->has_router && (through_p || through_aux)) {
             GQE_TRY(gqe_fill(&a->dprobs, 0.0f));
-            if (through_p) GQE_TRY(gqe_router_scatter_probs(&a->dprobs, &a->dp, &a->idx));
+            if (through_p) {
+                gqe_tensor dp3 = view3(&a->dp, R, G, a->k);
+                GQE_TRY(gqe_router_scatter_probs(&a->dprobs, &dp3, &a->idx));
+            }
             if (through_aux) {
                 int64_t GM = G * a->M;
                 float *coef = a->host_psum; /* psum's host copy is spent: reuse it */
