@@ -202,9 +202,10 @@ static int m_tostring(lua_State *L) {
     l_optim *o = luaL_checkudata(L, 1, OPTIM_MT);
     if (!o->opt) { lua_pushstring(L, "gqe.Optimizer (closed)"); return 1; }
     const gqe_optim_config *c = gqe_optim_get_config(o->opt);
-    lua_pushfstring(L, "gqe.Optimizer(%s, lr=%f, weight_decay=%f, step=%I)", gqe_optim_kind_name(c->kind),
-                    (lua_Number)gqe_optim_lr(o->opt), (lua_Number)c->weight_decay,
-                    (lua_Integer)gqe_optim_step_count(o->opt));
+    char buf[160];
+    snprintf(buf, sizeof buf, "gqe.Optimizer(%s, lr=%g, weight_decay=%g, step=%lld)", gqe_optim_kind_name(c->kind),
+             (double)gqe_optim_lr(o->opt), (double)c->weight_decay, (long long)gqe_optim_step_count(o->opt));
+    lua_pushstring(L, buf);
     return 1;
 }
 
@@ -236,9 +237,11 @@ static int s_config(lua_State *L) {
 
 static int s_tostring(lua_State *L) {
     const gqe_schedule_config *c = luaL_checkudata(L, 1, SCHEDULE_MT);
-    lua_pushfstring(L, "gqe.Schedule(%s, warmup=%I, total=%I, min_lr=%f, decay_frac=%f)",
-                    gqe_schedule_kind_name(c->kind), (lua_Integer)c->warmup, (lua_Integer)c->total,
-                    (lua_Number)c->min_lr, (lua_Number)c->decay_frac);
+    char buf[160];
+    snprintf(buf, sizeof buf, "gqe.Schedule(%s, warmup=%lld, total=%lld, min_lr=%g, decay_frac=%g)",
+             gqe_schedule_kind_name(c->kind), (long long)c->warmup, (long long)c->total, (double)c->min_lr,
+             (double)c->decay_frac);
+    lua_pushstring(L, buf);
     return 1;
 }
 
