@@ -453,6 +453,9 @@ gqe_status gqe_attn_after_step(gqe_attn *a) {
     return st;
 }
 
+uint64_t gqe_attn_route_calls(const gqe_attn *a) { return a->route_calls; }
+void gqe_attn_set_route_calls(gqe_attn *a, uint64_t n) { a->route_calls = n; }
+
 gqe_tensor *gqe_attn_router_bias(gqe_attn *a) {
     if (!is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED) return NULL;
     if (!a->bias.storage && gqe_tensor_zeros(&a->bias, GQE_F32, a->wq.device, 2, (int64_t[]){a->G, a->M}) != GQE_OK) return NULL;
