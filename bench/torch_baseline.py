@@ -26,7 +26,6 @@ import sys
 import time
 
 import torch
-import torch._dynamo
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -56,11 +55,12 @@ def probe_gqa():
         return GQA_MODE
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
-        q = torch.randn(1, 4, 128, 64, device="cuda", dtype=torch.bfloat16)
-        kv = torch.randn(1, 2, 128, 64, device="cuda", dtype=torch.bfloat16)
+        q = torch.randn(1, 4, 128, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        kv = torch.randn(1, 2, 128, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
                           SDPBackend.CUDNN_ATTENTION]):
-            F.scaled_dot_product_attention(q, kv, kv, is_causal=True, enable_gqa=True)
+            o = F.scaled_dot_product_attention(q, kv, kv, is_causal=True, enable_gqa=True)
+            o.sum().backward()
         GQA_MODE = "native"
     except (RuntimeError, TypeError, ImportError):
         GQA_MODE = "repeat"
@@ -322,6 +322,7 @@ LAYER_CFG = dict(dim=1024, experts=16, groups=8, k=1, head_dim=64, variant="gqe"
 def allow_recompiles(n=64):
     """One compiled graph per (model, S): more than dynamo's default of 8
     recompiles per function, after which it would silently run eager."""
+    import torch._dynamo  # only the benchmarks compile; the layers import without it
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, n)

@@ -53,7 +53,7 @@ ATTN_B, ATTN_S, ATTN_AUX_COEF = 2, 7, 0.1
 LM_CASES = [
     ("lm_gqe_gelu_tied", dict(vocab=61, dim=32, layers=2, mlp="gelu", mlp_hidden=24, tied=True,
                               attn=dict(experts=8, groups=4, k=1, variant="gqe", kind="gqe"))),
-    ("lm_gqa_swiglu_untied", dict(vocab=61, dim=32, layers=2, mlp="swiglu", mlp_hidden=16, tied=False,
+    ("lm_gqa_swiglu_untied", dict(vocab=57, dim=32, layers=2, mlp="swiglu", mlp_hidden=16, tied=False,
                                   attn=dict(experts=8, groups=2, kind="gqa"))),
 ]
 LM_B, LM_S, LM_AUX_COEF = 2, 9, 0.01
