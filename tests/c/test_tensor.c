@@ -29,6 +29,11 @@ static void test_new_and_zeros(void **state) {
     assert_int_equal(n4.ndim, 2);
     assert_int_equal(n4.shape[1], 6);
     gqe_tensor_free(&n4);
+    gqe_tensor sc;   /* a 0-dim tensor holds one element */
+    CHECK_OK(gqe_tensor_zeros(&sc, GQE_F32, GQE_CPU, 0, NULL));
+    assert_int_equal(gqe_tensor_numel(&sc), 1);
+    assert_true(gqe_f32(&sc)[0] == 0.0f);
+    gqe_tensor_free(&sc);
     assert_int_equal(gqe_tensor_new(&t, GQE_F32, GQE_CPU, 1, (int64_t[]){-3}), GQE_ERR_SHAPE);
 }
 
