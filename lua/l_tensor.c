@@ -255,20 +255,49 @@ static int m_gc(lua_State *L) {
 
 /* ---- conversions and views -------------------------------------------- */
 
+/* dst = src for any pair of dtypes: the core copies within floats and within
+ * i32; between the two the values go through host floats (exact below 2^24). */
+static void copy_any(lua_State *L, gqe_tensor *dst, const gqe_tensor *src, const char *what) {
+    if ((dst->dtype == GQE_I32) == (src->dtype == GQE_I32)) {
+        GQE_LUA_CHECK(L, what, gqe_tensor_copy(dst, src));
+        return;
+    }
+    int64_t n = gqe_tensor_numel(src);
+    if (gqe_tensor_numel(dst) != n) {
+        char a[96], b[96];
+        luaL_error(L, "%s: %s into %s: element counts differ", what, gqe_tensor_shape_str(src, a, 96),
+                   gqe_tensor_shape_str(dst, b, 96));
+    }
+    float *buf = lua_newuserdatauv(L, (size_t)n * sizeof(float) + 1, 0);
+    GQE_LUA_CHECK(L, what, gqe_tensor_read_f32(src, buf, (size_t)n));
+    GQE_LUA_CHECK(L, what, gqe_tensor_write_f32(dst, buf, (size_t)n));
+    lua_pop(L, 1);
+}
+
+/* Pushes a new tensor with src's values on dev as dtype. */
+static void push_converted(lua_State *L, const gqe_tensor *src, gqe_device dev, gqe_dtype dt, const char *what) {
+    gqe_tensor out;
+    if ((dt == GQE_I32) == (src->dtype == GQE_I32)) {
+        GQE_LUA_CHECK(L, what, gqe_tensor_to(&out, src, dev, dt));
+        gqe_lua_push_tensor(L, out);
+        return;
+    }
+    GQE_LUA_CHECK(L, what, gqe_tensor_new(&out, dt, dev, src->ndim, src->shape));
+    gqe_lua_push_tensor(L, out);
+    copy_any(L, lua_touserdata(L, -1), src, what);
+}
+
 static int m_to(lua_State *L) {
     gqe_tensor *t = gqe_lua_check_tensor(L, 1);
     gqe_device dev;
     GQE_LUA_CHECK(L, "to", gqe_device_parse(luaL_checkstring(L, 2), &dev));
     gqe_dtype dt = lua_isnoneornil(L, 3) ? t->dtype : gqe_lua_check_dtype(L, luaL_checkstring(L, 3), "to");
-    gqe_tensor out;
-    GQE_LUA_CHECK(L, "to", gqe_tensor_to(&out, t, dev, dt));
-    gqe_lua_push_tensor(L, out);
+    push_converted(L, t, dev, dt, "to");
     return 1;
 }
 static int m_float(lua_State *L) {
-    gqe_tensor *t = gqe_lua_check_tensor(L, 1), out;
-    GQE_LUA_CHECK(L, "float", gqe_tensor_to(&out, t, t->device, GQE_F32));
-    gqe_lua_push_tensor(L, out);
+    gqe_tensor *t = gqe_lua_check_tensor(L, 1);
+    push_converted(L, t, t->device, GQE_F32, "float");
     return 1;
 }
 static int m_clone(lua_State *L) {
@@ -396,7 +425,7 @@ static int m_zero(lua_State *L) { lua_settop(L, 1); lua_pushinteger(L, 0); retur
 
 static int m_copy(lua_State *L) {
     gqe_tensor *t = gqe_lua_check_tensor(L, 1), *src = gqe_lua_check_tensor(L, 2);
-    GQE_LUA_CHECK(L, "copy", gqe_tensor_copy(t, src));
+    copy_any(L, t, src, "copy");
     lua_settop(L, 1);
     return 1;
 }
@@ -404,9 +433,7 @@ static int m_copy(lua_State *L) {
 /* An f32 tensor with t's values on t's device: t itself or a pushed copy. */
 static gqe_tensor *as_f32(lua_State *L, gqe_tensor *t) {
     if (t->dtype == GQE_F32) return t;
-    gqe_tensor f;
-    GQE_LUA_CHECK(L, NULL, gqe_tensor_to(&f, t, t->device, GQE_F32));
-    gqe_lua_push_tensor(L, f);
+    push_converted(L, t, t->device, GQE_F32, "to f32");
     return lua_touserdata(L, -1);
 }
 
