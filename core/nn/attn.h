@@ -58,8 +58,11 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
 /* dx (B, T, d) += gradient of sum(y * dy) + aux_coef * aux; parameter
  * gradients accumulate into the paramset's grad buffer. */
 gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, float aux_coef);
-/* Aux loss of the last forward (0 for dense kinds and fixed routers). */
+/* Aux loss of the last forward (0 for dense kinds). */
 float gqe_attn_aux_loss(const gqe_attn *a);
+/* Whether the aux loss trains this layer's router (softmax and sigmoid);
+ * balanced, random and hash routers only report it. */
+bool gqe_attn_aux_trains(const gqe_attn *a);
 /* Routing of the last forward: probs (B, S, G, M) and idx (B, S, G, k), as
  * views valid until the next forward; empty tensors for dense kinds. */
 gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *idx);
