@@ -166,7 +166,7 @@ function commands.bench(args)
     local commit = gqe.git_commit and gqe.git_commit() or nil
     db:bench { name = "cpu_train", key = "sgemm_gflops", value = sg, unit = "GFLOP/s", device = device,
                git_commit = commit, notes = string.format("n=%d", n) }
-    db:bench { name = "cpu_train", key = "model_gflops", value = gf, unit = "GFLOP/s", baseline = sg, ratio = ratio,
+    db:bench { name = "cpu_train", key = "model_gflops", value = gf, unit = "GFLOP/s", baseline = sg,
                device = device, git_commit = commit,
                notes = string.format("d=256 L=4 S=256 B=%d gqe N=8 G=4 k=1, %.0f tokens/s", B, tps) }
     db:close()

@@ -215,6 +215,7 @@ function experiment.run(def, args)
     for i, r in ipairs(runs) do
       line("%" .. width .. "d/%d  %-40s  hash %s", i, n, r.name, r.hash)
     end
+    runs.dry_run, runs.experiment = true, def.name
     return runs
   end
 
@@ -302,7 +303,7 @@ function experiment.run(def, args)
   end
   db:close()
 
-  local list = {}
+  local list = { experiment = def.name, db_path = db_path }
   for i = 1, n do if summaries[i] then list[#list + 1] = summaries[i] end end
   if gqe.interrupted and gqe.interrupted() then
     fail("experiment %s interrupted (%s): %d of %d runs done", def.name, gqe.interrupted(), #list, n)

@@ -19,6 +19,16 @@ function gqe.experiment(def, args)
   return require("gqe.experiment").run(def, args)
 end
 
+-- A text table of experiment summaries: run, validation loss, bits per
+-- byte, active query heads per token, tokens/s, parameters, wall time.
+function gqe.summary_table(summaries)
+  return require("gqe.experiment").print_table(summaries, {
+    { "run", "name" }, { "status", "status" }, { "val loss", "final_val_loss", "%.4f" },
+    { "best val", "best_val_loss", "%.4f" }, { "bits/byte", "val_bpb", "%.4f" },
+    { "active heads", "active_heads", "%d" }, { "tokens/s", "tokens_per_s", "%.0f" },
+    { "params", "params", "%d" }, { "wall s", "wall_s", "%.1f" } })
+end
+
 -- Modules loaded on first use, so a script that only trains does not pay
 -- for the report code.
 local lazy = { cli = "gqe.cli", report = "gqe.report", results = "gqe.results",

@@ -340,4 +340,16 @@ function report.generate(db, experiment, opts)
   return index
 end
 
+-- Opens the run log (opts.db path, else GQE_DB or runs.db) and writes the
+-- report of one experiment; returns the index.html path.
+function report.write(experiment, opts)
+  opts = opts or {}
+  local gqe = require "gqe"
+  local db = gqe.db.open(require("gqe.train").db_path(opts.db))
+  local ok, res = pcall(report.generate, db, experiment, opts)
+  db:close()
+  if not ok then error(res, 0) end
+  return res
+end
+
 return report
