@@ -373,7 +373,10 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
         bool through_aux = aux_trains(a) && aux_coef != 0.0f;
         if (a->has_router && (through_p || through_aux)) {
             GQE_TRY(gqe_fill(&a->dprobs, 0.0f));
-            if (through_p) GQE_TRY(gqe_router_scatter_probs(&a->dprobs, &a->dp, &a->idx));
+            if (through_p) {
+                gqe_tensor dp3 = view3(&a->dp, R, G, a->k);
+                GQE_TRY(gqe_router_scatter_probs(&a->dprobs, &dp3, &a->idx));
+            }
             if (through_aux) {
                 int64_t GM = G * a->M;
                 float *coef = a->host_psum; /* psum's host copy is spent: reuse it */
@@ -449,6 +452,9 @@ gqe_status gqe_attn_after_step(gqe_attn *a) {
     free(b);
     return st;
 }
+
+uint64_t gqe_attn_route_calls(const gqe_attn *a) { return a->route_calls; }
+void gqe_attn_set_route_calls(gqe_attn *a, uint64_t n) { a->route_calls = n; }
 
 gqe_tensor *gqe_attn_router_bias(gqe_attn *a) {
     if (!is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED) return NULL;

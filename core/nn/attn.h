@@ -71,6 +71,10 @@ gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *id
 gqe_status gqe_attn_usage(const gqe_attn *a, float *counts, float *mean_prob);
 /* The balanced router's bias step; call after each optimizer step. */
 gqe_status gqe_attn_after_step(gqe_attn *a);
+/* The random router's call counter (its Philox stream): checkpointed so a
+ * resumed run draws the same experts. */
+uint64_t gqe_attn_route_calls(const gqe_attn *a);
+void gqe_attn_set_route_calls(gqe_attn *a, uint64_t n);
 /* Balanced router bias (G, M), or NULL: saved and restored by checkpoints. */
 gqe_tensor *gqe_attn_router_bias(gqe_attn *a);
 
