@@ -163,13 +163,15 @@ local function tmpname()
   return n
 end
 
--- Argv that runs `gqe __run --db DB FILE` with the same program.
+-- Argv that runs `gqe __run --db DB FILE` with the same program: the host
+-- itself (gqe.spawn runs "gqe" as /proc/self/exe), or a stock Lua
+-- interpreter that loads gqe.so again.
 function experiment.worker_argv(db_path, job_file)
-  local exe = gqe.executable or self_exe() or "build/gqe"
-  if exe:match("lua[%d.]*$") then
+  local exe = self_exe() or ""
+  if exe:match("/lua[%d.]*$") then
     return { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))", db_path, job_file) }
   end
-  return { exe, "__run", "--db", db_path, job_file }
+  return { "gqe", "__run", "--db", db_path, job_file }
 end
 
 -- Worker side of --jobs: reads the job file, trains, writes the summary
@@ -278,8 +280,7 @@ function experiment.run(def, args)
       running[#running + 1] = { pid = pid, i = i, file = file }
       line("[%" .. width .. "d/%d] %s: started (pid %d)", i, n, r.name, pid)
     end
-    local function reap(slot)
-      local code = gqe.wait(slot.pid)
+    local function reap(slot, code)
       local s
       local f = io.open(slot.file .. ".out.json", "r")
       if f then s = json.decode(f:read("a")); f:close() end
@@ -290,14 +291,31 @@ function experiment.run(def, args)
       os.remove(slot.file); os.remove(slot.file .. ".out.json")
       finished(slot.i, s)
     end
+    local forwarded = false
     while next_i <= #todo or #running > 0 do
-      while #running < jobs and next_i <= #todo and not (gqe.interrupted and gqe.interrupted()) do
+      local sig = gqe.interrupted and gqe.interrupted()
+      while not sig and #running < jobs and next_i <= #todo do
         start(todo[next_i]); next_i = next_i + 1
       end
       if #running == 0 then break end
-      -- gqe.wait blocks on one pid; wait for the oldest (runs are of
-      -- similar length, so slots free up in about that order).
-      reap(table.remove(running, 1))
+      if sig and not forwarded then
+        -- Each worker finishes its step, marks its run killed and exits.
+        for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, sig) end
+        forwarded = true
+      end
+      -- Whichever worker ends first frees its slot. A signal interrupts
+      -- the wait (an error): go round again to forward it.
+      local ok, code, pid = pcall(gqe.wait, -1)
+      if not ok and not (gqe.interrupted and gqe.interrupted()) then error(code, 0) end
+      if ok then
+        for k, slot in ipairs(running) do
+          if slot.pid == pid then
+            table.remove(running, k)
+            reap(slot, code)
+            break
+          end
+        end
+      end
     end
     os.remove(dir)
   end
