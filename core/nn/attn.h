@@ -58,8 +58,11 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
 /* dx (B, T, d) += gradient of sum(y * dy) + aux_coef * aux; parameter
  * gradients accumulate into the paramset's grad buffer. */
 gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, float aux_coef);
-/* Aux loss of the last forward (0 for dense kinds and fixed routers). */
+/* Aux loss of the last forward (0 for dense kinds). */
 float gqe_attn_aux_loss(const gqe_attn *a);
+/* Whether the aux loss trains this layer's router (softmax and sigmoid);
+ * balanced, random and hash routers only report it. */
+bool gqe_attn_aux_trains(const gqe_attn *a);
 /* Routing of the last forward: probs (B, S, G, M) and idx (B, S, G, k), as
  * views valid until the next forward; empty tensors for dense kinds. */
 gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *idx);
@@ -68,6 +71,10 @@ gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *id
 gqe_status gqe_attn_usage(const gqe_attn *a, float *counts, float *mean_prob);
 /* The balanced router's bias step; call after each optimizer step. */
 gqe_status gqe_attn_after_step(gqe_attn *a);
+/* The random router's call counter (its Philox stream): checkpointed so a
+ * resumed run draws the same experts. */
+uint64_t gqe_attn_route_calls(const gqe_attn *a);
+void gqe_attn_set_route_calls(gqe_attn *a, uint64_t n);
 /* Balanced router bias (G, M), or NULL: saved and restored by checkpoints. */
 gqe_tensor *gqe_attn_router_bias(gqe_attn *a);
 

@@ -1,0 +1,108 @@
+/* Private to core/cpu: the functions of gqe_cpu_backend and small helpers.
+ * core/ops.c has already checked shapes, so these trust them; they check
+ * only what depends on values (index ranges) and the f32-only rule. */
+#ifndef GQE_CPU_H
+#define GQE_CPU_H
+
+#include "backend.h"
+#include <math.h>
+#include <string.h>
+
+/* The CPU computes float ops in f32 only; bf16 exists there for storage. */
+#define CPU_NEED_F32(op, t) do { if ((t) && (t)->dtype != GQE_F32) \
+    return gqe_fail(GQE_ERR_SHAPE, "%s: the cpu backend computes in f32 only, got a %s tensor", \
+                    (op), gqe_dtype_name((t)->dtype)); } while (0)
+
+static inline int64_t cpu_last(const gqe_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+/* Rows of a tensor seen as (R, last dim). */
+static inline int64_t cpu_rows(const gqe_tensor *t) {
+    int64_t c = cpu_last(t);
+    return c ? gqe_tensor_numel(t) / c : 0;
+}
+/* First index in [0, n) whose value falls outside [0, hi), or -1. Runs
+ * outside parallel regions so that the error message lands in the caller's
+ * thread. */
+int64_t cpu_find_bad_index(const int32_t *v, int64_t n, int64_t hi);
+
+/* memory */
+gqe_status cpu_alloc(void **ptr, size_t nbytes);
+void cpu_release(void *ptr);
+gqe_status cpu_upload(void *dst, const void *src, size_t nbytes);
+gqe_status cpu_download(void *dst, const void *src, size_t nbytes);
+gqe_status cpu_copy(void *dst, const void *src, size_t nbytes);
+gqe_status cpu_convert(gqe_tensor *dst, const gqe_tensor *src);
+gqe_status cpu_synchronize(void);
+
+/* elementwise */
+gqe_status cpu_fill(gqe_tensor *t, float value);
+gqe_status cpu_scale(gqe_tensor *t, float alpha);
+gqe_status cpu_axpy(gqe_tensor *y, float alpha, const gqe_tensor *x);
+gqe_status cpu_add(gqe_tensor *out, const gqe_tensor *a, const gqe_tensor *b);
+gqe_status cpu_sumsq(const gqe_tensor *t, double *out);
+gqe_status cpu_sum(const gqe_tensor *t, double *out);
+gqe_status cpu_copy_cols(gqe_tensor *dst, int64_t dst_col, const gqe_tensor *src,
+                         int64_t src_col, int64_t cols, bool accumulate);
+gqe_status cpu_matmul(gqe_tensor *c, const gqe_tensor *a, const gqe_tensor *b,
+                      bool trans_a, bool trans_b, float alpha, float beta);
+
+/* norm, embedding */
+gqe_status cpu_embedding_forward(gqe_tensor *out, const gqe_tensor *table, const gqe_tensor *ids);
+gqe_status cpu_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, const gqe_tensor *ids);
+gqe_status cpu_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
+                               const gqe_tensor *w, float eps);
+gqe_status cpu_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
+                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd);
+
+/* activations, rope */
+gqe_status cpu_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
+gqe_status cpu_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+gqe_status cpu_swiglu_forward(gqe_tensor *out, const gqe_tensor *x);
+gqe_status cpu_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+gqe_status cpu_rope_forward(gqe_tensor *x, float theta, int64_t pos_offset);
+gqe_status cpu_rope_backward(gqe_tensor *dx, float theta, int64_t pos_offset);
+
+/* attention, loss */
+gqe_status cpu_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,
+                                 const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale);
+gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
+                                  const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
+                                  const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
+                                  bool causal, float scale);
+gqe_status cpu_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets);
+gqe_status cpu_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *logits,
+                                      const gqe_tensor *targets, float scale);
+
+/* routing */
+gqe_status cpu_router_topk(gqe_tensor *probs, gqe_tensor *idx, gqe_tensor *topv,
+                           const gqe_tensor *logits, gqe_score_fn fn, const gqe_tensor *bias);
+gqe_status cpu_router_score_backward(gqe_tensor *dlogits, const gqe_tensor *probs,
+                                     const gqe_tensor *dprobs, gqe_score_fn fn);
+gqe_status cpu_router_random(gqe_tensor *idx, gqe_tensor *topv, int64_t M, uint64_t seed, uint64_t stream);
+gqe_status cpu_router_hash(gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens, int64_t M);
+gqe_status cpu_router_scatter_probs(gqe_tensor *dprobs, const gqe_tensor *dtopv, const gqe_tensor *idx);
+gqe_status cpu_router_stats(gqe_tensor *counts, gqe_tensor *psum, const gqe_tensor *idx,
+                            const gqe_tensor *probs, bool normalise);
+gqe_status cpu_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
+                                   const gqe_tensor *coef, bool normalise);
+gqe_status cpu_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx);
+gqe_status cpu_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx);
+
+/* output slots */
+gqe_status cpu_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
+                                const gqe_tensor *p, float eps);
+gqe_status cpu_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                 const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
+                                 const gqe_tensor *w, float eps);
+gqe_status cpu_slot_scale_forward(gqe_tensor *out, const gqe_tensor *o, const gqe_tensor *p);
+gqe_status cpu_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                   const gqe_tensor *o, const gqe_tensor *p);
+gqe_status cpu_group_mean_forward(gqe_tensor *out, const gqe_tensor *x);
+gqe_status cpu_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout);
+
+/* optimizers */
+gqe_status cpu_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t step);
+gqe_status cpu_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
+                          float momentum, float wd, bool nesterov, int64_t step);
+
+#endif

@@ -1,0 +1,54 @@
+/* Cross-entropy over rows of logits on the host. */
+#include "cpu.h"
+
+/* Targets must be in [-inf, V): negatives mean "ignore". Checked up front so
+ * the error is raised in the calling thread. */
+static gqe_status check_targets(const char *op, const int32_t *t, int64_t R, int64_t V) {
+    for (int64_t r = 0; r < R; r++)
+        if (t[r] >= V) return gqe_fail(GQE_ERR_ARG, "%s: targets[%lld] = %d is not below the vocabulary size %lld",
+                                       op, (long long)r, t[r], (long long)V);
+    return GQE_OK;
+}
+
+static float row_logsumexp(const float *x, int64_t V) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
+    double s = 0;
+    for (int64_t j = 0; j < V; j++) s += expf(x[j] - m);
+    return m + (float)log(s);
+}
+
+gqe_status cpu_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets) {
+    CPU_NEED_F32("cross_entropy_forward", losses); CPU_NEED_F32("cross_entropy_forward", logits);
+    int64_t R = cpu_rows(logits), V = cpu_last(logits);
+    const int32_t *tg = gqe_i32(targets);
+    GQE_TRY(check_targets("cross_entropy_forward", tg, R, V));
+    float *l = gqe_f32(losses);
+    const float *x = gqe_f32(logits);
+    #pragma omp parallel for if (R * V > 32768)
+    for (int64_t r = 0; r < R; r++)
+        l[r] = tg[r] < 0 ? 0.0f : row_logsumexp(x + r * V, V) - x[r * V + tg[r]];
+    return GQE_OK;
+}
+
+/* dlogits may be logits itself: each row reads all its logits (for lse)
+ * before writing, and then reads element j just before overwriting it. */
+gqe_status cpu_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *logits,
+                                      const gqe_tensor *targets, float scale) {
+    CPU_NEED_F32("cross_entropy_backward", dlogits); CPU_NEED_F32("cross_entropy_backward", logits);
+    int64_t R = cpu_rows(logits), V = cpu_last(logits);
+    const int32_t *tg = gqe_i32(targets);
+    GQE_TRY(check_targets("cross_entropy_backward", tg, R, V));
+    float *d = gqe_f32(dlogits);
+    const float *x = gqe_f32(logits);
+    #pragma omp parallel for if (R * V > 32768)
+    for (int64_t r = 0; r < R; r++) {
+        float *dr = d + r * V;
+        const float *xr = x + r * V;
+        if (tg[r] < 0) { for (int64_t j = 0; j < V; j++) dr[j] = 0.0f; continue; }
+        float lse = row_logsumexp(xr, V);
+        for (int64_t j = 0; j < V; j++) dr[j] = scale * expf(xr[j] - lse);
+        dr[tg[r]] -= scale;
+    }
+    return GQE_OK;
+}

@@ -1,0 +1,117 @@
+/* Output slots (GQE.md step 6) on the host: slot B's weighted mix, the
+ * weighted_concat scaling and the shared head's group mean. o (R, S, D). */
+#include "cpu.h"
+
+gqe_status cpu_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
+                                const gqe_tensor *p, float eps) {
+    CPU_NEED_F32("slot_mix_forward", out); CPU_NEED_F32("slot_mix_forward", w);
+    CPU_NEED_F32("slot_mix_forward", o); CPU_NEED_F32("slot_mix_forward", p);
+    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p);
+    float *po = gqe_f32(out), *pw = gqe_f32(w);
+    const float *oo = gqe_f32(o), *pp = gqe_f32(p);
+    #pragma omp parallel for if (R * S * D > 32768)
+    for (int64_t r = 0; r < R; r++) {
+        float sum = 0;
+        for (int64_t s = 0; s < S; s++) sum += pp[r * S + s];
+        float den = sum > eps ? sum : eps;
+        float *orow = po + r * D;
+        for (int64_t c = 0; c < D; c++) orow[c] = 0;
+        for (int64_t s = 0; s < S; s++) {
+            float ws = pp[r * S + s] / den;
+            pw[r * S + s] = ws;
+            const float *os = oo + (r * S + s) * D;
+            for (int64_t c = 0; c < D; c++) orow[c] += ws * os[c];
+        }
+    }
+    return GQE_OK;
+}
+
+/* out = sum_s P_s o_s / den. Unclamped (den = sum P): dP_s = dout.(o_s - out)/den;
+ * clamped (den = eps, a constant, like torch's clamp below its min): dout.o_s/eps. */
+gqe_status cpu_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                 const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
+                                 const gqe_tensor *w, float eps) {
+    const char *op = "slot_mix_backward";
+    CPU_NEED_F32(op, d_o); CPU_NEED_F32(op, dp); CPU_NEED_F32(op, dout);
+    CPU_NEED_F32(op, o); CPU_NEED_F32(op, p); CPU_NEED_F32(op, out); CPU_NEED_F32(op, w);
+    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p);
+    float *pdo = gqe_f32(d_o), *pdp = gqe_f32(dp);
+    const float *g = gqe_f32(dout), *oo = gqe_f32(o), *pp = gqe_f32(p), *po = gqe_f32(out), *pw = gqe_f32(w);
+    #pragma omp parallel for if (R * S * D > 32768)
+    for (int64_t r = 0; r < R; r++) {
+        float sum = 0;
+        for (int64_t s = 0; s < S; s++) sum += pp[r * S + s];
+        bool clamped = sum < eps;
+        float den = clamped ? eps : sum;
+        const float *gr = g + r * D, *orow = po + r * D;
+        for (int64_t s = 0; s < S; s++) {
+            const float *os = oo + (r * S + s) * D;
+            float *dos = pdo + (r * S + s) * D, ws = pw[r * S + s], dot = 0;
+            for (int64_t c = 0; c < D; c++) {
+                dos[c] += ws * gr[c];
+                dot += gr[c] * (clamped ? os[c] : os[c] - orow[c]);
+            }
+            pdp[r * S + s] += dot / den;
+        }
+    }
+    return GQE_OK;
+}
+
+gqe_status cpu_slot_scale_forward(gqe_tensor *out, const gqe_tensor *o, const gqe_tensor *p) {
+    CPU_NEED_F32("slot_scale_forward", out); CPU_NEED_F32("slot_scale_forward", o); CPU_NEED_F32("slot_scale_forward", p);
+    int64_t D = cpu_last(o), RS = cpu_rows(o);
+    float *po = gqe_f32(out);
+    const float *oo = gqe_f32(o), *pp = gqe_f32(p);
+    #pragma omp parallel for if (RS * D > 32768)
+    for (int64_t rs = 0; rs < RS; rs++)
+        for (int64_t c = 0; c < D; c++) po[rs * D + c] = pp[rs] * oo[rs * D + c];
+    return GQE_OK;
+}
+
+gqe_status cpu_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                   const gqe_tensor *o, const gqe_tensor *p) {
+    const char *op = "slot_scale_backward";
+    CPU_NEED_F32(op, d_o); CPU_NEED_F32(op, dp); CPU_NEED_F32(op, dout); CPU_NEED_F32(op, o); CPU_NEED_F32(op, p);
+    int64_t D = cpu_last(o), RS = cpu_rows(o);
+    float *pdo = gqe_f32(d_o), *pdp = gqe_f32(dp);
+    const float *g = gqe_f32(dout), *oo = gqe_f32(o), *pp = gqe_f32(p);
+    #pragma omp parallel for if (RS * D > 32768)
+    for (int64_t rs = 0; rs < RS; rs++) {
+        float dot = 0;
+        for (int64_t c = 0; c < D; c++) {
+            pdo[rs * D + c] += pp[rs] * g[rs * D + c];
+            dot += g[rs * D + c] * oo[rs * D + c];
+        }
+        pdp[rs] += dot;
+    }
+    return GQE_OK;
+}
+
+gqe_status cpu_group_mean_forward(gqe_tensor *out, const gqe_tensor *x) {
+    CPU_NEED_F32("group_mean_forward", out); CPU_NEED_F32("group_mean_forward", x);
+    int64_t D = cpu_last(x), G = x->shape[x->ndim - 2], R = cpu_rows(out);
+    float *po = gqe_f32(out);
+    const float *px = gqe_f32(x);
+    float inv = 1.0f / (float)G;
+    #pragma omp parallel for if (R * G * D > 32768)
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t c = 0; c < D; c++) {
+            float s = 0;
+            for (int64_t g = 0; g < G; g++) s += px[(r * G + g) * D + c];
+            po[r * D + c] = s * inv;
+        }
+    return GQE_OK;
+}
+
+gqe_status cpu_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout) {
+    CPU_NEED_F32("group_mean_backward", dx); CPU_NEED_F32("group_mean_backward", dout);
+    int64_t D = cpu_last(dx), G = dx->shape[dx->ndim - 2], R = cpu_rows(dout);
+    float *pdx = gqe_f32(dx);
+    const float *g = gqe_f32(dout);
+    float inv = 1.0f / (float)G;
+    #pragma omp parallel for if (R * G * D > 32768)
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t k = 0; k < G; k++)
+            for (int64_t c = 0; c < D; c++) pdx[(r * G + k) * D + c] += g[r * D + c] * inv;
+    return GQE_OK;
+}

@@ -1,0 +1,479 @@
+/* The language model: a stack of pre-norm blocks over one parameter buffer.
+ * Activations for backward live in one arena per (B, T). */
+#include "lm.h"
+#include "arena.h"
+#include "../ops.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct block {
+    gqe_attn *attn;
+    gqe_tensor norm1, dnorm1, norm2, dnorm2, fc_in, dfc_in, fc_out, dfc_out;
+    /* saved activations */
+    gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre, act;
+} block;
+
+struct gqe_lm {
+    gqe_lm_config cfg;
+    gqe_device dev;
+    gqe_paramset ps;
+    gqe_tensor wte, dwte, normf, dnormf, head, dhead;
+    block *blocks;
+    int64_t H;            /* MLP hidden width */
+    int64_t pre_width;    /* H (gelu) or 2H (swiglu) */
+
+    gqe_arena arena;
+    int64_t B, T;
+    gqe_tensor tokens, targets, *h, y, nf, rstd_f, logits, losses;
+    gqe_tensor dh, dn, dact, dpre;
+    int32_t *host_targets;
+    int64_t n_valid;
+    float loss, ce, aux, aux_coef;
+    bool have_forward, have_targets;
+};
+
+static const char *const mlp_names[] = {"gelu", "swiglu"};
+
+gqe_status gqe_mlp_parse(const char *s, gqe_mlp_kind *out) {
+    for (int i = 0; s && i < 2; i++)
+        if (strcmp(s, mlp_names[i]) == 0) { *out = (gqe_mlp_kind)i; return GQE_OK; }
+    return gqe_fail(GQE_ERR_ARG, "unknown mlp '%s' (allowed: gelu, swiglu)", s ? s : "(null)");
+}
+const char *gqe_mlp_name(gqe_mlp_kind k) { return (unsigned)k < 2 ? mlp_names[k] : "?"; }
+
+void gqe_lm_config_default(gqe_lm_config *c) {
+    memset(c, 0, sizeof *c);
+    gqe_attn_config_default(&c->attn);
+    c->vocab = 256;
+    c->dim = 128;
+    c->layers = 4;
+    c->max_seq = 1024;
+    c->attn.experts = 8;
+    c->attn.groups = 4;
+    c->mlp = GQE_MLP_GELU;
+    c->tied = true;
+    c->norm_eps = 1e-5f;
+    c->init_std = 0.02f;
+}
+
+gqe_status gqe_lm_config_validate(gqe_lm_config *c) {
+    if (c->vocab <= 0) return gqe_fail(GQE_ERR_ARG, "vocab must be a positive integer, got %lld", (long long)c->vocab);
+    if (c->vocab > (1LL << 30)) return gqe_fail(GQE_ERR_ARG, "vocab %lld is too large", (long long)c->vocab);
+    if (c->dim <= 0) return gqe_fail(GQE_ERR_ARG, "dim must be a positive integer, got %lld", (long long)c->dim);
+    if (c->layers <= 0) return gqe_fail(GQE_ERR_ARG, "layers must be a positive integer, got %lld", (long long)c->layers);
+    if (c->max_seq <= 0) return gqe_fail(GQE_ERR_ARG, "max_seq must be a positive integer, got %lld", (long long)c->max_seq);
+    if (c->mlp_hidden < 0) return gqe_fail(GQE_ERR_ARG, "mlp_hidden must be >= 0 (0 means 4*dim), got %lld", (long long)c->mlp_hidden);
+    if ((unsigned)c->mlp > GQE_MLP_SWIGLU) return gqe_fail(GQE_ERR_ARG, "unknown mlp (allowed: gelu, swiglu)");
+    if (!(c->norm_eps > 0)) return gqe_fail(GQE_ERR_ARG, "norm_eps must be positive, got %g", (double)c->norm_eps);
+    if (!(c->init_std > 0)) return gqe_fail(GQE_ERR_ARG, "init_std must be positive, got %g", (double)c->init_std);
+    if (c->mlp_hidden == 0) c->mlp_hidden = 4 * c->dim;
+    c->attn.dim = c->dim;
+    return gqe_attn_config_validate(&c->attn);
+}
+
+static gqe_status fill_normal(gqe_tensor *t, uint64_t seed, uint64_t stream, float std) {
+    int64_t n = gqe_tensor_numel(t);
+    float *h = malloc((size_t)n * sizeof *h + 4);
+    if (!h) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+    for (int64_t i = 0; i < n; i++) h[i] = std * gqe_rng_normal_at(seed, stream, (uint64_t)i);
+    gqe_status st = gqe_tensor_write_f32(t, h, (size_t)n);
+    free(h);
+    return st;
+}
+
+/* Documented in the README: N(0, std) everywhere, residual output
+ * projections scaled by 1/sqrt(2L), router zero, norms one. */
+static gqe_status init_weights(gqe_lm *lm) {
+    const gqe_lm_config *c = &lm->cfg;
+    float std = c->init_std, out_std = std / sqrtf(2.0f * (float)c->layers);
+    uint64_t seed = c->seed;
+    GQE_TRY(fill_normal(&lm->wte, seed, 1, std));
+    GQE_TRY(gqe_fill(&lm->normf, 1.0f));
+    if (!c->tied) GQE_TRY(fill_normal(&lm->head, seed, 2, std));
+    for (int64_t l = 0; l < c->layers; l++) {
+        block *b = &lm->blocks[l];
+        uint64_t s = 100 + 16 * (uint64_t)l;
+        GQE_TRY(gqe_fill(&b->norm1, 1.0f));
+        GQE_TRY(gqe_fill(&b->norm2, 1.0f));
+        GQE_TRY(fill_normal(&b->fc_in, seed, s, std));
+        GQE_TRY(fill_normal(&b->fc_out, seed, s + 1, out_std));
+        GQE_TRY(gqe_attn_init_weights(b->attn, seed, s + 2, std, out_std));
+    }
+    return GQE_OK;
+}
+
+gqe_status gqe_lm_create(gqe_lm **out, const gqe_lm_config *cfg_in, gqe_device dev) {
+    gqe_lm_config cfg = *cfg_in;
+    GQE_TRY(gqe_lm_config_validate(&cfg));
+    gqe_lm *lm = calloc(1, sizeof *lm);
+    if (!lm) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+    lm->cfg = cfg;
+    lm->dev = dev;
+    lm->H = cfg.mlp_hidden;
+    lm->pre_width = cfg.mlp == GQE_MLP_SWIGLU ? 2 * lm->H : lm->H;
+    gqe_paramset_init(&lm->ps);
+    lm->blocks = calloc((size_t)cfg.layers, sizeof *lm->blocks);
+    lm->h = calloc((size_t)cfg.layers + 1, sizeof *lm->h);
+    if (!lm->blocks || !lm->h) { gqe_lm_destroy(lm); return gqe_fail(GQE_ERR_NOMEM, "out of host memory"); }
+    gqe_status st = GQE_OK;
+    char name[128];
+    int64_t d = cfg.dim;
+#define ADD(nm, role, v, g, ...) do { if (st == GQE_OK) { int64_t shp[] = {__VA_ARGS__}; \
+        st = gqe_paramset_add(&lm->ps, nm, (int)(sizeof shp / sizeof *shp), shp, role, v, g); } } while (0)
+    ADD("tok_emb.weight", GQE_PARAM_EMBEDDING, &lm->wte, &lm->dwte, cfg.vocab, d);
+    for (int64_t l = 0; l < cfg.layers && st == GQE_OK; l++) {
+        block *b = &lm->blocks[l];
+        snprintf(name, sizeof name, "blocks.%lld.attn_norm.weight", (long long)l);
+        ADD(name, GQE_PARAM_NORM, &b->norm1, &b->dnorm1, d);
+        snprintf(name, sizeof name, "blocks.%lld.attn.", (long long)l);
+        if (st == GQE_OK) st = gqe_attn_create(&b->attn, &cfg.attn, &lm->ps, name);
+        snprintf(name, sizeof name, "blocks.%lld.mlp_norm.weight", (long long)l);
+        ADD(name, GQE_PARAM_NORM, &b->norm2, &b->dnorm2, d);
+        snprintf(name, sizeof name, cfg.mlp == GQE_MLP_SWIGLU ? "blocks.%lld.mlp.gate_up.weight" : "blocks.%lld.mlp.fc_in.weight", (long long)l);
+        ADD(name, GQE_PARAM_WEIGHT, &b->fc_in, &b->dfc_in, lm->pre_width, d);
+        snprintf(name, sizeof name, "blocks.%lld.mlp.fc_out.weight", (long long)l);
+        ADD(name, GQE_PARAM_WEIGHT, &b->fc_out, &b->dfc_out, d, lm->H);
+    }
+    ADD("norm.weight", GQE_PARAM_NORM, &lm->normf, &lm->dnormf, d);
+    if (!cfg.tied) ADD("lm_head.weight", GQE_PARAM_WEIGHT, &lm->head, &lm->dhead, cfg.vocab, d);
+#undef ADD
+    if (st == GQE_OK) st = gqe_paramset_alloc(&lm->ps, dev);
+    if (st == GQE_OK && cfg.tied) { lm->head = lm->wte; lm->dhead = lm->dwte; }
+    if (st == GQE_OK) st = init_weights(lm);
+    if (st != GQE_OK) { gqe_lm_destroy(lm); return st; }
+    *out = lm;
+    return GQE_OK;
+}
+
+void gqe_lm_destroy(gqe_lm *lm) {
+    if (!lm) return;
+    if (lm->blocks)
+        for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_destroy(lm->blocks[l].attn);
+    free(lm->blocks);
+    free(lm->h);
+    free(lm->host_targets);
+    gqe_arena_free(&lm->arena);
+    gqe_paramset_free(&lm->ps);
+    free(lm);
+}
+
+const gqe_lm_config *gqe_lm_get_config(const gqe_lm *lm) { return &lm->cfg; }
+gqe_paramset *gqe_lm_params(gqe_lm *lm) { return &lm->ps; }
+int64_t gqe_lm_num_params(const gqe_lm *lm) {
+    int64_t n = 0;
+    for (int i = 0; i < lm->ps.count; i++) n += (int64_t)lm->ps.items[i].numel;
+    return n;
+}
+int64_t gqe_lm_layers(const gqe_lm *lm) { return lm->cfg.layers; }
+gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer) {
+    return layer >= 0 && layer < lm->cfg.layers ? lm->blocks[layer].attn : NULL;
+}
+gqe_tensor *gqe_lm_logits(gqe_lm *lm) { return lm->have_forward ? &lm->logits : NULL; }
+float gqe_lm_ce_loss(const gqe_lm *lm) { return lm->ce; }
+
+static void plan(gqe_lm *lm, int64_t B, int64_t T) {
+    gqe_arena *a = &lm->arena;
+    int64_t R = B * T, d = lm->cfg.dim;
+    lm->tokens = gqe_arena_take(a, GQE_I32, B, T, 0, 0);
+    lm->targets = gqe_arena_take(a, GQE_I32, B, T, 0, 0);
+    for (int64_t l = 0; l <= lm->cfg.layers; l++) lm->h[l] = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+    for (int64_t l = 0; l < lm->cfg.layers; l++) {
+        block *b = &lm->blocks[l];
+        b->n1 = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+        b->rstd1 = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
+        b->h_mid = gqe_arena_take(a, GQE_F32, R, d, 0, 0);
+        b->n2 = gqe_arena_take(a, GQE_F32, R, d, 0, 0);
+        b->rstd2 = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
+        b->pre = gqe_arena_take(a, GQE_F32, R, lm->pre_width, 0, 0);
+        b->act = gqe_arena_take(a, GQE_F32, R, lm->H, 0, 0);
+    }
+    lm->y = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+    lm->nf = gqe_arena_take(a, GQE_F32, R, d, 0, 0);
+    lm->rstd_f = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
+    lm->logits = gqe_arena_take(a, GQE_F32, B, T, lm->cfg.vocab, 0);
+    lm->losses = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
+    lm->dh = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+    lm->dn = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+    lm->dact = gqe_arena_take(a, GQE_F32, R, lm->H, 0, 0);
+    lm->dpre = gqe_arena_take(a, GQE_F32, R, lm->pre_width, 0, 0);
+}
+
+static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
+    if (lm->arena.buf.storage && lm->B == B && lm->T == T) return GQE_OK;
+    gqe_arena_begin(&lm->arena, lm->dev);
+    plan(lm, B, T);
+    GQE_TRY(gqe_arena_commit(&lm->arena));
+    plan(lm, B, T);
+    int32_t *ht = realloc(lm->host_targets, (size_t)(B * T) * sizeof *ht);
+    if (!ht) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+    lm->host_targets = ht;
+    lm->B = B;
+    lm->T = T;
+    return GQE_OK;
+}
+
+static gqe_tensor rows(const gqe_tensor *t, int64_t R) { return gqe_tensor_view4(t, 0, R, gqe_tensor_numel(t) / R, 0, 0); }
+
+static gqe_status mlp_forward(gqe_lm *lm, block *b, gqe_tensor *out, int64_t R) {
+    gqe_tensor out2 = rows(out, R);
+    GQE_TRY(gqe_matmul(&b->pre, &b->n2, &b->fc_in, false, true, 1.0f, 0.0f));
+    if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_forward(&b->act, &b->pre));
+    else GQE_TRY(gqe_gelu_forward(&b->act, &b->pre));
+    return gqe_matmul(&out2, &b->act, &b->fc_out, false, true, 1.0f, 0.0f);
+}
+
+static gqe_status check_ids(const gqe_tensor *t, const char *what, int64_t B, int64_t T) {
+    char s[64];
+    if (t->dtype != GQE_I32 || gqe_tensor_numel(t) != B * T)
+        return gqe_fail(GQE_ERR_SHAPE, "%s must be i32 with B*T = %lld elements, got %s %s", what,
+                        (long long)(B * T), gqe_dtype_name(t->dtype), gqe_tensor_shape_str(t, s, 64));
+    return GQE_OK;
+}
+
+gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor *targets,
+                          float aux_coef, float *loss, float *aux) {
+    char s[64];
+    if (tokens->ndim != 2) return gqe_fail(GQE_ERR_SHAPE, "tokens must be (B, T), got %s", gqe_tensor_shape_str(tokens, s, 64));
+    int64_t B = tokens->shape[0], T = tokens->shape[1], R = B * T, V = lm->cfg.vocab;
+    if (T > lm->cfg.max_seq)
+        return gqe_fail(GQE_ERR_ARG, "sequence length %lld exceeds model.max_seq %lld", (long long)T, (long long)lm->cfg.max_seq);
+    GQE_TRY(check_ids(tokens, "tokens", B, T));
+    if (targets) GQE_TRY(check_ids(targets, "targets", B, T));
+    GQE_TRY(ensure_shape(lm, B, T));
+    lm->have_forward = false;
+    GQE_TRY(gqe_tensor_copy(&lm->tokens, tokens));
+    /* Range-check the ids on the host: an out-of-range id would read outside the table. */
+    GQE_TRY(gqe_tensor_copy(&(gqe_tensor){.dtype = GQE_I32, .device = GQE_CPU, .ndim = 1, .shape = {R, 1, 1, 1},
+                                          .storage = &(gqe_storage){lm->host_targets, (size_t)R * 4, GQE_CPU, 1, false}},
+                            tokens));
+    for (int64_t i = 0; i < R; i++)
+        if (lm->host_targets[i] < 0 || lm->host_targets[i] >= V)
+            return gqe_fail(GQE_ERR_ARG, "token id %d at position %lld is outside the vocabulary [0, %lld)",
+                            lm->host_targets[i], (long long)i, (long long)V);
+    lm->have_targets = targets != NULL;
+    lm->n_valid = 0;
+    if (targets) {
+        GQE_TRY(gqe_tensor_copy(&lm->targets, targets));
+        GQE_TRY(gqe_tensor_copy(&(gqe_tensor){.dtype = GQE_I32, .device = GQE_CPU, .ndim = 1, .shape = {R, 1, 1, 1},
+                                              .storage = &(gqe_storage){lm->host_targets, (size_t)R * 4, GQE_CPU, 1, false}},
+                                targets));
+        for (int64_t i = 0; i < R; i++) {
+            if (lm->host_targets[i] >= V)
+                return gqe_fail(GQE_ERR_ARG, "target id %d at position %lld is outside the vocabulary [0, %lld)",
+                                lm->host_targets[i], (long long)i, (long long)V);
+            lm->n_valid += lm->host_targets[i] >= 0;
+        }
+    }
+    gqe_tensor tok1 = gqe_tensor_view4(&lm->tokens, 0, R, 0, 0, 0);
+    gqe_tensor h0 = rows(&lm->h[0], R);
+    GQE_TRY(gqe_embedding_forward(&h0, &lm->wte, &tok1));
+    float aux_sum = 0, aux_train = 0;
+    float eps = lm->cfg.norm_eps;
+    for (int64_t l = 0; l < lm->cfg.layers; l++) {
+        block *b = &lm->blocks[l];
+        gqe_tensor hl = rows(&lm->h[l], R), n1 = rows(&b->n1, R), y = rows(&lm->y, R);
+        GQE_TRY(gqe_rmsnorm_forward(&n1, &b->rstd1, &hl, &b->norm1, eps));
+        GQE_TRY(gqe_attn_forward(b->attn, &lm->y, &b->n1, &lm->tokens));
+        float la = gqe_attn_aux_loss(b->attn);
+        aux_sum += la;
+        if (gqe_attn_aux_trains(b->attn)) aux_train += la;
+        GQE_TRY(gqe_add(&b->h_mid, &hl, &y));
+        GQE_TRY(gqe_rmsnorm_forward(&b->n2, &b->rstd2, &b->h_mid, &b->norm2, eps));
+        GQE_TRY(mlp_forward(lm, b, &lm->y, R));
+        gqe_tensor hn = rows(&lm->h[l + 1], R);
+        GQE_TRY(gqe_add(&hn, &b->h_mid, &y));
+    }
+    gqe_tensor hL = rows(&lm->h[lm->cfg.layers], R), lg = rows(&lm->logits, R);
+    GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &hL, &lm->normf, eps));
+    GQE_TRY(gqe_matmul(&lg, &lm->nf, &lm->head, false, true, 1.0f, 0.0f));
+    lm->aux = aux_sum;
+    lm->aux_coef = aux_coef;
+    lm->ce = NAN;
+    lm->loss = NAN;
+    if (targets) {
+        gqe_tensor tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
+        GQE_TRY(gqe_cross_entropy_forward(&lm->losses, &lg, &tg1));
+        double sum = 0;
+        GQE_TRY(gqe_sum(&lm->losses, &sum));
+        lm->ce = lm->n_valid ? (float)(sum / (double)lm->n_valid) : 0.0f;
+        lm->loss = lm->ce + aux_coef * aux_train;
+    }
+    if (loss) *loss = lm->loss;
+    if (aux) *aux = aux_sum;
+    lm->have_forward = true;
+    return GQE_OK;
+}
+
+gqe_status gqe_lm_backward(gqe_lm *lm) {
+    if (!lm->have_forward || !lm->have_targets)
+        return gqe_fail(GQE_ERR_ARG, "backward needs a forward pass with targets first");
+    int64_t B = lm->B, T = lm->T, R = B * T;
+    gqe_tensor lg = rows(&lm->logits, R), tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
+    gqe_tensor dh = rows(&lm->dh, R), dn = rows(&lm->dn, R);
+    float scale = lm->n_valid ? 1.0f / (float)lm->n_valid : 0.0f;
+    /* The logits are spent once backward starts: their buffer holds dlogits. */
+    lm->have_forward = false;
+    GQE_TRY(gqe_cross_entropy_backward(&lg, &lg, &tg1, scale));
+    GQE_TRY(gqe_matmul(&dn, &lg, &lm->head, false, false, 1.0f, 0.0f));
+    GQE_TRY(gqe_matmul(&lm->dhead, &lg, &lm->nf, true, false, 1.0f, 1.0f));
+    GQE_TRY(gqe_fill(&dh, 0.0f));
+    gqe_tensor hL = rows(&lm->h[lm->cfg.layers], R);
+    GQE_TRY(gqe_rmsnorm_backward(&dh, &lm->dnormf, &dn, &hL, &lm->normf, &lm->rstd_f));
+    for (int64_t l = lm->cfg.layers - 1; l >= 0; l--) {
+        block *b = &lm->blocks[l];
+        /* MLP branch: dh is the gradient of its output (residual). */
+        GQE_TRY(gqe_matmul(&lm->dact, &dh, &b->fc_out, false, false, 1.0f, 0.0f));
+        GQE_TRY(gqe_matmul(&b->dfc_out, &dh, &b->act, true, false, 1.0f, 1.0f));
+        GQE_TRY(gqe_fill(&lm->dpre, 0.0f));
+        if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_backward(&lm->dpre, &b->pre, &lm->dact));
+        else GQE_TRY(gqe_gelu_backward(&lm->dpre, &b->pre, &lm->dact));
+        GQE_TRY(gqe_matmul(&b->dfc_in, &lm->dpre, &b->n2, true, false, 1.0f, 1.0f));
+        GQE_TRY(gqe_matmul(&dn, &lm->dpre, &b->fc_in, false, false, 1.0f, 0.0f));
+        GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm2, &dn, &b->h_mid, &b->norm2, &b->rstd2));
+        /* Attention branch. */
+        GQE_TRY(gqe_fill(&dn, 0.0f));
+        GQE_TRY(gqe_attn_backward(b->attn, &lm->dn, &lm->dh, lm->aux_coef));
+        gqe_tensor hl = rows(&lm->h[l], R);
+        GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm1, &dn, &hl, &b->norm1, &b->rstd1));
+    }
+    gqe_tensor tok1 = gqe_tensor_view4(&lm->tokens, 0, R, 0, 0, 0);
+    return gqe_embedding_backward(&lm->dwte, &dh, &tok1);
+}
+
+gqe_status gqe_lm_after_step(gqe_lm *lm) {
+    for (int64_t l = 0; l < lm->cfg.layers; l++) GQE_TRY(gqe_attn_after_step(lm->blocks[l].attn));
+    return GQE_OK;
+}
+
+double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq) {
+    /* Matmul FLOPs as computed (every expert's query projection included),
+     * attention over an average causal context of (seq + 1) / 2, times 3
+     * for forward plus backward. */
+    const gqe_attn_config *a = gqe_attn_get_config(lm->blocks[0].attn);
+    double d = (double)lm->cfg.dim, dh = (double)a->head_dim;
+    double S = (double)gqe_attn_slots(a), N = (double)a->experts, G = (double)a->groups;
+    double proj = d * (N * dh + 2 * G * dh + S * dh);
+    if (a->kind == GQE_ATTN_GQE) proj += d * N + (a->variant == GQE_VARIANT_GQE ? d * dh : 0);
+    double mlp = d * (double)lm->pre_width + d * (double)lm->H;
+    double per_layer = 2 * (proj + mlp);
+    double ctx = a->causal ? ((double)seq + 1) / 2 : (double)seq;
+    per_layer += 4 * dh * ctx * (double)gqe_attn_active_heads(a);
+    double head = 2 * d * (double)lm->cfg.vocab;
+    return 3 * ((double)lm->cfg.layers * per_layer + head);
+}
+
+/* ---- decoding with the KV cache ---------------------------------------- */
+
+gqe_status gqe_lm_cache_reset(gqe_lm *lm, int64_t batch) {
+    for (int64_t l = 0; l < lm->cfg.layers; l++)
+        GQE_TRY(gqe_attn_cache_reset(lm->blocks[l].attn, batch, lm->cfg.max_seq));
+    return GQE_OK;
+}
+
+gqe_status gqe_lm_forward_cached(gqe_lm *lm, const gqe_tensor *tokens, gqe_tensor *logits_out) {
+    int64_t T = gqe_tensor_numel(tokens), d = lm->cfg.dim, V = lm->cfg.vocab;
+    GQE_TRY(check_ids(tokens, "tokens", 1, T));
+    if (gqe_tensor_numel(logits_out) != T * V)
+        return gqe_fail(GQE_ERR_SHAPE, "forward_cached: logits must hold T*V = %lld values", (long long)(T * V));
+    gqe_arena tmp = {0};
+    gqe_tensor tok, h, n, y, pre, act, rstd, lg;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) gqe_arena_begin(&tmp, lm->dev); else GQE_TRY(gqe_arena_commit(&tmp));
+        tok = gqe_arena_take(&tmp, GQE_I32, T, 0, 0, 0);
+        h = gqe_arena_take(&tmp, GQE_F32, T, d, 0, 0);
+        n = gqe_arena_take(&tmp, GQE_F32, 1, T, d, 0);
+        y = gqe_arena_take(&tmp, GQE_F32, 1, T, d, 0);
+        pre = gqe_arena_take(&tmp, GQE_F32, T, lm->pre_width, 0, 0);
+        act = gqe_arena_take(&tmp, GQE_F32, T, lm->H, 0, 0);
+        rstd = gqe_arena_take(&tmp, GQE_F32, T, 0, 0, 0);
+        lg = gqe_arena_take(&tmp, GQE_F32, T, V, 0, 0);
+    }
+    gqe_status st = GQE_OK;
+#define TRY(e) do { if ((st = (e)) != GQE_OK) goto done; } while (0)
+    TRY(gqe_tensor_copy(&tok, tokens));
+    TRY(gqe_embedding_forward(&h, &lm->wte, &tok));
+    gqe_tensor n2 = rows(&n, T), y2 = rows(&y, T);
+    gqe_tensor tok2 = gqe_tensor_view4(&tok, 0, 1, T, 0, 0);
+    for (int64_t l = 0; l < lm->cfg.layers; l++) {
+        block *b = &lm->blocks[l];
+        TRY(gqe_rmsnorm_forward(&n2, &rstd, &h, &b->norm1, lm->cfg.norm_eps));
+        TRY(gqe_attn_forward_cached(b->attn, &y, &n, &tok2));
+        TRY(gqe_add(&h, &h, &y2));
+        TRY(gqe_rmsnorm_forward(&n2, &rstd, &h, &b->norm2, lm->cfg.norm_eps));
+        TRY(gqe_matmul(&pre, &n2, &b->fc_in, false, true, 1.0f, 0.0f));
+        if (lm->cfg.mlp == GQE_MLP_SWIGLU) TRY(gqe_swiglu_forward(&act, &pre));
+        else TRY(gqe_gelu_forward(&act, &pre));
+        TRY(gqe_matmul(&y2, &act, &b->fc_out, false, true, 1.0f, 0.0f));
+        TRY(gqe_add(&h, &h, &y2));
+    }
+    TRY(gqe_rmsnorm_forward(&n2, &rstd, &h, &lm->normf, lm->cfg.norm_eps));
+    TRY(gqe_matmul(&lg, &n2, &lm->head, false, true, 1.0f, 0.0f));
+    TRY(gqe_tensor_copy(logits_out, &lg));
+#undef TRY
+done:
+    gqe_arena_free(&tmp);
+    return st;
+}
+
+/* Temperature 0 is greedy; top_k keeps the k largest logits. */
+static int32_t sample(const float *logits, int64_t V, const gqe_sample_opts *o, uint64_t step, float *work) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+    if (!(o->temperature > 0)) return (int32_t)best;
+    float cut = -INFINITY;
+    if (o->top_k > 0 && o->top_k < V) {
+        /* the k-th largest logit, by repeated selection (V is small next to a step) */
+        memcpy(work, logits, (size_t)V * sizeof *work);
+        for (int64_t j = 0; j < o->top_k; j++) {
+            int64_t m = 0;
+            for (int64_t i = 1; i < V; i++) if (work[i] > work[m]) m = i;
+            cut = work[m];
+            work[m] = -INFINITY;
+        }
+    }
+    double total = 0;
+    for (int64_t i = 0; i < V; i++) {
+        work[i] = logits[i] >= cut ? expf((logits[i] - logits[best]) / o->temperature) : 0.0f;
+        total += work[i];
+    }
+    double u = gqe_rng_uniform_at(o->seed, 0x5A3D1E, step) * total;
+    for (int64_t i = 0; i < V; i++) {
+        u -= work[i];
+        if (u < 0) return (int32_t)i;
+    }
+    return (int32_t)best;
+}
+
+gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,
+                           const gqe_sample_opts *opts, int32_t *out) {
+    int64_t V = lm->cfg.vocab;
+    if (P < 1) return gqe_fail(GQE_ERR_ARG, "generate: the prompt needs at least one token");
+    if (P + n > lm->cfg.max_seq)
+        return gqe_fail(GQE_ERR_ARG, "generate: prompt (%lld) + new tokens (%lld) exceed model.max_seq %lld",
+                        (long long)P, (long long)n, (long long)lm->cfg.max_seq);
+    for (int64_t i = 0; i < P; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return gqe_fail(GQE_ERR_ARG, "generate: prompt token %d is outside the vocabulary [0, %lld)", prompt[i], (long long)V);
+    GQE_TRY(gqe_lm_cache_reset(lm, 1));
+    float *logits = malloc((size_t)(P * V) * sizeof *logits), *work = malloc((size_t)V * sizeof *work);
+    if (!logits || !work) { free(logits); free(work); return gqe_fail(GQE_ERR_NOMEM, "out of host memory"); }
+    memcpy(out, prompt, (size_t)P * sizeof *out);
+    gqe_status st = GQE_OK;
+    int64_t fed = 0, len = P;
+    for (int64_t step = 0; step < n && st == GQE_OK; step++) {
+        int64_t T = len - fed;
+        gqe_tensor tok = {.dtype = GQE_I32, .device = GQE_CPU, .ndim = 2, .shape = {1, T, 1, 1},
+                          .storage = &(gqe_storage){out + fed, (size_t)T * 4, GQE_CPU, 1, false}};
+        gqe_tensor lg = {.dtype = GQE_F32, .device = GQE_CPU, .ndim = 2, .shape = {T, V, 1, 1},
+                         .storage = &(gqe_storage){logits, (size_t)(T * V) * 4, GQE_CPU, 1, false}};
+        st = gqe_lm_forward_cached(lm, &tok, &lg);
+        if (st != GQE_OK) break;
+        fed = len;
+        out[len++] = sample(logits + (T - 1) * V, V, opts, (uint64_t)step, work);
+    }
+    free(logits);
+    free(work);
+    return st;
+}

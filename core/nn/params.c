@@ -1,0 +1,65 @@
+#include "params.h"
+#include "../ops.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+void gqe_paramset_init(gqe_paramset *ps) { memset(ps, 0, sizeof *ps); }
+
+gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
+                            gqe_param_role role, gqe_tensor *value, gqe_tensor *grad) {
+    if (ps->data.storage) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared after allocation", name);
+    if (strlen(name) >= sizeof ps->items[0].name) return gqe_fail(GQE_ERR_ARG, "parameter name too long: %s", name);
+    if (gqe_paramset_find(ps, name)) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared twice", name);
+    if (ps->count == ps->cap) {
+        int cap = ps->cap ? ps->cap * 2 : 32;
+        gqe_param *items = realloc(ps->items, (size_t)cap * sizeof *items);
+        if (!items) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+        ps->items = items;
+        ps->cap = cap;
+    }
+    gqe_param *p = &ps->items[ps->count++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) { p->shape[i] = shape[i]; p->numel *= (size_t)shape[i]; }
+    p->offset = ps->numel;
+    /* Keep every parameter 16-element aligned so vector loads stay aligned. */
+    ps->numel += (p->numel + 15) & ~(size_t)15;
+    p->role = role;
+    p->value = value;
+    p->grad = grad;
+    return GQE_OK;
+}
+
+gqe_status gqe_paramset_alloc(gqe_paramset *ps, gqe_device dev) {
+    int64_t n = (int64_t)(ps->numel ? ps->numel : 16);
+    ps->device = dev;
+    GQE_TRY(gqe_tensor_zeros(&ps->data, GQE_F32, dev, 1, &n));
+    gqe_status st = gqe_tensor_zeros(&ps->grad, GQE_F32, dev, 1, &n);
+    if (st != GQE_OK) { gqe_tensor_free(&ps->data); return st; }
+    for (int i = 0; i < ps->count; i++) {
+        gqe_param *p = &ps->items[i];
+        if (p->value) *p->value = gqe_tensor_view(&ps->data, p->offset, p->ndim, p->shape);
+        if (p->grad) *p->grad = gqe_tensor_view(&ps->grad, p->offset, p->ndim, p->shape);
+    }
+    return GQE_OK;
+}
+
+gqe_param *gqe_paramset_find(gqe_paramset *ps, const char *name) {
+    for (int i = 0; i < ps->count; i++)
+        if (strcmp(ps->items[i].name, name) == 0) return &ps->items[i];
+    return NULL;
+}
+
+gqe_status gqe_paramset_zero_grad(gqe_paramset *ps) {
+    return ps->grad.storage ? gqe_fill(&ps->grad, 0.0f) : GQE_OK;
+}
+
+void gqe_paramset_free(gqe_paramset *ps) {
+    gqe_tensor_free(&ps->data);
+    gqe_tensor_free(&ps->grad);
+    free(ps->items);
+    memset(ps, 0, sizeof *ps);
+}
