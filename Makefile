@@ -74,7 +74,7 @@ $(BUILD)/gqe: $(BUILD)/lua/main.o $(LUA_OBJ) $(BUILD)/libgqe.a
 # The Lua module for a stock lua5.4: Lua's symbols come from the interpreter;
 # SQLite links shared because Debian's libsqlite3.a is not position-independent.
 $(BUILD)/gqe.so: $(LUA_OBJ) $(BUILD)/libgqe.a
-	$(CC) $(CFLAGS) -shared -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
+	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/testutil.h $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)
