@@ -24,7 +24,7 @@ ifeq ($(CUDA),1)
   CU_SRC   := $(sort $(wildcard kernels/*.cu))
   CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(CUDA_HOME)/lib64/libcudart_static.a -lcublas -lcublasLt -lrt -lstdc++
-  CFLAGS   += -DGQE_CUDA=1
+  CFLAGS   += -DGQE_HAVE_CUDA=1
 endif
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 EMBED_SRC := $(sort $(wildcard lua/gqe/*.lua analysis/*.sql analysis/queries/*.sql))
