@@ -25,7 +25,8 @@ for entry in "${GPU_TESTS[@]}"; do
     bin=${cmd[-1]}
     for w in "${cmd[@]}"; do case "$w" in build/*) bin=$w;; esac; done
     if [ ! -x "$bin" ]; then echo "missing $bin (run make first)"; failed=$((failed+1)); failures+=("$bin"); continue; fi
-    run "$(basename "$bin")${cmd[0]/#env/ (cuda)}" "${cmd[@]}"
+    name=$(basename "$bin"); [ "${cmd[0]}" = env ] && name="$name (${cmd[1]})"
+    run "$name" "${cmd[@]}"
 done
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -z "$SAN" ]; then
