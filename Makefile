@@ -71,9 +71,10 @@ $(BUILD)/libgqe.a: $(CORE_OBJ) $(CU_OBJ)
 $(BUILD)/gqe: $(BUILD)/lua/main.o $(LUA_OBJ) $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LINK) -Wl,-E
 
-# The Lua module for a stock lua5.4: Lua's symbols come from the interpreter.
+# The Lua module for a stock lua5.4: Lua's symbols come from the interpreter;
+# SQLite links shared because Debian's libsqlite3.a is not position-independent.
 $(BUILD)/gqe.so: $(LUA_OBJ) $(BUILD)/libgqe.a
-	$(CC) $(CFLAGS) -shared -o $@ $^ $(CUDA_LIBS) $(LIBDIR)/libsqlite3.a -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
+	$(CC) $(CFLAGS) -shared -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/testutil.h $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)

@@ -1,0 +1,341 @@
+-- gqe.train(config): one run from a config table, logged to the run log.
+-- The loop is deliberately plain (batch, loss, backward, clip, step) so a
+-- researcher can read it top to bottom; everything it measures goes through
+-- db:log / db:eval / db:head_usage and is flushed at each logging interval.
+local gqe = require "gqe"
+local config = require "gqe.config"
+
+local train = {}
+
+local LN2 = math.log(2)
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+local function totable(v)
+  if type(v) == "userdata" then return v:totable() end
+  return v
+end
+
+local function fmt_time(s)
+  if not finite(s) or s < 0 then return "?" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return string.format("%dh%02dm", s // 3600, (s % 3600) // 60) end
+  if s >= 60 then return string.format("%dm%02ds", s // 60, s % 60) end
+  return string.format("%ds", s)
+end
+train.fmt_time = fmt_time
+
+-- The database path: explicit, train.db, GQE_DB, then runs.db.
+function train.db_path(explicit, c)
+  if explicit and explicit ~= "" then return explicit end
+  if c and c.train and c.train.db and c.train.db ~= "" then return c.train.db end
+  local env = gqe.getenv and gqe.getenv("GQE_DB") or os.getenv("GQE_DB")
+  if env and env ~= "" then return env end
+  return "runs.db"
+end
+
+local function model_options(c, vocab)
+  local m, t = c.model, c.train
+  local o = {
+    vocab = vocab, dim = m.dim, layers = m.layers,
+    max_seq = math.max(m.max_seq, t.seq),
+    attention = m.attention, experts = m.experts, groups = m.groups,
+    rope = m.rope, rope_theta = m.rope_theta, mlp = m.mlp, tied = m.tied,
+    norm_eps = m.norm_eps, init_std = m.init_std, seed = t.seed, device = t.device,
+  }
+  if m.attention == "gqe" then o.k, o.variant, o.router = m.k, m.variant, m.router end
+  if m.head_dim > 0 then o.head_dim = m.head_dim end
+  if m.mlp_hidden > 0 then o.mlp_hidden = m.mlp_hidden end
+  return o
+end
+train.model_options = model_options
+
+local function data_options(c)
+  local d = c.data
+  local o = { kind = d.kind, seed = d.seed ~= 0 and d.seed or c.train.seed, val_frac = d.val_frac }
+  if d.path ~= "" then o.path = d.path end
+  if d.val_path ~= "" then o.val_path = d.val_path end
+  if d.vocab > 0 then o.vocab = d.vocab end
+  return o
+end
+train.data_options = data_options
+
+local function make_optimizer(c, lm)
+  local o = c.optim
+  if o.name == "adamw" then
+    return gqe.optim.AdamW(lm, { lr = o.lr, betas = { o.beta1, o.beta2 }, eps = o.eps,
+      weight_decay = o.weight_decay, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
+  end
+  return gqe.optim.SGD(lm, { lr = o.lr, momentum = o.momentum, weight_decay = o.weight_decay,
+    nesterov = o.nesterov, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
+end
+
+-- Mean validation loss over the fixed batches 1..eval_batches, and the
+-- routing statistics of those batches summed over them.
+local function evaluate(ctx)
+  local c, lm, ds = ctx.c, ctx.lm, ctx.ds
+  local t = c.train
+  local total, n = 0.0, t.eval_batches
+  local usage = {}
+  local gqe_attn = c.model.attention == "gqe"
+  for i = 1, n do
+    local tokens, targets = ds:batch("val", i, t.batch, t.seq)
+    local _, ce = lm:loss(tokens, targets, 0)
+    total = total + ce
+    if gqe_attn then
+      for l = 1, c.model.layers do
+        local counts, mean_prob = lm:usage(l)
+        counts, mean_prob = totable(counts), totable(mean_prob)
+        local u = usage[l]
+        if not u then u = { counts = {}, prob = {} }; usage[l] = u end
+        for e = 1, #counts do
+          u.counts[e] = (u.counts[e] or 0) + counts[e]
+          u.prob[e] = (u.prob[e] or 0) + mean_prob[e] / n
+        end
+      end
+    end
+  end
+  return total / n, usage
+end
+
+-- Head usage rows and per-layer balance metrics: routing/entropy_l<i> is the
+-- entropy of the token load over a group's experts divided by log M (1 is
+-- perfectly balanced), routing/cv_l<i> the coefficient of variation of that
+-- load; both averaged over groups.
+local function log_usage(ctx, step, usage)
+  local db, run_id, m = ctx.db, ctx.run_id, ctx.c.model
+  local G = m.groups
+  local M = m.experts // G
+  for l, u in ipairs(usage) do
+    local ent_sum, cv_sum = 0.0, 0.0
+    for g = 1, G do
+      local tot = 0.0
+      for e = 1, M do tot = tot + u.counts[(g - 1) * M + e] end
+      local ent, mean, var = 0.0, tot / M, 0.0
+      for e = 1, M do
+        local idx = (g - 1) * M + e
+        local cnt = u.counts[idx]
+        local frac = tot > 0 and cnt / tot or 0.0
+        if frac > 0 then ent = ent - frac * math.log(frac) end
+        var = var + (cnt - mean) ^ 2 / M
+        -- layer, group and expert are 0-based in the table, like the
+        -- PyTorch module's indices.
+        db:head_usage(run_id, step, l - 1, g - 1, e - 1, math.floor(cnt + 0.5), frac, u.prob[idx])
+      end
+      ent_sum = ent_sum + (M > 1 and ent / math.log(M) or 1.0)
+      cv_sum = cv_sum + (mean > 0 and math.sqrt(var) / mean or 0.0)
+    end
+    db:log(run_id, step, "routing/entropy_l" .. (l - 1), ent_sum / G)
+    db:log(run_id, step, "routing/cv_l" .. (l - 1), cv_sum / G)
+  end
+end
+
+local function eval_and_log(ctx, step)
+  local loss, usage = evaluate(ctx)
+  local db, run_id = ctx.db, ctx.run_id
+  db:eval(run_id, step, "val", "loss", loss)
+  ctx.final_val = loss
+  if not ctx.best_val or loss < ctx.best_val then ctx.best_val = loss end
+  if ctx.c.data.kind == "text" then
+    -- Byte-level text: one token per byte, so bits per byte = nats / ln 2.
+    ctx.final_bpb = loss / LN2
+    db:eval(run_id, step, "val", "bpb", ctx.final_bpb)
+  end
+  log_usage(ctx, step, usage)
+  db:flush()
+  return loss
+end
+
+local function progress(ctx, step, loss, lr, tps)
+  local t = ctx.c.train
+  if not t.progress then return end
+  local elapsed = gqe.clock() - ctx.t0
+  local eta = elapsed / step * (t.steps - step)
+  io.stderr:write(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
+    ctx.label, step, t.steps, loss, lr, tps, fmt_time(eta)))
+  io.stderr:flush()
+end
+
+-- Errors raised inside the loop that set the run's final status.
+local Stop = {}
+Stop.__index = Stop
+local function stop(status, msg) return setmetatable({ status = status, msg = msg }, Stop) end
+
+local function loop(ctx)
+  local c, lm, opt, sched, ds, db, run_id = ctx.c, ctx.lm, ctx.opt, ctx.sched, ctx.ds, ctx.db, ctx.run_id
+  local t = c.train
+  local tokens_per_step = t.batch * t.seq
+  local win_t, win_tokens = gqe.clock(), 0
+  local train_time = 0.0
+  ctx.tokens, ctx.skipped = 0, 0
+  opt:zero_grad()
+  for step = 1, t.steps do
+    local t_step = gqe.clock()
+    local lr = sched:lr(step - 1, c.optim.lr)
+    local tokens, targets = ds:batch("train", step, t.batch, t.seq)
+    local loss, _, aux = lm:loss(tokens, targets, t.aux_coef)
+    local gnorm = 0 / 0
+    local bad
+    if not finite(loss) then
+      bad = string.format("train/loss is %s at step %d", tostring(loss), step)
+    else
+      lm:backward()
+      gnorm = opt:clip(t.grad_clip)
+      if not finite(gnorm) then bad = string.format("train/grad_norm is %s at step %d", tostring(gnorm), step) end
+    end
+    if bad then
+      db:log(run_id, step, "train/loss", loss)
+      if finite(loss) then db:log(run_id, step, "train/grad_norm", gnorm) end
+      opt:zero_grad()
+      if t.on_nan == "skip" then
+        ctx.skipped = ctx.skipped + 1
+        db:log(run_id, step, "train/skipped", ctx.skipped)
+        io.stderr:write(string.format("%s %s: step skipped (train.on_nan = skip)\n", ctx.label, bad))
+      else
+        db:flush()
+        error(stop("diverged", bad .. " (set train.on_nan=skip to skip such steps)"))
+      end
+    else
+      opt:step(lr)
+      opt:zero_grad()
+      lm:after_step()
+      ctx.tokens = ctx.tokens + tokens_per_step
+      win_tokens = win_tokens + tokens_per_step
+    end
+    train_time = train_time + (gqe.clock() - t_step)
+    ctx.step = step
+    ctx.train_time = train_time
+
+    if step % t.log_every == 0 or step == t.steps then
+      local now = gqe.clock()
+      local tps = win_tokens / math.max(now - win_t, 1e-9)
+      db:log(run_id, step, "train/loss", loss)
+      db:log(run_id, step, "train/aux", aux or 0)
+      db:log(run_id, step, "train/lr", lr)
+      db:log(run_id, step, "train/grad_norm", gnorm)
+      db:log(run_id, step, "perf/tokens_per_s", tps)
+      db:log(run_id, step, "perf/tokens", ctx.tokens)
+      db:flush()
+      progress(ctx, step, loss, lr, tps)
+      win_t, win_tokens = gqe.clock(), 0
+    end
+    if step % t.eval_every == 0 or step == t.steps then
+      local vl = eval_and_log(ctx, step)
+      if t.progress then
+        io.stderr:write(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
+          ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or ""))
+      end
+      win_t = gqe.clock()   -- evaluation time is not training throughput
+    end
+    if ctx.checkpoint and t.checkpoint_every > 0 and step % t.checkpoint_every == 0 and step < t.steps then
+      ctx.checkpoint(ctx, step)
+    end
+    local sig = gqe.interrupted and gqe.interrupted()
+    if sig then
+      if ctx.checkpoint then ctx.checkpoint(ctx, step) end
+      db:flush()
+      error(stop("killed", string.format("%s at step %d", sig, step)))
+    end
+  end
+  if ctx.checkpoint then ctx.checkpoint(ctx, t.steps) end
+end
+
+-- Runs one training run. opts: db (an open database) or db_path, experiment
+-- (name, default config.experiment or "default"), name (run name), label
+-- (prefix of progress lines), checkpoint (function(ctx, step), optional).
+-- Returns the summary table; raises an error when the run does not finish
+-- (after recording its status: failed, diverged or killed).
+function train.run(user_config, opts)
+  opts = opts or {}
+  local c = config.resolve(user_config)
+  local t = c.train
+  if t.device == "cuda" and gqe.cuda_available and not gqe.cuda_available() then
+    error("train.device is 'cuda' but no CUDA device is available (build with nvcc and run on a GPU machine, or use train.device=cpu)", 0)
+  end
+  local db = opts.db
+  local own_db = false
+  if not db then
+    db = gqe.db.open(train.db_path(opts.db_path, c))
+    own_db = true
+  end
+  local exp_name = opts.experiment or c.experiment or "default"
+  local run_name = opts.name or c.name or ("seed=" .. t.seed)
+  local exp_id = db:experiment(exp_name)
+  local commit, dirty
+  if gqe.git_commit then commit, dirty = gqe.git_commit() end
+  local hash = config.hash(c)
+  local run_id = db:begin_run {
+    experiment_id = exp_id, name = run_name, config_json = config.to_json(c), config_hash = hash,
+    params = config.params(c), git_commit = commit, git_dirty = dirty and true or false,
+    host = gqe.hostname(), pid = gqe.pid(), device = t.device, seed = t.seed,
+  }
+  if gqe.signals_install then gqe.signals_install() end
+  local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(),
+                label = opts.label or string.format("[%s %s]", exp_name, run_name),
+                checkpoint = opts.checkpoint, tokens = 0, train_time = 0 }
+
+  local ok, err = xpcall(function()
+    ctx.ds = gqe.data.open(data_options(c))
+    local vocab = c.model.vocab > 0 and c.model.vocab or ctx.ds:vocab()
+    ctx.lm = gqe.nn.LM(model_options(c, vocab))
+    ctx.opt = make_optimizer(c, ctx.lm)
+    ctx.sched = gqe.optim.schedule { kind = c.schedule.kind, warmup = c.schedule.warmup, total = t.steps,
+                                     min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
+    ctx.num_params = ctx.lm:num_params()
+    if opts.on_start then opts.on_start(ctx) end
+    loop(ctx)
+  end, function(e)
+    if getmetatable(e) == Stop then return e end
+    return debug.traceback(tostring(e), 2)
+  end)
+
+  local wall = gqe.clock() - ctx.t0
+  local summary = {
+    run_id = run_id, experiment = exp_name, name = run_name, config_hash = hash,
+    steps = ctx.step, final_val_loss = ctx.final_val, best_val_loss = ctx.best_val, val_bpb = ctx.final_bpb,
+    tokens = ctx.tokens,
+    tokens_per_s = ctx.train_time > 0 and ctx.tokens / ctx.train_time or nil,
+    active_heads = config.active_heads(c), params = ctx.num_params, wall_s = wall,
+  }
+  local close = function()
+    ctx.lm, ctx.opt, ctx.ds = nil, nil, nil
+    if own_db then db:close() end
+  end
+  if ok then
+    db:end_run(run_id, "finished", nil)
+    summary.status = "finished"
+    close()
+    return summary
+  end
+  local status, msg
+  if getmetatable(err) == Stop then status, msg = err.status, err.msg
+  else status, msg = "failed", tostring(err) end
+  -- The status must land even if the loop died inside a logging call.
+  pcall(db.flush, db)
+  local ok_end, end_err = pcall(db.end_run, db, run_id, status, msg)
+  close()
+  local text = string.format("run %d (%s %s) %s: %s", run_id, exp_name, run_name, status, msg)
+  if not ok_end then text = text .. "\n(and the run log could not record it: " .. tostring(end_err) .. ")" end
+  error(text, 0)
+end
+
+-- The summary of a run already in the database (for runs an experiment
+-- skips or runs in another process).
+function train.summary_from_db(db, run_id, c)
+  local r = db:query([[SELECT r.id, r.name, r.status, r.step, r.started, r.ended, r.error, e.name AS experiment
+    FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?]], run_id)[1]
+  if not r then return nil end
+  local s = { run_id = r.id, name = r.name, status = r.status, steps = r.step, experiment = r.experiment,
+              error = r.error, wall_s = (r.ended and r.started) and (r.ended - r.started) or nil }
+  for _, m in ipairs(db:query("SELECT key, last, min FROM metric_summary WHERE run_id = ?", run_id)) do
+    if m.key == "val/loss" then s.final_val_loss, s.best_val_loss = m.last, m.min
+    elseif m.key == "val/bpb" then s.val_bpb = m.last
+    elseif m.key == "perf/tokens" then s.tokens = m.last end
+  end
+  local tps = db:query("SELECT avg(value) AS v FROM metrics WHERE run_id = ? AND key = 'perf/tokens_per_s'", run_id)[1]
+  s.tokens_per_s = tps and tps.v
+  if c then s.active_heads = config.active_heads(c) end
+  return s
+end
+
+return train

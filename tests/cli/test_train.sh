@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# End to end: a tiny training run through build/gqe into a temporary run log;
+# then the failure paths a user meets (bad key, missing data, a signal).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GQE=$PWD/build/gqe
+[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cat lua/gqe/*.lua > "$tmp/text.txt"
+db=$tmp/runs.db
+fail() { echo "FAIL: $*"; exit 1; }
+q() { sqlite3 "$db" "$1"; }
+
+cat > "$tmp/run.lua" <<LUA
+local gqe = require "gqe"
+local cfg = {
+  experiment = "cli-train", name = "tiny",
+  data  = { path = "$tmp/text.txt" },
+  model = { dim = 32, layers = 2, experts = 4, groups = 2, k = 1, head_dim = 8 },
+  train = { steps = 20, batch = 4, seq = 32, log_every = 5, eval_every = 10, eval_batches = 2, db = "$db" },
+}
+gqe.config.apply(cfg, (gqe.config.parse_args({...})))
+local s = gqe.train(cfg)
+print(string.format("run %d %s val %.4f bpb %.4f heads %d params %d", s.run_id, s.status,
+  s.final_val_loss, s.val_bpb, s.active_heads, s.params))
+LUA
+
+# 1. A run that finishes, with everything logged.
+out=$("$GQE" "$tmp/run.lua" 2>"$tmp/err") || { cat "$tmp/err"; fail "training run exited non-zero"; }
+echo "$out"
+grep -q "finished" <<<"$out" || fail "no summary line"
+grep -q "heads 5" <<<"$out" || fail "active heads should be G*k+1 = 5"
+grep -q "step 20/20" "$tmp/err" || fail "no progress lines on stderr"
+[ "$(q "SELECT status FROM runs")" = finished ] || fail "run not finished"
+[ "$(q "SELECT count(*) FROM metrics WHERE key='train/loss'")" = 4 ] || fail "train/loss every 5 steps"
+for k in train/aux train/lr train/grad_norm perf/tokens_per_s perf/tokens routing/entropy_l0 routing/cv_l1 val/bpb; do
+  [ "$(q "SELECT count(*) FROM metrics WHERE key='$k'")" -gt 0 ] || fail "metric $k missing"
+done
+[ "$(q "SELECT count(*) FROM metrics WHERE key='val/loss'")" = 2 ] || fail "val/loss at steps 10 and 20"
+[ "$(q "SELECT count(*) FROM head_usage")" = 16 ] || fail "head usage: 2 evals x 2 layers x 4 experts"
+[ "$(q "SELECT sum(tokens) FROM head_usage WHERE step=20 AND layer=0")" -gt 0 ] || fail "no tokens routed"
+[ "$(q "SELECT value FROM params WHERE key='model.k'")" = 1 ] || fail "params not flattened"
+[ "$(q "SELECT count(*) FROM params")" -gt 40 ] || fail "params incomplete"
+q "SELECT config FROM runs" | grep -q '"model":{' || fail "config JSON missing"
+[ -n "$(q "SELECT pid FROM runs")" ] || fail "pid missing"
+
+# 2. A typo: non-zero exit, the valid keys listed, no run left running.
+if "$GQE" "$tmp/run.lua" model.kk=2 2>"$tmp/err"; then fail "unknown key accepted"; fi
+grep -q "unknown key model.kk; valid keys of model:" "$tmp/err" || { cat "$tmp/err"; fail "unknown key message"; }
+
+# 3. Missing data: the run is marked failed with the file in the message.
+if "$GQE" "$tmp/run.lua" data.path="$tmp/nope.txt" 2>"$tmp/err"; then fail "missing data accepted"; fi
+[ "$(q "SELECT status FROM runs ORDER BY id DESC LIMIT 1")" = failed ] || fail "missing data: run not failed"
+q "SELECT error FROM runs ORDER BY id DESC LIMIT 1" | grep -q "nope.txt" || fail "error does not name the file"
+[ "$(q "SELECT count(*) FROM runs WHERE status='running'")" = 0 ] || fail "a run was left running"
+
+# 4. SIGINT: the step finishes, the run is marked killed, exit is non-zero.
+"$GQE" "$tmp/run.lua" train.steps=100000 train.progress=false 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 1 300); do
+  [ "$(q "SELECT coalesce(max(step),0) FROM metrics WHERE run_id=(SELECT max(id) FROM runs)" 2>/dev/null || echo 0)" -gt 0 ] && break
+  sleep 0.1
+done
+kill -INT $pid
+if wait $pid; then fail "interrupted run exited 0"; fi
+[ "$(q "SELECT status FROM runs ORDER BY id DESC LIMIT 1")" = killed ] || { cat "$tmp/err"; fail "interrupted run not killed"; }
+q "SELECT error FROM runs ORDER BY id DESC LIMIT 1" | grep -q SIGINT || fail "kill message lacks the signal"
+
+# 5. gqe runs lists them.
+"$GQE" runs --db "$db" | tee "$tmp/runs" | grep -q "cli-train" || fail "gqe runs"
+echo "test_train: ok"
