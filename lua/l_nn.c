@@ -229,9 +229,9 @@ static int attn_forward(lua_State *L) {
     l_attn *u = check_attn(L, 1);
     gqe_tensor *x = gqe_lua_check_tensor(L, 2);
     const gqe_attn_config *c = gqe_attn_get_config(u->a);
-    if (x->ndim != 3 || x->shape[2] != c->dim) {
+    if (x->ndim != 3 || x->shape[2] != c->dim || x->shape[0] < 1 || x->shape[1] < 1) {
         char b[96];
-        return luaL_error(L, "GQEAttention:forward: x must be (B, T, %d), got %s", (int)c->dim,
+        return luaL_error(L, "GQEAttention:forward: x must be (B, T, %d) with B, T >= 1, got %s", (int)c->dim,
                           gqe_tensor_shape_str(x, b, sizeof b));
     }
     gqe_tensor xin, tok = {0};
@@ -425,10 +425,11 @@ static void take_ids(lua_State *L, l_lm *u, int idx, gqe_tensor *slot, const cha
     } else {
         r = gqe_tensor_ref(t);
     }
-    if (r.ndim != 2) {
+    /* Empty batches are refused here: the core sizes buffers by B*T. */
+    if (r.ndim != 2 || r.shape[0] < 1 || r.shape[1] < 1) {
         char b[96];
         gqe_tensor_free(&r);
-        luaL_error(L, "%s must be (B, T), got %s", what, gqe_tensor_shape_str(t, b, sizeof b));
+        luaL_error(L, "%s must be (B, T) with B, T >= 1, got %s", what, gqe_tensor_shape_str(t, b, sizeof b));
     }
     gqe_tensor_free(slot);
     *slot = r;

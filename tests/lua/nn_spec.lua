@@ -211,3 +211,36 @@ describe("LM", function()
     assert.is_true(last < first - 0.5, ("loss %g -> %g"):format(first, last))
   end)
 end)
+
+describe("wrong argument types", function()
+  it("raise Lua errors and never crash, for every binding", function()
+    local t = gqe.randn({2, 3}, {seed = 1})
+    local layer = gqe.nn.GQEAttention(small())
+    local lm = gqe.nn.LM{vocab = 16, dim = 16, layers = 1, max_seq = 8, experts = 4, groups = 2}
+    local vals = {nil, 1, -1, 0, 2.5, "x", "cpu", {}, {1, 2}, {{1}}, true, t, layer, lm, 1e12, -1e12, math.huge}
+    -- side effects on the host (processes, sleeping, signals, git) are not fuzzed
+    local skip = {sleep = true, kill = true, spawn = true, sgemm_bench = true, wait = true,
+                  signals_install = true, git_commit = true, close = true}
+    local function try(f, self)
+      for i = 1, #vals + 1 do
+        for j = 1, #vals + 1 do
+          if self then pcall(f, self, vals[i], vals[j]) else pcall(f, vals[i], vals[j]) end
+        end
+      end
+    end
+    local function all(tbl, self)
+      for name, f in pairs(tbl) do
+        if type(f) == "function" and not skip[name] then try(f, self); if self then try(f) end end
+      end
+    end
+    all(gqe.nn)
+    all({gqe.tensor, gqe.zeros, gqe.ones, gqe.full, gqe.randn, gqe.arange, gqe.matmul,
+         gqe.load_safetensors, gqe.getenv, gqe.isatty})
+    all(getmetatable(t).__index, t)
+    all(getmetatable(layer).__index, layer)
+    all(getmetatable(lm).__index, lm)
+    collectgarbage()
+    assert.are.same({2, 3}, t:shape())
+    assert.is_number(lm:loss({{1, 2}}, {{2, 3}}))
+  end)
+end)
