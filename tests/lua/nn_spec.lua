@@ -244,3 +244,42 @@ describe("wrong argument types", function()
     assert.is_number(lm:loss({{1, 2}}, {{2, 3}}))
   end)
 end)
+
+describe("cuda", function()
+  it("runs GQEAttention and LM on the GPU like on the CPU", function()
+    if not gqe.cuda_available() then
+      assert.has_error(function() gqe.nn.GQEAttention(small({device = "cuda"})) end)
+      return
+    end
+    local cpu = gqe.nn.GQEAttention(small())
+    local gpu = gqe.nn.GQEAttention(small({device = "cuda"}))
+    gpu:load(cpu:state())
+    assert.are.equal("cuda", gpu:device())
+    local x = gqe.randn({2, 5, 16}, {seed = 2})
+    local y = cpu:forward(x)
+    local yg = gpu:forward(x)            -- a host input is moved to the layer's device
+    assert.are.equal("cuda", yg:device())
+    assert.is_true(yg:to("cpu"):rel_err(y) < 1e-3)
+    local dy = gqe.randn({2, 5, 16}, {seed = 3})
+    local dx = cpu:backward(dy)
+    assert.is_true(gpu:backward(dy:to("cuda")):to("cpu"):rel_err(dx) < 1e-3)
+    local g, gg = cpu:grads(), gpu:grads()
+    for name, t in pairs(g) do assert.is_true(gg[name]:rel_err(t) < 1e-3, name) end
+    local probs = gpu:routing()
+    assert.are.equal("cpu", probs:device())
+
+    local cfg = {vocab = 32, dim = 16, layers = 2, max_seq = 16, experts = 4, groups = 2, seed = 1}
+    local lm = gqe.nn.LM(cfg)
+    cfg.device = "cuda"
+    local lmg = gqe.nn.LM(cfg)
+    lmg:load(lm:state())
+    local tokens, targets = {{1, 2, 3, 4}}, {{2, 3, 4, 5}}
+    local l1 = lm:loss(tokens, targets)
+    local l2 = lmg:loss(gqe.tensor(tokens, {dtype = "i32", device = "cuda"}), targets)
+    assert.is_true(math.abs(l1 - l2) < 1e-3 * l1)
+    lmg:backward()
+    local _, grad = lmg:parameters()
+    assert.are.equal("cuda", grad:device())
+    assert.is_true(grad:norm() > 0)
+  end)
+end)
