@@ -82,14 +82,18 @@ static void load_params(lua_State *L, gqe_paramset *ps, int tbl, const char *pre
         load_one(L, tbl, prefix, ps->items[i].name, ps->items[i].value, true, what);
 }
 
-/* The balanced router's bias name next to the layer's router weight. */
+/* The balanced router's bias name next to the layer's router weight
+ * ("blocks.<l>.attn.router_bias", as core/io/checkpoint.c names it). */
 static const char *bias_name(lua_State *L, gqe_paramset *ps, int64_t layer) {
     int64_t seen = 0;
     for (int i = 0; i < ps->count; i++) {
         const char *n = ps->items[i].name;
         size_t len = strlen(n), suf = strlen("router.weight");
-        if (len >= suf && strcmp(n + len - suf, "router.weight") == 0 && seen++ == layer)
-            return lua_pushfstring(L, "%.*srouter_bias", (int)(len - suf), n);
+        if (len >= suf && strcmp(n + len - suf, "router.weight") == 0 && seen++ == layer) {
+            char buf[sizeof ps->items[0].name + 16];
+            snprintf(buf, sizeof buf, "%.*srouter_bias", (int)(len - suf), n);
+            return lua_pushstring(L, buf);
+        }
     }
     return lua_pushfstring(L, "blocks.%d.attn.router_bias", (int)layer);
 }

@@ -164,6 +164,19 @@ describe("LM", function()
     assert.are.same({1, 2, 3}, {out[1], out[2], out[3]})
   end)
 
+  it("keeps balanced-router biases in state, named as checkpoints name them", function()
+    local c = {router = "balanced"}
+    for k, v in pairs(cfg) do c[k] = c[k] or v end
+    local lm = gqe.nn.LM(c)
+    local s = lm:state()
+    assert.are.same({2, 2}, s["blocks.1.attn.router_bias"]:shape())
+    s["blocks.1.attn.router_bias"]:fill(0.5)
+    lm:load(s)
+    assert.are.equal(2, lm:state()["blocks.1.attn.router_bias"]:sum())
+    local layer = gqe.nn.GQEAttention(small({router = "balanced"}))
+    assert.is_truthy(layer:state().router_bias)
+  end)
+
   it("backward fills gradients", function()
     local lm = gqe.nn.LM(cfg)
     lm:zero_grad()
