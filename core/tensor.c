@@ -15,7 +15,7 @@ gqe_status gqe_device_parse(const char *name, gqe_device *out) {
     if (name && strcmp(name, "cuda") == 0) {
         if (!gqe_cuda_available())
             return gqe_fail(GQE_ERR_DEVICE, "device 'cuda' requested but %s",
-#ifdef GQE_CUDA
+#ifdef GQE_HAVE_CUDA
                             "no CUDA device is visible"
 #else
                             "gqe was built without CUDA (nvcc not found at build time)"

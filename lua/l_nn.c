@@ -370,6 +370,8 @@ static l_lm *check_lm(lua_State *L, int idx) {
     return u;
 }
 
+gqe_lm *gqe_lua_check_lm(lua_State *L, int idx) { return check_lm(L, idx)->lm; }
+
 static int64_t required_int(lua_State *L, int idx, const char *what, const char *key, const char *meaning) {
     lua_getfield(L, idx, key);
     bool missing = lua_isnil(L, -1);
