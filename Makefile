@@ -80,6 +80,9 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/testutil.h $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(BUILD)/libgqe.a $(LINK) -lcmocka
 
+$(BUILD)/bench_attention: bench/bench_attention.c $(BUILD)/libgqe.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgqe.a $(LINK)
+
 test: deps all $(TEST_BIN)
 	@./tests/run_all.sh
 
@@ -89,7 +92,7 @@ test-cuda: all $(TEST_BIN)
 bench: deps all
 	$(BUILD)/gqe bench
 
-bench-cuda: all
+bench-cuda: all $(BUILD)/bench_attention
 	./bench/run_cuda.sh
 
 data: deps
