@@ -286,7 +286,9 @@ function train.run(user_config, opts)
     loop(ctx)
   end, function(e)
     if getmetatable(e) == Stop then return e end
-    return debug.traceback(tostring(e), 2)
+    -- The user sees the core's message; the run log keeps the traceback.
+    local msg = tostring(e):gsub("^[^:\n]*gqe[/.][%w_]+%.lua:%d+: ", "")
+    return setmetatable({ status = "failed", msg = msg, trace = debug.traceback(msg, 2) }, Stop)
   end)
 
   local wall = gqe.clock() - ctx.t0
@@ -307,12 +309,10 @@ function train.run(user_config, opts)
     close()
     return summary
   end
-  local status, msg
-  if getmetatable(err) == Stop then status, msg = err.status, err.msg
-  else status, msg = "failed", tostring(err) end
+  local status, msg = err.status, err.msg
   -- The status must land even if the loop died inside a logging call.
   pcall(db.flush, db)
-  local ok_end, end_err = pcall(db.end_run, db, run_id, status, msg)
+  local ok_end, end_err = pcall(db.end_run, db, run_id, status, err.trace or msg)
   close()
   local text = string.format("run %d (%s %s) %s: %s", run_id, exp_name, run_name, status, msg)
   if not ok_end then text = text .. "\n(and the run log could not record it: " .. tostring(end_err) .. ")" end

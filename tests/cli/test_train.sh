@@ -29,7 +29,7 @@ LUA
 out=$("$GQE" "$tmp/run.lua" 2>"$tmp/err") || { cat "$tmp/err"; fail "training run exited non-zero"; }
 echo "$out"
 grep -q "finished" <<<"$out" || fail "no summary line"
-grep -q "heads 5" <<<"$out" || fail "active heads should be G*k+1 = 5"
+grep -q "heads 3" <<<"$out" || fail "active heads should be G*k+1 = 3"
 grep -q "step 20/20" "$tmp/err" || fail "no progress lines on stderr"
 [ "$(q "SELECT status FROM runs")" = finished ] || fail "run not finished"
 [ "$(q "SELECT count(*) FROM metrics WHERE key='train/loss'")" = 4 ] || fail "train/loss every 5 steps"
