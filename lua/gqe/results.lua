@@ -160,6 +160,7 @@ function results.summarize(groups, metric)
     row.best_mean, row.best_std = results.stats(best)
     row.tps_mean, row.tps_std = results.stats(tps)
     row.heads = results.stats(heads)
+    row.heads = row.heads and (math.tointeger(row.heads) or row.heads)
     rows[#rows + 1] = row
   end
   return rows
