@@ -196,8 +196,9 @@ function experiment.run_job(db_path, job_file)
   local f = assert(io.open(job_file, "r"))
   local job = json.decode(f:read("a"))
   f:close()
+  -- Several workers share the terminal: progress at evaluations only.
   local ok, res = pcall(train.run, job.config, { db_path = db_path, experiment = job.experiment, name = job.name,
-                                                 label = job.label })
+                                                 label = job.label, evals_only = true })
   local out = assert(io.open(job_file .. ".out.json", "w"))
   if ok then
     out:write(json.encode(res))
@@ -280,17 +281,17 @@ function experiment.run(def, args)
       else finished(i, { status = "failed", error = tostring(s), name = r.name }) end
     end
   else
-    -- Separate processes writing to the same database (WAL). Children
-    -- print no per-step progress; this process prints one line per run.
+    -- Separate processes writing to the same database (WAL). Workers
+    -- print progress at evaluations only; this process one line per run
+    -- as it starts and as it ends.
     local running, next_i, dir = {}, 1, tmpname()
     os.execute("mkdir -p '" .. dir .. "'")
     local function start(i)
       local r = runs[i]
       local c = config.deepcopy(r.config)
-      c.train.progress = false
       local file = string.format("%s/job%d.json", dir, i)
       local f = assert(io.open(file, "w"))
-      f:write(json.encode { config = c, experiment = def.name, name = r.name })
+      f:write(json.encode { config = c, experiment = def.name, name = r.name, label = string.format("[%d/%d %s]", i, n, r.name) })
       f:close()
       local pid = gqe.spawn(experiment.worker_argv(db_path, file, jobs))
       running[#running + 1] = { pid = pid, i = i, file = file }

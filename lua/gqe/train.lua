@@ -148,7 +148,7 @@ end
 
 local function progress(ctx, step, loss, lr, tps)
   local t = ctx.c.train
-  if not t.progress then return end
+  if not t.progress or ctx.evals_only then return end
   local elapsed = gqe.clock() - ctx.t0
   local eta = elapsed / step * (t.steps - step)
   io.stderr:write(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
@@ -282,7 +282,8 @@ function train.run(user_config, opts)
   if gqe.signals_install then gqe.signals_install() end
   local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(),
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
-                checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name }
+                checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
+                evals_only = opts.evals_only }
   if ctx.checkpoint == nil then ctx.checkpoint = require("gqe.checkpoint").saver(c) end
 
   local ok, err = xpcall(function()
