@@ -11,10 +11,12 @@ DROP VIEW IF EXISTS experiment_varied_keys;
 DROP VIEW IF EXISTS param_values;
 DROP VIEW IF EXISTS head_usage_latest;
 
--- params with jvalue: the value typed for JSON (2 not "2", 0.001 not "0.001").
+-- params with jvalue: the value typed for JSON (2 not "2", 0.001 not "0.001",
+-- true not "true").
 CREATE VIEW param_values AS
 SELECT run_id, key, value, num,
-       CASE WHEN num IS NULL THEN value
+       CASE WHEN value IN ('true', 'false') THEN json(value)
+            WHEN num IS NULL THEN value
             WHEN num = CAST(num AS INTEGER) AND abs(num) < 1e15 THEN CAST(num AS INTEGER)
             ELSE num END AS jvalue
 FROM params;

@@ -19,8 +19,9 @@ static gqe_status dtype_ok(const char *op, const char *name, const gqe_tensor *t
     return gqe_fail(GQE_ERR_SHAPE, "%s: %s must be %s, got %s", op, name, want, gqe_dtype_name(t->dtype));
 }
 
-/* Views t with exactly nd dims (leading dims merged into the first) and
- * checks them against want (-1: any). layout names the dims for messages. */
+/* Views t with exactly nd dims (extra leading dims merged into the first,
+ * missing ones taken as 1) and checks them against want (-1: any).
+ * layout names the dims for messages. */
 static gqe_status shaped(const char *op, const char *name, const gqe_tensor *t, char kind,
                          const char *layout, int nd, const int64_t *want, gqe_tensor *view) {
     char have[96], exp[96];
@@ -33,13 +34,16 @@ static gqe_status shaped(const char *op, const char *name, const gqe_tensor *t, 
         else len += (size_t)snprintf(exp + len, sizeof exp - len, i ? ", %lld" : "%lld", (long long)want[i]);
     }
     if (len < sizeof exp) snprintf(exp + len, sizeof exp - len, ")");
-    if (t->ndim < nd)
-        return gqe_fail(GQE_ERR_SHAPE, "%s: %s has shape %s, expected %s", op, name,
-                        gqe_tensor_shape_str(t, have, sizeof have), exp);
-    int64_t shape[GQE_MAX_DIMS], lead = 1, drop = t->ndim - nd;
-    for (int i = 0; i <= drop; i++) lead *= t->shape[i];
-    shape[0] = lead;
-    for (int i = 1; i < nd; i++) shape[i] = t->shape[drop + i];
+    int64_t shape[GQE_MAX_DIMS];
+    if (t->ndim < nd) {   /* missing leading dims are 1 (a scalar is (1)) */
+        int pad = nd - t->ndim;
+        for (int i = 0; i < nd; i++) shape[i] = i < pad ? 1 : t->shape[i - pad];
+    } else {
+        int64_t lead = 1, drop = t->ndim - nd;
+        for (int i = 0; i <= drop; i++) lead *= t->shape[i];
+        shape[0] = lead;
+        for (int i = 1; i < nd; i++) shape[i] = t->shape[drop + i];
+    }
     *view = gqe_tensor_reshape(t, nd, shape);
     for (int i = 0; i < nd; i++)
         if (want[i] >= 0 && shape[i] != want[i])
@@ -222,7 +226,6 @@ gqe_status gqe_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_te
 
 static gqe_status rope_check(const char *OP, const gqe_tensor *x, gqe_tensor *X) {
     GQE_TRY(shaped(OP, "x", x, 'f', "(B, T, H, D)", 4, (const int64_t[]){-1, -1, -1, -1}, X));
-    REQUIRE(x->ndim == 4, "%s: x must have 4 dims (B, T, H, D), got %d", OP, x->ndim);
     REQUIRE(X->shape[3] % 2 == 0, "%s: head dim D = %lld must be even", OP, (long long)X->shape[3]);
     return GQE_OK;
 }

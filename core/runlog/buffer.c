@@ -37,15 +37,14 @@ static int intern(gqe_runlog *db, const char *key) {
     return db->last_key = db->nkeys++;
 }
 
-static gqe_status check_row(int64_t run_id, int64_t step, const char *what, const char *key) {
-    if (run_id <= 0) return gqe_fail(GQE_ERR_ARG, "runlog %s: run_id %lld is not a run id", what, (long long)run_id);
+static gqe_status check_row(gqe_runlog *db, int64_t run_id, int64_t step, const char *what, const char *key) {
     if (step < 0) return gqe_fail(GQE_ERR_ARG, "runlog %s: step %lld must be >= 0", what, (long long)step);
     if (key && !*key) return gqe_fail(GQE_ERR_ARG, "runlog %s: key is empty", what);
-    return GQE_OK;
+    return rl_check_run(db, run_id, what);
 }
 
 gqe_status gqe_runlog_metric(gqe_runlog *db, int64_t run_id, int64_t step, const char *key, double value) {
-    GQE_TRY(check_row(run_id, step, "metric", key ? key : ""));
+    GQE_TRY(check_row(db, run_id, step, "metric", key ? key : ""));
     int k = intern(db, key);
     if (k < 0 || grow((void **)&db->m, &db->capm, db->nm, sizeof *db->m))
         return gqe_fail(GQE_ERR_NOMEM, "runlog: out of memory buffering metric %s", key);
@@ -55,7 +54,7 @@ gqe_status gqe_runlog_metric(gqe_runlog *db, int64_t run_id, int64_t step, const
 
 gqe_status gqe_runlog_head_usage(gqe_runlog *db, int64_t run_id, int64_t step, int layer, int grp,
                                  int expert, int64_t tokens, double frac, double mean_prob) {
-    GQE_TRY(check_row(run_id, step, "head_usage", NULL));
+    GQE_TRY(check_row(db, run_id, step, "head_usage", NULL));
     if (layer < 0 || grp < 0 || expert < 0)
         return gqe_fail(GQE_ERR_ARG, "runlog head_usage: layer %d, grp %d, expert %d must be >= 0", layer, grp, expert);
     if (grow((void **)&db->h, &db->caph, db->nh, sizeof *db->h))
@@ -66,7 +65,7 @@ gqe_status gqe_runlog_head_usage(gqe_runlog *db, int64_t run_id, int64_t step, i
 
 gqe_status gqe_runlog_eval(gqe_runlog *db, int64_t run_id, int64_t step, const char *split,
                            const char *key, double value) {
-    GQE_TRY(check_row(run_id, step, "eval", key ? key : ""));
+    GQE_TRY(check_row(db, run_id, step, "eval", key ? key : ""));
     if (!split || !*split) return gqe_fail(GQE_ERR_ARG, "runlog eval: split is empty (e.g. \"val\")");
     char name[512];
     snprintf(name, sizeof name, "%s/%s", split, key);

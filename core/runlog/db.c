@@ -181,7 +181,7 @@ void gqe_runlog_close(gqe_runlog *db) {
     for (int i = 0; i < RL_ST_COUNT; i++) sqlite3_finalize(db->st[i]);
     sqlite3_close(db->db);
     for (int i = 0; i < db->nkeys; i++) free(db->keys[i]);
-    free(db->keys); free(db->m); free(db->h); free(db->e); free(db->active); free(db->path);
+    free(db->keys); free(db->m); free(db->h); free(db->e); free(db->active); free(db->known); free(db->path);
     free(db);
 }
 

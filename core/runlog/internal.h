@@ -31,6 +31,9 @@ struct gqe_runlog {
     rl_eval *e;   int64_t ne, cape;
     /* Runs begun on this handle and not yet ended: every flush beats for them. */
     int64_t *active; int nactive, capactive;
+    /* Run ids known to exist: a row for any other id is refused when logged,
+     * so a bad id cannot poison the buffer and fail every later flush. */
+    int64_t *known; int nknown, capknown;
     sqlite3_stmt *st[RL_ST_COUNT];
 };
 
@@ -45,6 +48,8 @@ int rl_stmt(gqe_runlog *db, int which, const char *sql, sqlite3_stmt **out);
  * handle's timeout. body returns an SQLite code. */
 typedef int (*rl_body_fn)(gqe_runlog *db, void *ud);
 gqe_status rl_write(gqe_runlog *db, const char *what, rl_body_fn body, void *ud);
+/* GQE_OK if run_id names a run (cached), else GQE_ERR_ARG naming it. */
+gqe_status rl_check_run(gqe_runlog *db, int64_t run_id, const char *what);
 /* Binds text or NULL. */
 int rl_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* One step of a statement that returns no rows, reset afterwards. */

@@ -77,6 +77,34 @@ gqe_status gqe_runlog_find_finished(gqe_runlog *db, int64_t experiment_id, const
 
 /* ---- runs ---- */
 
+static int remember(gqe_runlog *db, int64_t id) {
+    if (db->nknown == db->capknown) {
+        int nc = db->capknown ? db->capknown * 2 : 16;
+        int64_t *q = realloc(db->known, (size_t)nc * sizeof *q);
+        if (!q) return -1;
+        db->known = q; db->capknown = nc;
+    }
+    db->known[db->nknown++] = id;
+    return 0;
+}
+
+gqe_status rl_check_run(gqe_runlog *db, int64_t run_id, const char *what) {
+    for (int i = db->nknown - 1; i >= 0; i--)
+        if (db->known[i] == run_id) return GQE_OK;
+    sqlite3_stmt *st;
+    int rc = prep(db, "SELECT 1 FROM runs WHERE id = ?1", &st);
+    if (rc != SQLITE_OK) return rl_fail(db, rc, what, sqlite3_errmsg(db->db));
+    sqlite3_bind_int64(st, 1, run_id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return gqe_fail(GQE_ERR_ARG, "%s: %s: no run with id %lld (use the id begin_run returned)",
+                        db->path, what, (long long)run_id);
+    if (rc != SQLITE_ROW) return rl_fail(db, rc, what, sqlite3_errmsg(db->db));
+    if (remember(db, run_id)) return gqe_fail(GQE_ERR_NOMEM, "runlog: out of memory");
+    return GQE_OK;
+}
+
 typedef struct { const gqe_run_info *info; int64_t id; } begin_args;
 
 static int begin_body(gqe_runlog *db, void *ud) {
@@ -141,6 +169,7 @@ gqe_status gqe_runlog_run_begin(gqe_runlog *db, const gqe_run_info *info, int64_
     begin_args a = {info, 0};
     GQE_TRY(rl_write(db, "begin run", begin_body, &a));
     db->active[db->nactive++] = a.id;
+    remember(db, a.id);   /* only a cache: a failure costs one lookup later */
     *run_id = a.id;
     return GQE_OK;
 }

@@ -1,0 +1,193 @@
+/* Shared by every file of kernels/: the C headers, the error macros, float
+ * access that works for f32 and bf16 alike, launch helpers, and the
+ * declarations of the backend entries defined across the .cu files. */
+#ifndef GQE_KERNELS_COMMON_CUH
+#define GQE_KERNELS_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cublas_v2.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend.h"
+#include "error.h"
+#include "tensor.h"
+#include "rng.h"
+}
+
+/* ---- errors ------------------------------------------------------------ */
+#define CUDA_CHECK(call) do { cudaError_t _e = (call); if (_e != cudaSuccess) \
+    return gqe_fail(GQE_ERR_DEVICE, "%s failed at %s:%d: %s", #call, __FILE__, __LINE__, cudaGetErrorString(_e)); } while (0)
+/* After every launch: a bad configuration shows up here, not in the next call. */
+#define LAUNCH_CHECK(what) do { cudaError_t _e = cudaGetLastError(); if (_e != cudaSuccess) \
+    return gqe_fail(GQE_ERR_DEVICE, "%s failed at %s:%d: %s", what, __FILE__, __LINE__, cudaGetErrorString(_e)); } while (0)
+const char *gqe_cublas_status_str(cublasStatus_t s);
+#define CUBLAS_CHECK(call) do { cublasStatus_t _e = (call); if (_e != CUBLAS_STATUS_SUCCESS) \
+    return gqe_fail(GQE_ERR_DEVICE, "%s failed at %s:%d: %s", #call, __FILE__, __LINE__, gqe_cublas_status_str(_e)); } while (0)
+
+/* ---- float access for f32 or bf16 tensors -------------------------------
+ * The dtype test is uniform over a launch, so the branch costs next to
+ * nothing in memory-bound kernels and lets one kernel take any mix. */
+struct fptr {
+    void *p;
+    int bf;
+};
+__device__ __forceinline__ float ldf(fptr a, int64_t i) {
+    return a.bf ? __bfloat162float(((const __nv_bfloat16 *)a.p)[i]) : ((const float *)a.p)[i];
+}
+__device__ __forceinline__ void stf(fptr a, int64_t i, float v) {
+    if (a.bf) ((__nv_bfloat16 *)a.p)[i] = __float2bfloat16_rn(v);
+    else ((float *)a.p)[i] = v;
+}
+static inline fptr fp(const gqe_tensor *t) {
+    fptr r;
+    r.p = gqe_tensor_data(t);
+    r.bf = t->dtype == GQE_BF16;
+    return r;
+}
+static inline fptr fp_null(void) { fptr r; r.p = NULL; r.bf = 0; return r; }
+
+/* Float ops take f32 or bf16; the message names the op and the tensor. */
+gqe_status gqe_cuda_need_float(const gqe_tensor *t, const char *op, const char *name);
+gqe_status gqe_cuda_need_f32(const gqe_tensor *t, const char *op, const char *name);
+gqe_status gqe_cuda_need_i32(const gqe_tensor *t, const char *op, const char *name);
+
+/* ---- launches ------------------------------------------------------------ */
+static inline unsigned int gqe_grid_for(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    /* Grid-stride loops cover anything beyond this. */
+    return (unsigned int)(b > 65535LL * 32 ? 65535LL * 32 : b);
+}
+#define GRID_STRIDE(i, n) for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+                               i += (int64_t)gridDim.x * blockDim.x)
+
+/* Sums v over the block (blockDim.x a multiple of 32, at most 1024); every
+ * thread gets the total. `scratch` holds 32 values of T. */
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+template <typename T>
+__device__ __forceinline__ T warp_max(T v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+template <typename T>
+__device__ T block_sum(T v, T *scratch) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();              /* scratch may still be read by a previous call */
+    if (lane == 0) scratch[w] = v;
+    __syncthreads();
+    T t = lane < nw ? scratch[lane] : (T)0;
+    return warp_sum(t);
+}
+__device__ __forceinline__ float block_max(float v, float *scratch) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[w] = v;
+    __syncthreads();
+    float t = lane < nw ? scratch[lane] : -INFINITY;
+    return warp_max(t);
+}
+
+/* ---- device scratch and the bad-index flag ------------------------------ */
+/* Scratch from the caching allocator; free with gqe_cuda_scratch_free. */
+gqe_status gqe_cuda_scratch(void **p, size_t nbytes);
+void gqe_cuda_scratch_free(void *p);
+/* Kernels that index with data (embedding ids, targets, expert indices)
+ * set this flag instead of reading out of bounds; gqe_cuda_flag_check turns
+ * it into an error message naming the op (one synchronising read). */
+enum { GQE_FLAG_EMBEDDING = 1, GQE_FLAG_TARGET = 2, GQE_FLAG_EXPERT = 4 };
+int *gqe_cuda_flag_ptr(void);
+gqe_status gqe_cuda_flag_check(void);
+
+/* cuBLAS handle, created on first use. */
+gqe_status gqe_cuda_cublas(cublasHandle_t *h);
+
+/* ---- backend entries (one file per job, like core/cpu) ------------------- */
+gqe_status gqe_cuda_convert(gqe_tensor *dst, const gqe_tensor *src);
+gqe_status gqe_cuda_fill(gqe_tensor *t, float value);
+gqe_status gqe_cuda_scale(gqe_tensor *t, float alpha);
+gqe_status gqe_cuda_axpy(gqe_tensor *y, float alpha, const gqe_tensor *x);
+gqe_status gqe_cuda_add(gqe_tensor *out, const gqe_tensor *a, const gqe_tensor *b);
+gqe_status gqe_cuda_sumsq(const gqe_tensor *t, double *out);
+gqe_status gqe_cuda_sum(const gqe_tensor *t, double *out);
+gqe_status gqe_cuda_copy_cols(gqe_tensor *dst, int64_t dst_col, const gqe_tensor *src,
+                              int64_t src_col, int64_t cols, bool accumulate);
+gqe_status gqe_cuda_matmul(gqe_tensor *c, const gqe_tensor *a, const gqe_tensor *b,
+                           bool trans_a, bool trans_b, float alpha, float beta);
+gqe_status gqe_cuda_embedding_forward(gqe_tensor *out, const gqe_tensor *table, const gqe_tensor *ids);
+gqe_status gqe_cuda_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, const gqe_tensor *ids);
+gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
+                                    const gqe_tensor *w, float eps);
+gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
+                                     const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd);
+gqe_status gqe_cuda_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
+gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+gqe_status gqe_cuda_swiglu_forward(gqe_tensor *out, const gqe_tensor *x);
+gqe_status gqe_cuda_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+gqe_status gqe_cuda_rope_forward(gqe_tensor *x, float theta, int64_t pos_offset);
+gqe_status gqe_cuda_rope_backward(gqe_tensor *dx, float theta, int64_t pos_offset);
+gqe_status gqe_cuda_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,
+                                      const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale);
+gqe_status gqe_cuda_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
+                                       const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
+                                       const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
+                                       bool causal, float scale);
+gqe_status gqe_cuda_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets);
+gqe_status gqe_cuda_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *logits,
+                                           const gqe_tensor *targets, float scale);
+gqe_status gqe_cuda_router_topk(gqe_tensor *probs, gqe_tensor *idx, gqe_tensor *topv,
+                                const gqe_tensor *logits, gqe_score_fn fn, const gqe_tensor *bias);
+gqe_status gqe_cuda_router_score_backward(gqe_tensor *dlogits, const gqe_tensor *probs,
+                                          const gqe_tensor *dprobs, gqe_score_fn fn);
+gqe_status gqe_cuda_router_random(gqe_tensor *idx, gqe_tensor *topv, int64_t M, uint64_t seed, uint64_t stream);
+gqe_status gqe_cuda_router_hash(gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens, int64_t M);
+gqe_status gqe_cuda_router_scatter_probs(gqe_tensor *dprobs, const gqe_tensor *dtopv, const gqe_tensor *idx);
+gqe_status gqe_cuda_router_stats(gqe_tensor *counts, gqe_tensor *psum, const gqe_tensor *idx,
+                                 const gqe_tensor *probs, bool normalise);
+gqe_status gqe_cuda_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
+                                        const gqe_tensor *coef, bool normalise);
+gqe_status gqe_cuda_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx);
+gqe_status gqe_cuda_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx);
+gqe_status gqe_cuda_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
+                                     const gqe_tensor *p, float eps);
+gqe_status gqe_cuda_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                      const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
+                                      const gqe_tensor *w, float eps);
+gqe_status gqe_cuda_slot_scale_forward(gqe_tensor *out, const gqe_tensor *o, const gqe_tensor *p);
+gqe_status gqe_cuda_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                        const gqe_tensor *o, const gqe_tensor *p);
+gqe_status gqe_cuda_group_mean_forward(gqe_tensor *out, const gqe_tensor *x);
+gqe_status gqe_cuda_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout);
+gqe_status gqe_cuda_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
+                                 float lr, float beta1, float beta2, float eps, float wd, int64_t step);
+gqe_status gqe_cuda_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
+                               float momentum, float wd, bool nesterov, int64_t step);
+
+/* Attention variants (cuda_attention.cu dispatches between them). */
+gqe_status gqe_cuda_attn_fwd_generic(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,
+                                     const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale);
+gqe_status gqe_cuda_attn_bwd_generic(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
+                                     const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
+                                     const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
+                                     bool causal, float scale);
+/* Tensor-core bf16 path; returns false (and does nothing) when the shapes,
+ * dtypes or alignment are not ones it handles. */
+bool gqe_cuda_attn_tc_fwd_ok(const gqe_tensor *out, const gqe_tensor *q, const gqe_tensor *k, const gqe_tensor *v);
+gqe_status gqe_cuda_attn_fwd_tc(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,
+                                const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale);
+bool gqe_cuda_attn_tc_bwd_ok(const gqe_tensor *dq, const gqe_tensor *dk, const gqe_tensor *dv,
+                             const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
+                             const gqe_tensor *v, const gqe_tensor *out);
+gqe_status gqe_cuda_attn_bwd_tc(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
+                                const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
+                                const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
+                                bool causal, float scale);
+
+#endif

@@ -1,0 +1,88 @@
+/* GELU (exact, erf form) and SwiGLU, forward and backward (backward adds). */
+#include "common.cuh"
+
+#define THREADS 256
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT_2PI 0.39894228040143268f
+
+__global__ void k_gelu_fwd(fptr out, fptr x, int64_t n) {
+    GRID_STRIDE(i, n) {
+        float v = ldf(x, i);
+        stf(out, i, 0.5f * v * (1.0f + erff(v * INV_SQRT2)));
+    }
+}
+
+/* d/dx x Phi(x) = Phi(x) + x phi(x) */
+__global__ void k_gelu_bwd(fptr dx, fptr x, fptr dout, int64_t n) {
+    GRID_STRIDE(i, n) {
+        float v = ldf(x, i);
+        float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2));
+        float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
+        stf(dx, i, ldf(dx, i) + ldf(dout, i) * (cdf + v * pdf));
+    }
+}
+
+__device__ __forceinline__ float sigmoidf_(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* x (R, 2H) = [gate | up]; out (R, H) = silu(gate) * up */
+__global__ void k_swiglu_fwd(fptr out, fptr x, int64_t R, int64_t H) {
+    GRID_STRIDE(i, R * H) {
+        int64_t r = i / H, j = i % H;
+        float g = ldf(x, r * 2 * H + j), u = ldf(x, r * 2 * H + H + j);
+        stf(out, i, g * sigmoidf_(g) * u);
+    }
+}
+
+__global__ void k_swiglu_bwd(fptr dx, fptr x, fptr dout, int64_t R, int64_t H) {
+    GRID_STRIDE(i, R * H) {
+        int64_t r = i / H, j = i % H;
+        int64_t gi = r * 2 * H + j, ui = gi + H;
+        float g = ldf(x, gi), u = ldf(x, ui), d = ldf(dout, i);
+        float s = sigmoidf_(g);
+        float silu = g * s;
+        stf(dx, gi, ldf(dx, gi) + d * u * s * (1.0f + g * (1.0f - s)));
+        stf(dx, ui, ldf(dx, ui) + d * silu);
+    }
+}
+
+gqe_status gqe_cuda_gelu_forward(gqe_tensor *out, const gqe_tensor *x) {
+    GQE_TRY(gqe_cuda_need_float(out, "gelu_forward", "out"));
+    GQE_TRY(gqe_cuda_need_float(x, "gelu_forward", "x"));
+    int64_t n = gqe_tensor_numel(x);
+    if (n == 0) return GQE_OK;
+    k_gelu_fwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(out), fp(x), n);
+    LAUNCH_CHECK("gelu forward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout) {
+    GQE_TRY(gqe_cuda_need_float(dx, "gelu_backward", "dx"));
+    GQE_TRY(gqe_cuda_need_float(x, "gelu_backward", "x"));
+    GQE_TRY(gqe_cuda_need_float(dout, "gelu_backward", "dout"));
+    int64_t n = gqe_tensor_numel(x);
+    if (n == 0) return GQE_OK;
+    k_gelu_bwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dx), fp(x), fp(dout), n);
+    LAUNCH_CHECK("gelu backward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_swiglu_forward(gqe_tensor *out, const gqe_tensor *x) {
+    GQE_TRY(gqe_cuda_need_float(out, "swiglu_forward", "out"));
+    GQE_TRY(gqe_cuda_need_float(x, "swiglu_forward", "x"));
+    int64_t H = out->shape[out->ndim - 1], R = H ? gqe_tensor_numel(out) / H : 0;
+    if (R * H == 0) return GQE_OK;
+    k_swiglu_fwd<<<gqe_grid_for(R * H, THREADS), THREADS>>>(fp(out), fp(x), R, H);
+    LAUNCH_CHECK("swiglu forward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout) {
+    GQE_TRY(gqe_cuda_need_float(dx, "swiglu_backward", "dx"));
+    GQE_TRY(gqe_cuda_need_float(x, "swiglu_backward", "x"));
+    GQE_TRY(gqe_cuda_need_float(dout, "swiglu_backward", "dout"));
+    int64_t H = dout->shape[dout->ndim - 1], R = H ? gqe_tensor_numel(dout) / H : 0;
+    if (R * H == 0) return GQE_OK;
+    k_swiglu_bwd<<<gqe_grid_for(R * H, THREADS), THREADS>>>(fp(dx), fp(x), fp(dout), R, H);
+    LAUNCH_CHECK("swiglu backward kernel");
+    return GQE_OK;
+}

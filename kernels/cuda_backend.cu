@@ -1,0 +1,235 @@
+/* The CUDA backend table, device memory (a caching allocator) and the few
+ * process-wide things every op shares: the cuBLAS handle and the bad-index
+ * flag. Everything runs on the default stream, so ops are ordered and
+ * synchronous copies see finished results. */
+#include "common.cuh"
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+#include <stdio.h>
+
+/* ---- caching allocator ----------------------------------------------------
+ * Sizes round up to a class (four classes per power of two, so at most 25%
+ * slack); released blocks go to their class's free list and come back on the
+ * next request of that class. A training loop that allocates the same shapes
+ * each step therefore calls cudaMalloc only during its first step. */
+namespace {
+std::mutex g_mem_lock;
+std::unordered_map<void *, size_t> g_live;               /* pointer -> class bytes */
+std::unordered_map<size_t, std::vector<void *>> g_free;   /* class bytes -> blocks */
+
+size_t size_class(size_t n) {
+    if (n <= 512) return 512;
+    size_t p = 512;
+    while (p < n) {
+        size_t step = p / 4;
+        for (int i = 1; i <= 4; i++)
+            if (p + step * (size_t)i >= n) return p + step * (size_t)i;
+        p *= 2;
+    }
+    return p;
+}
+
+void free_cached_locked(void) {
+    for (auto &kv : g_free)
+        for (void *p : kv.second) cudaFree(p);
+    g_free.clear();
+}
+} // namespace
+
+static gqe_status cu_alloc(void **ptr, size_t nbytes) {
+    size_t cls = size_class(nbytes ? nbytes : 1);
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    auto it = g_free.find(cls);
+    if (it != g_free.end() && !it->second.empty()) {
+        *ptr = it->second.back();
+        it->second.pop_back();
+        g_live[*ptr] = cls;
+        return GQE_OK;
+    }
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, cls);
+    if (e != cudaSuccess) {
+        /* Out of memory with blocks parked in the cache: give them back and retry. */
+        cudaGetLastError();
+        free_cached_locked();
+        e = cudaMalloc(&p, cls);
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return gqe_fail(e == cudaErrorMemoryAllocation ? GQE_ERR_NOMEM : GQE_ERR_DEVICE,
+                        "cudaMalloc(%zu bytes) failed: %s", cls, cudaGetErrorString(e));
+    }
+    g_live[p] = cls;
+    *ptr = p;
+    return GQE_OK;
+}
+
+static void cu_release(void *ptr) {
+    if (!ptr) return;
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    auto it = g_live.find(ptr);
+    if (it == g_live.end()) return;   /* not ours: never hand foreign memory to cudaFree */
+    g_free[it->second].push_back(ptr);
+    g_live.erase(it);
+}
+
+gqe_status gqe_cuda_scratch(void **p, size_t nbytes) { return cu_alloc(p, nbytes); }
+void gqe_cuda_scratch_free(void *p) { cu_release(p); }
+
+static gqe_status cu_upload(void *dst, const void *src, size_t n) {
+    if (n) CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
+    return GQE_OK;
+}
+static gqe_status cu_download(void *dst, const void *src, size_t n) {
+    if (n) CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+    return GQE_OK;
+}
+static gqe_status cu_copy(void *dst, const void *src, size_t n) {
+    if (n && dst != src) CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToDevice));
+    return GQE_OK;
+}
+
+/* ---- the bad-index flag ---------------------------------------------------- */
+static int *g_flag = NULL;
+
+int *gqe_cuda_flag_ptr(void) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    if (!g_flag) {
+        if (cudaMalloc(&g_flag, sizeof(int)) != cudaSuccess || cudaMemset(g_flag, 0, sizeof(int)) != cudaSuccess) {
+            cudaGetLastError();
+            g_flag = NULL;
+        }
+    }
+    return g_flag;
+}
+
+gqe_status gqe_cuda_flag_check(void) {
+    int *f = gqe_cuda_flag_ptr();
+    if (!f) return gqe_fail(GQE_ERR_DEVICE, "cuda: could not allocate the error flag");
+    int v = 0;
+    CUDA_CHECK(cudaMemcpy(&v, f, sizeof v, cudaMemcpyDeviceToHost));
+    if (!v) return GQE_OK;
+    CUDA_CHECK(cudaMemset(f, 0, sizeof(int)));
+    if (v & GQE_FLAG_EMBEDDING)
+        return gqe_fail(GQE_ERR_ARG, "embedding: a token id was outside [0, vocabulary size)");
+    if (v & GQE_FLAG_TARGET)
+        return gqe_fail(GQE_ERR_ARG, "cross_entropy: a target was >= the number of classes");
+    return gqe_fail(GQE_ERR_ARG, "routing: an expert index was outside [0, M)");
+}
+
+static gqe_status cu_synchronize(void) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    return gqe_cuda_flag_check();
+}
+
+/* ---- cuBLAS ------------------------------------------------------------------ */
+const char *gqe_cublas_status_str(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "mapping error";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+    default: return "unknown cuBLAS status";
+    }
+}
+
+static cublasHandle_t g_cublas = NULL;
+static void *g_cublas_ws = NULL;
+#define GQE_CUBLAS_WORKSPACE ((size_t)32 << 20)
+
+gqe_status gqe_cuda_cublas(cublasHandle_t *h) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    if (!g_cublas) {
+        cublasHandle_t nh;
+        CUBLAS_CHECK(cublasCreate(&nh));
+        /* A fixed workspace keeps cuBLAS from allocating inside the step. */
+        CUDA_CHECK(cudaMalloc(&g_cublas_ws, GQE_CUBLAS_WORKSPACE));
+        CUBLAS_CHECK(cublasSetWorkspace(nh, g_cublas_ws, GQE_CUBLAS_WORKSPACE));
+        CUBLAS_CHECK(cublasSetMathMode(nh, CUBLAS_DEFAULT_MATH));
+        g_cublas = nh;
+    }
+    *h = g_cublas;
+    return GQE_OK;
+}
+
+/* ---- dtype guards ----------------------------------------------------------- */
+gqe_status gqe_cuda_need_float(const gqe_tensor *t, const char *op, const char *name) {
+    if (t->dtype == GQE_F32 || t->dtype == GQE_BF16) return GQE_OK;
+    return gqe_fail(GQE_ERR_SHAPE, "%s: %s must be f32 or bf16, got %s", op, name, gqe_dtype_name(t->dtype));
+}
+gqe_status gqe_cuda_need_f32(const gqe_tensor *t, const char *op, const char *name) {
+    if (t->dtype == GQE_F32) return GQE_OK;
+    return gqe_fail(GQE_ERR_SHAPE, "%s: %s must be f32 on cuda, got %s", op, name, gqe_dtype_name(t->dtype));
+}
+gqe_status gqe_cuda_need_i32(const gqe_tensor *t, const char *op, const char *name) {
+    if (t->dtype == GQE_I32) return GQE_OK;
+    return gqe_fail(GQE_ERR_SHAPE, "%s: %s must be i32, got %s", op, name, gqe_dtype_name(t->dtype));
+}
+
+/* ---- availability and the table ------------------------------------------ */
+extern "C" bool gqe_cuda_available(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess) cudaGetLastError(); /* no driver or no device: clear and say no */
+        cached = (e == cudaSuccess && n > 0) ? 1 : 0;
+    }
+    return cached == 1;
+}
+
+extern "C" const gqe_backend gqe_cuda_backend = {
+    /* .name */ "cuda",
+    cu_alloc,
+    cu_release,
+    cu_upload,
+    cu_download,
+    cu_copy,
+    gqe_cuda_convert,
+    cu_synchronize,
+    gqe_cuda_fill,
+    gqe_cuda_scale,
+    gqe_cuda_axpy,
+    gqe_cuda_add,
+    gqe_cuda_sumsq,
+    gqe_cuda_sum,
+    gqe_cuda_copy_cols,
+    gqe_cuda_matmul,
+    gqe_cuda_embedding_forward,
+    gqe_cuda_embedding_backward,
+    gqe_cuda_rmsnorm_forward,
+    gqe_cuda_rmsnorm_backward,
+    gqe_cuda_gelu_forward,
+    gqe_cuda_gelu_backward,
+    gqe_cuda_swiglu_forward,
+    gqe_cuda_swiglu_backward,
+    gqe_cuda_rope_forward,
+    gqe_cuda_rope_backward,
+    gqe_cuda_attention_forward,
+    gqe_cuda_attention_backward,
+    gqe_cuda_cross_entropy_forward,
+    gqe_cuda_cross_entropy_backward,
+    gqe_cuda_router_topk,
+    gqe_cuda_router_score_backward,
+    gqe_cuda_router_random,
+    gqe_cuda_router_hash,
+    gqe_cuda_router_scatter_probs,
+    gqe_cuda_router_stats,
+    gqe_cuda_router_aux_backward,
+    gqe_cuda_gather_slots,
+    gqe_cuda_scatter_slots,
+    gqe_cuda_slot_mix_forward,
+    gqe_cuda_slot_mix_backward,
+    gqe_cuda_slot_scale_forward,
+    gqe_cuda_slot_scale_backward,
+    gqe_cuda_group_mean_forward,
+    gqe_cuda_group_mean_backward,
+    gqe_cuda_adamw_update,
+    gqe_cuda_sgd_update,
+};

@@ -1,0 +1,142 @@
+/* Embedding lookup and RMSNorm, forward and backward. */
+#include "common.cuh"
+
+/* ---- embedding ---------------------------------------------------------------- */
+__global__ void k_embedding_fwd(fptr out, fptr table, const int32_t *ids, int64_t R, int64_t D, int64_t V,
+                                int *flag) {
+    GRID_STRIDE(i, R * D) {
+        int64_t r = i / D, d = i % D;
+        int32_t id = ids[r];
+        if (id < 0 || id >= V) {
+            if (d == 0) atomicOr(flag, GQE_FLAG_EMBEDDING);
+            stf(out, i, 0.0f);
+        } else {
+            stf(out, i, ldf(table, (int64_t)id * D + d));
+        }
+    }
+}
+
+/* Rows with equal ids collide, so the scatter adds atomically (f32 only). */
+__global__ void k_embedding_bwd(float *dtable, fptr dout, const int32_t *ids, int64_t R, int64_t D, int64_t V,
+                                int *flag) {
+    GRID_STRIDE(i, R * D) {
+        int64_t r = i / D, d = i % D;
+        int32_t id = ids[r];
+        if (id < 0 || id >= V) {
+            if (d == 0) atomicOr(flag, GQE_FLAG_EMBEDDING);
+            continue;
+        }
+        atomicAdd(dtable + (int64_t)id * D + d, ldf(dout, i));
+    }
+}
+
+gqe_status gqe_cuda_embedding_forward(gqe_tensor *out, const gqe_tensor *table, const gqe_tensor *ids) {
+    GQE_TRY(gqe_cuda_need_float(out, "embedding_forward", "out"));
+    GQE_TRY(gqe_cuda_need_float(table, "embedding_forward", "table"));
+    GQE_TRY(gqe_cuda_need_i32(ids, "embedding_forward", "ids"));
+    int64_t V = table->shape[0], D = table->shape[table->ndim - 1], R = gqe_tensor_numel(ids);
+    if (R * D == 0) return GQE_OK;
+    int *flag = gqe_cuda_flag_ptr();
+    if (!flag) return gqe_fail(GQE_ERR_DEVICE, "embedding_forward: no device flag");
+    k_embedding_fwd<<<gqe_grid_for(R * D, 256), 256>>>(fp(out), fp(table), gqe_i32(ids), R, D, V, flag);
+    LAUNCH_CHECK("embedding forward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, const gqe_tensor *ids) {
+    GQE_TRY(gqe_cuda_need_f32(dtable, "embedding_backward", "dtable"));
+    GQE_TRY(gqe_cuda_need_float(dout, "embedding_backward", "dout"));
+    GQE_TRY(gqe_cuda_need_i32(ids, "embedding_backward", "ids"));
+    int64_t V = dtable->shape[0], D = dtable->shape[dtable->ndim - 1], R = gqe_tensor_numel(ids);
+    if (R * D == 0) return GQE_OK;
+    int *flag = gqe_cuda_flag_ptr();
+    if (!flag) return gqe_fail(GQE_ERR_DEVICE, "embedding_backward: no device flag");
+    k_embedding_bwd<<<gqe_grid_for(R * D, 256), 256>>>(gqe_f32(dtable), fp(dout), gqe_i32(ids), R, D, V, flag);
+    LAUNCH_CHECK("embedding backward kernel");
+    return GQE_OK;
+}
+
+/* ---- RMSNorm: one block per row ------------------------------------------ */
+#define NORM_THREADS 256
+
+__global__ void k_rmsnorm_fwd(fptr out, float *rstd, fptr x, fptr w, int64_t D, float eps) {
+    __shared__ float scratch[32];
+    int64_t r = blockIdx.x;
+    const int64_t base = r * D;
+    float ss = 0;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float v = ldf(x, base + d);
+        ss += v * v;
+    }
+    ss = block_sum(ss, scratch);
+    float rs = rsqrtf(ss / (float)D + eps);
+    if (threadIdx.x == 0) rstd[r] = rs;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) stf(out, base + d, ldf(x, base + d) * rs * ldf(w, d));
+}
+
+/* dx = rstd * w * g - x * rstd^3 / D * sum_j g_j w_j x_j  (accumulated) */
+__global__ void k_rmsnorm_bwd_dx(fptr dx, fptr dout, fptr x, fptr w, const float *rstd, int64_t D) {
+    __shared__ float scratch[32];
+    int64_t r = blockIdx.x;
+    const int64_t base = r * D;
+    float dot = 0;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) dot += ldf(dout, base + d) * ldf(w, d) * ldf(x, base + d);
+    dot = block_sum(dot, scratch);
+    float rs = rstd[r];
+    float c = rs * rs * rs * dot / (float)D;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        float g = rs * ldf(w, d) * ldf(dout, base + d) - c * ldf(x, base + d);
+        stf(dx, base + d, ldf(dx, base + d) + g);
+    }
+}
+
+/* dw[j] += sum_r g[r,j] x[r,j] rstd[r]: each block sums a chunk of rows for
+ * a run of columns (coalesced), then one atomic per column and chunk. */
+__global__ void k_rmsnorm_bwd_dw(float *dw, fptr dout, fptr x, const float *rstd, int64_t R, int64_t D,
+                                 int64_t chunk) {
+    int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= D) return;
+    int64_t r0 = (int64_t)blockIdx.y * chunk, r1 = r0 + chunk < R ? r0 + chunk : R;
+    float acc = 0;
+    for (int64_t r = r0; r < r1; r++) acc += ldf(dout, r * D + j) * ldf(x, r * D + j) * rstd[r];
+    atomicAdd(dw + j, acc);
+}
+
+gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
+                                    const gqe_tensor *w, float eps) {
+    GQE_TRY(gqe_cuda_need_float(out, "rmsnorm_forward", "out"));
+    GQE_TRY(gqe_cuda_need_f32(rstd, "rmsnorm_forward", "rstd"));
+    GQE_TRY(gqe_cuda_need_float(x, "rmsnorm_forward", "x"));
+    GQE_TRY(gqe_cuda_need_float(w, "rmsnorm_forward", "w"));
+    int64_t D = x->shape[x->ndim - 1], R = D ? gqe_tensor_numel(x) / D : 0;
+    if (R == 0) return GQE_OK;
+    if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
+    k_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(out), gqe_f32(rstd), fp(x), fp(w), D, eps);
+    LAUNCH_CHECK("rmsnorm forward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
+                                     const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd) {
+    GQE_TRY(gqe_cuda_need_float(dout, "rmsnorm_backward", "dout"));
+    GQE_TRY(gqe_cuda_need_float(x, "rmsnorm_backward", "x"));
+    GQE_TRY(gqe_cuda_need_float(w, "rmsnorm_backward", "w"));
+    GQE_TRY(gqe_cuda_need_f32(rstd, "rmsnorm_backward", "rstd"));
+    int64_t D = x->shape[x->ndim - 1], R = D ? gqe_tensor_numel(x) / D : 0;
+    if (R == 0) return GQE_OK;
+    if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
+    if (dx && !gqe_tensor_is_empty(dx)) {
+        GQE_TRY(gqe_cuda_need_float(dx, "rmsnorm_backward", "dx"));
+        k_rmsnorm_bwd_dx<<<(unsigned)R, NORM_THREADS>>>(fp(dx), fp(dout), fp(x), fp(w), gqe_f32(rstd), D);
+        LAUNCH_CHECK("rmsnorm backward (dx) kernel");
+    }
+    if (dw && !gqe_tensor_is_empty(dw)) {
+        GQE_TRY(gqe_cuda_need_f32(dw, "rmsnorm_backward", "dw"));
+        int64_t chunk = 64;
+        while ((R + chunk - 1) / chunk > 65535) chunk *= 2;
+        dim3 grid((unsigned)((D + 127) / 128), (unsigned)((R + chunk - 1) / chunk));
+        k_rmsnorm_bwd_dw<<<grid, 128>>>(gqe_f32(dw), fp(dout), fp(x), gqe_f32(rstd), R, D, chunk);
+        LAUNCH_CHECK("rmsnorm backward (dw) kernel");
+    }
+    return GQE_OK;
+}

@@ -1,0 +1,160 @@
+/* Output slots (GQE.md step 6): slot B's weighted mix, the weighted_concat
+ * scaling and the shared head's group mean. o (R, S, D), P (R, S). */
+#include "common.cuh"
+
+#define THREADS 256
+
+/* One warp per row: S and D are small (a few slots of one head width). */
+__global__ void k_slot_mix_fwd(fptr out, fptr w, fptr o, fptr p, int64_t R, int64_t S, int64_t D, float eps) {
+    int lane = threadIdx.x & 31;
+    int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (r >= R) return;
+    float sum = 0;
+    for (int64_t s = 0; s < S; s++) sum += ldf(p, r * S + s);
+    float den = sum > eps ? sum : eps;
+    if (lane == 0)
+        for (int64_t s = 0; s < S; s++) stf(w, r * S + s, ldf(p, r * S + s) / den);
+    for (int64_t d = lane; d < D; d += 32) {
+        float acc = 0;
+        for (int64_t s = 0; s < S; s++) acc += (ldf(p, r * S + s) / den) * ldf(o, (r * S + s) * D + d);
+        stf(out, r * D + d, acc);
+    }
+}
+
+/* Unclamped (den = sum P): dP_s += dout.(o_s - out)/den; clamped (sum P <
+ * eps, den the constant eps): dout.o_s/eps. do_s += w_s dout. */
+__global__ void k_slot_mix_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, fptr out, fptr w, int64_t R, int64_t S,
+                               int64_t D, float eps) {
+    int lane = threadIdx.x & 31;
+    int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (r >= R) return;
+    float sum = 0;
+    for (int64_t s = 0; s < S; s++) sum += ldf(p, r * S + s);
+    bool clamped = sum < eps;
+    float den = clamped ? eps : sum;
+    for (int64_t s = 0; s < S; s++) {
+        float ws = ldf(w, r * S + s), dot = 0;
+        for (int64_t d = lane; d < D; d += 32) {
+            float g = ldf(dout, r * D + d);
+            int64_t oi = (r * S + s) * D + d;
+            float os = ldf(o, oi);
+            stf(d_o, oi, ldf(d_o, oi) + ws * g);
+            dot += g * (clamped ? os : os - ldf(out, r * D + d));
+        }
+        dot = warp_sum(dot);
+        if (lane == 0) stf(dp, r * S + s, ldf(dp, r * S + s) + dot / den);
+    }
+}
+
+gqe_status gqe_cuda_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
+                                     const gqe_tensor *p, float eps) {
+    const char *op = "slot_mix_forward";
+    GQE_TRY(gqe_cuda_need_float(out, op, "out")); GQE_TRY(gqe_cuda_need_float(w, op, "w"));
+    GQE_TRY(gqe_cuda_need_float(o, op, "o")); GQE_TRY(gqe_cuda_need_float(p, op, "p"));
+    int64_t D = out->shape[out->ndim - 1], R = D ? gqe_tensor_numel(out) / D : 0, S = p->shape[p->ndim - 1];
+    if (R == 0) return GQE_OK;
+    k_slot_mix_fwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(out), fp(w), fp(o), fp(p), R, S, D, eps);
+    LAUNCH_CHECK("slot mix forward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                      const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
+                                      const gqe_tensor *w, float eps) {
+    const char *op = "slot_mix_backward";
+    GQE_TRY(gqe_cuda_need_float(d_o, op, "d_o")); GQE_TRY(gqe_cuda_need_float(dp, op, "dp"));
+    GQE_TRY(gqe_cuda_need_float(dout, op, "dout")); GQE_TRY(gqe_cuda_need_float(o, op, "o"));
+    GQE_TRY(gqe_cuda_need_float(p, op, "p")); GQE_TRY(gqe_cuda_need_float(out, op, "out"));
+    GQE_TRY(gqe_cuda_need_float(w, op, "w"));
+    int64_t D = out->shape[out->ndim - 1], R = D ? gqe_tensor_numel(out) / D : 0, S = p->shape[p->ndim - 1];
+    if (R == 0) return GQE_OK;
+    k_slot_mix_bwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(d_o), fp(dp), fp(dout), fp(o), fp(p), fp(out),
+                                                                fp(w), R, S, D, eps);
+    LAUNCH_CHECK("slot mix backward kernel");
+    return GQE_OK;
+}
+
+__global__ void k_slot_scale_fwd(fptr out, fptr o, fptr p, int64_t RS, int64_t D) {
+    GRID_STRIDE(i, RS * D) stf(out, i, ldf(p, i / D) * ldf(o, i));
+}
+
+/* One warp per (r, s): do += P dout and dP += dout . o. */
+__global__ void k_slot_scale_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, int64_t RS, int64_t D) {
+    int lane = threadIdx.x & 31;
+    int64_t rs = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (rs >= RS) return;
+    float pv = ldf(p, rs), dot = 0;
+    for (int64_t d = lane; d < D; d += 32) {
+        int64_t i = rs * D + d;
+        float g = ldf(dout, i);
+        stf(d_o, i, ldf(d_o, i) + pv * g);
+        dot += g * ldf(o, i);
+    }
+    dot = warp_sum(dot);
+    if (lane == 0) stf(dp, rs, ldf(dp, rs) + dot);
+}
+
+gqe_status gqe_cuda_slot_scale_forward(gqe_tensor *out, const gqe_tensor *o, const gqe_tensor *p) {
+    GQE_TRY(gqe_cuda_need_float(out, "slot_scale_forward", "out"));
+    GQE_TRY(gqe_cuda_need_float(o, "slot_scale_forward", "o"));
+    GQE_TRY(gqe_cuda_need_float(p, "slot_scale_forward", "p"));
+    int64_t D = o->shape[o->ndim - 1], RS = D ? gqe_tensor_numel(o) / D : 0;
+    if (RS == 0) return GQE_OK;
+    k_slot_scale_fwd<<<gqe_grid_for(RS * D, THREADS), THREADS>>>(fp(out), fp(o), fp(p), RS, D);
+    LAUNCH_CHECK("slot scale forward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
+                                        const gqe_tensor *o, const gqe_tensor *p) {
+    const char *op = "slot_scale_backward";
+    GQE_TRY(gqe_cuda_need_float(d_o, op, "d_o")); GQE_TRY(gqe_cuda_need_float(dp, op, "dp"));
+    GQE_TRY(gqe_cuda_need_float(dout, op, "dout")); GQE_TRY(gqe_cuda_need_float(o, op, "o"));
+    GQE_TRY(gqe_cuda_need_float(p, op, "p"));
+    int64_t D = o->shape[o->ndim - 1], RS = D ? gqe_tensor_numel(o) / D : 0;
+    if (RS == 0) return GQE_OK;
+    k_slot_scale_bwd<<<gqe_grid_for(RS * 32, THREADS), THREADS>>>(fp(d_o), fp(dp), fp(dout), fp(o), fp(p), RS, D);
+    LAUNCH_CHECK("slot scale backward kernel");
+    return GQE_OK;
+}
+
+/* out (R, 1, D) = mean over g of x (R, G, D) */
+__global__ void k_group_mean_fwd(fptr out, fptr x, int64_t R, int64_t G, int64_t D) {
+    float inv = 1.0f / (float)G;
+    GRID_STRIDE(i, R * D) {
+        int64_t r = i / D, d = i % D;
+        float s = 0;
+        for (int64_t g = 0; g < G; g++) s += ldf(x, (r * G + g) * D + d);
+        stf(out, i, s * inv);
+    }
+}
+
+__global__ void k_group_mean_bwd(fptr dx, fptr dout, int64_t R, int64_t G, int64_t D) {
+    float inv = 1.0f / (float)G;
+    GRID_STRIDE(i, R * G * D) {
+        int64_t d = i % D, r = i / (G * D);
+        stf(dx, i, ldf(dx, i) + ldf(dout, r * D + d) * inv);
+    }
+}
+
+gqe_status gqe_cuda_group_mean_forward(gqe_tensor *out, const gqe_tensor *x) {
+    GQE_TRY(gqe_cuda_need_float(out, "group_mean_forward", "out"));
+    GQE_TRY(gqe_cuda_need_float(x, "group_mean_forward", "x"));
+    int64_t D = x->shape[x->ndim - 1], G = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
+    int64_t R = (G * D != 0) ? gqe_tensor_numel(x) / (G * D) : 0;
+    if (R * D == 0) return GQE_OK;
+    k_group_mean_fwd<<<gqe_grid_for(R * D, THREADS), THREADS>>>(fp(out), fp(x), R, G, D);
+    LAUNCH_CHECK("group mean forward kernel");
+    return GQE_OK;
+}
+
+gqe_status gqe_cuda_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout) {
+    GQE_TRY(gqe_cuda_need_float(dx, "group_mean_backward", "dx"));
+    GQE_TRY(gqe_cuda_need_float(dout, "group_mean_backward", "dout"));
+    int64_t D = dx->shape[dx->ndim - 1], G = dx->ndim >= 2 ? dx->shape[dx->ndim - 2] : 1;
+    int64_t R = (G * D != 0) ? gqe_tensor_numel(dx) / (G * D) : 0;
+    if (R * G * D == 0) return GQE_OK;
+    k_group_mean_bwd<<<gqe_grid_for(R * G * D, THREADS), THREADS>>>(fp(dx), fp(dout), R, G, D);
+    LAUNCH_CHECK("group mean backward kernel");
+    return GQE_OK;
+}

@@ -1,0 +1,528 @@
+/* Every op of the CUDA backend against the CPU backend on the same random
+ * inputs. Each check copies the GPU result back and bounds
+ * max |gpu - cpu| / max |cpu| (testutil's tu_rel_err):
+ *   f32 elementwise 1e-5; f32 reductions, matmul, attention 1e-4;
+ *   bf16 operands 2e-2 (the CPU reference runs in f32 on the same
+ *   bf16-rounded values). Index outputs (top-k, random, hash) must match
+ * exactly. Outputs an op overwrites start as NaN on the GPU, so an element
+ * never written fails the check.
+ *
+ * With no CUDA device the binary prints "skipped: no CUDA device" and exits
+ * 0. `--small` (or GQE_TEST_SMALL=1) shrinks the attention shapes for runs
+ * under compute-sanitizer. */
+#include "testutil.h"
+#include "backend.h"
+#include <string.h>
+
+static bool g_small = false;
+
+/* ---- paired tensors: the same values on the CPU (f32) and the GPU -------- */
+typedef struct { gqe_tensor c, g; } pair;
+
+static void round_bf16(gqe_tensor *t) {
+    float *p = gqe_f32(t);
+    for (int64_t i = 0; i < gqe_tensor_numel(t); i++) p[i] = gqe_bf16_to_f32(gqe_f32_to_bf16(p[i]));
+}
+
+static pair pr_randn(int nd, const int64_t *shape, float std, uint64_t seed, gqe_dtype gdt) {
+    pair p;
+    p.c = tu_randn(nd, shape, std, seed);
+    if (gdt == GQE_BF16) round_bf16(&p.c);
+    CHECK_OK(gqe_tensor_to(&p.g, &p.c, GQE_CUDA, gdt));
+    return p;
+}
+#define RANDN(var, dt, seed, ...) pair var = pr_randn(NARG_(__VA_ARGS__), (const int64_t[]){__VA_ARGS__}, 1.0f, seed, dt)
+#define NARG_(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+
+/* An output the op overwrites: CPU zeros, GPU NaN. */
+static pair pr_out(int nd, const int64_t *shape, gqe_dtype gdt) {
+    pair p;
+    CHECK_OK(gqe_tensor_zeros(&p.c, GQE_F32, GQE_CPU, nd, shape));
+    CHECK_OK(gqe_tensor_new(&p.g, gdt, GQE_CUDA, nd, shape));
+    CHECK_OK(gqe_fill(&p.g, NAN));
+    return p;
+}
+#define OUT(var, dt, ...) pair var = pr_out(NARG_(__VA_ARGS__), (const int64_t[]){__VA_ARGS__}, dt)
+
+static pair pr_ids(int64_t n, int64_t lo, int64_t hi, uint64_t seed) {
+    pair p;
+    CHECK_OK(gqe_tensor_new4(&p.c, GQE_I32, GQE_CPU, n, 0, 0, 0));
+    for (int64_t i = 0; i < n; i++) gqe_i32(&p.c)[i] = (int32_t)(lo + gqe_rng_u32_at(seed, 3, (uint64_t)i) % (uint64_t)(hi - lo));
+    CHECK_OK(gqe_tensor_to(&p.g, &p.c, GQE_CUDA, GQE_I32));
+    return p;
+}
+
+static void pr_free(pair *p) { gqe_tensor_free(&p->c); gqe_tensor_free(&p->g); }
+
+static double pr_err(const pair *p) {
+    int64_t n = gqe_tensor_numel(&p->c);
+    float *a = malloc((size_t)n * sizeof(float) + 4);
+    CHECK_OK(gqe_tensor_read_f32(&p->g, a, (size_t)n));
+    double e = tu_rel_err(a, gqe_f32(&p->c), n);
+    free(a);
+    return e;
+}
+#define PR_CHECK(p, tol) do { double _e = pr_err(&(p)); \
+    if (!(_e <= (tol))) fail_msg("%s: gpu vs cpu relative error %.3g > %.3g (line %d)", #p, _e, (double)(tol), __LINE__); } while (0)
+
+static void pr_check_i32(const pair *p) {
+    int64_t n = gqe_tensor_numel(&p->c);
+    int32_t *a = malloc((size_t)n * 4 + 4);
+    CHECK_OK(gqe_backend_for(GQE_CUDA)->download(a, gqe_tensor_data(&p->g), (size_t)n * 4));
+    for (int64_t i = 0; i < n; i++)
+        if (a[i] != gqe_i32(&p->c)[i]) fail_msg("index %lld: gpu %d, cpu %d", (long long)i, a[i], gqe_i32(&p->c)[i]);
+    free(a);
+}
+
+#define TOL_EW 1e-5
+#define TOL_RED 1e-4
+#define TOL_BF16 2e-2
+
+/* ---- elementwise, reductions, copies ---------------------------------- */
+static void test_elementwise(void **state) {
+    (void)state;
+    RANDN(x, GQE_F32, 1, 1000);
+    RANDN(y, GQE_F32, 2, 1000);
+    OUT(o, GQE_F32, 1000);
+    CHECK_OK(gqe_add(&o.c, &x.c, &y.c)); CHECK_OK(gqe_add(&o.g, &x.g, &y.g));
+    PR_CHECK(o, TOL_EW);
+    CHECK_OK(gqe_axpy(&y.c, -0.7f, &x.c)); CHECK_OK(gqe_axpy(&y.g, -0.7f, &x.g));
+    PR_CHECK(y, TOL_EW);
+    CHECK_OK(gqe_scale(&y.c, 1.3f)); CHECK_OK(gqe_scale(&y.g, 1.3f));
+    PR_CHECK(y, TOL_EW);
+    CHECK_OK(gqe_fill(&y.c, 0.25f)); CHECK_OK(gqe_fill(&y.g, 0.25f));
+    PR_CHECK(y, 0);
+    double sc, sg;
+    CHECK_OK(gqe_sum(&x.c, &sc)); CHECK_OK(gqe_sum(&x.g, &sg));
+    assert_true(fabs(sc - sg) <= 1e-9 * (1 + fabs(sc)) + 1e-6);
+    CHECK_OK(gqe_sumsq(&x.c, &sc)); CHECK_OK(gqe_sumsq(&x.g, &sg));
+    assert_true(fabs(sc - sg) <= 1e-6 * sc);
+    /* bf16 elementwise against the CPU on the rounded values */
+    RANDN(xb, GQE_BF16, 3, 777);
+    RANDN(yb, GQE_BF16, 4, 777);
+    OUT(ob, GQE_BF16, 777);
+    CHECK_OK(gqe_add(&ob.c, &xb.c, &yb.c)); CHECK_OK(gqe_add(&ob.g, &xb.g, &yb.g));
+    PR_CHECK(ob, TOL_BF16);
+    /* the f32 <-> bf16 conversion kernel is exact on representable values */
+    gqe_tensor back;
+    CHECK_OK(gqe_tensor_new4(&back, GQE_F32, GQE_CUDA, 777, 0, 0, 0));
+    CHECK_OK(gqe_tensor_copy(&back, &xb.g));
+    float *h = malloc(777 * sizeof(float));
+    CHECK_OK(gqe_tensor_read_f32(&back, h, 777));
+    for (int i = 0; i < 777; i++) assert_true(h[i] == gqe_f32(&xb.c)[i]);
+    free(h);
+    gqe_tensor_free(&back);
+    pr_free(&x); pr_free(&y); pr_free(&o); pr_free(&xb); pr_free(&yb); pr_free(&ob);
+}
+
+static void test_copy_cols(void **state) {
+    (void)state;
+    RANDN(src, GQE_F32, 5, 13, 9);
+    RANDN(dst, GQE_F32, 6, 13, 11);
+    CHECK_OK(gqe_copy_cols(&dst.c, 2, &src.c, 3, 5, false)); CHECK_OK(gqe_copy_cols(&dst.g, 2, &src.g, 3, 5, false));
+    PR_CHECK(dst, 0);
+    CHECK_OK(gqe_copy_cols(&dst.c, 0, &src.c, 0, 9, true)); CHECK_OK(gqe_copy_cols(&dst.g, 0, &src.g, 0, 9, true));
+    PR_CHECK(dst, TOL_EW);
+    pr_free(&src); pr_free(&dst);
+}
+
+/* ---- matmul --------------------------------------------------------------- */
+static void test_matmul(void **state) {
+    (void)state;
+    const int64_t M = 37, N = 29, K = 45;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            RANDN(a, GQE_F32, 10 + ta, ta ? K : M, ta ? M : K);
+            RANDN(b, GQE_F32, 20 + tb, tb ? N : K, tb ? K : N);
+            RANDN(c, GQE_F32, 30, M, N);
+            CHECK_OK(gqe_matmul(&c.c, &a.c, &b.c, ta, tb, 0.8f, 0.5f));
+            CHECK_OK(gqe_matmul(&c.g, &a.g, &b.g, ta, tb, 0.8f, 0.5f));
+            PR_CHECK(c, TOL_RED);
+            pr_free(&a); pr_free(&b); pr_free(&c);
+        }
+    /* bf16 operands (tensor cores, f32 accumulate) into an f32 C */
+    RANDN(a, GQE_BF16, 40, M, K);
+    RANDN(b, GQE_BF16, 41, N, K);
+    OUT(c, GQE_F32, M, N);
+    CHECK_OK(gqe_matmul(&c.c, &a.c, &b.c, false, true, 1, 0));
+    CHECK_OK(gqe_matmul(&c.g, &a.g, &b.g, false, true, 1, 0));
+    PR_CHECK(c, TOL_RED);  /* exact products of bf16 values, f32 sums */
+    /* mixed: bf16 activations times f32 weights (rounded to bf16 inside) */
+    RANDN(w, GQE_F32, 42, N, K);
+    round_bf16(&w.c);
+    CHECK_OK(gqe_tensor_copy(&w.g, &w.c));
+    OUT(c2, GQE_BF16, M, N);
+    CHECK_OK(gqe_matmul(&c2.c, &a.c, &w.c, false, true, 1, 0));
+    CHECK_OK(gqe_matmul(&c2.g, &a.g, &w.g, false, true, 1, 0));
+    PR_CHECK(c2, TOL_BF16);
+    pr_free(&a); pr_free(&b); pr_free(&c); pr_free(&w); pr_free(&c2);
+}
+
+/* ---- embedding, norm, activations, rope ------------------------------------ */
+static void test_embedding(void **state) {
+    (void)state;
+    const int64_t V = 50, D = 24, R = 70;  /* R > V: ids repeat, the backward scatter collides */
+    RANDN(table, GQE_F32, 50, V, D);
+    pair ids = pr_ids(R, 0, V, 51);
+    OUT(out, GQE_F32, R, D);
+    CHECK_OK(gqe_embedding_forward(&out.c, &table.c, &ids.c));
+    CHECK_OK(gqe_embedding_forward(&out.g, &table.g, &ids.g));
+    PR_CHECK(out, 0);
+    RANDN(dout, GQE_F32, 52, R, D);
+    CHECK_OK(gqe_embedding_backward(&table.c, &dout.c, &ids.c));
+    CHECK_OK(gqe_embedding_backward(&table.g, &dout.g, &ids.g));
+    PR_CHECK(table, TOL_RED);
+    /* an id out of range is reported, not read */
+    int32_t bad = (int32_t)V;
+    CHECK_OK(gqe_backend_for(GQE_CUDA)->upload(gqe_tensor_data(&ids.g), &bad, 4));
+    CHECK_OK(gqe_embedding_forward(&out.g, &table.g, &ids.g));
+    assert_int_equal(gqe_backend_for(GQE_CUDA)->synchronize(), GQE_ERR_ARG);
+    assert_int_equal(gqe_backend_for(GQE_CUDA)->synchronize(), GQE_OK);  /* the flag is cleared */
+    pr_free(&table); pr_free(&ids); pr_free(&out); pr_free(&dout);
+}
+
+static void test_rmsnorm(void **state) {
+    (void)state;
+    const int64_t R = 33, D = 300;
+    RANDN(x, GQE_F32, 60, R, D);
+    RANDN(w, GQE_F32, 61, D);
+    OUT(out, GQE_F32, R, D);
+    OUT(rstd, GQE_F32, R);
+    CHECK_OK(gqe_rmsnorm_forward(&out.c, &rstd.c, &x.c, &w.c, 1e-5f));
+    CHECK_OK(gqe_rmsnorm_forward(&out.g, &rstd.g, &x.g, &w.g, 1e-5f));
+    PR_CHECK(out, TOL_RED);
+    PR_CHECK(rstd, TOL_RED);
+    RANDN(dout, GQE_F32, 62, R, D);
+    RANDN(dx, GQE_F32, 63, R, D);
+    RANDN(dw, GQE_F32, 64, D);
+    CHECK_OK(gqe_rmsnorm_backward(&dx.c, &dw.c, &dout.c, &x.c, &w.c, &rstd.c));
+    CHECK_OK(gqe_rmsnorm_backward(&dx.g, &dw.g, &dout.g, &x.g, &w.g, &rstd.g));
+    PR_CHECK(dx, TOL_RED);
+    PR_CHECK(dw, TOL_RED);
+    pr_free(&x); pr_free(&w); pr_free(&out); pr_free(&rstd); pr_free(&dout); pr_free(&dx); pr_free(&dw);
+}
+
+static void test_activations(void **state) {
+    (void)state;
+    RANDN(x, GQE_F32, 70, 31, 40);
+    OUT(o, GQE_F32, 31, 40);
+    CHECK_OK(gqe_gelu_forward(&o.c, &x.c)); CHECK_OK(gqe_gelu_forward(&o.g, &x.g));
+    PR_CHECK(o, TOL_EW);
+    RANDN(g, GQE_F32, 71, 31, 40);
+    RANDN(dx, GQE_F32, 72, 31, 40);
+    CHECK_OK(gqe_gelu_backward(&dx.c, &x.c, &g.c)); CHECK_OK(gqe_gelu_backward(&dx.g, &x.g, &g.g));
+    PR_CHECK(dx, TOL_EW);
+    OUT(s, GQE_F32, 31, 20);
+    CHECK_OK(gqe_swiglu_forward(&s.c, &x.c)); CHECK_OK(gqe_swiglu_forward(&s.g, &x.g));
+    PR_CHECK(s, TOL_EW);
+    RANDN(gs, GQE_F32, 73, 31, 20);
+    CHECK_OK(gqe_swiglu_backward(&dx.c, &x.c, &gs.c)); CHECK_OK(gqe_swiglu_backward(&dx.g, &x.g, &gs.g));
+    PR_CHECK(dx, TOL_EW);
+    pr_free(&x); pr_free(&o); pr_free(&g); pr_free(&dx); pr_free(&s); pr_free(&gs);
+}
+
+static void test_rope(void **state) {
+    (void)state;
+    RANDN(x, GQE_F32, 80, 2, 19, 3, 32);
+    CHECK_OK(gqe_rope_forward(&x.c, 10000.0f, 5)); CHECK_OK(gqe_rope_forward(&x.g, 10000.0f, 5));
+    PR_CHECK(x, TOL_EW);
+    CHECK_OK(gqe_rope_backward(&x.c, 10000.0f, 5)); CHECK_OK(gqe_rope_backward(&x.g, 10000.0f, 5));
+    PR_CHECK(x, TOL_EW);
+    RANDN(xb, GQE_BF16, 81, 1, 7, 2, 64);
+    CHECK_OK(gqe_rope_forward(&xb.c, 500000.0f, 100)); CHECK_OK(gqe_rope_forward(&xb.g, 500000.0f, 100));
+    PR_CHECK(xb, TOL_BF16);
+    pr_free(&x); pr_free(&xb);
+}
+
+/* ---- loss -------------------------------------------------------------------- */
+static void test_cross_entropy(void **state) {
+    (void)state;
+    const int64_t R = 21, V = 1000;
+    RANDN(lg, GQE_F32, 90, R, V);
+    pair tg = pr_ids(R, -1, V, 91);  /* some -1: ignored rows */
+    OUT(loss, GQE_F32, R);
+    CHECK_OK(gqe_cross_entropy_forward(&loss.c, &lg.c, &tg.c));
+    CHECK_OK(gqe_cross_entropy_forward(&loss.g, &lg.g, &tg.g));
+    PR_CHECK(loss, TOL_RED);
+    OUT(d, GQE_F32, R, V);
+    CHECK_OK(gqe_cross_entropy_backward(&d.c, &lg.c, &tg.c, 0.5f));
+    CHECK_OK(gqe_cross_entropy_backward(&d.g, &lg.g, &tg.g, 0.5f));
+    PR_CHECK(d, TOL_RED);
+    /* in place */
+    CHECK_OK(gqe_cross_entropy_backward(&lg.c, &lg.c, &tg.c, 1.0f));
+    CHECK_OK(gqe_cross_entropy_backward(&lg.g, &lg.g, &tg.g, 1.0f));
+    PR_CHECK(lg, TOL_RED);
+    pr_free(&lg); pr_free(&tg); pr_free(&loss); pr_free(&d);
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+static void test_router(void **state) {
+    (void)state;
+    const int64_t R = 57, G = 4, M = 6, K = 2;
+    for (int fn = 0; fn < 2; fn++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            RANDN(lg, GQE_F32, 100 + fn, R, G, M);
+            RANDN(bias, GQE_F32, 102, G, M);
+            OUT(p, GQE_F32, R, G, M);
+            OUT(tv, GQE_F32, R, G, K);
+            pair ix;
+            CHECK_OK(gqe_tensor_zeros(&ix.c, GQE_I32, GQE_CPU, 3, (const int64_t[]){R, G, K}));
+            CHECK_OK(gqe_tensor_zeros(&ix.g, GQE_I32, GQE_CUDA, 3, (const int64_t[]){R, G, K}));
+            CHECK_OK(gqe_router_topk(&p.c, &ix.c, &tv.c, &lg.c, fn, with_bias ? &bias.c : NULL));
+            CHECK_OK(gqe_router_topk(&p.g, &ix.g, &tv.g, &lg.g, fn, with_bias ? &bias.g : NULL));
+            PR_CHECK(p, TOL_EW);
+            PR_CHECK(tv, TOL_EW);
+            pr_check_i32(&ix);
+            RANDN(dp, GQE_F32, 103, R, G, M);
+            RANDN(dl, GQE_F32, 104, R, G, M);
+            CHECK_OK(gqe_router_score_backward(&dl.c, &p.c, &dp.c, fn));
+            CHECK_OK(gqe_router_score_backward(&dl.g, &p.g, &dp.g, fn));
+            PR_CHECK(dl, TOL_EW);
+            RANDN(dtv, GQE_F32, 105, R, G, K);
+            CHECK_OK(gqe_router_scatter_probs(&dp.c, &dtv.c, &ix.c));
+            CHECK_OK(gqe_router_scatter_probs(&dp.g, &dtv.g, &ix.g));
+            PR_CHECK(dp, TOL_EW);
+            OUT(cnt, GQE_F32, G, M);
+            OUT(ps, GQE_F32, G, M);
+            CHECK_OK(gqe_router_stats(&cnt.c, &ps.c, &ix.c, &p.c, fn == 1));
+            CHECK_OK(gqe_router_stats(&cnt.g, &ps.g, &ix.g, &p.g, fn == 1));
+            PR_CHECK(cnt, 0);
+            PR_CHECK(ps, TOL_RED);
+            RANDN(coef, GQE_F32, 106, G, M);
+            CHECK_OK(gqe_router_aux_backward(&dp.c, &p.c, &coef.c, fn == 1));
+            CHECK_OK(gqe_router_aux_backward(&dp.g, &p.g, &coef.g, fn == 1));
+            PR_CHECK(dp, TOL_EW);
+            pr_free(&lg); pr_free(&bias); pr_free(&p); pr_free(&tv); pr_free(&ix); pr_free(&dp); pr_free(&dl);
+            pr_free(&dtv); pr_free(&cnt); pr_free(&ps); pr_free(&coef);
+        }
+    /* ties: all-equal logits pick the lowest indices in order */
+    {
+        OUT(p, GQE_F32, R, G, M);
+        OUT(tv, GQE_F32, R, G, K);
+        pair lg, ix;
+        CHECK_OK(gqe_tensor_zeros(&lg.c, GQE_F32, GQE_CPU, 3, (const int64_t[]){R, G, M}));
+        CHECK_OK(gqe_tensor_zeros(&lg.g, GQE_F32, GQE_CUDA, 3, (const int64_t[]){R, G, M}));
+        CHECK_OK(gqe_tensor_zeros(&ix.c, GQE_I32, GQE_CPU, 3, (const int64_t[]){R, G, K}));
+        CHECK_OK(gqe_tensor_zeros(&ix.g, GQE_I32, GQE_CUDA, 3, (const int64_t[]){R, G, K}));
+        CHECK_OK(gqe_router_topk(&p.c, &ix.c, &tv.c, &lg.c, GQE_SCORE_SOFTMAX, NULL));
+        CHECK_OK(gqe_router_topk(&p.g, &ix.g, &tv.g, &lg.g, GQE_SCORE_SOFTMAX, NULL));
+        pr_check_i32(&ix);
+        assert_int_equal(gqe_i32(&ix.c)[1], 1);
+        pr_free(&p); pr_free(&tv); pr_free(&lg); pr_free(&ix);
+    }
+}
+
+static void test_router_fixed(void **state) {
+    (void)state;
+    const int64_t R = 300, G = 8, M = 5, K = 3;
+    pair ix, tv;
+    CHECK_OK(gqe_tensor_zeros(&ix.c, GQE_I32, GQE_CPU, 3, (const int64_t[]){R, G, K}));
+    CHECK_OK(gqe_tensor_zeros(&ix.g, GQE_I32, GQE_CUDA, 3, (const int64_t[]){R, G, K}));
+    tv = pr_out(3, (const int64_t[]){R, G, K}, GQE_F32);
+    CHECK_OK(gqe_router_random(&ix.c, &tv.c, M, 1234, 9));
+    CHECK_OK(gqe_router_random(&ix.g, &tv.g, M, 1234, 9));
+    pr_check_i32(&ix);
+    PR_CHECK(tv, 0);
+    pair tok = pr_ids(R, 0, 50000, 7);
+    CHECK_OK(gqe_router_hash(&ix.c, &tv.c, &tok.c, M));
+    CHECK_OK(gqe_router_hash(&ix.g, &tv.g, &tok.g, M));
+    pr_check_i32(&ix);
+    PR_CHECK(tv, 0);
+    pr_free(&ix); pr_free(&tv); pr_free(&tok);
+}
+
+static void test_slots(void **state) {
+    (void)state;
+    const int64_t R = 29, G = 4, M = 3, K = 2, D = 40, S = 6;
+    /* gather / scatter with random-router indices */
+    pair ix, tv;
+    CHECK_OK(gqe_tensor_zeros(&ix.c, GQE_I32, GQE_CPU, 3, (const int64_t[]){R, G, K}));
+    CHECK_OK(gqe_tensor_zeros(&ix.g, GQE_I32, GQE_CUDA, 3, (const int64_t[]){R, G, K}));
+    tv = pr_out(3, (const int64_t[]){R, G, K}, GQE_F32);
+    CHECK_OK(gqe_router_random(&ix.c, &tv.c, M, 5, 1));
+    CHECK_OK(gqe_router_random(&ix.g, &tv.g, M, 5, 1));
+    RANDN(q, GQE_F32, 110, R, G * M, D);
+    OUT(sl, GQE_F32, R, G * K, D);
+    CHECK_OK(gqe_gather_slots(&sl.c, &q.c, &ix.c)); CHECK_OK(gqe_gather_slots(&sl.g, &q.g, &ix.g));
+    PR_CHECK(sl, 0);
+    RANDN(dsl, GQE_F32, 111, R, G * K, D);
+    CHECK_OK(gqe_scatter_slots(&q.c, &dsl.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&q.g, &dsl.g, &ix.g));
+    PR_CHECK(q, TOL_EW);
+
+    /* slot mix (B), slot scale (weighted_concat), group mean (shared head) */
+    RANDN(o, GQE_F32, 112, R, S, D);
+    pair p = pr_randn(2, (const int64_t[]){R, S}, 1.0f, 113, GQE_F32);
+    for (int64_t i = 0; i < R * S; i++) gqe_f32(&p.c)[i] = fabsf(gqe_f32(&p.c)[i]);
+    for (int64_t s = 0; s < S; s++) gqe_f32(&p.c)[s] = 1e-12f;  /* row 0: sum below eps, the clamp is active */
+    CHECK_OK(gqe_tensor_copy(&p.g, &p.c));
+    OUT(mix, GQE_F32, R, D);
+    OUT(w, GQE_F32, R, S);
+    CHECK_OK(gqe_slot_mix_forward(&mix.c, &w.c, &o.c, &p.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_forward(&mix.g, &w.g, &o.g, &p.g, 1e-9f));
+    PR_CHECK(mix, TOL_EW);
+    PR_CHECK(w, TOL_EW);
+    RANDN(dmix, GQE_F32, 114, R, D);
+    RANDN(d_o, GQE_F32, 115, R, S, D);
+    RANDN(dp, GQE_F32, 116, R, S);
+    CHECK_OK(gqe_slot_mix_backward(&d_o.c, &dp.c, &dmix.c, &o.c, &p.c, &mix.c, &w.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_backward(&d_o.g, &dp.g, &dmix.g, &o.g, &p.g, &mix.g, &w.g, 1e-9f));
+    PR_CHECK(d_o, TOL_EW);
+    PR_CHECK(dp, TOL_RED);
+    OUT(sc, GQE_F32, R, S, D);
+    CHECK_OK(gqe_slot_scale_forward(&sc.c, &o.c, &p.c)); CHECK_OK(gqe_slot_scale_forward(&sc.g, &o.g, &p.g));
+    PR_CHECK(sc, TOL_EW);
+    RANDN(dsc, GQE_F32, 117, R, S, D);
+    CHECK_OK(gqe_slot_scale_backward(&d_o.c, &dp.c, &dsc.c, &o.c, &p.c));
+    CHECK_OK(gqe_slot_scale_backward(&d_o.g, &dp.g, &dsc.g, &o.g, &p.g));
+    PR_CHECK(d_o, TOL_EW);
+    PR_CHECK(dp, TOL_RED);
+    OUT(gm, GQE_F32, R, 1, D);
+    CHECK_OK(gqe_group_mean_forward(&gm.c, &o.c)); CHECK_OK(gqe_group_mean_forward(&gm.g, &o.g));
+    PR_CHECK(gm, TOL_EW);
+    RANDN(dgm, GQE_F32, 118, R, 1, D);
+    CHECK_OK(gqe_group_mean_backward(&d_o.c, &dgm.c)); CHECK_OK(gqe_group_mean_backward(&d_o.g, &dgm.g));
+    PR_CHECK(d_o, TOL_EW);
+    pr_free(&ix); pr_free(&tv); pr_free(&q); pr_free(&sl); pr_free(&dsl); pr_free(&o); pr_free(&p);
+    pr_free(&mix); pr_free(&w); pr_free(&dmix); pr_free(&d_o); pr_free(&dp); pr_free(&sc); pr_free(&dsc);
+    pr_free(&gm); pr_free(&dgm);
+}
+
+/* ---- optimizers ---------------------------------------------------------------- */
+static void test_optim(void **state) {
+    (void)state;
+    const int64_t n = 5000;
+    RANDN(p, GQE_F32, 120, n);
+    RANDN(m, GQE_F32, 121, n);
+    RANDN(v, GQE_F32, 122, n);
+    for (int64_t i = 0; i < n; i++) gqe_f32(&v.c)[i] = fabsf(gqe_f32(&v.c)[i]);
+    CHECK_OK(gqe_tensor_copy(&v.g, &v.c));
+    for (int step = 1; step <= 3; step++) {
+        RANDN(g, GQE_F32, 123 + step, n);
+        CHECK_OK(gqe_adamw_update(&p.c, &g.c, &m.c, &v.c, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step));
+        CHECK_OK(gqe_adamw_update(&p.g, &g.g, &m.g, &v.g, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step));
+        pr_free(&g);
+    }
+    PR_CHECK(p, TOL_EW);
+    PR_CHECK(m, TOL_EW);
+    PR_CHECK(v, TOL_EW);
+    for (int nesterov = 0; nesterov < 2; nesterov++)
+        for (int step = 1; step <= 3; step++) {
+            RANDN(g, GQE_F32, 130 + step, n);
+            CHECK_OK(gqe_sgd_update(&p.c, &g.c, &m.c, 0.01f, 0.9f, 1e-4f, nesterov, step));
+            CHECK_OK(gqe_sgd_update(&p.g, &g.g, &m.g, 0.01f, 0.9f, 1e-4f, nesterov, step));
+            CHECK_OK(gqe_sgd_update(&v.c, &g.c, NULL, 0.01f, 0.0f, 0.0f, false, step));  /* no momentum buffer */
+            CHECK_OK(gqe_sgd_update(&v.g, &g.g, NULL, 0.01f, 0.0f, 0.0f, false, step));
+            pr_free(&g);
+        }
+    PR_CHECK(p, TOL_EW);
+    PR_CHECK(m, TOL_EW);
+    PR_CHECK(v, TOL_EW);
+    pr_free(&p); pr_free(&m); pr_free(&v);
+}
+
+/* ---- attention -------------------------------------------------------------- */
+typedef struct { int64_t B, T, S, Hq, Hkv, D; bool causal; } acfg;
+
+static void check_attention(const acfg *c, gqe_dtype dt, uint64_t seed) {
+    double tol = dt == GQE_BF16 ? TOL_BF16 : TOL_RED;
+    float scale = 1.0f / sqrtf((float)c->D);
+    RANDN(q, dt, seed, c->B, c->T, c->Hq, c->D);
+    RANDN(k, dt, seed + 1, c->B, c->S, c->Hkv, c->D);
+    RANDN(v, dt, seed + 2, c->B, c->S, c->Hkv, c->D);
+    OUT(out, dt, c->B, c->T, c->Hq, c->D);
+    OUT(lse, GQE_F32, c->B, c->Hq, c->T);
+    CHECK_OK(gqe_attention_forward(&out.c, &lse.c, &q.c, &k.c, &v.c, c->causal, scale));
+    CHECK_OK(gqe_attention_forward(&out.g, &lse.g, &q.g, &k.g, &v.g, c->causal, scale));
+    char what[160];
+    snprintf(what, sizeof what, "%s B=%lld T=%lld S=%lld Hq=%lld Hkv=%lld D=%lld %s", gqe_dtype_name(dt),
+             (long long)c->B, (long long)c->T, (long long)c->S, (long long)c->Hq, (long long)c->Hkv, (long long)c->D,
+             c->causal ? "causal" : "full");
+    double e_out = pr_err(&out), e_lse = pr_err(&lse);
+    /* backward: out as the GPU computed it (bf16-rounded) on both sides, so
+     * D_i = rowsum(dO * O) agrees; gradients start nonzero (they accumulate). */
+    if (dt == GQE_BF16) CHECK_OK(gqe_tensor_read_f32(&out.g, gqe_f32(&out.c), (size_t)gqe_tensor_numel(&out.c)));
+    RANDN(dout, dt, seed + 3, c->B, c->T, c->Hq, c->D);
+    RANDN(dq, GQE_F32, seed + 4, c->B, c->T, c->Hq, c->D);
+    RANDN(dk, GQE_F32, seed + 5, c->B, c->S, c->Hkv, c->D);
+    RANDN(dv, GQE_F32, seed + 6, c->B, c->S, c->Hkv, c->D);
+    CHECK_OK(gqe_attention_backward(&dq.c, &dk.c, &dv.c, &dout.c, &q.c, &k.c, &v.c, &out.c, &lse.c, c->causal, scale));
+    CHECK_OK(gqe_attention_backward(&dq.g, &dk.g, &dv.g, &dout.g, &q.g, &k.g, &v.g, &out.g, &lse.g, c->causal, scale));
+    double e_dq = pr_err(&dq), e_dk = pr_err(&dk), e_dv = pr_err(&dv);
+    print_message("attention %-52s out %.2e lse %.2e dq %.2e dk %.2e dv %.2e\n", what, e_out, e_lse, e_dq, e_dk, e_dv);
+    if (!(e_out <= tol && e_lse <= tol && e_dq <= tol && e_dk <= tol && e_dv <= tol))
+        fail_msg("attention %s: error above %.1e", what, tol);
+    pr_free(&q); pr_free(&k); pr_free(&v); pr_free(&out); pr_free(&lse); pr_free(&dout);
+    pr_free(&dq); pr_free(&dk); pr_free(&dv);
+}
+
+static void test_attention_f32(void **state) {
+    (void)state;
+    const acfg small[] = {
+        {2, 37, 37, 4, 2, 16, true}, {1, 19, 45, 4, 4, 32, true}, {2, 23, 23, 2, 1, 64, false},
+        {1, 70, 70, 2, 2, 128, true}, {1, 9, 17, 3, 1, 40, true}, {1, 20, 20, 2, 2, 200, true},
+    };
+    const acfg big[] = {{2, 300, 300, 4, 2, 64, true}, {1, 130, 333, 8, 2, 128, true}, {1, 257, 257, 4, 1, 64, false}};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) check_attention(&small[i], GQE_F32, 200 + 10 * i);
+    if (!g_small)
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_attention(&big[i], GQE_F32, 300 + 10 * i);
+}
+
+/* bf16 at D = 64 and 128 takes the tensor-core kernels; D = 32 the generic path in bf16. */
+static void test_attention_bf16(void **state) {
+    (void)state;
+    const acfg small[] = {
+        {1, 37, 37, 2, 1, 64, true}, {2, 19, 83, 4, 2, 128, true}, {1, 70, 70, 2, 2, 64, false},
+        {1, 33, 33, 2, 1, 32, true},
+    };
+    const acfg big[] = {
+        {2, 300, 300, 4, 2, 64, true}, {1, 200, 455, 8, 2, 128, true}, {1, 257, 257, 4, 4, 128, false},
+        {1, 513, 513, 2, 1, 64, true},
+    };
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) check_attention(&small[i], GQE_BF16, 400 + 10 * i);
+    if (!g_small)
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_attention(&big[i], GQE_BF16, 500 + 10 * i);
+}
+
+/* ---- memory ----------------------------------------------------------------- */
+/* A released block returns from the cache on the next request of its size
+ * class: the steady-state training step does no cudaMalloc. */
+static void test_allocator_reuse(void **state) {
+    (void)state;
+    const gqe_backend *be = gqe_backend_for(GQE_CUDA);
+    void *a = NULL, *b = NULL;
+    CHECK_OK(be->alloc(&a, 123457));
+    be->release(a);
+    CHECK_OK(be->alloc(&b, 123457));
+    assert_ptr_equal(a, b);
+    be->release(b);
+    CHECK_OK(be->synchronize());
+}
+
+int main(int argc, char **argv) {
+    if (!gqe_cuda_available()) {
+        printf("skipped: no CUDA device\n");
+        return 0;
+    }
+    const char *env = getenv("GQE_TEST_SMALL");
+    g_small = env && env[0] == '1';
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--small") == 0) g_small = true;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_copy_cols),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_router),
+        cmocka_unit_test(test_router_fixed),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_optim),
+        cmocka_unit_test(test_attention_f32),
+        cmocka_unit_test(test_attention_bf16),
+        cmocka_unit_test(test_allocator_reuse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,672 @@
+/* Every CPU op against a plain loop written here (double accumulation), and
+ * every backward op against central finite differences of its forward op
+ * with the scalar loss sum(out * w), w random. */
+#include "testutil.h"
+#include <string.h>
+
+#define NARGS(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define RANDN(seed, ...) tu_randn(NARGS(__VA_ARGS__), (const int64_t[]){__VA_ARGS__}, 1.0f, (seed))
+#define ZEROS(...) zeros_(NARGS(__VA_ARGS__), (const int64_t[]){__VA_ARGS__}, GQE_F32)
+#define IZEROS(...) zeros_(NARGS(__VA_ARGS__), (const int64_t[]){__VA_ARGS__}, GQE_I32)
+
+static gqe_tensor zeros_(int nd, const int64_t *shape, gqe_dtype dt) {
+    gqe_tensor t;
+    CHECK_OK(gqe_tensor_zeros(&t, dt, GQE_CPU, nd, shape));
+    return t;
+}
+
+static gqe_tensor ints(int64_t n, const int32_t *v) {
+    gqe_tensor t = IZEROS(n);
+    memcpy(gqe_i32(&t), v, sizeof(int32_t) * (size_t)n);
+    return t;
+}
+
+/* uniform values in [lo, hi) */
+static gqe_tensor uniform(int nd, const int64_t *shape, float lo, float hi, uint64_t seed) {
+    gqe_tensor t = zeros_(nd, shape, GQE_F32);
+    for (int64_t i = 0; i < gqe_tensor_numel(&t); i++) gqe_f32(&t)[i] = lo + (hi - lo) * gqe_rng_uniform_at(seed, 3, (uint64_t)i);
+    return t;
+}
+
+static gqe_tensor clone(const gqe_tensor *x) {
+    gqe_tensor t;
+    CHECK_OK(gqe_tensor_to(&t, x, GQE_CPU, x->dtype));
+    return t;
+}
+
+static void free_all(gqe_tensor **ts, int n) { for (int i = 0; i < n; i++) gqe_tensor_free(ts[i]); }
+#define FREE(...) free_all((gqe_tensor *[]){__VA_ARGS__}, (int)(sizeof((gqe_tensor *[]){__VA_ARGS__}) / sizeof(gqe_tensor *)))
+
+static void assert_close_d(const float *a, const double *b, int64_t n, double tol) {
+    float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) f[i] = (float)b[i];
+    ASSERT_CLOSE(a, f, n, tol);
+    free(f);
+}
+
+/* ---- finite differences ---------------------------------------------------- */
+typedef struct {
+    gqe_tensor *t[8];
+    float f;
+    int mode;
+} ctx;
+typedef void (*fwd_fn)(ctx *c);
+
+static double dotw(const gqe_tensor *out, const gqe_tensor *w) {
+    double s = 0;
+    for (int64_t i = 0; i < gqe_tensor_numel(out); i++) s += (double)gqe_f32(out)[i] * gqe_f32(w)[i];
+    return s;
+}
+
+/* d/dx sum(out * w) by central differences, against the analytic grad. */
+static void fd_check(const char *what, gqe_tensor *x, const gqe_tensor *grad, fwd_fn f, ctx *c,
+                     const gqe_tensor *out, const gqe_tensor *w, double h) {
+    int64_t n = gqe_tensor_numel(x);
+    float *px = gqe_f32(x), *fd = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        float x0 = px[i];
+        px[i] = x0 + (float)h; f(c); double lp = dotw(out, w);
+        px[i] = x0 - (float)h; f(c); double lm = dotw(out, w);
+        px[i] = x0;
+        fd[i] = (float)((lp - lm) / (2 * h));
+    }
+    f(c);
+    double e = tu_rel_err(gqe_f32(grad), fd, n);
+    if (!(e <= 1e-2)) fail_msg("%s: gradient vs finite differences: relative error %.3g", what, e);
+    free(fd);
+}
+
+/* ---- elementwise ------------------------------------------------------------ */
+static void test_elementwise(void **state) {
+    (void)state;
+    gqe_tensor x = RANDN(1, 4, 25), y = RANDN(2, 100), o = ZEROS(100);
+    float *px = gqe_f32(&x), *py = gqe_f32(&y), *po = gqe_f32(&o);
+    double ref[100];
+    CHECK_OK(gqe_add(&o, &x, &y));
+    for (int i = 0; i < 100; i++) ref[i] = (double)px[i] + py[i];
+    assert_close_d(po, ref, 100, 1e-6);
+    CHECK_OK(gqe_axpy(&o, -0.5f, &x));
+    for (int i = 0; i < 100; i++) ref[i] -= 0.5 * px[i];
+    assert_close_d(po, ref, 100, 1e-6);
+    CHECK_OK(gqe_scale(&o, 3.0f));
+    for (int i = 0; i < 100; i++) ref[i] *= 3;
+    assert_close_d(po, ref, 100, 1e-6);
+    CHECK_OK(gqe_add(&o, &o, &o));   /* out aliasing an input */
+    for (int i = 0; i < 100; i++) ref[i] *= 2;
+    assert_close_d(po, ref, 100, 1e-6);
+    double s, ss, rs = 0, rss = 0;
+    CHECK_OK(gqe_sum(&x, &s));
+    CHECK_OK(gqe_sumsq(&x, &ss));
+    for (int i = 0; i < 100; i++) { rs += px[i]; rss += (double)px[i] * px[i]; }
+    assert_true(fabs(s - rs) < 1e-9 && fabs(ss - rss) < 1e-9);
+    CHECK_OK(gqe_fill(&o, 1.25f));
+    for (int i = 0; i < 100; i++) assert_true(po[i] == 1.25f);
+    /* fill of i32 and bf16 storage */
+    gqe_tensor it = IZEROS(5), bt;
+    CHECK_OK(gqe_fill(&it, 7));
+    assert_int_equal(gqe_i32(&it)[4], 7);
+    CHECK_OK(gqe_tensor_new4(&bt, GQE_BF16, GQE_CPU, 3, 0, 0, 0));
+    CHECK_OK(gqe_fill(&bt, 1.5f));
+    float back[3];
+    CHECK_OK(gqe_tensor_read_f32(&bt, back, 3));
+    assert_true(back[0] == 1.5f && back[2] == 1.5f);
+    FREE(&x, &y, &o, &it, &bt);
+}
+
+static void test_copy_cols(void **state) {
+    (void)state;
+    gqe_tensor d = RANDN(3, 3, 5), s = RANDN(4, 3, 4), d0 = clone(&d);
+    CHECK_OK(gqe_copy_cols(&d, 2, &s, 1, 3, false));
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 5; c++) {
+            float want = c >= 2 ? gqe_f32(&s)[r * 4 + c - 1] : gqe_f32(&d0)[r * 5 + c];
+            assert_true(gqe_f32(&d)[r * 5 + c] == want);
+        }
+    CHECK_OK(gqe_copy_cols(&d, 0, &s, 0, 2, true));
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 2; c++)
+            assert_float_equal(gqe_f32(&d)[r * 5 + c], gqe_f32(&d0)[r * 5 + c] + gqe_f32(&s)[r * 4 + c], 1e-6);
+    assert_int_equal(gqe_copy_cols(&d, 3, &s, 0, 3, false), GQE_ERR_SHAPE);
+    FREE(&d, &s, &d0);
+}
+
+/* ---- matmul --------------------------------------------------------------------- */
+static void test_matmul(void **state) {
+    (void)state;
+    const int64_t M = 5, N = 7, K = 6;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            gqe_tensor a = ta ? RANDN(10, K, M) : RANDN(10, M, K), b = tb ? RANDN(11, N, K) : RANDN(11, K, N);
+            gqe_tensor c = RANDN(12, M, N);
+            double ref[35];
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double acc = 0;
+                    for (int64_t l = 0; l < K; l++)
+                        acc += (double)gqe_f32(&a)[ta ? l * M + i : i * K + l] * gqe_f32(&b)[tb ? j * K + l : l * N + j];
+                    ref[i * N + j] = 0.7 * acc + 0.3 * gqe_f32(&c)[i * N + j];
+                }
+            CHECK_OK(gqe_matmul(&c, &a, &b, ta, tb, 0.7f, 0.3f));
+            assert_close_d(gqe_f32(&c), ref, M * N, 1e-5);
+            FREE(&a, &b, &c);
+        }
+}
+
+/* ---- embedding, rmsnorm ------------------------------------------------------ */
+static void test_embedding(void **state) {
+    (void)state;
+    gqe_tensor table = RANDN(20, 10, 6), out = ZEROS(7, 6), g = RANDN(21, 7, 6), dt = ZEROS(10, 6);
+    gqe_tensor ids = ints(7, (int32_t[]){3, 0, 9, 3, 3, 5, 0});
+    CHECK_OK(gqe_embedding_forward(&out, &table, &ids));
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 6; c++) assert_true(gqe_f32(&out)[r * 6 + c] == gqe_f32(&table)[gqe_i32(&ids)[r] * 6 + c]);
+    CHECK_OK(gqe_embedding_backward(&dt, &g, &ids));
+    double ref[60] = {0};
+    for (int r = 0; r < 7; r++)
+        for (int c = 0; c < 6; c++) ref[gqe_i32(&ids)[r] * 6 + c] += gqe_f32(&g)[r * 6 + c];
+    assert_close_d(gqe_f32(&dt), ref, 60, 1e-6);
+    gqe_i32(&ids)[2] = 10;
+    assert_int_equal(gqe_embedding_forward(&out, &table, &ids), GQE_ERR_ARG);
+    assert_non_null(strstr(gqe_last_error(), "ids[2]"));
+    FREE(&table, &out, &g, &dt, &ids);
+}
+
+static void rms_fwd(ctx *c) { CHECK_OK(gqe_rmsnorm_forward(c->t[0], c->t[1], c->t[2], c->t[3], c->f)); }
+
+static void test_rmsnorm(void **state) {
+    (void)state;
+    gqe_tensor x = RANDN(30, 2, 3, 8), w = RANDN(31, 8), out = ZEROS(2, 3, 8), rstd = ZEROS(6);
+    gqe_tensor g = RANDN(32, 2, 3, 8), dx = ZEROS(2, 3, 8), dw = ZEROS(8);
+    ctx c = {{&out, &rstd, &x, &w}, 1e-5f, 0};
+    rms_fwd(&c);
+    double ref[48];
+    for (int r = 0; r < 6; r++) {
+        double ms = 0;
+        for (int i = 0; i < 8; i++) ms += (double)gqe_f32(&x)[r * 8 + i] * gqe_f32(&x)[r * 8 + i];
+        double inv = 1 / sqrt(ms / 8 + 1e-5);
+        for (int i = 0; i < 8; i++) ref[r * 8 + i] = gqe_f32(&x)[r * 8 + i] * inv * gqe_f32(&w)[i];
+    }
+    assert_close_d(gqe_f32(&out), ref, 48, 1e-5);
+    CHECK_OK(gqe_rmsnorm_backward(&dx, &dw, &g, &x, &w, &rstd));
+    fd_check("rmsnorm dx", &x, &dx, rms_fwd, &c, &out, &g, 1e-3);
+    fd_check("rmsnorm dw", &w, &dw, rms_fwd, &c, &out, &g, 1e-3);
+    FREE(&x, &w, &out, &rstd, &g, &dx, &dw);
+}
+
+/* ---- activations ----------------------------------------------------------------- */
+static void gelu_fwd(ctx *c) { CHECK_OK(gqe_gelu_forward(c->t[0], c->t[1])); }
+static void swiglu_fwd(ctx *c) { CHECK_OK(gqe_swiglu_forward(c->t[0], c->t[1])); }
+
+static void test_gelu(void **state) {
+    (void)state;
+    gqe_tensor x = RANDN(40, 50), out = ZEROS(50), g = RANDN(41, 50), dx = ZEROS(50);
+    for (int i = 0; i < 50; i++) gqe_f32(&x)[i] *= 2;
+    ctx c = {{&out, &x}, 0, 0};
+    gelu_fwd(&c);
+    double ref[50];
+    for (int i = 0; i < 50; i++) { double v = gqe_f32(&x)[i]; ref[i] = 0.5 * v * (1 + erf(v / sqrt(2.0))); }
+    assert_close_d(gqe_f32(&out), ref, 50, 1e-5);
+    CHECK_OK(gqe_gelu_backward(&dx, &x, &g));
+    fd_check("gelu dx", &x, &dx, gelu_fwd, &c, &out, &g, 1e-3);
+    FREE(&x, &out, &g, &dx);
+}
+
+static void test_swiglu(void **state) {
+    (void)state;
+    gqe_tensor x = RANDN(50, 4, 10), out = ZEROS(4, 5), g = RANDN(51, 4, 5), dx = ZEROS(4, 10);
+    ctx c = {{&out, &x}, 0, 0};
+    swiglu_fwd(&c);
+    double ref[20];
+    for (int r = 0; r < 4; r++)
+        for (int i = 0; i < 5; i++) {
+            double a = gqe_f32(&x)[r * 10 + i], u = gqe_f32(&x)[r * 10 + 5 + i];
+            ref[r * 5 + i] = a / (1 + exp(-a)) * u;
+        }
+    assert_close_d(gqe_f32(&out), ref, 20, 1e-5);
+    CHECK_OK(gqe_swiglu_backward(&dx, &x, &g));
+    fd_check("swiglu dx", &x, &dx, swiglu_fwd, &c, &out, &g, 1e-3);
+    FREE(&x, &out, &g, &dx);
+}
+
+/* ---- rope ---------------------------------------------------------------------------- */
+static void test_rope(void **state) {
+    (void)state;
+    const int64_t B = 2, T = 3, H = 2, D = 8, off = 5;
+    gqe_tensor x = RANDN(60, B, T, H, D), x0 = clone(&x), w = RANDN(61, B, T, H, D);
+    CHECK_OK(gqe_rope_forward(&x, 10000.0f, off));
+    double ref[96];
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < D / 2; i++) {
+                    int64_t base = ((b * T + t) * H + h) * D;
+                    double ang = (double)(t + off) * pow(10000.0, -2.0 * (double)i / (double)D);
+                    double x1 = gqe_f32(&x0)[base + i], x2 = gqe_f32(&x0)[base + i + D / 2];
+                    ref[base + i] = x1 * cos(ang) - x2 * sin(ang);
+                    ref[base + i + D / 2] = x2 * cos(ang) + x1 * sin(ang);
+                }
+    assert_close_d(gqe_f32(&x), ref, 96, 1e-5);
+    /* backward is the adjoint (a rotation's transpose): <R x0, w> = <x0, R^T w> */
+    gqe_tensor dw = clone(&w);
+    CHECK_OK(gqe_rope_backward(&dw, 10000.0f, off));
+    double lhs = dotw(&x, &w), rhs = dotw(&x0, &dw);
+    assert_true(fabs(lhs - rhs) <= 1e-5 * (fabs(lhs) + 1));
+    CHECK_OK(gqe_rope_backward(&x, 10000.0f, off));   /* inverse brings x back */
+    ASSERT_CLOSE(gqe_f32(&x), gqe_f32(&x0), 96, 1e-5);
+    FREE(&x, &x0, &w, &dw);
+}
+
+/* ---- cross-entropy ------------------------------------------------------------------- */
+static void ce_fwd(ctx *c) { CHECK_OK(gqe_cross_entropy_forward(c->t[0], c->t[1], c->t[2])); }
+
+static void test_cross_entropy(void **state) {
+    (void)state;
+    const int R = 6, V = 11;
+    gqe_tensor x = RANDN(70, R, V), losses = ZEROS(R), dx = ZEROS(R, V);
+    gqe_tensor tg = ints(R, (int32_t[]){3, 10, -1, 0, 7, 3});
+    ctx c = {{&losses, &x, &tg}, 0, 0};
+    ce_fwd(&c);
+    double ref[6];
+    for (int r = 0; r < R; r++) {
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < V; j++) m = fmax(m, gqe_f32(&x)[r * V + j]);
+        for (int j = 0; j < V; j++) s += exp(gqe_f32(&x)[r * V + j] - m);
+        int t = gqe_i32(&tg)[r];
+        ref[r] = t < 0 ? 0 : m + log(s) - gqe_f32(&x)[r * V + t];
+    }
+    assert_close_d(gqe_f32(&losses), ref, R, 1e-5);
+    CHECK_OK(gqe_cross_entropy_backward(&dx, &x, &tg, 0.5f));
+    gqe_tensor w = ZEROS(R);
+    CHECK_OK(gqe_fill(&w, 0.5f));
+    fd_check("cross_entropy dlogits", &x, &dx, ce_fwd, &c, &losses, &w, 1e-3);
+    for (int j = 0; j < V; j++) assert_true(gqe_f32(&dx)[2 * V + j] == 0.0f);   /* ignored row */
+    gqe_tensor x2 = clone(&x);   /* in place: dlogits is logits */
+    CHECK_OK(gqe_cross_entropy_backward(&x2, &x2, &tg, 0.5f));
+    ASSERT_CLOSE(gqe_f32(&x2), gqe_f32(&dx), R * V, 1e-6);
+    gqe_i32(&tg)[0] = V;
+    assert_int_equal(gqe_cross_entropy_forward(&losses, &x, &tg), GQE_ERR_ARG);
+    FREE(&x, &losses, &dx, &tg, &w, &x2);
+}
+
+/* ---- routing ------------------------------------------------------------------------- */
+/* Reference top-k: insertion sort by (score desc, index asc). */
+static void naive_topk(const double *score, int M, int k, int32_t *idx) {
+    int order[64];
+    for (int m = 0; m < M; m++) {
+        int j = m;
+        while (j > 0 && score[order[j - 1]] < score[m]) { order[j] = order[j - 1]; j--; }
+        order[j] = m;
+    }
+    for (int j = 0; j < k; j++) idx[j] = order[j];
+}
+
+static void check_topk(gqe_score_fn fn, bool with_bias) {
+    const int R = 5, G = 3, M = 4, K = 2;
+    gqe_tensor lg = RANDN(80, R, G, M), bias = RANDN(81, G, M), probs = ZEROS(R, G, M), idx = IZEROS(R, G, K), tv = ZEROS(R, G, K);
+    CHECK_OK(gqe_router_topk(&probs, &idx, &tv, &lg, fn, with_bias ? &bias : NULL));
+    for (int rg = 0; rg < R * G; rg++) {
+        const float *l = gqe_f32(&lg) + rg * M;
+        double p[4], sc[4], m = -INFINITY, s = 0;
+        for (int i = 0; i < M; i++) m = fmax(m, l[i]);
+        for (int i = 0; i < M; i++) { p[i] = fn == GQE_SCORE_SOFTMAX ? exp(l[i] - m) : 1 / (1 + exp(-(double)l[i])); s += p[i]; }
+        for (int i = 0; i < M; i++) {
+            if (fn == GQE_SCORE_SOFTMAX) p[i] /= s;
+            sc[i] = p[i] + (with_bias ? gqe_f32(&bias)[(rg % G) * M + i] : 0);
+        }
+        assert_close_d(gqe_f32(&probs) + rg * M, p, M, 1e-5);
+        int32_t want[2];
+        naive_topk(sc, M, K, want);
+        for (int j = 0; j < K; j++) {
+            assert_int_equal(gqe_i32(&idx)[rg * K + j], want[j]);
+            assert_float_equal(gqe_f32(&tv)[rg * K + j], p[want[j]], 1e-6);
+        }
+    }
+    FREE(&lg, &bias, &probs, &idx, &tv);
+}
+
+static void test_router_topk(void **state) {
+    (void)state;
+    check_topk(GQE_SCORE_SOFTMAX, false);
+    check_topk(GQE_SCORE_SOFTMAX, true);
+    check_topk(GQE_SCORE_SIGMOID, false);
+    check_topk(GQE_SCORE_SIGMOID, true);
+    /* ties go to the lower index */
+    gqe_tensor lg = ZEROS(2, 1, 4), probs = ZEROS(2, 1, 4), idx = IZEROS(2, 1, 3), tv = ZEROS(2, 1, 3);
+    float vals[8] = {1, 3, 3, 0, 2, 2, 2, 2};
+    memcpy(gqe_f32(&lg), vals, sizeof vals);
+    CHECK_OK(gqe_router_topk(&probs, &idx, &tv, &lg, GQE_SCORE_SOFTMAX, NULL));
+    int32_t want[6] = {1, 2, 0, 0, 1, 2};
+    for (int i = 0; i < 6; i++) assert_int_equal(gqe_i32(&idx)[i], want[i]);
+    assert_float_equal(gqe_f32(&tv)[3], 0.25f, 1e-7);
+    FREE(&lg, &probs, &idx, &tv);
+}
+
+static void score_fwd(ctx *c) {
+    CHECK_OK(gqe_router_topk(c->t[0], c->t[1], c->t[2], c->t[3], (gqe_score_fn)c->mode, NULL));
+}
+
+static void test_router_score_backward(void **state) {
+    (void)state;
+    for (int fn = 0; fn < 2; fn++) {
+        gqe_tensor lg = RANDN(90, 3, 2, 5), probs = ZEROS(3, 2, 5), idx = IZEROS(3, 2, 1), tv = ZEROS(3, 2, 1);
+        gqe_tensor w = RANDN(91, 3, 2, 5), dl = ZEROS(3, 2, 5);
+        ctx c = {{&probs, &idx, &tv, &lg}, 0, fn};
+        score_fwd(&c);
+        CHECK_OK(gqe_router_score_backward(&dl, &probs, &w, (gqe_score_fn)fn));
+        fd_check(fn ? "sigmoid dlogits" : "softmax dlogits", &lg, &dl, score_fwd, &c, &probs, &w, 1e-3);
+        FREE(&lg, &probs, &idx, &tv, &w, &dl);
+    }
+}
+
+static void test_router_random(void **state) {
+    (void)state;
+    const int R = 500, G = 3, M = 6, K = 3;
+    gqe_tensor idx = IZEROS(R, G, K), idx2 = IZEROS(R, G, K), idx3 = IZEROS(R, G, K), tv = ZEROS(R, G, K);
+    CHECK_OK(gqe_router_random(&idx, &tv, M, 42, 1));
+    CHECK_OK(gqe_router_random(&idx2, &tv, M, 42, 1));
+    CHECK_OK(gqe_router_random(&idx3, &tv, M, 43, 1));
+    assert_memory_equal(gqe_i32(&idx), gqe_i32(&idx2), sizeof(int32_t) * R * G * K);
+    assert_true(memcmp(gqe_i32(&idx), gqe_i32(&idx3), sizeof(int32_t) * R * G * K) != 0);
+    int counts[3][6] = {{0}};
+    for (int rg = 0; rg < R * G; rg++) {
+        const int32_t *e = gqe_i32(&idx) + rg * K;
+        for (int j = 0; j < K; j++) {
+            assert_true(e[j] >= 0 && e[j] < M);
+            for (int i = 0; i < j; i++) assert_int_not_equal(e[i], e[j]);
+            counts[rg % G][e[j]]++;
+            assert_float_equal(gqe_f32(&tv)[rg * K + j], 1.0f / K, 1e-7);
+        }
+    }
+    /* expected R*K/M = 250 per expert; binomial sd about 11 */
+    for (int g = 0; g < G; g++)
+        for (int m = 0; m < M; m++) assert_true(counts[g][m] > 200 && counts[g][m] < 300);
+    FREE(&idx, &idx2, &idx3, &tv);
+}
+
+static void test_router_hash(void **state) {
+    (void)state;
+    const int R = 40, G = 2, M = 5, K = 2;
+    int32_t tok[40];
+    for (int r = 0; r < R; r++) tok[r] = (r * 7) % 13;
+    gqe_tensor tokens = ints(R, tok), idx = IZEROS(R, G, K), idx2 = IZEROS(R, G, K), tv = ZEROS(R, G, K);
+    CHECK_OK(gqe_router_hash(&idx, &tv, &tokens, M));
+    CHECK_OK(gqe_router_hash(&idx2, &tv, &tokens, M));
+    assert_memory_equal(gqe_i32(&idx), gqe_i32(&idx2), sizeof(int32_t) * R * G * K);
+    int used[5] = {0};
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g < G; g++) {
+            const int32_t *e = gqe_i32(&idx) + (r * G + g) * K;
+            assert_true(e[0] >= 0 && e[0] < M);
+            assert_int_equal(e[1], (e[0] + 1) % M);
+            used[e[0]]++;
+            for (int r2 = 0; r2 < r; r2++)   /* same token, same experts */
+                if (tok[r2] == tok[r]) assert_int_equal(gqe_i32(&idx)[(r2 * G + g) * K], e[0]);
+            assert_float_equal(gqe_f32(&tv)[(r * G + g) * K], 0.5f, 1e-7);
+        }
+    int distinct = 0;
+    for (int m = 0; m < M; m++) distinct += used[m] > 0;
+    assert_true(distinct >= 3);
+    FREE(&tokens, &idx, &idx2, &tv);
+}
+
+static void test_router_scatter_and_stats(void **state) {
+    (void)state;
+    const int R = 6, G = 2, M = 4, K = 2;
+    gqe_tensor lg = RANDN(100, R, G, M), probs = ZEROS(R, G, M), idx = IZEROS(R, G, K), tv = ZEROS(R, G, K);
+    CHECK_OK(gqe_router_topk(&probs, &idx, &tv, &lg, GQE_SCORE_SIGMOID, NULL));
+    gqe_tensor dtv = RANDN(101, R, G, K), dp = RANDN(102, R, G, M), dp0 = clone(&dp);
+    CHECK_OK(gqe_router_scatter_probs(&dp, &dtv, &idx));
+    double ref[48];
+    for (int i = 0; i < R * G * M; i++) ref[i] = gqe_f32(&dp0)[i];
+    for (int rg = 0; rg < R * G; rg++)
+        for (int j = 0; j < K; j++) ref[rg * M + gqe_i32(&idx)[rg * K + j]] += gqe_f32(&dtv)[rg * K + j];
+    assert_close_d(gqe_f32(&dp), ref, R * G * M, 1e-6);
+    for (int norm = 0; norm < 2; norm++) {
+        gqe_tensor counts = ZEROS(G, M), psum = ZEROS(G, M);
+        CHECK_OK(gqe_router_stats(&counts, &psum, &idx, &probs, norm));
+        double rc[8] = {0}, rp[8] = {0};
+        for (int r = 0; r < R; r++)
+            for (int g = 0; g < G; g++) {
+                const float *p = gqe_f32(&probs) + (r * G + g) * M;
+                double s = 0;
+                for (int m = 0; m < M; m++) s += p[m];
+                for (int m = 0; m < M; m++) rp[g * M + m] += norm ? p[m] / s : p[m];
+                for (int j = 0; j < K; j++) rc[g * M + gqe_i32(&idx)[(r * G + g) * K + j]] += 1;
+            }
+        assert_close_d(gqe_f32(&counts), rc, G * M, 1e-6);
+        assert_close_d(gqe_f32(&psum), rp, G * M, 1e-5);
+        FREE(&counts, &psum);
+    }
+    FREE(&lg, &probs, &idx, &tv, &dtv, &dp, &dp0);
+}
+
+static void stats_fwd(ctx *c) { CHECK_OK(gqe_router_stats(c->t[0], c->t[1], c->t[2], c->t[3], c->mode)); }
+
+static void test_router_aux_backward(void **state) {
+    (void)state;
+    const int R = 4, G = 2, M = 3;
+    for (int norm = 0; norm < 2; norm++) {
+        gqe_tensor probs = uniform(3, (const int64_t[]){R, G, M}, 0.1f, 1.0f, 110), idx = IZEROS(R, G, 1);
+        gqe_tensor coef = RANDN(111, G, M), counts = ZEROS(G, M), psum = ZEROS(G, M), dp = ZEROS(R, G, M);
+        ctx c = {{&counts, &psum, &idx, &probs}, 0, norm};
+        stats_fwd(&c);
+        CHECK_OK(gqe_router_aux_backward(&dp, &probs, &coef, norm));
+        fd_check(norm ? "aux dprobs (normalised)" : "aux dprobs", &probs, &dp, stats_fwd, &c, &psum, &coef, 1e-3);
+        FREE(&probs, &idx, &coef, &counts, &psum, &dp);
+    }
+}
+
+static void test_gather_scatter_slots(void **state) {
+    (void)state;
+    const int R = 3, G = 2, M = 3, K = 2, D = 4;
+    gqe_tensor q = RANDN(120, R, G * M, D), idx = IZEROS(R, G, K), tv = ZEROS(R, G, K), slots = ZEROS(R, G * K, D);
+    CHECK_OK(gqe_router_random(&idx, &tv, M, 5, 0));
+    CHECK_OK(gqe_gather_slots(&slots, &q, &idx));
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < K; j++) {
+                int e = gqe_i32(&idx)[(r * G + g) * K + j];
+                assert_memory_equal(gqe_f32(&slots) + ((r * G + g) * K + j) * D,
+                                    gqe_f32(&q) + (r * G * M + g * M + e) * D, sizeof(float) * D);
+            }
+    /* round trip: scattering the gathered slots rebuilds q on chosen experts, 0 elsewhere */
+    gqe_tensor dq = ZEROS(R, G * M, D);
+    CHECK_OK(gqe_scatter_slots(&dq, &slots, &idx));
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g < G; g++)
+            for (int m = 0; m < M; m++) {
+                bool chosen = false;
+                for (int j = 0; j < K; j++) chosen |= gqe_i32(&idx)[(r * G + g) * K + j] == m;
+                for (int d = 0; d < D; d++) {
+                    int64_t i = (r * G * M + g * M + m) * D + d;
+                    assert_true(gqe_f32(&dq)[i] == (chosen ? gqe_f32(&q)[i] : 0.0f));
+                }
+            }
+    /* adjoint: <gather(q), s> = <q, scatter(s)> */
+    gqe_tensor s = RANDN(121, R, G * K, D), sq = ZEROS(R, G * M, D);
+    CHECK_OK(gqe_scatter_slots(&sq, &s, &idx));
+    double a = dotw(&slots, &s), b = dotw(&q, &sq);
+    assert_true(fabs(a - b) < 1e-5 * (1 + fabs(a)));
+    gqe_i32(&idx)[0] = M;
+    assert_int_equal(gqe_gather_slots(&slots, &q, &idx), GQE_ERR_ARG);
+    FREE(&q, &idx, &tv, &slots, &dq, &s, &sq);
+}
+
+/* ---- output slots ------------------------------------------------------------------- */
+static void mix_fwd(ctx *c) { CHECK_OK(gqe_slot_mix_forward(c->t[0], c->t[1], c->t[2], c->t[3], c->f)); }
+static void scale_fwd(ctx *c) { CHECK_OK(gqe_slot_scale_forward(c->t[0], c->t[1], c->t[2])); }
+static void mean_fwd(ctx *c) { CHECK_OK(gqe_group_mean_forward(c->t[0], c->t[1])); }
+
+static void test_slot_mix(void **state) {
+    (void)state;
+    const int R = 4, S = 3, D = 5;
+    /* eps 1e-9: the normal case; eps 10 > sum P: the clamp is active */
+    float epss[2] = {1e-9f, 10.0f};
+    for (int e = 0; e < 2; e++) {
+        gqe_tensor o = RANDN(130, R, S, D), p = uniform(2, (const int64_t[]){R, S}, 0.1f, 1.0f, 131);
+        gqe_tensor out = ZEROS(R, D), w = ZEROS(R, S), g = RANDN(132, R, D), dO = ZEROS(R, S, D), dp = ZEROS(R, S);
+        ctx c = {{&out, &w, &o, &p}, epss[e], 0};
+        mix_fwd(&c);
+        double ref[20] = {0};
+        for (int r = 0; r < R; r++) {
+            double sum = 0;
+            for (int s = 0; s < S; s++) sum += gqe_f32(&p)[r * S + s];
+            sum = fmax(sum, epss[e]);
+            for (int s = 0; s < S; s++)
+                for (int d = 0; d < D; d++) ref[r * D + d] += gqe_f32(&p)[r * S + s] / sum * gqe_f32(&o)[(r * S + s) * D + d];
+        }
+        assert_close_d(gqe_f32(&out), ref, R * D, 1e-5);
+        CHECK_OK(gqe_slot_mix_backward(&dO, &dp, &g, &o, &p, &out, &w, epss[e]));
+        fd_check("slot_mix d_o", &o, &dO, mix_fwd, &c, &out, &g, 1e-3);
+        fd_check("slot_mix dP", &p, &dp, mix_fwd, &c, &out, &g, 1e-3);
+        FREE(&o, &p, &out, &w, &g, &dO, &dp);
+    }
+}
+
+static void test_slot_scale(void **state) {
+    (void)state;
+    const int R = 3, S = 4, D = 5;
+    gqe_tensor o = RANDN(140, R, S, D), p = RANDN(141, R, S), out = ZEROS(R, S, D), g = RANDN(142, R, S, D);
+    gqe_tensor dO = ZEROS(R, S, D), dp = ZEROS(R, S);
+    ctx c = {{&out, &o, &p}, 0, 0};
+    scale_fwd(&c);
+    double ref[60];
+    for (int i = 0; i < R * S * D; i++) ref[i] = (double)gqe_f32(&p)[i / D] * gqe_f32(&o)[i];
+    assert_close_d(gqe_f32(&out), ref, R * S * D, 1e-6);
+    CHECK_OK(gqe_slot_scale_backward(&dO, &dp, &g, &o, &p));
+    fd_check("slot_scale d_o", &o, &dO, scale_fwd, &c, &out, &g, 1e-3);
+    fd_check("slot_scale dP", &p, &dp, scale_fwd, &c, &out, &g, 1e-3);
+    FREE(&o, &p, &out, &g, &dO, &dp);
+}
+
+static void test_group_mean(void **state) {
+    (void)state;
+    const int R = 3, G = 4, D = 5;
+    gqe_tensor x = RANDN(150, R, G, D), out = ZEROS(R, 1, D), g = RANDN(151, R, 1, D), dx = ZEROS(R, G, D);
+    ctx c = {{&out, &x}, 0, 0};
+    mean_fwd(&c);
+    double ref[15] = {0};
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < G; k++)
+            for (int d = 0; d < D; d++) ref[r * D + d] += gqe_f32(&x)[(r * G + k) * D + d] / (double)G;
+    assert_close_d(gqe_f32(&out), ref, R * D, 1e-6);
+    CHECK_OK(gqe_group_mean_backward(&dx, &g));
+    fd_check("group_mean dx", &x, &dx, mean_fwd, &c, &out, &g, 1e-3);
+    FREE(&x, &out, &g, &dx);
+}
+
+/* ---- optimizers ---------------------------------------------------------------------- */
+static void test_adamw(void **state) {
+    (void)state;
+    const int N = 20;
+    gqe_tensor p = RANDN(160, N), m = ZEROS(N), v = ZEROS(N);
+    double rp[20], rm[20] = {0}, rv[20] = {0};
+    for (int i = 0; i < N; i++) rp[i] = gqe_f32(&p)[i];
+    const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-7, wd = 0.1;
+    for (int step = 1; step <= 3; step++) {
+        gqe_tensor g = RANDN(170 + step, N);
+        CHECK_OK(gqe_adamw_update(&p, &g, &m, &v, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step));
+        for (int i = 0; i < N; i++) {
+            double gi = gqe_f32(&g)[i];
+            rp[i] *= 1 - lr * wd;
+            rm[i] = b1 * rm[i] + (1 - b1) * gi;
+            rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
+            double mh = rm[i] / (1 - pow(b1, step)), vh = rv[i] / (1 - pow(b2, step));
+            rp[i] -= lr * mh / (sqrt(vh) + eps);
+        }
+        gqe_tensor_free(&g);
+    }
+    assert_close_d(gqe_f32(&p), rp, N, 1e-5);
+    assert_close_d(gqe_f32(&m), rm, N, 1e-5);
+    assert_close_d(gqe_f32(&v), rv, N, 1e-5);
+    assert_int_equal(gqe_adamw_update(&p, &m, &m, &v, 1, 0.9f, 0.9f, 1e-8f, 0, 0), GQE_ERR_ARG);
+    FREE(&p, &m, &v);
+}
+
+static void test_sgd(void **state) {
+    (void)state;
+    const int N = 16;
+    for (int variant = 0; variant < 3; variant++) {   /* plain, momentum, nesterov */
+        float mom = variant ? 0.9f : 0.0f, wd = 0.01f, lr = 0.1f;
+        bool nest = variant == 2;
+        gqe_tensor p = RANDN(180, N), buf = ZEROS(N);
+        double rp[16], rb[16] = {0};
+        for (int i = 0; i < N; i++) rp[i] = gqe_f32(&p)[i];
+        for (int step = 1; step <= 3; step++) {
+            gqe_tensor g = RANDN(190 + step, N);
+            CHECK_OK(gqe_sgd_update(&p, &g, variant ? &buf : NULL, lr, mom, wd, nest, step));
+            for (int i = 0; i < N; i++) {
+                double d = gqe_f32(&g)[i] + (double)wd * rp[i];
+                if (variant) {
+                    rb[i] = step == 1 ? d : mom * rb[i] + d;
+                    d = nest ? d + mom * rb[i] : rb[i];
+                }
+                rp[i] -= lr * d;
+            }
+            gqe_tensor_free(&g);
+        }
+        assert_close_d(gqe_f32(&p), rp, N, 1e-5);
+        FREE(&p, &buf);
+    }
+}
+
+/* ---- argument checking ---------------------------------------------------------------- */
+#define EXPECT_FAIL(code, call, op) do { gqe_clear_error(); assert_int_equal((call), (code)); \
+    if (!strstr(gqe_last_error(), (op))) fail_msg("message '%s' does not name %s", gqe_last_error(), (op)); } while (0)
+
+static void test_rejects_bad_arguments(void **state) {
+    (void)state;
+    gqe_tensor a = RANDN(1, 3, 4), b = RANDN(2, 5, 6), c = ZEROS(3, 6), w = ZEROS(5), rs = ZEROS(3), empty = {0};
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_matmul(&c, &a, &b, false, false, 1, 0), "matmul");
+    assert_non_null(strstr(gqe_last_error(), "(5, 6)"));
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_add(&c, &a, &b), "add");
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_rmsnorm_forward(&a, &rs, &a, &w, 1e-5f), "rmsnorm_forward");
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_scale(&empty, 2), "scale");
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_gelu_forward(&a, &b), "gelu_forward");
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_swiglu_forward(&c, &a), "swiglu_forward");
+    gqe_tensor ids = IZEROS(3), lg = RANDN(3, 3, 2, 4), pr = ZEROS(3, 2, 4), ix = IZEROS(3, 2, 5), tv = ZEROS(3, 2, 5);
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_router_topk(&pr, &ix, &tv, &lg, GQE_SCORE_SOFTMAX, NULL), "router_topk");
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_embedding_forward(&c, &a, &ids), "embedding_forward");
+    /* i32 where a float is needed, float where i32 is needed */
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_scale(&ids, 2), "scale");
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_cross_entropy_forward(&rs, &a, &rs), "cross_entropy_forward");
+    /* bf16 compute on the CPU */
+    gqe_tensor h;
+    CHECK_OK(gqe_tensor_to(&h, &a, GQE_CPU, GQE_BF16));
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_scale(&h, 2), "scale");
+    assert_non_null(strstr(gqe_last_error(), "f32 only"));
+    /* mixed devices, and an op missing from a backend's table */
+    gqe_tensor fake = a;
+    fake.device = GQE_CUDA;
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_axpy(&a, 1, &fake), "axpy");
+    EXPECT_FAIL(GQE_ERR_DEVICE, gqe_scale(&fake, 2), "scale");
+    FREE(&a, &b, &c, &w, &rs, &ids, &lg, &pr, &ix, &tv, &h);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_copy_cols),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_router_topk),
+        cmocka_unit_test(test_router_score_backward),
+        cmocka_unit_test(test_router_random),
+        cmocka_unit_test(test_router_hash),
+        cmocka_unit_test(test_router_scatter_and_stats),
+        cmocka_unit_test(test_router_aux_backward),
+        cmocka_unit_test(test_gather_scatter_slots),
+        cmocka_unit_test(test_slot_mix),
+        cmocka_unit_test(test_slot_scale),
+        cmocka_unit_test(test_group_mean),
+        cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_rejects_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

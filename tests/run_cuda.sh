@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# GPU test suite (`make test-cuda`), run on a machine with a CUDA device.
+# Ends with one summary line "N passed, N failed".
+#
+# GPU test binaries, in order (add new ones here):
+GPU_TESTS=(
+    build/tests/test_cuda_ops
+)
+# Binaries that also run under compute-sanitizer memcheck, with their
+# small-size flag (keeps the instrumented run short):
+SANITIZE_TESTS=(
+    "build/tests/test_cuda_ops --small"
+)
+set -u
+cd "$(dirname "$0")/.."
+passed=0; failed=0; failures=()
+run() { # name, command...
+    local name=$1; shift
+    printf '== %s\n' "$name"
+    if "$@"; then passed=$((passed+1)); else failed=$((failed+1)); failures+=("$name"); fi
+}
+for t in "${GPU_TESTS[@]}"; do
+    if [ ! -x "$t" ]; then echo "missing $t (run make first)"; failed=$((failed+1)); failures+=("$t"); continue; fi
+    run "$(basename "$t")" "$t"
+done
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -z "$SAN" ]; then
+    echo "compute-sanitizer not found: memcheck runs skipped"
+else
+    for entry in "${SANITIZE_TESTS[@]}"; do
+        read -r -a cmd <<< "$entry"
+        [ -x "${cmd[0]}" ] || continue
+        run "memcheck $(basename "${cmd[0]}")" env GQE_TEST_SMALL=1 "$SAN" --tool memcheck --error-exitcode 1 \
+            --leak-check no "${cmd[@]}"
+    done
+fi
+[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
