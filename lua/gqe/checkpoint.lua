@@ -4,19 +4,23 @@
 -- atomically); this module decides when and where to write them, registers
 -- them in the run log, and continues a run in its own database row.
 --
--- It needs the bindings gqe.checkpoint_save(path, lm, opt, {step=,
--- data_index=, config_json=}) and gqe.checkpoint_load(path, lm, opt) ->
--- {step=, data_index=, config_json=}; without them runs train without
--- checkpoints and `gqe resume` says so.
+-- It uses the bindings gqe.checkpoint.save(path, lm, opt, {step=,
+-- data_index=, config=}) and gqe.checkpoint.load(path, lm, opt) -> {step=,
+-- data_index=, config=}; a build without them trains without checkpoints
+-- and `gqe resume` says so.
 local gqe = require "gqe"
 local config = require "gqe.config"
 local json = require "gqe.json"
 
 local checkpoint = {}
 
-function checkpoint.available()
-  return type(rawget(gqe, "checkpoint_save")) == "function" and type(rawget(gqe, "checkpoint_load")) == "function"
+local function binding()
+  local b = rawget(gqe, "checkpoint")
+  if type(b) == "table" and type(b.save) == "function" and type(b.load) == "function" then return b end
+  return nil
 end
+
+function checkpoint.available() return binding() ~= nil end
 
 local function file_name(s) return (tostring(s):gsub("[^%w%-_.=,]", "_")) end
 
@@ -35,7 +39,8 @@ function checkpoint.saver(c)
     local path = checkpoint.path(ctx, step)
     local dir = path:match("^(.*)/[^/]*$")
     os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
-    gqe.checkpoint_save(path, ctx.lm, ctx.opt, { step = step, data_index = step + 1, config_json = cjson })
+    -- Batch i is drawn for step i, so the next batch index is step + 1.
+    binding().save(path, ctx.lm, ctx.opt, { step = step, data_index = step + 1, config = cjson })
     ctx.db:checkpoint(ctx.run_id, step, path)
     ctx.last_checkpoint = step
   end
@@ -43,7 +48,7 @@ end
 
 -- Called by train.run after the model and optimizer are built.
 function checkpoint.restore(ctx, resume)
-  local info = gqe.checkpoint_load(resume.path, ctx.lm, ctx.opt)
+  local info = binding().load(resume.path, ctx.lm, ctx.opt)
   ctx.start_step = info.step
   ctx.last_checkpoint = info.step
   -- The best validation loss so far comes from the log.
@@ -55,7 +60,7 @@ end
 -- checkpoint, then training goes on from there in the same row.
 function checkpoint.resume(db, run_id)
   if not checkpoint.available() then
-    error("gqe resume needs checkpoint support (gqe.checkpoint_save / gqe.checkpoint_load), which this build " ..
+    error("gqe resume needs checkpoint support (gqe.checkpoint.save / load), which this build " ..
           "of gqe does not have; the run can only be started again", 0)
   end
   local r = db:query([[SELECT r.id, r.name, r.status, r.config, e.name AS experiment FROM runs r
