@@ -24,10 +24,10 @@ function checkpoint.available() return binding() ~= nil end
 
 local function file_name(s) return (tostring(s):gsub("[^%w%-_.=,]", "_")) end
 
--- checkpoints/<experiment>/run<id>/step<N>.safetensors, beside the run log.
+-- <train.checkpoint_dir>/<experiment>/run<id>/step<N>.safetensors
 function checkpoint.path(ctx, step)
-  return string.format("checkpoints/%s/run%d/step%08d.safetensors", file_name(ctx.exp_name or "default"),
-                       ctx.run_id, step)
+  return string.format("%s/%s/run%d/step%08d.safetensors", ctx.c.train.checkpoint_dir,
+                       file_name(ctx.exp_name or "default"), ctx.run_id, step)
 end
 
 -- The function train.lua calls every train.checkpoint_every steps, at the

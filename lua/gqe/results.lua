@@ -7,7 +7,7 @@ local results = {}
 
 -- Keys that never distinguish groups of runs.
 results.ignored_keys = { ["train.seed"] = true, ["train.db"] = true, ["train.progress"] = true,
-                         ["data.seed"] = true }
+                         ["data.seed"] = true, ["train.checkpoint_dir"] = true }
 
 -- Higher is better for throughput-like metrics; lower for losses.
 function results.higher_is_better(key)
