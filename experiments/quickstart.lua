@@ -16,12 +16,15 @@ local runs = gqe.experiment {
               variant = "gqe", router = "softmax" },
     optim = { name = "adamw", lr = 3e-3, weight_decay = 0.1 },
     schedule = { kind = "cosine", warmup = 20 },
-    train = { steps = 200, batch = 16, seq = 128, eval_every = 50, eval_batches = 4, log_every = 10 },
+    train = { steps = 150, batch = 16, seq = 128, eval_every = 50, eval_batches = 4, log_every = 10 },
   },
   -- Same widths, same KV heads: the dense model computes all 8 query heads
   -- per token, GQE 4 routed + 1 shared.
   grid  = { ["model.attention"] = { "gqa", "gqe" } },
   seeds = { 1 },
+  -- Two worker processes with one thread each: on a small CPU this beats
+  -- one process with two threads per run (pass --jobs 1 to run in turn).
+  jobs  = 2,
 }
 if runs.dry_run then return end
 

@@ -57,7 +57,7 @@ function commands.runs(args)
   -- Runs whose process is gone are crashed, not running (same host: dead
   -- pid; other hosts: heartbeat older than 10 minutes).
   db:mark_crashed(gqe.hostname(), 600)
-  local sql = [[SELECT r.id, e.name AS experiment, r.name, r.status, r.step, r.started, s.last AS val_loss
+  local sql = [[SELECT r.id, e.name AS experiment, r.name, r.status, r.step, r.started, s.last AS val_loss, r.error
     FROM runs r JOIN experiments e ON e.id = r.experiment_id
     LEFT JOIN metric_summary s ON s.run_id = r.id AND s.key = 'val/loss']]
   local rows
@@ -67,11 +67,13 @@ function commands.runs(args)
   if #rows == 0 then say(pos[1] and "no runs in experiment %s" or "no runs yet", pos[1]); return 0 end
   local out = {}
   for _, r in ipairs(rows) do
+    local err = (r.error or ""):match("^[^\n]*")
+    if #err > 60 then err = err:sub(1, 57) .. "..." end
     out[#out + 1] = { tostring(r.id), r.experiment, r.name, r.status, tostring(r.step),
-                      r.val_loss and string.format("%.4f", r.val_loss) or "-", fmt_time(r.started) }
+                      r.val_loss and string.format("%.4f", r.val_loss) or "-", fmt_time(r.started), err }
   end
-  local header = { "id", "experiment", "name", "status", "step", "val loss", "started",
-                   right = { true, false, false, false, true, true, false } }
+  local header = { "id", "experiment", "name", "status", "step", "val loss", "started", "error",
+                   right = { true, false, false, false, true, true, false, false } }
   say("%s", text_table(header, out))
   return 0
 end

@@ -74,7 +74,8 @@ S.train = {
   log_every        = { 10, "int" },
   eval_every       = { 100, "int" },
   eval_batches     = { 8, "int" },
-  checkpoint_every = { 0, "int", doc = "0: only at the end (when checkpoints are available)" },
+  checkpoint_every = { 0, "int", doc = "0: only at the end and on a signal" },
+  checkpoint_dir   = { "checkpoints", "string", doc = "<dir>/<experiment>/run<id>/step<N>.safetensors" },
   on_nan           = { "stop", "string", { "stop", "skip" } },
   progress         = { true, "bool" },
   db               = { "", "string", doc = "empty: --db, GQE_DB or runs.db" },
@@ -83,7 +84,7 @@ S.train = {
 config.sections = { "model", "optim", "schedule", "data", "train" }
 -- Keys that do not change what a run computes: left out of the hash so a
 -- rerun with another database path or without progress lines is skipped.
-config.unhashed = { ["train.db"] = true, ["train.progress"] = true }
+config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true }
 -- Top-level keys besides the sections.
 local toplevel = { name = true, experiment = true }
 

@@ -163,15 +163,31 @@ local function tmpname()
   return n
 end
 
--- Argv that runs `gqe __run --db DB FILE` with the same program: the host
--- itself (gqe.spawn runs "gqe" as /proc/self/exe), or a stock Lua
--- interpreter that loads gqe.so again.
-function experiment.worker_argv(db_path, job_file)
-  local exe = self_exe() or ""
-  if exe:match("/lua[%d.]*$") then
-    return { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))", db_path, job_file) }
+local function cpu_count()
+  local p = io.popen("nproc 2>/dev/null")
+  local n = p and tonumber(p:read("l") or "")
+  if p then p:close() end
+  return n or 1
+end
+
+-- Argv that runs `gqe __run --db DB FILE` with the same program (the host,
+-- or a stock Lua interpreter that loads gqe.so again). Each of the N
+-- workers gets cores/N OpenMP threads unless OMP_NUM_THREADS is set:
+-- N processes spinning N*cores threads run several times slower.
+function experiment.worker_argv(db_path, job_file, jobs)
+  local exe = self_exe() or "gqe"
+  local argv = {}
+  if not os.getenv("OMP_NUM_THREADS") then
+    local threads = math.max(1, cpu_count() // (jobs or 1))
+    argv = { "env", "OMP_NUM_THREADS=" .. threads, "OPENBLAS_NUM_THREADS=" .. threads }
   end
-  return { "gqe", "__run", "--db", db_path, job_file }
+  if exe:match("/lua[%d.]*$") then
+    for _, a in ipairs { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))",
+                                                   db_path, job_file) } do argv[#argv + 1] = a end
+  else
+    for _, a in ipairs { exe, "__run", "--db", db_path, job_file } do argv[#argv + 1] = a end
+  end
+  return argv
 end
 
 -- Worker side of --jobs: reads the job file, trains, writes the summary
@@ -180,8 +196,9 @@ function experiment.run_job(db_path, job_file)
   local f = assert(io.open(job_file, "r"))
   local job = json.decode(f:read("a"))
   f:close()
+  -- Several workers share the terminal: progress at evaluations only.
   local ok, res = pcall(train.run, job.config, { db_path = db_path, experiment = job.experiment, name = job.name,
-                                                 label = job.label })
+                                                 label = job.label, evals_only = true })
   local out = assert(io.open(job_file .. ".out.json", "w"))
   if ok then
     out:write(json.encode(res))
@@ -264,19 +281,19 @@ function experiment.run(def, args)
       else finished(i, { status = "failed", error = tostring(s), name = r.name }) end
     end
   else
-    -- Separate processes writing to the same database (WAL). Children
-    -- print no per-step progress; this process prints one line per run.
+    -- Separate processes writing to the same database (WAL). Workers
+    -- print progress at evaluations only; this process one line per run
+    -- as it starts and as it ends.
     local running, next_i, dir = {}, 1, tmpname()
     os.execute("mkdir -p '" .. dir .. "'")
     local function start(i)
       local r = runs[i]
       local c = config.deepcopy(r.config)
-      c.train.progress = false
       local file = string.format("%s/job%d.json", dir, i)
       local f = assert(io.open(file, "w"))
-      f:write(json.encode { config = c, experiment = def.name, name = r.name })
+      f:write(json.encode { config = c, experiment = def.name, name = r.name, label = string.format("[%d/%d %s]", i, n, r.name) })
       f:close()
-      local pid = gqe.spawn(experiment.worker_argv(db_path, file))
+      local pid = gqe.spawn(experiment.worker_argv(db_path, file, jobs))
       running[#running + 1] = { pid = pid, i = i, file = file }
       line("[%" .. width .. "d/%d] %s: started (pid %d)", i, n, r.name, pid)
     end

@@ -7,7 +7,7 @@ local results = {}
 
 -- Keys that never distinguish groups of runs.
 results.ignored_keys = { ["train.seed"] = true, ["train.db"] = true, ["train.progress"] = true,
-                         ["data.seed"] = true }
+                         ["data.seed"] = true, ["train.checkpoint_dir"] = true }
 
 -- Higher is better for throughput-like metrics; lower for losses.
 function results.higher_is_better(key)
@@ -160,6 +160,7 @@ function results.summarize(groups, metric)
     row.best_mean, row.best_std = results.stats(best)
     row.tps_mean, row.tps_std = results.stats(tps)
     row.heads = results.stats(heads)
+    row.heads = row.heads and (math.tointeger(row.heads) or row.heads)
     rows[#rows + 1] = row
   end
   return rows

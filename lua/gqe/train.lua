@@ -148,7 +148,7 @@ end
 
 local function progress(ctx, step, loss, lr, tps)
   local t = ctx.c.train
-  if not t.progress then return end
+  if not t.progress or ctx.evals_only then return end
   local elapsed = gqe.clock() - ctx.t0
   local eta = elapsed / step * (t.steps - step)
   io.stderr:write(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
@@ -167,9 +167,10 @@ local function loop(ctx)
   local tokens_per_step = t.batch * t.seq
   local win_t, win_tokens = gqe.clock(), 0
   local train_time = 0.0
-  ctx.tokens, ctx.skipped = 0, 0
+  local first = (ctx.start_step or 0) + 1
+  ctx.tokens, ctx.skipped = (first - 1) * tokens_per_step, 0
   opt:zero_grad()
-  for step = 1, t.steps do
+  for step = first, t.steps do
     local t_step = gqe.clock()
     local lr = sched:lr(step - 1, c.optim.lr)
     local tokens, targets = ds:batch("train", step, t.batch, t.seq)
@@ -227,17 +228,17 @@ local function loop(ctx)
       end
       win_t = gqe.clock()   -- evaluation time is not training throughput
     end
-    if ctx.checkpoint and t.checkpoint_every > 0 and step % t.checkpoint_every == 0 and step < t.steps then
+    if ctx.checkpoint and t.checkpoint_every > 0 and step % t.checkpoint_every == 0 then
       ctx.checkpoint(ctx, step)
     end
     local sig = gqe.interrupted and gqe.interrupted()
     if sig then
-      if ctx.checkpoint then ctx.checkpoint(ctx, step) end
+      if ctx.checkpoint and ctx.last_checkpoint ~= step then ctx.checkpoint(ctx, step) end
       db:flush()
       error(stop("killed", string.format("%s at step %d", sig, step)))
     end
   end
-  if ctx.checkpoint then ctx.checkpoint(ctx, t.steps) end
+  if ctx.checkpoint and ctx.step > (ctx.last_checkpoint or -1) then ctx.checkpoint(ctx, ctx.step) end
 end
 
 -- Runs one training run. opts: db (an open database) or db_path, experiment
@@ -264,15 +265,26 @@ function train.run(user_config, opts)
   local commit, dirty
   if gqe.git_commit then commit, dirty = gqe.git_commit() end
   local hash = config.hash(c)
-  local run_id = db:begin_run {
-    experiment_id = exp_id, name = run_name, config_json = config.to_json(c), config_hash = hash,
-    params = config.params(c), git_commit = commit, git_dirty = dirty and true or false,
-    host = gqe.hostname(), pid = gqe.pid(), device = t.device, seed = t.seed,
-  }
+  local run_id
+  if opts.resume then
+    -- The same row goes on: running again, this process, no end yet.
+    run_id = opts.resume.run_id
+    db:exec(string.format([[UPDATE runs SET status = 'running', ended = NULL, error = NULL, pid = %d,
+      host = '%s', heartbeat = CAST(strftime('%%s','now') AS REAL) WHERE id = %d]], gqe.pid(),
+      (gqe.hostname():gsub("'", "''")), run_id))
+  else
+    run_id = db:begin_run {
+      experiment_id = exp_id, name = run_name, config_json = config.to_json(c), config_hash = hash,
+      params = config.params(c), git_commit = commit, git_dirty = dirty and true or false,
+      host = gqe.hostname(), pid = gqe.pid(), device = t.device, seed = t.seed,
+    }
+  end
   if gqe.signals_install then gqe.signals_install() end
   local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(),
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
-                checkpoint = opts.checkpoint, tokens = 0, train_time = 0 }
+                checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
+                evals_only = opts.evals_only }
+  if ctx.checkpoint == nil then ctx.checkpoint = require("gqe.checkpoint").saver(c) end
 
   local ok, err = xpcall(function()
     ctx.ds = gqe.data.open(data_options(c))
@@ -282,11 +294,14 @@ function train.run(user_config, opts)
     ctx.sched = gqe.optim.schedule { kind = c.schedule.kind, warmup = c.schedule.warmup, total = t.steps,
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()
+    if opts.resume then require("gqe.checkpoint").restore(ctx, opts.resume) end
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
   end, function(e)
     if getmetatable(e) == Stop then return e end
-    return debug.traceback(tostring(e), 2)
+    -- The user sees the core's message; the run log keeps the traceback.
+    local msg = tostring(e):gsub("^[^:\n]*gqe[/.][%w_]+%.lua:%d+: ", "")
+    return setmetatable({ status = "failed", msg = msg, trace = debug.traceback(msg, 2) }, Stop)
   end)
 
   local wall = gqe.clock() - ctx.t0
@@ -307,12 +322,10 @@ function train.run(user_config, opts)
     close()
     return summary
   end
-  local status, msg
-  if getmetatable(err) == Stop then status, msg = err.status, err.msg
-  else status, msg = "failed", tostring(err) end
+  local status, msg = err.status, err.msg
   -- The status must land even if the loop died inside a logging call.
   pcall(db.flush, db)
-  local ok_end, end_err = pcall(db.end_run, db, run_id, status, msg)
+  local ok_end, end_err = pcall(db.end_run, db, run_id, status, err.trace or msg)
   close()
   local text = string.format("run %d (%s %s) %s: %s", run_id, exp_name, run_name, status, msg)
   if not ok_end then text = text .. "\n(and the run log could not record it: " .. tostring(end_err) .. ")" end

@@ -10,6 +10,8 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cat lua/gqe/*.lua > "$tmp/text.txt"
 db=$tmp/runs.db
 fail() { echo "FAIL: $*"; exit 1; }
+# One thread: tiny models run faster so, and do not stall on a busy machine.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 q() { sqlite3 "$db" "$1"; }
 
 cat > "$tmp/exp.lua" <<LUA
@@ -19,7 +21,8 @@ local runs = gqe.experiment {
   base = {
     data  = { path = "$tmp/text.txt" },
     model = { dim = 32, layers = 2, experts = 4, groups = 2, head_dim = 8 },
-    train = { steps = 20, batch = 4, seq = 32, log_every = 5, eval_every = 10, eval_batches = 2 },
+    train = { steps = 20, batch = 4, seq = 32, log_every = 5, eval_every = 10, eval_batches = 2,
+              checkpoint_dir = "$tmp/ckpt" },
   },
   grid  = { ["model.router"] = { "softmax", "sigmoid" }, ["model.k"] = { 1, 2 } },
   seeds = { 1 },
