@@ -11,7 +11,7 @@
 int luaopen_gqe(lua_State *L);
 
 static const char *const COMMANDS[] = {"runs", "compare", "report", "data", "bench", "help",
-                                       "resume", "test", NULL};
+                                       "resume", "test", "__run", NULL};
 
 static const char USAGE[] =
     "usage: gqe FILE.lua [args...]     run a script with the gqe module\n"
