@@ -80,7 +80,7 @@ last=$(q "SELECT max(step) FROM metrics WHERE run_id=2 AND key='train/loss'")
 # Checkpoints are registered only after the rename: every one listed exists
 # and loads.
 for p in $(q "SELECT path FROM checkpoints WHERE run_id=2"); do
-  echo "assert(next(require('gqe').load_safetensors('$p')))" > "$tmp/load.lua"
+  echo "local t = require('gqe').load_safetensors('$p'); assert(next(t))" > "$tmp/load.lua"
   "$GQE" "$tmp/load.lua" || fail "registered checkpoint $p does not load"
 done
 "$GQE" runs --db "$db" > "$tmp/runs" || fail "gqe runs"
