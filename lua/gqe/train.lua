@@ -301,6 +301,7 @@ function train.run(user_config, opts)
     ctx.sched = gqe.optim.schedule { kind = c.schedule.kind, warmup = c.schedule.warmup, total = t.steps,
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()
+    if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
     if opts.resume then require("gqe.checkpoint").restore(ctx, opts.resume) end
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
