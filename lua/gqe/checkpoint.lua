@@ -60,7 +60,13 @@ end
 
 -- Called by train.run after the model and optimizer are built.
 function checkpoint.restore(ctx, resume)
-  local info = binding().load(resume.path, ctx.lm, ctx.opt)
+  local ok, info = pcall(binding().load, resume.path, ctx.lm, ctx.opt)
+  if not ok then
+    -- Most of the core's messages name the file; make sure every one does.
+    local msg = tostring(info)
+    if not msg:find(resume.path, 1, true) then msg = string.format("%s (checkpoint %s)", msg, resume.path) end
+    error(msg, 0)
+  end
   ctx.start_step = info.step
   ctx.last_checkpoint = info.step
   -- The best validation loss so far comes from the log.
