@@ -259,7 +259,11 @@ function train.run(user_config, opts)
   local db = opts.db
   local own_db = false
   if not db then
-    db = gqe.db.open(train.db_path(opts.db_path, c))
+    local ok, res = pcall(gqe.db.open, train.db_path(opts.db_path, c))
+    -- The message names the file and the reason; this file's line would
+    -- only suggest a bug in gqe.
+    if not ok then error((tostring(res):gsub("^[^:\n]*gqe[/.][%w_]+%.lua:%d+: ", "")), 0) end
+    db = res
     own_db = true
   end
   local exp_name = opts.experiment or c.experiment or "default"
