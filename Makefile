@@ -151,10 +151,12 @@ fuzz-deps:
 	  echo "installing: clang-14 libclang-rt-14-dev"; SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null; fi
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(BUILD)/libgqe.a | fuzz-deps
+# fuzz_config embeds Lua: it also takes the bindings (lua/*.c), instrumented.
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(LUA_SRC) $(BUILD)/libgqe.a | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
-	  -Icore -o $@ $< $(FUZZ_SRC) $(BUILD)/libgqe.a $(FUZZ_LINK)
+	  -Icore -Ilua -I/usr/include/lua5.4 -o $@ $< $(FUZZ_SRC) $(if $(filter config,$*),$(LUA_SRC)) \
+	  $(BUILD)/libgqe.a $(FUZZ_LINK)
 
 # Seeds: one valid file each, so the fuzzers start from the real format.
 fuzz: $(FUZZ_BIN)
@@ -165,8 +167,12 @@ fuzz: $(FUZZ_BIN)
 	@{ printf '\x28\x2e\x35\x01\x01\x00\x00\x00\x08\x00\x00\x00'; head -c 1012 /dev/zero; \
 	   printf '\x01\x00\x02\x00\x03\x00\x04\x00\x05\x00\x06\x00\x07\x00\x08\x00'; } > $(BUILD)/fuzz/corpus/shards/seed
 	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; echo "== $$b ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$n $(BUILD)/fuzz/artifacts/$$n; \
+	  for d in tests/fuzz/seeds/$$n tests/fuzz/regressions/$$n; do [ -d $$d ] && cp $$d/* $(BUILD)/fuzz/corpus/$$n/; done; \
 	  dict=tests/fuzz/$$n.dict; [ -f $$dict ] && dict=-dict=$$dict || dict=; \
-	  $$b -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $$dict $(BUILD)/fuzz/corpus/$$n || exit 1; done
+	  $$b -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/artifacts/$$n/ $$dict $(BUILD)/fuzz/corpus/$$n || \
+	    { echo "fuzz_$$n found a crash: fix it, then keep the input in tests/fuzz/regressions/$$n/ (make test replays it)"; exit 1; }; done
 
 clean:
 	rm -rf $(BUILD)
