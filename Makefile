@@ -158,17 +158,13 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(LUA_SRC) $(BUILD)/libgqe
 	  -Icore -Ilua -I/usr/include/lua5.4 -o $@ $< $(FUZZ_SRC) $(if $(filter config,$*),$(LUA_SRC)) \
 	  $(BUILD)/libgqe.a $(FUZZ_LINK)
 
-# Seeds: one valid file each, so the fuzzers start from the real format.
+# Seeds (tests/fuzz/seeds/<target>/, valid files so the fuzzers start from
+# the real formats) and saved regressions start each corpus; a crash input
+# lands in build/fuzz/artifacts/<target>/.
 fuzz: $(FUZZ_BIN)
-	@mkdir -p $(BUILD)/fuzz/corpus/safetensors $(BUILD)/fuzz/corpus/shards
-	@{ printf '\xa0\x00\x00\x00\x00\x00\x00\x00'; \
-	   printf '%-160s' '{"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"I64","shape":[1],"data_offsets":[8,16]}}'; \
-	   head -c 16 /dev/zero; } > $(BUILD)/fuzz/corpus/safetensors/seed
-	@{ printf '\x28\x2e\x35\x01\x01\x00\x00\x00\x08\x00\x00\x00'; head -c 1012 /dev/zero; \
-	   printf '\x01\x00\x02\x00\x03\x00\x04\x00\x05\x00\x06\x00\x07\x00\x08\x00'; } > $(BUILD)/fuzz/corpus/shards/seed
 	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; echo "== $$b ($(FUZZ_SECONDS) s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus/$$n $(BUILD)/fuzz/artifacts/$$n; \
-	  for d in tests/fuzz/seeds/$$n tests/fuzz/regressions/$$n; do [ -d $$d ] && cp $$d/* $(BUILD)/fuzz/corpus/$$n/; done; \
+	  for d in tests/fuzz/seeds/$$n tests/fuzz/regressions/$$n; do if [ -d $$d ]; then cp $$d/* $(BUILD)/fuzz/corpus/$$n/; fi; done; \
 	  dict=tests/fuzz/$$n.dict; [ -f $$dict ] && dict=-dict=$$dict || dict=; \
 	  $$b -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 	    -artifact_prefix=$(BUILD)/fuzz/artifacts/$$n/ $$dict $(BUILD)/fuzz/corpus/$$n || \
