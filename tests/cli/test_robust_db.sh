@@ -36,6 +36,9 @@ as_user=()
 if [ "$(id -u)" = 0 ]; then
   if command -v setpriv >/dev/null; then as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
   else echo "note: root without setpriv: read-only cases skipped"; as_user=(skip); fi
+  if [ "${as_user[0]}" != skip ] && ! "${as_user[@]}" test -x "$GQE"; then
+    echo "note: user nobody cannot run $GQE (a private checkout?): read-only cases skipped"; as_user=(skip)
+  fi
 fi
 if [ "${as_user[0]:-}" != skip ]; then
   mkdir -m 777 "$tmp/ro"

@@ -73,6 +73,16 @@ grep -E "^ *1 +kill9 +tiny +crashed" "$tmp/runs" >/dev/null || fail "gqe runs do
 q "SELECT error FROM runs WHERE id=1" | grep -q "no longer exists" || fail "crash reason does not mention the dead process"
 [ -n "$(q "SELECT ended FROM runs WHERE id=1")" ] || fail "crashed run has no end time"
 
+# Runs of other hosts: crashed once their heartbeat is older than 10 minutes.
+q "INSERT INTO runs(experiment_id, name, status, host, pid, started, heartbeat, step)
+   SELECT experiment_id, 'far-stale', 'running', 'elsewhere', 1, 0, strftime('%s','now') - 3600, 5 FROM runs WHERE id=1;
+   INSERT INTO runs(experiment_id, name, status, host, pid, started, heartbeat, step)
+   SELECT experiment_id, 'far-alive', 'running', 'elsewhere', 1, 0, strftime('%s','now') - 5, 5 FROM runs WHERE id=1;"
+"$GQE" runs --db "$db" > "$tmp/runs" || fail "gqe runs (other hosts)"
+grep -E "far-stale +crashed .*no heartbeat from elsewhere" "$tmp/runs" >/dev/null || { cat "$tmp/runs"; fail "stale heartbeat not crashed"; }
+grep -E "far-alive +running" "$tmp/runs" >/dev/null || { cat "$tmp/runs"; fail "a live run of another host marked crashed"; }
+q "DELETE FROM runs WHERE name LIKE 'far-%'"
+
 # 4. Resume from the last checkpoint to 20 steps past it; the losses equal
 #    those of a run of that length that was never killed (run 2).
 ck=$(q "SELECT max(step) FROM checkpoints WHERE run_id=1")
