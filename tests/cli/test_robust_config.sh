@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Bad settings, one at a time through the command line of a training script:
-# each must exit 1 (an error, not a crash), print a message naming the key
-# and what is allowed, and leave no run marked running. Unknown keys, in
+# Bad settings, one at a time as arguments of a training script: each must
+# fail with a message naming the key and what is allowed, never crash, and
+# leave no run marked running; through build/gqe the exit status is 1. Unknown keys, in
 # overrides, in the script's table and in an experiment's grid, list the
 # valid ones.
 set -euo pipefail
@@ -27,17 +27,33 @@ gqe.config.apply(cfg, (gqe.config.parse_args({...})))
 gqe.train(cfg)
 LUA
 
-n=0
-# expect "message (a grep -E pattern)" override...
+# expect "message (a grep -E pattern)" override...: collected here, run by
+# run_cases in one process (tests/cli/robust_batch.lua); a few also go
+# through the command line on their own, for the exit status.
+wants=(); : > "$tmp/cases"
 expect() {
   local want=$1; shift
-  n=$((n + 1))
+  wants+=("$want")
+  (IFS=$'\037'; printf '%s\n' "$*") >> "$tmp/cases"
+}
+run_cases() {
+  "$GQE" tests/cli/robust_batch.lua "$tmp/run.lua" "$tmp/cases" >"$tmp/results" 2>"$tmp/batch.err" ||
+    { cat "$tmp/batch.err"; fail "the batch of cases did not complete"; }
+  local i=0 line args
+  while IFS= read -r line; do
+    args=$(sed -n "$((i + 1))p" "$tmp/cases" | tr '\037' ' ')
+    [ "${line%%$'\t'*}" = error ] || fail "$args: accepted"
+    grep -q -E -- "${wants[$i]}" <<<"$line" || fail "$args: message does not match '${wants[$i]}': $line"
+    i=$((i + 1))
+  done < "$tmp/results"
+  [ "$i" = "${#wants[@]}" ] || fail "$i results for ${#wants[@]} cases"
+}
+# cli "message" override...: through build/gqe: exit 1 and "gqe: message".
+cli() {
+  local want=$1; shift
   set +e; "$GQE" "$tmp/run.lua" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; set -e
   [ "$rc" -eq 1 ] || { cat "$tmp/err"; fail "$*: exit $rc, expected 1"; }
-  grep -q -E -- "$want" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not match '$want'"; }
-  if [ -f "$db" ] && [ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE status='running'")" != 0 ]; then
-    fail "$*: a run was left running"
-  fi
+  grep -q -E -- "^gqe: .*$want" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not match '$want'"; }
 }
 
 # model
@@ -130,7 +146,15 @@ require("gqe").experiment { name = "bad-grid", base = { data = { path = "$tmp/te
 LUA
 set +e; "$GQE" "$tmp/exp.lua" 2>"$tmp/err"; rc=$?; set -e
 [ "$rc" = 1 ] && grep -q "model.routr" "$tmp/err" && grep -q "router" "$tmp/err" || { cat "$tmp/err"; fail "typo in an experiment grid"; }
-n=$((n + 2))
+
+run_cases
+n=$((${#wants[@]} + 2))
+# The same through the command line: config, core and data errors.
+cli "unknown key model.kk; valid keys of model:" model.kk=2
+cli "model.k must be in 1..2" model.k=3
+cli "groups must be 1 for attention 'mqa', got 3" model.attention=mqa model.groups=3
+cli "$tmp/nope.txt.*(No such file|cannot open)" data.path="$tmp/nope.txt"
+[ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE status='running'")" = 0 ] || fail "a run was left running"
 
 [ ! -f "$db" ] || [ "$(sqlite3 "$db" "SELECT count(*) FROM runs WHERE status NOT IN ('failed')")" = 0 ] ||
   fail "a run with a bad setting did not end as failed"

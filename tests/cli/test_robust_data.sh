@@ -2,9 +2,10 @@
 # Bad data files through a training script with data.kind=shards (llm.c
 # token shards) or text: missing, empty, truncated, wrong magic or version,
 # trailing bytes, tokens outside the vocabulary, no file matching a glob, a
-# directory, and files shorter than one batch. Each must exit 1 with a
-# message naming the file and the problem, fail before the first step, and
-# leave the run marked failed (never running). A valid pair of shards trains.
+# directory, and files shorter than one batch. Each must fail with a message
+# naming the file and the problem (exit 1 through build/gqe), before the
+# first step, leaving the run marked failed (never running). Valid shards
+# train.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GQE=$PWD/build/gqe
@@ -15,23 +16,29 @@ export OMP_NUM_THREADS=1
 db=$tmp/runs.db
 q() { sqlite3 "$db" "$1"; }
 
-# Shards written with string.pack: mkshard PATH NTOKENS [MAGIC VERSION COUNT VOCAB]
+# Shards written with string.pack, several per gqe process: mkshard PATH
+# NTOKENS [MAGIC VERSION COUNT VOCAB] queues one, make_shards writes them.
 cat > "$tmp/mkshard.lua" <<'LUA'
-local path, n, magic, version, count, vocab = ...
-n = tonumber(n); magic = tonumber(magic or 20240520); version = tonumber(version or 1)
-count = tonumber(count or n); vocab = tonumber(vocab or 512)
-local f = assert(io.open(path, "wb"))
-f:write(string.pack("<i4i4i4", magic, version, count), string.rep("\0", 253 * 4))
-local t = {}
-for i = 1, n do t[i] = string.pack("<I2", (i * 7919) % vocab) end
-f:write(table.concat(t))
-f:close()
+for spec in io.lines(...) do
+  local path, n, magic, version, count, vocab = spec:match("^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$")
+  n = tonumber(n); magic = tonumber(magic); version = tonumber(version)
+  count = tonumber(count ~= "-" and count or n); vocab = tonumber(vocab)
+  local f = assert(io.open(path, "wb"))
+  f:write(string.pack("<i4i4i4", magic, version, count), string.rep("\0", 253 * 4))
+  local t = {}
+  for i = 1, n do t[i] = string.pack("<I2", (i * 7919) % vocab) end
+  f:write(table.concat(t))
+  f:close()
+end
 LUA
-mkshard() { "$GQE" "$tmp/mkshard.lua" "$@"; }
+: > "$tmp/shards"
+mkshard() { echo "$1 $2 ${3:-20240520} ${4:-1} ${5:--} ${6:-512}" >> "$tmp/shards"; }
+make_shards() { "$GQE" "$tmp/mkshard.lua" "$tmp/shards"; : > "$tmp/shards"; }
 mkdir -p "$tmp/sh"
 mkshard "$tmp/sh/train_000.bin" 4000
 mkshard "$tmp/sh/train_001.bin" 4000
 mkshard "$tmp/sh/val.bin" 1000
+make_shards
 
 cat > "$tmp/run.lua" <<LUA
 local gqe = require "gqe"
@@ -51,21 +58,32 @@ LUA
 "$GQE" "$tmp/run.lua" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "valid shards did not train"; }
 grep -q "status finished" "$tmp/out" || fail "valid shards: not finished"
 
-n=0
-# expect "message (grep -E)" override...: exit 1, message, run failed at step 0.
+# expect "message (grep -E)" override...: collected, then run in one process
+# by run_cases (tests/cli/robust_batch.lua); two also go through build/gqe
+# on their own, for the exit status.
+wants=(); : > "$tmp/cases"
 expect() {
   local want=$1; shift
-  n=$((n + 1))
-  local before; before=$(q "SELECT count(*) FROM runs")
+  wants+=("$want")
+  (IFS=$'\037'; printf '%s\n' "$*") >> "$tmp/cases"
+}
+run_cases() {
+  "$GQE" tests/cli/robust_batch.lua "$tmp/run.lua" "$tmp/cases" >"$tmp/results" 2>"$tmp/batch.err" ||
+    { cat "$tmp/batch.err"; fail "the batch of cases did not complete"; }
+  local i=0 line args
+  while IFS= read -r line; do
+    args=$(sed -n "$((i + 1))p" "$tmp/cases" | tr '\037' ' ')
+    [ "${line%%$'\t'*}" = error ] || fail "$args: accepted"
+    grep -q -E -- "${wants[$i]}" <<<"$line" || fail "$args: message does not match '${wants[$i]}': $line"
+    i=$((i + 1))
+  done < "$tmp/results"
+  [ "$i" = "${#wants[@]}" ] || fail "$i results for ${#wants[@]} cases"
+}
+cli() {
+  local want=$1; shift
   set +e; "$GQE" "$tmp/run.lua" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; set -e
   [ "$rc" -eq 1 ] || { cat "$tmp/err"; fail "$*: exit $rc, expected 1"; }
-  grep -q -E -- "$want" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not match '$want'"; }
-  [ "$(q "SELECT count(*) FROM runs WHERE status='running'")" = 0 ] || fail "$*: a run was left running"
-  if [ "$(q "SELECT count(*) FROM runs")" -gt "$before" ]; then
-    [ "$(q "SELECT status || ' ' || step FROM runs ORDER BY id DESC LIMIT 1")" = "failed 0" ] ||
-      fail "$*: the run did not fail before its first step"
-    q "SELECT error FROM runs ORDER BY id DESC LIMIT 1" | grep -q -E -- "$want" || fail "$*: stored error differs"
-  fi
+  grep -q -E -- "^gqe: .*$want" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not match '$want'"; }
 }
 
 # Shards.
@@ -88,9 +106,8 @@ expect "$tmp/sh/trail.bin: 20 trailing bytes after the 990 tokens" data.val_path
 mkshard "$tmp/sh/vocab.bin" 1000 20240520 1 1000 60000
 expect "$tmp/sh/vocab.bin: token [0-9]+ at position [0-9]+ is outside the vocabulary \(vocab 512\)" data.val_path="$tmp/sh/vocab.bin"
 # One bad shard among good ones is named.
-cp "$tmp/sh/magic.bin" "$tmp/sh/train_002.bin"
-expect "$tmp/sh/train_002.bin: magic number 12345" 
-rm "$tmp/sh/train_002.bin"
+mkdir -p "$tmp/sh2"; cp "$tmp/sh/train_000.bin" "$tmp/sh2/train_000.bin"; mkshard "$tmp/sh2/train_001.bin" 1000 12345
+expect "$tmp/sh2/train_001.bin: magic number 12345" data.path="$tmp/sh2/train_*.bin"
 mkshard "$tmp/sh/tiny.bin" 20
 expect "$tmp/sh/tiny.bin.*holds 20 tokens but one batch of B=2 x \(T\+1\)=17 needs 34" data.val_path="$tmp/sh/tiny.bin"
 expect "$tmp/sh.*(directory|cannot)" data.val_path="$tmp/sh"
@@ -107,5 +124,13 @@ expect "$tmp/val_short.txt.*val split.*needs 34" data.kind=text data.path="$tmp/
 expect "$tmp/missing.txt.*(No such file|cannot open)" data.kind=text data.path="$tmp/missing.txt" data.val_path= data.vocab=0
 expect "$tmp.*(directory|cannot)" data.kind=text data.path="$tmp" data.val_path= data.vocab=0
 
+make_shards
+run_cases
+# Every run a bad file started failed before its first step, with the reason.
+[ "$(q "SELECT count(*) FROM runs WHERE id > 1 AND NOT (status = 'failed' AND step = 0 AND error <> '')")" = 0 ] ||
+  fail "a run with bad data did not fail before its first step: $(q "SELECT id, status, step FROM runs WHERE id > 1")"
+[ "$(q "SELECT count(*) FROM runs WHERE status='running'")" = 0 ] || fail "a run was left running"
+cli "$tmp/sh/magic.bin: magic number 12345, expected 20240520" data.val_path="$tmp/sh/magic.bin"
+cli "$tmp/short.txt.*one batch of B=2 x \(T\+1\)=17 needs 34" data.kind=text data.path="$tmp/short.txt" data.val_path= data.vocab=0
 [ "$(q "PRAGMA integrity_check")" = ok ] || fail "integrity_check"
-echo "test_robust_data: $n bad data files rejected"
+echo "test_robust_data: ${#wants[@]} bad data files rejected"
