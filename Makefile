@@ -34,7 +34,7 @@ TEST_SRC := $(sort $(wildcard tests/c/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 LINK     := $(CUDA_LIBS) $(STATIC_LIBS) $(SYS_LIBS)
 
-.PHONY: all deps test test-c test-lua test-cli test-cuda bench bench-cuda run data clean help fuzz
+.PHONY: all deps test test-c test-lua test-cli test-cuda bench bench-cuda run data clean help fuzz fuzz-deps
 all: $(BUILD)/libgqe.a $(BUILD)/gqe $(BUILD)/gqe.so
 
 help:
@@ -74,7 +74,7 @@ $(BUILD)/gqe: $(BUILD)/lua/main.o $(LUA_OBJ) $(BUILD)/libgqe.a
 # The Lua module for a stock lua5.4: Lua's symbols come from the interpreter;
 # SQLite links shared because Debian's libsqlite3.a is not position-independent.
 $(BUILD)/gqe.so: $(LUA_OBJ) $(BUILD)/libgqe.a
-	$(CC) $(CFLAGS) -shared -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
+	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/testutil.h $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)
@@ -97,6 +97,38 @@ data: deps
 
 run: deps all data
 	$(BUILD)/gqe experiments/quickstart.lua
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c), each run FUZZ_SECONDS under
+# AddressSanitizer. The parsers are compiled instrumented; the rest of the
+# library comes from libgqe.a as usual. clang is installed on demand here
+# rather than by `make deps`, since only this target needs it.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_SRC     := core/error.c core/tensor.c core/rng.c $(sort $(wildcard core/io/safetensors*.c core/data/*.c))
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_LINK    := $(CUDA_LIBS) $(STATIC_LIBS) -lm -ldl -lpthread -l:libgomp.so.1
+
+fuzz-deps:
+	@if ! command -v $(FUZZ_CC) >/dev/null || ! ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then \
+	  echo "installing: clang-14 libclang-rt-14-dev"; SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null; fi
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(BUILD)/libgqe.a | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+	  -Icore -o $@ $< $(FUZZ_SRC) $(BUILD)/libgqe.a $(FUZZ_LINK)
+
+# Seeds: one valid file each, so the fuzzers start from the real format.
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus/safetensors $(BUILD)/fuzz/corpus/shards
+	@{ printf '\xa0\x00\x00\x00\x00\x00\x00\x00'; \
+	   printf '%-160s' '{"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"I64","shape":[1],"data_offsets":[8,16]}}'; \
+	   head -c 16 /dev/zero; } > $(BUILD)/fuzz/corpus/safetensors/seed
+	@{ printf '\x28\x2e\x35\x01\x01\x00\x00\x00\x08\x00\x00\x00'; head -c 1012 /dev/zero; \
+	   printf '\x01\x00\x02\x00\x03\x00\x04\x00\x05\x00\x06\x00\x07\x00\x08\x00'; } > $(BUILD)/fuzz/corpus/shards/seed
+	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; echo "== $$b ($(FUZZ_SECONDS) s)"; \
+	  dict=tests/fuzz/$$n.dict; [ -f $$dict ] && dict=-dict=$$dict || dict=; \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $$dict $(BUILD)/fuzz/corpus/$$n || exit 1; done
 
 clean:
 	rm -rf $(BUILD)

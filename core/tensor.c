@@ -28,7 +28,7 @@ gqe_status gqe_device_parse(const char *name, gqe_device *out) {
 }
 
 int64_t gqe_tensor_numel(const gqe_tensor *t) {
-    if (t->ndim == 0) return t->storage ? 1 : 0;
+    if (t->ndim == 0) return 1; /* a scalar */
     int64_t n = 1;
     for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
     return n;

@@ -49,6 +49,13 @@ void gqe_lua_open_nn(lua_State *L);       /* lua/l_nn.c: nn.GQEAttention, nn.LM 
 void gqe_lua_open_optim(lua_State *L);    /* lua/l_optim.c: optim.AdamW, optim.SGD, schedule */
 void gqe_lua_open_data(lua_State *L);     /* lua/l_data.c: data.open */
 void gqe_lua_open_runlog(lua_State *L);   /* lua/l_runlog.c: db.open */
-void gqe_lua_open_sys(lua_State *L);      /* lua/l_sys.c: time, signals, host, pid, cuda */
+void gqe_lua_open_sys(lua_State *L);
+void gqe_lua_open_checkpoint(lua_State *L); /* lua/l_checkpoint.c: checkpoint.save, checkpoint.load */
+
+/* The core objects behind the nn and optim userdata, for other bindings. */
+struct gqe_lm;
+struct gqe_optimizer;
+struct gqe_lm *gqe_lua_check_lm(lua_State *L, int idx);
+struct gqe_optimizer *gqe_lua_check_optim(lua_State *L, int idx);      /* lua/l_sys.c: time, signals, host, pid, cuda */
 
 #endif

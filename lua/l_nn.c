@@ -82,14 +82,18 @@ static void load_params(lua_State *L, gqe_paramset *ps, int tbl, const char *pre
         load_one(L, tbl, prefix, ps->items[i].name, ps->items[i].value, true, what);
 }
 
-/* The balanced router's bias name next to the layer's router weight. */
+/* The balanced router's bias name next to the layer's router weight
+ * ("blocks.<l>.attn.router_bias", as core/io/checkpoint.c names it). */
 static const char *bias_name(lua_State *L, gqe_paramset *ps, int64_t layer) {
     int64_t seen = 0;
     for (int i = 0; i < ps->count; i++) {
         const char *n = ps->items[i].name;
         size_t len = strlen(n), suf = strlen("router.weight");
-        if (len >= suf && strcmp(n + len - suf, "router.weight") == 0 && seen++ == layer)
-            return lua_pushfstring(L, "%.*srouter_bias", (int)(len - suf), n);
+        if (len >= suf && strcmp(n + len - suf, "router.weight") == 0 && seen++ == layer) {
+            char buf[sizeof ps->items[0].name + 16];
+            snprintf(buf, sizeof buf, "%.*srouter_bias", (int)(len - suf), n);
+            return lua_pushstring(L, buf);
+        }
     }
     return lua_pushfstring(L, "blocks.%d.attn.router_bias", (int)layer);
 }
@@ -229,9 +233,9 @@ static int attn_forward(lua_State *L) {
     l_attn *u = check_attn(L, 1);
     gqe_tensor *x = gqe_lua_check_tensor(L, 2);
     const gqe_attn_config *c = gqe_attn_get_config(u->a);
-    if (x->ndim != 3 || x->shape[2] != c->dim) {
+    if (x->ndim != 3 || x->shape[2] != c->dim || x->shape[0] < 1 || x->shape[1] < 1) {
         char b[96];
-        return luaL_error(L, "GQEAttention:forward: x must be (B, T, %d), got %s", (int)c->dim,
+        return luaL_error(L, "GQEAttention:forward: x must be (B, T, %d) with B, T >= 1, got %s", (int)c->dim,
                           gqe_tensor_shape_str(x, b, sizeof b));
     }
     gqe_tensor xin, tok = {0};
@@ -366,6 +370,8 @@ static l_lm *check_lm(lua_State *L, int idx) {
     return u;
 }
 
+gqe_lm *gqe_lua_check_lm(lua_State *L, int idx) { return check_lm(L, idx)->lm; }
+
 static int64_t required_int(lua_State *L, int idx, const char *what, const char *key, const char *meaning) {
     lua_getfield(L, idx, key);
     bool missing = lua_isnil(L, -1);
@@ -425,10 +431,11 @@ static void take_ids(lua_State *L, l_lm *u, int idx, gqe_tensor *slot, const cha
     } else {
         r = gqe_tensor_ref(t);
     }
-    if (r.ndim != 2) {
+    /* Empty batches are refused here: the core sizes buffers by B*T. */
+    if (r.ndim != 2 || r.shape[0] < 1 || r.shape[1] < 1) {
         char b[96];
         gqe_tensor_free(&r);
-        luaL_error(L, "%s must be (B, T), got %s", what, gqe_tensor_shape_str(t, b, sizeof b));
+        luaL_error(L, "%s must be (B, T) with B, T >= 1, got %s", what, gqe_tensor_shape_str(t, b, sizeof b));
     }
     gqe_tensor_free(slot);
     *slot = r;

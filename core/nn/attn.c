@@ -233,6 +233,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     if (!gqe_tensor_same_shape(x, y))
         return gqe_fail(GQE_ERR_SHAPE, "attention forward: y %s must match x %s", gqe_tensor_shape_str(y, s1, 64), gqe_tensor_shape_str(x, s2, 64));
     int64_t B = x->shape[0], T = x->shape[1], R = B * T, G = a->G, dh = a->dh;
+    if (B < 1 || T < 1) return gqe_fail(GQE_ERR_SHAPE, "attention forward: x must have B, S >= 1, got %s", gqe_tensor_shape_str(x, s1, 64));
     GQE_TRY(ensure_shape(a, B, T));
     a->have_forward = false;
     GQE_TRY(gqe_tensor_copy(&a->x, x));

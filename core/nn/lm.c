@@ -237,6 +237,7 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     char s[64];
     if (tokens->ndim != 2) return gqe_fail(GQE_ERR_SHAPE, "tokens must be (B, T), got %s", gqe_tensor_shape_str(tokens, s, 64));
     int64_t B = tokens->shape[0], T = tokens->shape[1], R = B * T, V = lm->cfg.vocab;
+    if (B < 1 || T < 1) return gqe_fail(GQE_ERR_SHAPE, "tokens must be (B, T) with B, T >= 1, got %s", gqe_tensor_shape_str(tokens, s, 64));
     if (T > lm->cfg.max_seq)
         return gqe_fail(GQE_ERR_ARG, "sequence length %lld exceeds model.max_seq %lld", (long long)T, (long long)lm->cfg.max_seq);
     GQE_TRY(check_ids(tokens, "tokens", B, T));

@@ -10,6 +10,26 @@
 #define TOL 1e-4
 #define GOLDEN_DIR "tests/golden"
 
+/* GQE_TEST_DEVICE=cuda runs the same goldens on the GPU (make test-cuda). */
+static gqe_device test_device(void) {
+    const char *d = getenv("GQE_TEST_DEVICE");
+    return d && strcmp(d, "cuda") == 0 ? GQE_CUDA : GQE_CPU;
+}
+
+/* A CPU copy of t (a new reference when t already lives there). */
+static gqe_tensor on_host(const gqe_tensor *t) {
+    if (t->device == GQE_CPU) return gqe_tensor_ref(t);
+    gqe_tensor h;
+    CHECK_OK(gqe_tensor_to(&h, t, GQE_CPU, t->dtype));
+    return h;
+}
+
+static gqe_tensor on_dev(const gqe_tensor *t) {
+    gqe_tensor d;
+    CHECK_OK(gqe_tensor_to(&d, t, test_device(), t->dtype));
+    return d;
+}
+
 static const gqe_tensor *need(const gqe_st_file *f, const char *path, const char *name) {
     const gqe_tensor *t = gqe_st_get(f, name);
     if (!t) fail_msg("%s: missing tensor %s", path, name);
@@ -30,10 +50,12 @@ static float meta_float(const gqe_st_file *f, const char *key) {
     return v ? strtof(v, NULL) : 0.0f;
 }
 
-static void close_to(const char *path, const char *what, const gqe_tensor *got, const gqe_tensor *want) {
-    if (gqe_tensor_numel(got) != gqe_tensor_numel(want)) fail_msg("%s: %s has %lld values, golden %lld", path, what,
-        (long long)gqe_tensor_numel(got), (long long)gqe_tensor_numel(want));
-    double e = tu_rel_err(gqe_f32(got), gqe_f32(want), gqe_tensor_numel(want));
+static void close_to(const char *path, const char *what, const gqe_tensor *got_any, const gqe_tensor *want) {
+    if (gqe_tensor_numel(got_any) != gqe_tensor_numel(want)) fail_msg("%s: %s has %lld values, golden %lld", path, what,
+        (long long)gqe_tensor_numel(got_any), (long long)gqe_tensor_numel(want));
+    gqe_tensor got = on_host(got_any);
+    double e = tu_rel_err(gqe_f32(&got), gqe_f32(want), gqe_tensor_numel(want));
+    gqe_tensor_free(&got);
     if (!(e <= TOL)) fail_msg("%s: %s relative error %.3g > %.0e", path, what, e, TOL);
 }
 
@@ -65,12 +87,13 @@ static void attn_case(const char *path) {
     gqe_paramset_init(&ps);
     gqe_attn *a;
     CHECK_OK(gqe_attn_create(&a, &c, &ps, ""));
-    CHECK_OK(gqe_paramset_alloc(&ps, GQE_CPU));
+    CHECK_OK(gqe_paramset_alloc(&ps, test_device()));
     for (int i = 0; i < ps.count; i++) CHECK_OK(gqe_tensor_copy(ps.items[i].value, need(&f, path, ps.items[i].name)));
-    const gqe_tensor *x = need(&f, path, "x"), *dy = need(&f, path, "dy");
+    gqe_tensor xd = on_dev(need(&f, path, "x")), dyd = on_dev(need(&f, path, "dy"));
+    const gqe_tensor *x = &xd, *dy = &dyd;
     gqe_tensor y, dx;
-    CHECK_OK(gqe_tensor_new(&y, GQE_F32, GQE_CPU, 3, x->shape));
-    CHECK_OK(gqe_tensor_zeros(&dx, GQE_F32, GQE_CPU, 3, x->shape));
+    CHECK_OK(gqe_tensor_new(&y, GQE_F32, test_device(), 3, x->shape));
+    CHECK_OK(gqe_tensor_zeros(&dx, GQE_F32, test_device(), 3, x->shape));
     CHECK_OK(gqe_attn_forward(a, &y, x, NULL));
     close_to(path, "y", &y, need(&f, path, "y"));
     if (c.kind == GQE_ATTN_GQE) {
@@ -79,7 +102,9 @@ static void attn_case(const char *path) {
         close_to(path, "probs", &probs, need(&f, path, "probs"));
         const gqe_tensor *gi = need(&f, path, "indices");
         assert_int_equal(gqe_tensor_numel(&idx), gqe_tensor_numel(gi));
-        assert_memory_equal(gqe_i32(&idx), gqe_i32(gi), gqe_tensor_nbytes(gi));
+        gqe_tensor hidx = on_host(&idx);
+        assert_memory_equal(gqe_i32(&hidx), gqe_i32(gi), gqe_tensor_nbytes(gi));
+        gqe_tensor_free(&hidx);
         float want = gqe_f32(need(&f, path, "aux"))[0];
         if (fabsf(gqe_attn_aux_loss(a) - want) > TOL * fmaxf(1.0f, fabsf(want)))
             fail_msg("%s: aux %.7g, golden %.7g", path, gqe_attn_aux_loss(a), want);
@@ -93,6 +118,8 @@ static void attn_case(const char *path) {
     }
     gqe_tensor_free(&y);
     gqe_tensor_free(&dx);
+    gqe_tensor_free(&xd);
+    gqe_tensor_free(&dyd);
     gqe_attn_destroy(a);
     gqe_paramset_free(&ps);
     gqe_st_file_free(&f);
@@ -124,7 +151,7 @@ static void lm_case(const char *path) {
     c.attn.rope = meta_bool(&f, "rope"); c.attn.causal = meta_bool(&f, "causal");
     c.attn.rope_theta = meta_float(&f, "rope_theta");
     gqe_lm *lm;
-    CHECK_OK(gqe_lm_create(&lm, &c, GQE_CPU));
+    CHECK_OK(gqe_lm_create(&lm, &c, test_device()));
     gqe_paramset *ps = gqe_lm_params(lm);
     for (int i = 0; i < ps->count; i++) CHECK_OK(gqe_tensor_copy(ps->items[i].value, need(&f, path, ps->items[i].name)));
     float loss, aux;
@@ -164,7 +191,7 @@ static void test_adamw_golden(void **state) {
     gqe_tensor p, dp, n, dn;
     CHECK_OK(gqe_paramset_add(&ps, "p", 2, (int64_t[]){5, 7}, GQE_PARAM_WEIGHT, &p, &dp));
     CHECK_OK(gqe_paramset_add(&ps, "n", 1, (int64_t[]){7}, GQE_PARAM_NORM, &n, &dn));
-    CHECK_OK(gqe_paramset_alloc(&ps, GQE_CPU));
+    CHECK_OK(gqe_paramset_alloc(&ps, test_device()));
     CHECK_OK(gqe_tensor_copy(&p, need(&f, path, "p")));
     CHECK_OK(gqe_tensor_copy(&n, need(&f, path, "n")));
     gqe_optim_config oc = gqe_optim_config_default();

@@ -164,6 +164,19 @@ describe("LM", function()
     assert.are.same({1, 2, 3}, {out[1], out[2], out[3]})
   end)
 
+  it("keeps balanced-router biases in state, named as checkpoints name them", function()
+    local c = {router = "balanced"}
+    for k, v in pairs(cfg) do c[k] = c[k] or v end
+    local lm = gqe.nn.LM(c)
+    local s = lm:state()
+    assert.are.same({2, 2}, s["blocks.1.attn.router_bias"]:shape())
+    s["blocks.1.attn.router_bias"]:fill(0.5)
+    lm:load(s)
+    assert.are.equal(2, lm:state()["blocks.1.attn.router_bias"]:sum())
+    local layer = gqe.nn.GQEAttention(small({router = "balanced"}))
+    assert.is_truthy(layer:state().router_bias)
+  end)
+
   it("backward fills gradients", function()
     local lm = gqe.nn.LM(cfg)
     lm:zero_grad()
@@ -209,5 +222,77 @@ describe("LM", function()
       last = loss
     end
     assert.is_true(last < first - 0.5, ("loss %g -> %g"):format(first, last))
+  end)
+end)
+
+describe("wrong argument types", function()
+  it("raise Lua errors and never crash, for every binding", function()
+    local t = gqe.randn({2, 3}, {seed = 1})
+    local layer = gqe.nn.GQEAttention(small())
+    local lm = gqe.nn.LM{vocab = 16, dim = 16, layers = 1, max_seq = 8, experts = 4, groups = 2}
+    local vals = {nil, 1, -1, 0, 2.5, "x", "cpu", {}, {1, 2}, {{1}}, true, t, layer, lm, 1e12, -1e12, math.huge}
+    -- side effects on the host (processes, sleeping, signals, git) are not fuzzed
+    local skip = {sleep = true, kill = true, spawn = true, sgemm_bench = true, wait = true,
+                  signals_install = true, git_commit = true, close = true}
+    local function try(f, self)
+      for i = 1, #vals + 1 do
+        for j = 1, #vals + 1 do
+          if self then pcall(f, self, vals[i], vals[j]) else pcall(f, vals[i], vals[j]) end
+        end
+      end
+    end
+    local function all(tbl, self)
+      for name, f in pairs(tbl) do
+        if type(f) == "function" and not skip[name] then try(f, self); if self then try(f) end end
+      end
+    end
+    all(gqe.nn)
+    all({gqe.tensor, gqe.zeros, gqe.ones, gqe.full, gqe.randn, gqe.arange, gqe.matmul,
+         gqe.load_safetensors, gqe.getenv, gqe.isatty})
+    all(getmetatable(t).__index, t)
+    all(getmetatable(layer).__index, layer)
+    all(getmetatable(lm).__index, lm)
+    collectgarbage()
+    assert.are.same({2, 3}, t:shape())
+    assert.is_number(lm:loss({{1, 2}}, {{2, 3}}))
+  end)
+end)
+
+describe("cuda", function()
+  it("runs GQEAttention and LM on the GPU like on the CPU", function()
+    if not gqe.cuda_available() then
+      assert.has_error(function() gqe.nn.GQEAttention(small({device = "cuda"})) end)
+      return
+    end
+    local cpu = gqe.nn.GQEAttention(small())
+    local gpu = gqe.nn.GQEAttention(small({device = "cuda"}))
+    gpu:load(cpu:state())
+    assert.are.equal("cuda", gpu:device())
+    local x = gqe.randn({2, 5, 16}, {seed = 2})
+    local y = cpu:forward(x)
+    local yg = gpu:forward(x)            -- a host input is moved to the layer's device
+    assert.are.equal("cuda", yg:device())
+    assert.is_true(yg:to("cpu"):rel_err(y) < 1e-3)
+    local dy = gqe.randn({2, 5, 16}, {seed = 3})
+    local dx = cpu:backward(dy)
+    assert.is_true(gpu:backward(dy:to("cuda")):to("cpu"):rel_err(dx) < 1e-3)
+    local g, gg = cpu:grads(), gpu:grads()
+    for name, t in pairs(g) do assert.is_true(gg[name]:rel_err(t) < 1e-3, name) end
+    local probs = gpu:routing()
+    assert.are.equal("cpu", probs:device())
+
+    local cfg = {vocab = 32, dim = 16, layers = 2, max_seq = 16, experts = 4, groups = 2, seed = 1}
+    local lm = gqe.nn.LM(cfg)
+    cfg.device = "cuda"
+    local lmg = gqe.nn.LM(cfg)
+    lmg:load(lm:state())
+    local tokens, targets = {{1, 2, 3, 4}}, {{2, 3, 4, 5}}
+    local l1 = lm:loss(tokens, targets)
+    local l2 = lmg:loss(gqe.tensor(tokens, {dtype = "i32", device = "cuda"}), targets)
+    assert.is_true(math.abs(l1 - l2) < 1e-3 * l1)
+    lmg:backward()
+    local _, grad = lmg:parameters()
+    assert.are.equal("cuda", grad:device())
+    assert.is_true(grad:norm() > 0)
   end)
 end)
