@@ -6,6 +6,7 @@
 GPU_TESTS=(
     build/tests/test_cuda_ops
     "env GQE_TEST_DEVICE=cuda build/tests/test_golden"
+    "build/gqe tests/gpu/train_parity.lua"
 )
 # Binaries that also run under compute-sanitizer memcheck, with their
 # small-size flag (keeps the instrumented run short):
