@@ -2,13 +2,17 @@
 -- seed and batches trained for 200 steps in f32 on both devices; the loss
 -- curves must agree within 1e-3 at every step.
 local gqe = require "gqe"
+--   build/gqe tests/gpu/train_parity.lua [steps] [attention] [router] [data kind]
 local steps = tonumber(arg and arg[1]) or 200
+local attention, router, kind = arg[2] or "gqe", arg[3] or "softmax", arg[4] or "recall"
 
 local function curve(device)
-  local lm = gqe.nn.LM{vocab = 64, dim = 64, layers = 2, max_seq = 64, attention = "gqe",
-                       experts = 8, groups = 4, k = 1, head_dim = 16, seed = 7, device = device}
+  local lm = gqe.nn.LM{vocab = 64, dim = 64, layers = 2, max_seq = 64, attention = attention,
+                       experts = 8, groups = 4, k = 1, head_dim = 16, seed = 7, device = device,
+                       router = router}
   local opt = gqe.optim.AdamW(lm, {lr = 3e-3, betas = {0.9, 0.95}, weight_decay = 0.1})
-  local ds = gqe.data.open{kind = "recall", seed = 3, vocab = 64}
+  local ds = kind == "recall" and gqe.data.open{kind = "recall", seed = 3, vocab = 64}
+             or gqe.data.open{kind = "text", path = kind, seed = 3}
   local losses = {}
   for s = 0, steps - 1 do
     local tok, tgt = ds:batch("train", s, 8, 64)
@@ -28,7 +32,8 @@ local worst, at = 0, 0
 for i = 1, steps do
   local d = math.abs(cpu[i] - gpu[i])
   if d > worst then worst, at = d, i end
+  if i % 10 == 0 or i <= 3 then print(string.format("step %3d  cpu %.6f  gpu %.6f  diff %.2e", i, cpu[i], gpu[i], d)) end
 end
-print(string.format("train parity: %d steps, first loss %.5f / %.5f, last %.5f / %.5f, max |cpu - gpu| = %.2e at step %d",
-  steps, cpu[1], gpu[1], cpu[steps], gpu[steps], worst, at))
+print(string.format("train parity (%s, %s router): %d steps, first loss %.5f / %.5f, last %.5f / %.5f, max |cpu - gpu| = %.2e at step %d",
+  attention, router, steps, cpu[1], gpu[1], cpu[steps], gpu[steps], worst, at))
 if worst > 1e-3 then print("FAIL: loss curves differ by more than 1e-3"); os.exit(1) end
