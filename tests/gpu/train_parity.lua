@@ -2,17 +2,19 @@
 -- seed and batches trained for 200 steps in f32 on both devices; the loss
 -- curves must agree within 1e-3 at every step.
 local gqe = require "gqe"
---   build/gqe tests/gpu/train_parity.lua [steps] [attention] [router] [data kind]
+--   build/gqe tests/gpu/train_parity.lua [steps] [attention] [router] [data] [lr]
+-- data is "recall" or a text file's path.
 local steps = tonumber(arg and arg[1]) or 200
 local attention, router, kind = arg[2] or "gqe", arg[3] or "softmax", arg[4] or "recall"
+local lr = tonumber(arg[5]) or 1e-3
 
 local function curve(device)
-  local lm = gqe.nn.LM{vocab = 64, dim = 64, layers = 2, max_seq = 64, attention = attention,
-                       experts = 8, groups = 4, k = 1, head_dim = 16, seed = 7, device = device,
-                       router = router}
-  local opt = gqe.optim.AdamW(lm, {lr = 3e-3, betas = {0.9, 0.95}, weight_decay = 0.1})
   local ds = kind == "recall" and gqe.data.open{kind = "recall", seed = 3, vocab = 64}
              or gqe.data.open{kind = "text", path = kind, seed = 3}
+  local lm = gqe.nn.LM{vocab = ds:vocab(), dim = 64, layers = 2, max_seq = 64, attention = attention,
+                       experts = 8, groups = 4, k = 1, head_dim = 16, seed = 7, device = device,
+                       router = router}
+  local opt = gqe.optim.AdamW(lm, {lr = lr, betas = {0.9, 0.95}, weight_decay = 0.1})
   local losses = {}
   for s = 0, steps - 1 do
     local tok, tgt = ds:batch("train", s, 8, 64)
