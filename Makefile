@@ -90,6 +90,7 @@ test-cuda: all $(TEST_BIN)
 	@./tests/run_cuda.sh
 
 bench: deps all
+	$(BUILD)/gqe bench/logging.lua 20
 	$(BUILD)/gqe bench
 
 bench-cuda: all $(BUILD)/bench_attention
