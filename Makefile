@@ -34,7 +34,7 @@ TEST_SRC := $(sort $(wildcard tests/c/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 LINK     := $(CUDA_LIBS) $(STATIC_LIBS) $(SYS_LIBS)
 
-.PHONY: all deps test test-c test-lua test-cli test-cuda bench bench-cuda run data clean help fuzz fuzz-deps
+.PHONY: all deps test test-asan test-c test-lua test-cli test-cuda bench bench-cuda run data clean help fuzz fuzz-deps
 all: $(BUILD)/libgqe.a $(BUILD)/gqe $(BUILD)/gqe.so
 
 help:
@@ -80,10 +80,45 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/testutil.h $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(BUILD)/libgqe.a $(LINK) -lcmocka
 
+# The C tests again under AddressSanitizer and UndefinedBehaviorSanitizer:
+# the same sources compiled into their own tree, build/asan/, CUDA off (the
+# stub stands in for the kernels). tests/run_all.sh runs them as asan:<name>,
+# and replays the fuzz regressions (tests/fuzz/regressions/<target>/) through
+# the fuzz targets built here with a plain main() instead of libFuzzer.
+ASAN      := $(BUILD)/asan
+ASAN_FLAGS := -O1 -g -Wno-format-truncation -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_CFLAGS := $(filter-out -O2 -O3 -DGQE_HAVE_CUDA=1,$(CFLAGS)) $(ASAN_FLAGS)
+ASAN_OBJ  := $(patsubst %.c,$(ASAN)/%.o,$(sort $(wildcard core/*.c core/*/*.c))) $(ASAN)/gen/embedded.o
+ASAN_LUA_OBJ := $(LUA_SRC:%.c=$(ASAN)/%.o)
+ASAN_TEST_BIN := $(filter-out %/test_cuda_ops,$(TEST_SRC:tests/c/%.c=$(ASAN)/tests/%))
+ASAN_REPLAY_BIN := $(patsubst tests/fuzz/fuzz_%.c,$(ASAN)/fuzz/replay_%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+
+$(ASAN)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -MMD -MP -c $< -o $@
+
+$(ASAN)/gen/embedded.o: $(BUILD)/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(ASAN)/libgqe.a: $(ASAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(ASAN)/tests/%: tests/c/%.c tests/c/testutil.h $(ASAN)/libgqe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -Itests/c -o $@ $< $(ASAN)/libgqe.a $(STATIC_LIBS) $(SYS_LIBS) -lcmocka
+
+$(ASAN)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(ASAN_LUA_OBJ) $(ASAN)/libgqe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -Ilua -o $@ $< tests/fuzz/replay_main.c $(ASAN_LUA_OBJ) $(ASAN)/libgqe.a $(STATIC_LIBS) $(SYS_LIBS)
+
+test-asan: $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
+
 $(BUILD)/bench_attention: bench/bench_attention.c $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgqe.a $(LINK)
 
-test: deps all $(TEST_BIN)
+test: deps all $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 	@./tests/run_all.sh
 
 test-cuda: all $(TEST_BIN)

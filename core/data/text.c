@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct text_impl {
     unsigned char *bytes;
@@ -23,7 +24,11 @@ static gqe_status read_whole(const char *path, unsigned char **out, int64_t *len
     }
     gqe_status s = GQE_OK;
     long size = -1;
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+    /* fopen succeeds on a directory, and ftell then reports LONG_MAX. */
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+        s = gqe_fail(GQE_ERR_IO, "%s: not a regular file (a directory?)", path);
+    if (s == GQE_OK && (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0))
         s = gqe_fail(GQE_ERR_IO, "%s: cannot determine the size: %s", path, strerror(errno));
     unsigned char *buf = NULL;
     if (s == GQE_OK && !(buf = malloc((size_t)size + 1))) s = gqe_fail(GQE_ERR_NOMEM, "%s: out of memory for %ld bytes", path, size);

@@ -30,6 +30,19 @@ function checkpoint.path(ctx, step)
                        file_name(ctx.exp_name or "default"), ctx.run_id, step)
 end
 
+-- Creates the run's checkpoint directory; train.lua calls it before the
+-- first step too, so an unusable train.checkpoint_dir fails the run at once
+-- rather than at its first checkpoint.
+function checkpoint.ensure_dir(ctx)
+  local dir = checkpoint.path(ctx, 0):match("^(.*)/[^/]*$")
+  if ctx.checkpoint_dir_made == dir then return end
+  local ok = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+  if not ok then
+    error(string.format("train.checkpoint_dir: cannot create directory %s (set train.checkpoint_dir to a writable place)", dir), 0)
+  end
+  ctx.checkpoint_dir_made = dir
+end
+
 -- The function train.lua calls every train.checkpoint_every steps, at the
 -- end and on a signal; nil when this build cannot write checkpoints.
 function checkpoint.saver(c)
@@ -37,8 +50,7 @@ function checkpoint.saver(c)
   local cjson = config.to_json(c)
   return function(ctx, step)
     local path = checkpoint.path(ctx, step)
-    local dir = path:match("^(.*)/[^/]*$")
-    os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+    checkpoint.ensure_dir(ctx)
     -- Batch i is drawn for step i, so the next batch index is step + 1.
     binding().save(path, ctx.lm, ctx.opt, { step = step, data_index = step + 1, config = cjson })
     ctx.db:checkpoint(ctx.run_id, step, path)
@@ -48,7 +60,13 @@ end
 
 -- Called by train.run after the model and optimizer are built.
 function checkpoint.restore(ctx, resume)
-  local info = binding().load(resume.path, ctx.lm, ctx.opt)
+  local ok, info = pcall(binding().load, resume.path, ctx.lm, ctx.opt)
+  if not ok then
+    -- Most of the core's messages name the file; make sure every one does.
+    local msg = tostring(info)
+    if not msg:find(resume.path, 1, true) then msg = string.format("%s (checkpoint %s)", msg, resume.path) end
+    error(msg, 0)
+  end
   ctx.start_step = info.step
   ctx.last_checkpoint = info.step
   -- The best validation loss so far comes from the log.

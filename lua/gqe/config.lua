@@ -178,6 +178,40 @@ local function check_ranges(c)
   if d.val_frac < 0 or d.val_frac >= 1 then fail("data.val_frac must be in [0, 1), got %s", tostring(d.val_frac)) end
   if s.min_lr < 0 or s.min_lr > 1 then fail("schedule.min_lr must be in [0, 1], got %s", tostring(s.min_lr)) end
   if d.kind ~= "recall" and d.path == "" then fail("data.path must name a file for data.kind '%s'", d.kind) end
+  -- What the core would reject only after the run has started (or never:
+  -- a key it ignores), checked here with the config's names.
+  local function gt0(sec, key, v)
+    if not (v > 0) then fail("%s.%s must be > 0, got %s", sec, key, tostring(v)) end
+  end
+  gt0("model", "norm_eps", m.norm_eps); gt0("model", "init_std", m.init_std)
+  if m.rope then
+    gt0("model", "rope_theta", m.rope_theta)
+    if m.head_dim % 2 ~= 0 then fail("model.head_dim must be even when model.rope is true, got %d", m.head_dim) end
+  end
+  if o.name == "adamw" then
+    if o.beta1 < 0 or o.beta1 >= 1 then fail("optim.beta1 must be in [0, 1), got %s", tostring(o.beta1)) end
+    if o.beta2 < 0 or o.beta2 >= 1 then fail("optim.beta2 must be in [0, 1), got %s", tostring(o.beta2)) end
+    gt0("optim", "eps", o.eps)
+  elseif o.momentum < 0 then
+    fail("optim.momentum must be >= 0, got %s", tostring(o.momentum))
+  end
+  if s.decay_frac <= 0 or s.decay_frac > 1 then fail("schedule.decay_frac must be in (0, 1], got %s", tostring(s.decay_frac)) end
+  if s.kind ~= "constant" and s.warmup >= t.steps then
+    fail("schedule.warmup (%d) must be less than train.steps (%d) for schedule.kind '%s'", s.warmup, t.steps, s.kind)
+  end
+  if t.aux_coef < 0 then fail("train.aux_coef must be >= 0, got %s", tostring(t.aux_coef)) end
+  pos("data", "vocab", d.vocab, 0)
+  -- Every run evaluates (at train.eval_every and at the end), so a run
+  -- without validation data would fail only then.
+  if d.kind == "shards" and d.val_path == "" then
+    fail("data.val_path must name the validation shards (a file or glob) for data.kind 'shards'")
+  end
+  if d.kind == "text" then
+    if d.val_path ~= "" then
+      fail("data.val_path is for data.kind 'shards'; data.kind 'text' holds out the last data.val_frac of data.path")
+    end
+    if d.val_frac <= 0 then fail("data.val_frac must be > 0 for data.kind 'text' (the validation split), got %s", tostring(d.val_frac)) end
+  end
 end
 
 -- Defaults filled in, every key checked. Returns a new table; the input is

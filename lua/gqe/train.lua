@@ -56,6 +56,9 @@ local function data_options(c)
   if d.path ~= "" then o.path = d.path end
   if d.val_path ~= "" then o.val_path = d.val_path end
   if d.vocab > 0 then o.vocab = d.vocab end
+  -- The data set checks at open that each split holds one batch, so a file
+  -- too short fails before the model is built.
+  o.batch, o.seq = c.train.batch, c.train.seq
   return o
 end
 train.data_options = data_options
@@ -289,11 +292,16 @@ function train.run(user_config, opts)
   local ok, err = xpcall(function()
     ctx.ds = gqe.data.open(data_options(c))
     local vocab = c.model.vocab > 0 and c.model.vocab or ctx.ds:vocab()
+    if vocab < ctx.ds:vocab() then
+      error(string.format("model.vocab (%d) is smaller than the vocabulary of the data (%d, data.kind '%s'); "
+        .. "set model.vocab=0 to take the data's", vocab, ctx.ds:vocab(), c.data.kind), 0)
+    end
     ctx.lm = gqe.nn.LM(model_options(c, vocab))
     ctx.opt = make_optimizer(c, ctx.lm)
     ctx.sched = gqe.optim.schedule { kind = c.schedule.kind, warmup = c.schedule.warmup, total = t.steps,
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()
+    if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
     if opts.resume then require("gqe.checkpoint").restore(ctx, opts.resume) end
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
