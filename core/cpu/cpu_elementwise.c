@@ -48,26 +48,45 @@ gqe_status cpu_add(gqe_tensor *out, const gqe_tensor *a, const gqe_tensor *b) {
     return GQE_OK;
 }
 
-/* Double accumulation: these feed gradient norms and checksums. */
+/* Double accumulation: these feed gradient norms and checksums. Partial
+ * sums over fixed chunks, added in chunk order, so the result does not
+ * depend on the number of threads. */
+#define SUM_CHUNK 16384
+#define SUM_MAX_CHUNKS 64
+
+static double sum_span(const float *p, int64_t n, bool squares) {
+    double s = 0;
+    if (squares) for (int64_t i = 0; i < n; i++) s += (double)p[i] * p[i];
+    else for (int64_t i = 0; i < n; i++) s += p[i];
+    return s;
+}
+
+static double chunked_sum(const float *p, int64_t n, bool squares) {
+    int64_t chunk = SUM_CHUNK, chunks = (n + chunk - 1) / chunk;
+    if (chunks > SUM_MAX_CHUNKS) {
+        chunk = (n + SUM_MAX_CHUNKS - 1) / SUM_MAX_CHUNKS;
+        chunks = (n + chunk - 1) / chunk;
+    }
+    double part[SUM_MAX_CHUNKS];
+    #pragma omp parallel for if (n > PAR_N)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t lo = c * chunk, len = n - lo < chunk ? n - lo : chunk;
+        part[c] = sum_span(p + lo, len, squares);
+    }
+    double s = 0;
+    for (int64_t c = 0; c < chunks; c++) s += part[c];
+    return s;
+}
+
 gqe_status cpu_sumsq(const gqe_tensor *t, double *out) {
     CPU_NEED_F32("sumsq", t);
-    int64_t n = gqe_tensor_numel(t);
-    const float *p = gqe_f32(t);
-    double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > PAR_N)
-    for (int64_t i = 0; i < n; i++) s += (double)p[i] * p[i];
-    *out = s;
+    *out = chunked_sum(gqe_f32(t), gqe_tensor_numel(t), true);
     return GQE_OK;
 }
 
 gqe_status cpu_sum(const gqe_tensor *t, double *out) {
     CPU_NEED_F32("sum", t);
-    int64_t n = gqe_tensor_numel(t);
-    const float *p = gqe_f32(t);
-    double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > PAR_N)
-    for (int64_t i = 0; i < n; i++) s += p[i];
-    *out = s;
+    *out = chunked_sum(gqe_f32(t), gqe_tensor_numel(t), false);
     return GQE_OK;
 }
 
