@@ -110,6 +110,10 @@ static inline float cpu_norm_cdf(float v) {
  * thread. */
 int64_t cpu_find_bad_index(const int32_t *v, int64_t n, int64_t hi);
 
+/* Sets the OpenMP thread count to the CPUs other processes leave free
+ * (cpu_threads.c); cheap, call it before heavy ops. */
+void cpu_threads_adapt(void);
+
 /* memory */
 gqe_status cpu_alloc(void **ptr, size_t nbytes);
 void cpu_release(void *ptr);

@@ -96,6 +96,7 @@ gqe_status cpu_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_ten
                                  const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale) {
     CPU_NEED_F32("attention_forward", out); CPU_NEED_F32("attention_forward", lse);
     CPU_NEED_F32("attention_forward", q); CPU_NEED_F32("attention_forward", k); CPU_NEED_F32("attention_forward", v);
+    cpu_threads_adapt();
     attn_dims a = dims_of(q, k, causal, scale);
     int64_t nblk = (a.T + BQ - 1) / BQ, tasks = a.B * a.Hq * nblk, rep = a.Hq / a.Hkv;
     float *po = gqe_f32(out), *pl = gqe_f32(lse);
@@ -147,6 +148,7 @@ gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv
     const char *op = "attention_backward";
     CPU_NEED_F32(op, dq); CPU_NEED_F32(op, dk); CPU_NEED_F32(op, dv); CPU_NEED_F32(op, dout);
     CPU_NEED_F32(op, q); CPU_NEED_F32(op, k); CPU_NEED_F32(op, v); CPU_NEED_F32(op, out); CPU_NEED_F32(op, lse);
+    cpu_threads_adapt();
     attn_dims a = dims_of(q, k, causal, scale);
     int64_t nblk = (a.T + BQ - 1) / BQ, tasks = a.B * a.Hkv, rep = a.Hq / a.Hkv;
     int64_t ldq = a.Hq * a.D, ldk = a.Hkv * a.D;

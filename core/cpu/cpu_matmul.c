@@ -48,6 +48,7 @@ gqe_status cpu_matmul(gqe_tensor *c, const gqe_tensor *a, const gqe_tensor *b,
         for (int64_t i = 0; i < M * N; i++) pc[i] = beta == 0.0f ? 0.0f : beta * pc[i];
         return GQE_OK;
     }
+    cpu_threads_adapt();
     gemm_args g = {trans_a, trans_b, M, N, K, cpu_last(a), cpu_last(b), N, alpha, beta,
                    gqe_f32(a), gqe_f32(b), gqe_f32(c)};
     double work = (double)M * (double)N * (double)K;
