@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CC      ?= cc
 BUILD   := build
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -fPIC -Icore \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Wno-unused-parameter -fopenmp -fPIC -Icore \
            -I/usr/include/lua5.4 -I/usr/include/x86_64-linux-gnu/openblas-openmp
 LIBDIR  := /usr/lib/x86_64-linux-gnu
 # The host and test binaries link Lua, SQLite and OpenBLAS statically so they
@@ -125,6 +125,7 @@ test-cuda: all $(TEST_BIN)
 	@./tests/run_cuda.sh
 
 bench: deps all
+	$(BUILD)/gqe bench/logging.lua 20
 	$(BUILD)/gqe bench
 
 bench-cuda: all $(BUILD)/bench_attention

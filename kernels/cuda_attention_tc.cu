@@ -20,6 +20,7 @@
  * may be f32 or bf16 and are accumulated into (+=) as ops.h says. */
 #include "attention.cuh"
 #include "mma.cuh"
+#include <stdlib.h>
 
 #define TC_THREADS 128
 #define TC_WARPS 4
@@ -552,7 +553,9 @@ gqe_status gqe_cuda_attn_fwd_tc(gqe_tensor *out, gqe_tensor *lse, const gqe_tens
     attn_shape a;
     GQE_TRY(gqe_cuda_attn_shape(&a, q, k, causal, "attention_forward"));
     if (a.B * a.T * a.Hq == 0) return GQE_OK;
-    if (a.D == 64) return launch_fa_fwd<64, 2, 64>(out, lse, q, k, v, a, scale);
+    /* Tile shapes measured on an H200 (kernels/NOTES.md): one m-tile per warp
+     * (64-row blocks) wins at both widths; 128-key tiles at D = 64. */
+    if (a.D == 64) return launch_fa_fwd<64, 1, 128>(out, lse, q, k, v, a, scale);
     return launch_fa_fwd<128, 1, 64>(out, lse, q, k, v, a, scale);
 }
 

@@ -6,6 +6,8 @@
 GPU_TESTS=(
     build/tests/test_cuda_ops
     "env GQE_TEST_DEVICE=cuda build/tests/test_golden"
+    "build/gqe tests/gpu/train_parity.lua 200 gqe softmax data/brown.txt 3e-4"
+    "build/gqe tests/gpu/train_parity.lua 200 gqa softmax data/brown.txt 1e-3"
 )
 # Binaries that also run under compute-sanitizer memcheck, with their
 # small-size flag (keeps the instrumented run short):

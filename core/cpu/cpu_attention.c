@@ -34,15 +34,60 @@ static int64_t keys_for_block(const attn_dims *a, int64_t t0, int64_t n) {
     return lim < a->S ? lim : a->S;
 }
 
-/* sc (n x nk) = scale * q_blk k^T, masked to -inf above the causal limit. */
-static void scores(const attn_dims *a, float *sc, const float *qb, const float *kb, int64_t t0, int64_t n, int64_t nk) {
+/* Keys visible to query row t: s < row_limit. */
+static int64_t row_limit(const attn_dims *a, int64_t t, int64_t nk) {
+    if (!a->causal) return nk;
+    int64_t lim = t + a->off + 1;
+    return lim < 0 ? 0 : lim < nk ? lim : nk;
+}
+
+/* sc (n x nk) = scale * q_blk k^T; the softmax loops mask the causal part. */
+static void scores(const attn_dims *a, float *sc, const float *qb, const float *kb, int64_t n, int64_t nk) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)n, (blasint)nk, (blasint)a->D, a->scale,
                 qb, (blasint)(a->Hq * a->D), kb, (blasint)(a->Hkv * a->D), 0.0f, sc, (blasint)nk);
-    if (!a->causal) return;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t lim = t0 + i + a->off + 1;   /* keys s < lim are visible */
-        for (int64_t s = lim; s < nk; s++) sc[i * nk + s] = -INFINITY;
+}
+
+/* The row loops below vectorise (cpu_expf); sums run in 16 fixed lanes
+ * so that every instruction set adds in the same order. */
+CPU_SPAN static float row_max(const float *restrict row, int64_t n) {
+    float m = -INFINITY;
+    #pragma omp simd reduction(max : m)
+    for (int64_t s = 0; s < n; s++) m = row[s] > m ? row[s] : m;
+    return m;
+}
+
+/* row[s] = exp(row[s] - m) for s < n, 0 for n <= s < nk; returns the sum. */
+CPU_SPAN static float row_exp(float *restrict row, int64_t n, int64_t nk, float m) {
+    float acc[16] = {0};
+    int64_t s = 0;
+    for (; s + 16 <= n; s += 16) {
+        #pragma omp simd
+        for (int j = 0; j < 16; j++) {
+            float e = cpu_expf(row[s + j] - m);
+            row[s + j] = e;
+            acc[j] += e;
+        }
     }
+    for (; s < n; s++) {
+        float e = cpu_expf(row[s] - m);
+        row[s] = e;
+        acc[0] += e;
+    }
+    for (s = n; s < nk; s++) row[s] = 0.0f;
+    float sum = 0;
+    for (int j = 0; j < 16; j++) sum += acc[j];
+    return sum;
+}
+
+CPU_SPAN static void row_scale(float *restrict row, int64_t n, float c) {
+    #pragma omp simd
+    for (int64_t s = 0; s < n; s++) row[s] *= c;
+}
+
+/* dS = P (dP - Di), in place over P. */
+CPU_SPAN static void row_dscore(float *restrict p, const float *restrict dp, int64_t n, float di) {
+    #pragma omp simd
+    for (int64_t s = 0; s < n; s++) p[s] *= dp[s] - di;
 }
 
 static bool too_few_tasks(int64_t tasks) { return tasks < omp_get_max_threads(); }
@@ -51,6 +96,7 @@ gqe_status cpu_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_ten
                                  const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale) {
     CPU_NEED_F32("attention_forward", out); CPU_NEED_F32("attention_forward", lse);
     CPU_NEED_F32("attention_forward", q); CPU_NEED_F32("attention_forward", k); CPU_NEED_F32("attention_forward", v);
+    cpu_threads_adapt();
     attn_dims a = dims_of(q, k, causal, scale);
     int64_t nblk = (a.T + BQ - 1) / BQ, tasks = a.B * a.Hq * nblk, rep = a.Hq / a.Hkv;
     float *po = gqe_f32(out), *pl = gqe_f32(lse);
@@ -73,13 +119,13 @@ gqe_status cpu_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_ten
             const float *vb = pv + (b * a.S * a.Hkv + g) * a.D;
             float *ob = po + ((b * a.T + t0) * a.Hq + h) * a.D;
             float *lb = pl + (b * a.Hq + h) * a.T + t0;
-            scores(&a, sc, qb, kb, t0, n, nk);
+            scores(&a, sc, qb, kb, n, nk);
             for (int64_t i = 0; i < n; i++) {
-                float *row = sc + i * nk, m = -INFINITY, sum = 0;
-                for (int64_t s = 0; s < nk; s++) m = row[s] > m ? row[s] : m;
-                for (int64_t s = 0; s < nk; s++) { row[s] = expf(row[s] - m); sum += row[s]; }
-                float inv = 1.0f / sum;
-                for (int64_t s = 0; s < nk; s++) row[s] *= inv;
+                float *row = sc + i * nk;
+                int64_t lim = row_limit(&a, t0 + i, nk);
+                float m = row_max(row, lim);
+                float sum = row_exp(row, lim, nk, m);
+                row_scale(row, lim, 1.0f / sum);
                 lb[i] = m + logf(sum);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)n, (blasint)a.D, (blasint)nk, 1.0f,
@@ -102,6 +148,7 @@ gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv
     const char *op = "attention_backward";
     CPU_NEED_F32(op, dq); CPU_NEED_F32(op, dk); CPU_NEED_F32(op, dv); CPU_NEED_F32(op, dout);
     CPU_NEED_F32(op, q); CPU_NEED_F32(op, k); CPU_NEED_F32(op, v); CPU_NEED_F32(op, out); CPU_NEED_F32(op, lse);
+    cpu_threads_adapt();
     attn_dims a = dims_of(q, k, causal, scale);
     int64_t nblk = (a.T + BQ - 1) / BQ, tasks = a.B * a.Hkv, rep = a.Hq / a.Hkv;
     int64_t ldq = a.Hq * a.D, ldk = a.Hkv * a.D;
@@ -130,10 +177,10 @@ gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv
                     float *dqb = pdq + rowoff;
                     const float *lb = pl + (b * a.Hq + h) * a.T + t0;
                     float *P = buf, *dP = buf + (size_t)BQ * a.S, *Di = dP + (size_t)BQ * a.S;
-                    scores(&a, P, qb, kb, t0, n, nk);
+                    scores(&a, P, qb, kb, n, nk);
                     for (int64_t i = 0; i < n; i++) {
-                        float *row = P + i * nk, l = lb[i];
-                        for (int64_t s = 0; s < nk; s++) row[s] = expf(row[s] - l);   /* exp(-inf) = 0 */
+                        float *row = P + i * nk;
+                        row_exp(row, row_limit(&a, t0 + i, nk), nk, lb[i]);
                         const float *dor = dob + i * ldq, *orow = ob + i * ldq;
                         float d = 0;
                         for (int64_t c = 0; c < a.D; c++) d += dor[c] * orow[c];
@@ -144,11 +191,8 @@ gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv
                     /* dV += P^T dO before P is overwritten by dS */
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)nk, (blasint)a.D, (blasint)n, 1.0f,
                                 P, (blasint)nk, dob, (blasint)ldq, 1.0f, dvb, (blasint)ldk);
-                    for (int64_t i = 0; i < n; i++) {
-                        float *pr = P + i * nk;
-                        const float *dpr = dP + i * nk;
-                        for (int64_t s = 0; s < nk; s++) pr[s] *= dpr[s] - Di[i];
-                    }
+                    for (int64_t i = 0; i < n; i++)
+                        row_dscore(P + i * nk, dP + i * nk, row_limit(&a, t0 + i, nk), Di[i]);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)n, (blasint)a.D, (blasint)nk, a.scale,
                                 P, (blasint)nk, kb, (blasint)ldk, 1.0f, dqb, (blasint)ldq);
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)nk, (blasint)a.D, (blasint)n, a.scale,

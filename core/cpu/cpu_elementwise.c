@@ -7,7 +7,11 @@ gqe_status cpu_fill(gqe_tensor *t, float value) {
     int64_t n = gqe_tensor_numel(t);
     if (t->dtype == GQE_F32) {
         float *p = gqe_f32(t);
-        #pragma omp parallel for if (n > PAR_N)
+        if (value == 0.0f && !signbit(value)) {   /* +0.0f is all zero bytes */
+            memset(p, 0, (size_t)n * sizeof(float));
+            return GQE_OK;
+        }
+        #pragma omp parallel for simd if (n > PAR_N)
         for (int64_t i = 0; i < n; i++) p[i] = value;
     } else if (t->dtype == GQE_I32) {
         int32_t *p = gqe_i32(t), v = (int32_t)value;
@@ -23,7 +27,7 @@ gqe_status cpu_scale(gqe_tensor *t, float alpha) {
     CPU_NEED_F32("scale", t);
     int64_t n = gqe_tensor_numel(t);
     float *p = gqe_f32(t);
-    #pragma omp parallel for if (n > PAR_N)
+    #pragma omp parallel for simd if (n > PAR_N)
     for (int64_t i = 0; i < n; i++) p[i] *= alpha;
     return GQE_OK;
 }
@@ -33,7 +37,7 @@ gqe_status cpu_axpy(gqe_tensor *y, float alpha, const gqe_tensor *x) {
     int64_t n = gqe_tensor_numel(y);
     float *py = gqe_f32(y);
     const float *px = gqe_f32(x);
-    #pragma omp parallel for if (n > PAR_N)
+    #pragma omp parallel for simd if (n > PAR_N)
     for (int64_t i = 0; i < n; i++) py[i] += alpha * px[i];
     return GQE_OK;
 }
@@ -43,31 +47,50 @@ gqe_status cpu_add(gqe_tensor *out, const gqe_tensor *a, const gqe_tensor *b) {
     int64_t n = gqe_tensor_numel(out);
     float *po = gqe_f32(out);
     const float *pa = gqe_f32(a), *pb = gqe_f32(b);
-    #pragma omp parallel for if (n > PAR_N)
+    #pragma omp parallel for simd if (n > PAR_N)
     for (int64_t i = 0; i < n; i++) po[i] = pa[i] + pb[i];
     return GQE_OK;
 }
 
-/* Double accumulation: these feed gradient norms and checksums. */
+/* Double accumulation: these feed gradient norms and checksums. Partial
+ * sums over fixed chunks, added in chunk order, so the result does not
+ * depend on the number of threads. */
+#define SUM_CHUNK 16384
+#define SUM_MAX_CHUNKS 64
+
+static double sum_span(const float *p, int64_t n, bool squares) {
+    double s = 0;
+    if (squares) for (int64_t i = 0; i < n; i++) s += (double)p[i] * p[i];
+    else for (int64_t i = 0; i < n; i++) s += p[i];
+    return s;
+}
+
+static double chunked_sum(const float *p, int64_t n, bool squares) {
+    int64_t chunk = SUM_CHUNK, chunks = (n + chunk - 1) / chunk;
+    if (chunks > SUM_MAX_CHUNKS) {
+        chunk = (n + SUM_MAX_CHUNKS - 1) / SUM_MAX_CHUNKS;
+        chunks = (n + chunk - 1) / chunk;
+    }
+    double part[SUM_MAX_CHUNKS];
+    #pragma omp parallel for if (n > PAR_N)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t lo = c * chunk, len = n - lo < chunk ? n - lo : chunk;
+        part[c] = sum_span(p + lo, len, squares);
+    }
+    double s = 0;
+    for (int64_t c = 0; c < chunks; c++) s += part[c];
+    return s;
+}
+
 gqe_status cpu_sumsq(const gqe_tensor *t, double *out) {
     CPU_NEED_F32("sumsq", t);
-    int64_t n = gqe_tensor_numel(t);
-    const float *p = gqe_f32(t);
-    double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > PAR_N)
-    for (int64_t i = 0; i < n; i++) s += (double)p[i] * p[i];
-    *out = s;
+    *out = chunked_sum(gqe_f32(t), gqe_tensor_numel(t), true);
     return GQE_OK;
 }
 
 gqe_status cpu_sum(const gqe_tensor *t, double *out) {
     CPU_NEED_F32("sum", t);
-    int64_t n = gqe_tensor_numel(t);
-    const float *p = gqe_f32(t);
-    double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > PAR_N)
-    for (int64_t i = 0; i < n; i++) s += p[i];
-    *out = s;
+    *out = chunked_sum(gqe_f32(t), gqe_tensor_numel(t), false);
     return GQE_OK;
 }
 

@@ -1,49 +1,15 @@
 /* The attention layer: GQE (GQE.md, all three variants and five routers) and
  * dense GQA. The forward pass is a sequence of ops from core/ops.h; this file
  * holds no arithmetic beyond a few G*M-sized host loops for the aux loss. */
-#include "attn.h"
-#include "arena.h"
-#include "../ops.h"
+#include "attn_internal.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOT_EPS 1e-9f
-
-struct gqe_attn {
-    gqe_attn_config cfg;
-    int64_t d, N, G, M, k, dh, S, SK;   /* SK = G*k routed slots */
-    bool has_router;                    /* router.weight exists */
-    gqe_tensor wq, wk, wv, wr, wqs, wo;
-    gqe_tensor dwq, dwk, dwv, dwr, dwqs, dwo;
-    gqe_tensor bias;                    /* balanced router, (G, M) */
-    uint64_t route_calls;               /* stream of the random router */
-
-    /* activations of the last forward, laid out per (B, T) */
-    gqe_arena arena;
-    int64_t B, T;
-    bool have_forward;
-    gqe_tensor x, q, kk, v, logits, probs, idx, topv, slots, o, lse, w, mix,
-        qs, kbar, vbar, os, lse_s, scaled, cat, tokens;
-    /* backward scratch (same arena) */
-    gqe_tensor dcat, d_o, dslots, dq, dk, dv, dp, dprobs, dlogits, dqs, dkbar, dvbar;
-    gqe_tensor counts, psum, coef;      /* (G, M) */
-    float *host_counts, *host_psum;
-    float aux;
-
-    /* KV cache for decoding: (1, max_len, G, dh) */
-    gqe_tensor kcache, vcache;
-    int64_t cache_len, cache_max;
-};
-
-static gqe_tensor view2(const gqe_tensor *t, int64_t r, int64_t c) { return gqe_tensor_view4(t, 0, r, c, 0, 0); }
-static gqe_tensor view3(const gqe_tensor *t, int64_t a, int64_t b, int64_t c) { return gqe_tensor_view4(t, 0, a, b, c, 0); }
-static gqe_tensor view4(const gqe_tensor *t, int64_t a, int64_t b, int64_t c, int64_t d) { return gqe_tensor_view4(t, 0, a, b, c, d); }
-
-static bool is_gqe(const gqe_attn *a) { return a->cfg.kind == GQE_ATTN_GQE; }
+/* The aux loss trains softmax and sigmoid routers; the others only report it. */
 static bool aux_trains(const gqe_attn *a) {
-    return is_gqe(a) && (a->cfg.router == GQE_ROUTER_SOFTMAX || a->cfg.router == GQE_ROUTER_SIGMOID);
+    return attn_is_gqe(a) && (a->cfg.router == GQE_ROUTER_SOFTMAX || a->cfg.router == GQE_ROUTER_SIGMOID);
 }
 
 gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_paramset *ps, const char *prefix) {
@@ -54,10 +20,10 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
     a->cfg = cfg;
     a->d = cfg.dim; a->N = cfg.experts; a->G = cfg.groups; a->dh = cfg.head_dim;
     a->M = a->N / a->G;
-    a->k = is_gqe(a) ? cfg.k : 1;
-    a->SK = is_gqe(a) ? a->G * a->k : a->N;
+    a->k = attn_is_gqe(a) ? cfg.k : 1;
+    a->SK = attn_is_gqe(a) ? a->G * a->k : a->N;
     a->S = gqe_attn_slots(&cfg);
-    a->has_router = is_gqe(a) && cfg.router != GQE_ROUTER_RANDOM && cfg.router != GQE_ROUTER_HASH;
+    a->has_router = attn_is_gqe(a) && cfg.router != GQE_ROUTER_RANDOM && cfg.router != GQE_ROUTER_HASH;
     a->host_counts = calloc((size_t)(a->G * a->M), sizeof(float));
     a->host_psum = calloc((size_t)(a->G * a->M), sizeof(float));
     if (!a->host_counts || !a->host_psum) { gqe_attn_destroy(a); return gqe_fail(GQE_ERR_NOMEM, "out of host memory"); }
@@ -71,7 +37,7 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
     ADD("k_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wk, &a->dwk);
     ADD("v_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wv, &a->dwv);
     if (a->has_router) ADD("router.weight", a->G * a->M, a->d, GQE_PARAM_ROUTER, &a->wr, &a->dwr);
-    if (is_gqe(a) && cfg.variant == GQE_VARIANT_GQE) ADD("q_shared.weight", a->dh, a->d, GQE_PARAM_WEIGHT, &a->wqs, &a->dwqs);
+    if (attn_is_gqe(a) && cfg.variant == GQE_VARIANT_GQE) ADD("q_shared.weight", a->dh, a->d, GQE_PARAM_WEIGHT, &a->wqs, &a->dwqs);
     ADD("o_proj.weight", a->d, a->S * a->dh, GQE_PARAM_WEIGHT, &a->wo, &a->dwo);
 #undef ADD
     if (st != GQE_OK) { gqe_attn_destroy(a); return st; }
@@ -92,23 +58,13 @@ void gqe_attn_destroy(gqe_attn *a) {
 
 const gqe_attn_config *gqe_attn_get_config(const gqe_attn *a) { return &a->cfg; }
 
-static gqe_status fill_normal(gqe_tensor *t, uint64_t seed, uint64_t stream, float std) {
-    int64_t n = gqe_tensor_numel(t);
-    float *h = malloc((size_t)n * sizeof *h + 4);
-    if (!h) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
-    for (int64_t i = 0; i < n; i++) h[i] = std * gqe_rng_normal_at(seed, stream, (uint64_t)i);
-    gqe_status st = gqe_tensor_write_f32(t, h, (size_t)n);
-    free(h);
-    return st;
-}
-
 gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, float std, float out_std) {
-    GQE_TRY(fill_normal(&a->wq, seed, stream + 0, std));
-    GQE_TRY(fill_normal(&a->wk, seed, stream + 1, std));
-    GQE_TRY(fill_normal(&a->wv, seed, stream + 2, std));
+    GQE_TRY(gqe_fill_normal(&a->wq, seed, stream + 0, std));
+    GQE_TRY(gqe_fill_normal(&a->wk, seed, stream + 1, std));
+    GQE_TRY(gqe_fill_normal(&a->wv, seed, stream + 2, std));
     if (a->has_router) GQE_TRY(gqe_fill(&a->wr, 0.0f)); /* uniform routing at start */
-    if (a->wqs.storage) GQE_TRY(fill_normal(&a->wqs, seed, stream + 3, std));
-    GQE_TRY(fill_normal(&a->wo, seed, stream + 4, out_std));
+    if (a->wqs.storage) GQE_TRY(gqe_fill_normal(&a->wqs, seed, stream + 3, std));
+    GQE_TRY(gqe_fill_normal(&a->wo, seed, stream + 4, out_std));
     return GQE_OK;
 }
 
@@ -127,7 +83,7 @@ static void plan(gqe_attn *a, int64_t B, int64_t T) {
     a->dk = gqe_arena_take(ar, GQE_F32, R, G * dh, 0, 0);
     a->dv = gqe_arena_take(ar, GQE_F32, R, G * dh, 0, 0);
     a->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
-    if (!is_gqe(a)) return;
+    if (!attn_is_gqe(a)) return;
     a->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
     a->probs = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
     a->idx = gqe_arena_take(ar, GQE_I32, R, G, k, 0);
@@ -172,7 +128,7 @@ static gqe_status ensure_shape(gqe_attn *a, int64_t B, int64_t T) {
     return GQE_OK;
 }
 
-static gqe_status linear(gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *w) {
+gqe_status gqe_attn_linear(gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *w) {
     return gqe_matmul(y, x, w, false, true, 1.0f, 0.0f);
 }
 /* dx += dy W and dW += dy^T x for y = x W^T. */
@@ -184,15 +140,15 @@ static gqe_status linear_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tens
 }
 
 /* Routing of the rows in a->x / a->q into idx, topv, probs. */
-static gqe_status route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tensor *logits, gqe_tensor *probs,
-                        gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens) {
+gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tensor *logits, gqe_tensor *probs,
+                          gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens) {
     int64_t G = a->G, M = a->M;
     switch (a->cfg.router) {
     case GQE_ROUTER_SOFTMAX:
     case GQE_ROUTER_SIGMOID:
     case GQE_ROUTER_BALANCED: {
         gqe_tensor lg = view2(logits, R, G * M);
-        GQE_TRY(linear(&lg, x, &a->wr));
+        GQE_TRY(gqe_attn_linear(&lg, x, &a->wr));
         gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
         const gqe_tensor *bias = NULL;
         if (a->cfg.router == GQE_ROUTER_BALANCED) {
@@ -244,23 +200,23 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     }
     float scale = 1.0f / sqrtf((float)dh);
     gqe_tensor y2 = view2(y, R, a->d);
-    GQE_TRY(linear(&a->q, &a->x, &a->wq));
-    GQE_TRY(linear(&a->kk, &a->x, &a->wk));
-    GQE_TRY(linear(&a->v, &a->x, &a->wv));
+    GQE_TRY(gqe_attn_linear(&a->q, &a->x, &a->wq));
+    GQE_TRY(gqe_attn_linear(&a->kk, &a->x, &a->wk));
+    GQE_TRY(gqe_attn_linear(&a->v, &a->x, &a->wv));
     gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
     if (a->cfg.rope) {
         GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_forward(&k4, a->cfg.rope_theta, 0));
     }
-    if (!is_gqe(a)) {
+    if (!attn_is_gqe(a)) {
         gqe_tensor o4 = view4(&a->o, B, T, a->N, dh);
         GQE_TRY(gqe_attention_forward(&o4, &a->lse, &q4, &k4, &v4, a->cfg.causal, scale));
-        GQE_TRY(linear(&y2, &a->o, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->wo));
         a->aux = 0;
         a->have_forward = true;
         return GQE_OK;
     }
-    GQE_TRY(route(a, R, &a->x, &a->logits, &a->probs, &a->idx, &a->topv, &a->tokens));
+    GQE_TRY(gqe_attn_route(a, R, &a->x, &a->logits, &a->probs, &a->idx, &a->topv, &a->tokens));
     gqe_tensor q3 = view3(&a->q, R, a->N, dh), slots3 = view3(&a->slots, R, a->SK, dh);
     GQE_TRY(gqe_gather_slots(&slots3, &q3, &a->idx));
     gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
@@ -268,12 +224,12 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     gqe_tensor o3 = view3(&a->o, R, a->SK, dh), p2 = view2(&a->topv, R, a->SK);
     switch (a->cfg.variant) {
     case GQE_VARIANT_HARD_CONCAT:
-        GQE_TRY(linear(&y2, &a->o, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->wo));
         break;
     case GQE_VARIANT_WEIGHTED_CONCAT: {
         gqe_tensor sc3 = view3(&a->scaled, R, a->SK, dh);
         GQE_TRY(gqe_slot_scale_forward(&sc3, &o3, &p2));
-        GQE_TRY(linear(&y2, &a->scaled, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->scaled, &a->wo));
         break;
     }
     case GQE_VARIANT_GQE: {
@@ -282,7 +238,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         GQE_TRY(gqe_slot_mix_forward(&a->mix, &a->w, &o3, &p2, SLOT_EPS));
         GQE_TRY(gqe_copy_cols(&a->cat, w_a, &a->mix, 0, dh, false));
         /* Shared head: one query over the group means of K and V (after RoPE). */
-        GQE_TRY(linear(&a->qs, &a->x, &a->wqs));
+        GQE_TRY(gqe_attn_linear(&a->qs, &a->x, &a->wqs));
         gqe_tensor qs4 = view4(&a->qs, B, T, 1, dh), kb4 = view4(&a->kbar, B, T, 1, dh), vb4 = view4(&a->vbar, B, T, 1, dh);
         if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&qs4, a->cfg.rope_theta, 0));
         gqe_tensor k3 = view3(&a->kk, R, G, dh), v3 = view3(&a->v, R, G, dh);
@@ -292,7 +248,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         gqe_tensor os4 = view4(&a->os, B, T, 1, dh);
         GQE_TRY(gqe_attention_forward(&os4, &a->lse_s, &qs4, &kb4, &vb4, a->cfg.causal, scale));
         GQE_TRY(gqe_copy_cols(&a->cat, w_a + dh, &a->os, 0, dh, false));
-        GQE_TRY(linear(&y2, &a->cat, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->cat, &a->wo));
         break;
     }
     }
@@ -317,7 +273,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     GQE_TRY(gqe_fill(&a->dv, 0.0f));
     GQE_TRY(gqe_fill(&a->dq, 0.0f));
 
-    if (!is_gqe(a)) {
+    if (!attn_is_gqe(a)) {
         GQE_TRY(gqe_matmul(&dcat, &dy2, &a->wo, false, false, 1.0f, 0.0f));
         GQE_TRY(gqe_matmul(&a->dwo, &dy2, &a->o, true, false, 1.0f, 1.0f));
         gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), o4 = view4(&a->o, B, T, a->N, dh);
@@ -404,21 +360,21 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     return GQE_OK;
 }
 
-float gqe_attn_aux_loss(const gqe_attn *a) { return a->have_forward && is_gqe(a) ? a->aux : 0.0f; }
+float gqe_attn_aux_loss(const gqe_attn *a) { return a->have_forward && attn_is_gqe(a) ? a->aux : 0.0f; }
 
 bool gqe_attn_aux_trains(const gqe_attn *a) { return aux_trains(a); }
 
 gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *idx) {
     memset(probs, 0, sizeof *probs);
     memset(idx, 0, sizeof *idx);
-    if (!is_gqe(a) || !a->have_forward) return GQE_OK;
+    if (!attn_is_gqe(a) || !a->have_forward) return GQE_OK;
     *probs = view4(&a->probs, a->B, a->T, a->G, a->M);
     *idx = view4(&a->idx, a->B, a->T, a->G, a->k);
     return GQE_OK;
 }
 
 gqe_status gqe_attn_usage(const gqe_attn *a, float *counts, float *mean_prob) {
-    if (!is_gqe(a)) return gqe_fail(GQE_ERR_ARG, "head usage exists only for attention 'gqe'");
+    if (!attn_is_gqe(a)) return gqe_fail(GQE_ERR_ARG, "head usage exists only for attention 'gqe'");
     if (!a->have_forward) return gqe_fail(GQE_ERR_ARG, "head usage: no forward pass yet");
     int64_t GM = a->G * a->M, R = a->B * a->T;
     /* host_psum is reused by backward; recompute the mean from the device copy */
@@ -434,7 +390,7 @@ gqe_status gqe_attn_usage(const gqe_attn *a, float *counts, float *mean_prob) {
 }
 
 gqe_status gqe_attn_after_step(gqe_attn *a) {
-    if (!is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED || !a->have_forward || !a->bias.storage) return GQE_OK;
+    if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED || !a->have_forward || !a->bias.storage) return GQE_OK;
     /* b[g,m] += gamma * sign(mean load - load[g,m]), per group (auxiliary-loss-free balancing) */
     int64_t G = a->G, M = a->M;
     float *b = malloc((size_t)(G * M) * sizeof *b);
@@ -458,118 +414,7 @@ uint64_t gqe_attn_route_calls(const gqe_attn *a) { return a->route_calls; }
 void gqe_attn_set_route_calls(gqe_attn *a, uint64_t n) { a->route_calls = n; }
 
 gqe_tensor *gqe_attn_router_bias(gqe_attn *a) {
-    if (!is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED) return NULL;
+    if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED) return NULL;
     if (!a->bias.storage && gqe_tensor_zeros(&a->bias, GQE_F32, a->wq.device, 2, (int64_t[]){a->G, a->M}) != GQE_OK) return NULL;
     return &a->bias;
-}
-
-gqe_status gqe_attn_cache_reset(gqe_attn *a, int64_t batch, int64_t max_len) {
-    if (batch != 1) return gqe_fail(GQE_ERR_ARG, "the KV cache decodes one sequence at a time (batch 1), got %lld", (long long)batch);
-    if (max_len <= 0) return gqe_fail(GQE_ERR_ARG, "cache length must be positive");
-    if (a->cache_max != max_len || !a->kcache.storage) {
-        gqe_tensor_free(&a->kcache);
-        gqe_tensor_free(&a->vcache);
-        GQE_TRY(gqe_tensor_zeros(&a->kcache, GQE_F32, a->wq.device, 4, (int64_t[]){1, max_len, a->G, a->dh}));
-        GQE_TRY(gqe_tensor_zeros(&a->vcache, GQE_F32, a->wq.device, 4, (int64_t[]){1, max_len, a->G, a->dh}));
-    }
-    a->cache_max = max_len;
-    a->cache_len = 0;
-    return GQE_OK;
-}
-
-/* Decoding step: new positions attend to everything cached. Temporaries are
- * allocated per call: decoding is not the training hot path. */
-gqe_status gqe_attn_forward_cached(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *tokens) {
-    if (!a->kcache.storage) return gqe_fail(GQE_ERR_ARG, "forward_cached: call cache_reset first");
-    if (x->ndim != 3 || x->shape[0] != 1 || x->shape[2] != a->d)
-        return gqe_fail(GQE_ERR_SHAPE, "forward_cached: x must be (1, T, %lld)", (long long)a->d);
-    int64_t T = x->shape[1], P = a->cache_len + T, G = a->G, dh = a->dh, M = a->M;
-    if (P > a->cache_max)
-        return gqe_fail(GQE_ERR_ARG, "KV cache full: %lld + %lld positions exceed its length %lld",
-                        (long long)a->cache_len, (long long)T, (long long)a->cache_max);
-    gqe_device dev = a->wq.device;
-    float scale = 1.0f / sqrtf((float)dh);
-    gqe_arena tmp = {0};
-    gqe_tensor xq, q, kn, vn, o, lse, logits, probs, idx, topv, slots, cat = {0}, w, mix, qs, kb, vb, os, lse_s, tok;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0) gqe_arena_begin(&tmp, dev); else GQE_TRY(gqe_arena_commit(&tmp));
-        xq = gqe_arena_take(&tmp, GQE_F32, T, a->d, 0, 0);
-        q = gqe_arena_take(&tmp, GQE_F32, T, a->N * dh, 0, 0);
-        kn = gqe_arena_take(&tmp, GQE_F32, T, G * dh, 0, 0);
-        vn = gqe_arena_take(&tmp, GQE_F32, T, G * dh, 0, 0);
-        o = gqe_arena_take(&tmp, GQE_F32, T, a->SK * dh, 0, 0);
-        lse = gqe_arena_take(&tmp, GQE_F32, 1, a->SK, T, 0);
-        logits = gqe_arena_take(&tmp, GQE_F32, T, G, M, 0);
-        probs = gqe_arena_take(&tmp, GQE_F32, T, G, M, 0);
-        idx = gqe_arena_take(&tmp, GQE_I32, T, G, a->k, 0);
-        topv = gqe_arena_take(&tmp, GQE_F32, T, G, a->k, 0);
-        slots = gqe_arena_take(&tmp, GQE_F32, T, a->SK * dh, 0, 0);
-        cat = gqe_arena_take(&tmp, GQE_F32, T, a->S * dh, 0, 0);
-        w = gqe_arena_take(&tmp, GQE_F32, T, a->SK, 0, 0);
-        mix = gqe_arena_take(&tmp, GQE_F32, T, dh, 0, 0);
-        qs = gqe_arena_take(&tmp, GQE_F32, T, dh, 0, 0);
-        kb = gqe_arena_take(&tmp, GQE_F32, P, dh, 0, 0);
-        vb = gqe_arena_take(&tmp, GQE_F32, P, dh, 0, 0);
-        os = gqe_arena_take(&tmp, GQE_F32, T, dh, 0, 0);
-        lse_s = gqe_arena_take(&tmp, GQE_F32, 1, 1, T, 0);
-        tok = gqe_arena_take(&tmp, GQE_I32, T, 0, 0, 0);
-    }
-    gqe_status st = GQE_OK;
-#define TRY(e) do { if ((st = (e)) != GQE_OK) goto done; } while (0)
-    TRY(gqe_tensor_copy(&xq, x));
-    if (tokens && tokens->storage) TRY(gqe_tensor_copy(&tok, tokens));
-    TRY(linear(&q, &xq, &a->wq));
-    TRY(linear(&kn, &xq, &a->wk));
-    TRY(linear(&vn, &xq, &a->wv));
-    gqe_tensor q4 = view4(&q, 1, T, a->N, dh), kn4 = view4(&kn, 1, T, G, dh);
-    if (a->cfg.rope) {
-        TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, a->cache_len));
-        TRY(gqe_rope_forward(&kn4, a->cfg.rope_theta, a->cache_len));
-    }
-    gqe_tensor kc2 = view2(&a->kcache, 1, a->cache_max * G * dh), vc2 = view2(&a->vcache, 1, a->cache_max * G * dh);
-    gqe_tensor kn2 = view2(&kn, 1, T * G * dh), vn2 = view2(&vn, 1, T * G * dh);
-    TRY(gqe_copy_cols(&kc2, a->cache_len * G * dh, &kn2, 0, T * G * dh, false));
-    TRY(gqe_copy_cols(&vc2, a->cache_len * G * dh, &vn2, 0, T * G * dh, false));
-    gqe_tensor kc4 = view4(&a->kcache, 1, P, G, dh), vc4 = view4(&a->vcache, 1, P, G, dh);
-    gqe_tensor y2 = view2(y, T, a->d);
-    if (!is_gqe(a)) {
-        gqe_tensor o4 = view4(&o, 1, T, a->N, dh);
-        TRY(gqe_attention_forward(&o4, &lse, &q4, &kc4, &vc4, a->cfg.causal, scale));
-        TRY(linear(&y2, &o, &a->wo));
-        goto done;
-    }
-    TRY(route(a, T, &xq, &logits, &probs, &idx, &topv, &tok));
-    gqe_tensor q3 = view3(&q, T, a->N, dh), s3 = view3(&slots, T, a->SK, dh);
-    TRY(gqe_gather_slots(&s3, &q3, &idx));
-    gqe_tensor s4 = view4(&slots, 1, T, a->SK, dh), o4 = view4(&o, 1, T, a->SK, dh);
-    TRY(gqe_attention_forward(&o4, &lse, &s4, &kc4, &vc4, a->cfg.causal, scale));
-    gqe_tensor o3 = view3(&o, T, a->SK, dh), p2 = view2(&topv, T, a->SK);
-    if (a->cfg.variant == GQE_VARIANT_HARD_CONCAT) {
-        TRY(linear(&y2, &o, &a->wo));
-    } else if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) {
-        gqe_tensor sc3 = view3(&slots, T, a->SK, dh); /* slots are spent: reuse */
-        TRY(gqe_slot_scale_forward(&sc3, &o3, &p2));
-        TRY(linear(&y2, &slots, &a->wo));
-    } else {
-        int64_t w_a = a->SK * dh;
-        TRY(gqe_copy_cols(&cat, 0, &o, 0, w_a, false));
-        TRY(gqe_slot_mix_forward(&mix, &w, &o3, &p2, SLOT_EPS));
-        TRY(gqe_copy_cols(&cat, w_a, &mix, 0, dh, false));
-        TRY(linear(&qs, &xq, &a->wqs));
-        gqe_tensor qs4 = view4(&qs, 1, T, 1, dh);
-        if (a->cfg.rope) TRY(gqe_rope_forward(&qs4, a->cfg.rope_theta, a->cache_len));
-        gqe_tensor kc3 = view3(&a->kcache, P, G, dh), vc3 = view3(&a->vcache, P, G, dh);
-        gqe_tensor kb3 = view3(&kb, P, 1, dh), vb3 = view3(&vb, P, 1, dh);
-        TRY(gqe_group_mean_forward(&kb3, &kc3));
-        TRY(gqe_group_mean_forward(&vb3, &vc3));
-        gqe_tensor kb4 = view4(&kb, 1, P, 1, dh), vb4 = view4(&vb, 1, P, 1, dh), os4 = view4(&os, 1, T, 1, dh);
-        TRY(gqe_attention_forward(&os4, &lse_s, &qs4, &kb4, &vb4, a->cfg.causal, scale));
-        TRY(gqe_copy_cols(&cat, w_a + dh, &os, 0, dh, false));
-        TRY(linear(&y2, &cat, &a->wo));
-    }
-#undef TRY
-done:
-    if (st == GQE_OK) a->cache_len = P;
-    gqe_arena_free(&tmp);
-    return st;
 }

@@ -1,38 +1,10 @@
 /* The language model: a stack of pre-norm blocks over one parameter buffer.
  * Activations for backward live in one arena per (B, T). */
-#include "lm.h"
-#include "arena.h"
-#include "../ops.h"
+#include "lm_internal.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct block {
-    gqe_attn *attn;
-    gqe_tensor norm1, dnorm1, norm2, dnorm2, fc_in, dfc_in, fc_out, dfc_out;
-    /* saved activations */
-    gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre, act;
-} block;
-
-struct gqe_lm {
-    gqe_lm_config cfg;
-    gqe_device dev;
-    gqe_paramset ps;
-    gqe_tensor wte, dwte, normf, dnormf, head, dhead;
-    block *blocks;
-    int64_t H;            /* MLP hidden width */
-    int64_t pre_width;    /* H (gelu) or 2H (swiglu) */
-
-    gqe_arena arena;
-    int64_t B, T;
-    gqe_tensor tokens, targets, *h, y, nf, rstd_f, logits, losses;
-    gqe_tensor dh, dn, dact, dpre;
-    int32_t *host_targets;
-    int64_t n_valid;
-    float loss, ce, aux, aux_coef;
-    bool have_forward, have_targets;
-};
 
 static const char *const mlp_names[] = {"gelu", "swiglu"};
 
@@ -73,32 +45,22 @@ gqe_status gqe_lm_config_validate(gqe_lm_config *c) {
     return gqe_attn_config_validate(&c->attn);
 }
 
-static gqe_status fill_normal(gqe_tensor *t, uint64_t seed, uint64_t stream, float std) {
-    int64_t n = gqe_tensor_numel(t);
-    float *h = malloc((size_t)n * sizeof *h + 4);
-    if (!h) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
-    for (int64_t i = 0; i < n; i++) h[i] = std * gqe_rng_normal_at(seed, stream, (uint64_t)i);
-    gqe_status st = gqe_tensor_write_f32(t, h, (size_t)n);
-    free(h);
-    return st;
-}
-
 /* Documented in the README: N(0, std) everywhere, residual output
  * projections scaled by 1/sqrt(2L), router zero, norms one. */
 static gqe_status init_weights(gqe_lm *lm) {
     const gqe_lm_config *c = &lm->cfg;
     float std = c->init_std, out_std = std / sqrtf(2.0f * (float)c->layers);
     uint64_t seed = c->seed;
-    GQE_TRY(fill_normal(&lm->wte, seed, 1, std));
+    GQE_TRY(gqe_fill_normal(&lm->wte, seed, 1, std));
     GQE_TRY(gqe_fill(&lm->normf, 1.0f));
-    if (!c->tied) GQE_TRY(fill_normal(&lm->head, seed, 2, std));
+    if (!c->tied) GQE_TRY(gqe_fill_normal(&lm->head, seed, 2, std));
     for (int64_t l = 0; l < c->layers; l++) {
         block *b = &lm->blocks[l];
         uint64_t s = 100 + 16 * (uint64_t)l;
         GQE_TRY(gqe_fill(&b->norm1, 1.0f));
         GQE_TRY(gqe_fill(&b->norm2, 1.0f));
-        GQE_TRY(fill_normal(&b->fc_in, seed, s, std));
-        GQE_TRY(fill_normal(&b->fc_out, seed, s + 1, out_std));
+        GQE_TRY(gqe_fill_normal(&b->fc_in, seed, s, std));
+        GQE_TRY(gqe_fill_normal(&b->fc_out, seed, s + 1, out_std));
         GQE_TRY(gqe_attn_init_weights(b->attn, seed, s + 2, std, out_std));
     }
     return GQE_OK;
@@ -214,17 +176,16 @@ static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
     return GQE_OK;
 }
 
-static gqe_tensor rows(const gqe_tensor *t, int64_t R) { return gqe_tensor_view4(t, 0, R, gqe_tensor_numel(t) / R, 0, 0); }
 
 static gqe_status mlp_forward(gqe_lm *lm, block *b, gqe_tensor *out, int64_t R) {
-    gqe_tensor out2 = rows(out, R);
+    gqe_tensor out2 = lm_rows(out, R);
     GQE_TRY(gqe_matmul(&b->pre, &b->n2, &b->fc_in, false, true, 1.0f, 0.0f));
     if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_forward(&b->act, &b->pre));
     else GQE_TRY(gqe_gelu_forward(&b->act, &b->pre));
     return gqe_matmul(&out2, &b->act, &b->fc_out, false, true, 1.0f, 0.0f);
 }
 
-static gqe_status check_ids(const gqe_tensor *t, const char *what, int64_t B, int64_t T) {
+gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, int64_t T) {
     char s[64];
     if (t->dtype != GQE_I32 || gqe_tensor_numel(t) != B * T)
         return gqe_fail(GQE_ERR_SHAPE, "%s must be i32 with B*T = %lld elements, got %s %s", what,
@@ -240,8 +201,8 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     if (B < 1 || T < 1) return gqe_fail(GQE_ERR_SHAPE, "tokens must be (B, T) with B, T >= 1, got %s", gqe_tensor_shape_str(tokens, s, 64));
     if (T > lm->cfg.max_seq)
         return gqe_fail(GQE_ERR_ARG, "sequence length %lld exceeds model.max_seq %lld", (long long)T, (long long)lm->cfg.max_seq);
-    GQE_TRY(check_ids(tokens, "tokens", B, T));
-    if (targets) GQE_TRY(check_ids(targets, "targets", B, T));
+    GQE_TRY(gqe_lm_check_ids(tokens, "tokens", B, T));
+    if (targets) GQE_TRY(gqe_lm_check_ids(targets, "targets", B, T));
     GQE_TRY(ensure_shape(lm, B, T));
     lm->have_forward = false;
     GQE_TRY(gqe_tensor_copy(&lm->tokens, tokens));
@@ -268,13 +229,13 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
         }
     }
     gqe_tensor tok1 = gqe_tensor_view4(&lm->tokens, 0, R, 0, 0, 0);
-    gqe_tensor h0 = rows(&lm->h[0], R);
+    gqe_tensor h0 = lm_rows(&lm->h[0], R);
     GQE_TRY(gqe_embedding_forward(&h0, &lm->wte, &tok1));
     float aux_sum = 0, aux_train = 0;
     float eps = lm->cfg.norm_eps;
     for (int64_t l = 0; l < lm->cfg.layers; l++) {
         block *b = &lm->blocks[l];
-        gqe_tensor hl = rows(&lm->h[l], R), n1 = rows(&b->n1, R), y = rows(&lm->y, R);
+        gqe_tensor hl = lm_rows(&lm->h[l], R), n1 = lm_rows(&b->n1, R), y = lm_rows(&lm->y, R);
         GQE_TRY(gqe_rmsnorm_forward(&n1, &b->rstd1, &hl, &b->norm1, eps));
         GQE_TRY(gqe_attn_forward(b->attn, &lm->y, &b->n1, &lm->tokens));
         float la = gqe_attn_aux_loss(b->attn);
@@ -283,10 +244,10 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
         GQE_TRY(gqe_add(&b->h_mid, &hl, &y));
         GQE_TRY(gqe_rmsnorm_forward(&b->n2, &b->rstd2, &b->h_mid, &b->norm2, eps));
         GQE_TRY(mlp_forward(lm, b, &lm->y, R));
-        gqe_tensor hn = rows(&lm->h[l + 1], R);
+        gqe_tensor hn = lm_rows(&lm->h[l + 1], R);
         GQE_TRY(gqe_add(&hn, &b->h_mid, &y));
     }
-    gqe_tensor hL = rows(&lm->h[lm->cfg.layers], R), lg = rows(&lm->logits, R);
+    gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R), lg = lm_rows(&lm->logits, R);
     GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &hL, &lm->normf, eps));
     GQE_TRY(gqe_matmul(&lg, &lm->nf, &lm->head, false, true, 1.0f, 0.0f));
     lm->aux = aux_sum;
@@ -311,8 +272,8 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     if (!lm->have_forward || !lm->have_targets)
         return gqe_fail(GQE_ERR_ARG, "backward needs a forward pass with targets first");
     int64_t B = lm->B, T = lm->T, R = B * T;
-    gqe_tensor lg = rows(&lm->logits, R), tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
-    gqe_tensor dh = rows(&lm->dh, R), dn = rows(&lm->dn, R);
+    gqe_tensor lg = lm_rows(&lm->logits, R), tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
+    gqe_tensor dh = lm_rows(&lm->dh, R), dn = lm_rows(&lm->dn, R);
     float scale = lm->n_valid ? 1.0f / (float)lm->n_valid : 0.0f;
     /* The logits are spent once backward starts: their buffer holds dlogits. */
     lm->have_forward = false;
@@ -320,7 +281,7 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     GQE_TRY(gqe_matmul(&dn, &lg, &lm->head, false, false, 1.0f, 0.0f));
     GQE_TRY(gqe_matmul(&lm->dhead, &lg, &lm->nf, true, false, 1.0f, 1.0f));
     GQE_TRY(gqe_fill(&dh, 0.0f));
-    gqe_tensor hL = rows(&lm->h[lm->cfg.layers], R);
+    gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R);
     GQE_TRY(gqe_rmsnorm_backward(&dh, &lm->dnormf, &dn, &hL, &lm->normf, &lm->rstd_f));
     for (int64_t l = lm->cfg.layers - 1; l >= 0; l--) {
         block *b = &lm->blocks[l];
@@ -336,7 +297,7 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
         /* Attention branch. */
         GQE_TRY(gqe_fill(&dn, 0.0f));
         GQE_TRY(gqe_attn_backward(b->attn, &lm->dn, &lm->dh, lm->aux_coef));
-        gqe_tensor hl = rows(&lm->h[l], R);
+        gqe_tensor hl = lm_rows(&lm->h[l], R);
         GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm1, &dn, &hl, &b->norm1, &b->rstd1));
     }
     gqe_tensor tok1 = gqe_tensor_view4(&lm->tokens, 0, R, 0, 0, 0);
@@ -363,118 +324,4 @@ double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq) {
     per_layer += 4 * dh * ctx * (double)gqe_attn_active_heads(a);
     double head = 2 * d * (double)lm->cfg.vocab;
     return 3 * ((double)lm->cfg.layers * per_layer + head);
-}
-
-/* ---- decoding with the KV cache ---------------------------------------- */
-
-gqe_status gqe_lm_cache_reset(gqe_lm *lm, int64_t batch) {
-    for (int64_t l = 0; l < lm->cfg.layers; l++)
-        GQE_TRY(gqe_attn_cache_reset(lm->blocks[l].attn, batch, lm->cfg.max_seq));
-    return GQE_OK;
-}
-
-gqe_status gqe_lm_forward_cached(gqe_lm *lm, const gqe_tensor *tokens, gqe_tensor *logits_out) {
-    int64_t T = gqe_tensor_numel(tokens), d = lm->cfg.dim, V = lm->cfg.vocab;
-    GQE_TRY(check_ids(tokens, "tokens", 1, T));
-    if (gqe_tensor_numel(logits_out) != T * V)
-        return gqe_fail(GQE_ERR_SHAPE, "forward_cached: logits must hold T*V = %lld values", (long long)(T * V));
-    gqe_arena tmp = {0};
-    gqe_tensor tok, h, n, y, pre, act, rstd, lg;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0) gqe_arena_begin(&tmp, lm->dev); else GQE_TRY(gqe_arena_commit(&tmp));
-        tok = gqe_arena_take(&tmp, GQE_I32, T, 0, 0, 0);
-        h = gqe_arena_take(&tmp, GQE_F32, T, d, 0, 0);
-        n = gqe_arena_take(&tmp, GQE_F32, 1, T, d, 0);
-        y = gqe_arena_take(&tmp, GQE_F32, 1, T, d, 0);
-        pre = gqe_arena_take(&tmp, GQE_F32, T, lm->pre_width, 0, 0);
-        act = gqe_arena_take(&tmp, GQE_F32, T, lm->H, 0, 0);
-        rstd = gqe_arena_take(&tmp, GQE_F32, T, 0, 0, 0);
-        lg = gqe_arena_take(&tmp, GQE_F32, T, V, 0, 0);
-    }
-    gqe_status st = GQE_OK;
-#define TRY(e) do { if ((st = (e)) != GQE_OK) goto done; } while (0)
-    TRY(gqe_tensor_copy(&tok, tokens));
-    TRY(gqe_embedding_forward(&h, &lm->wte, &tok));
-    gqe_tensor n2 = rows(&n, T), y2 = rows(&y, T);
-    gqe_tensor tok2 = gqe_tensor_view4(&tok, 0, 1, T, 0, 0);
-    for (int64_t l = 0; l < lm->cfg.layers; l++) {
-        block *b = &lm->blocks[l];
-        TRY(gqe_rmsnorm_forward(&n2, &rstd, &h, &b->norm1, lm->cfg.norm_eps));
-        TRY(gqe_attn_forward_cached(b->attn, &y, &n, &tok2));
-        TRY(gqe_add(&h, &h, &y2));
-        TRY(gqe_rmsnorm_forward(&n2, &rstd, &h, &b->norm2, lm->cfg.norm_eps));
-        TRY(gqe_matmul(&pre, &n2, &b->fc_in, false, true, 1.0f, 0.0f));
-        if (lm->cfg.mlp == GQE_MLP_SWIGLU) TRY(gqe_swiglu_forward(&act, &pre));
-        else TRY(gqe_gelu_forward(&act, &pre));
-        TRY(gqe_matmul(&y2, &act, &b->fc_out, false, true, 1.0f, 0.0f));
-        TRY(gqe_add(&h, &h, &y2));
-    }
-    TRY(gqe_rmsnorm_forward(&n2, &rstd, &h, &lm->normf, lm->cfg.norm_eps));
-    TRY(gqe_matmul(&lg, &n2, &lm->head, false, true, 1.0f, 0.0f));
-    TRY(gqe_tensor_copy(logits_out, &lg));
-#undef TRY
-done:
-    gqe_arena_free(&tmp);
-    return st;
-}
-
-/* Temperature 0 is greedy; top_k keeps the k largest logits. */
-static int32_t sample(const float *logits, int64_t V, const gqe_sample_opts *o, uint64_t step, float *work) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-    if (!(o->temperature > 0)) return (int32_t)best;
-    float cut = -INFINITY;
-    if (o->top_k > 0 && o->top_k < V) {
-        /* the k-th largest logit, by repeated selection (V is small next to a step) */
-        memcpy(work, logits, (size_t)V * sizeof *work);
-        for (int64_t j = 0; j < o->top_k; j++) {
-            int64_t m = 0;
-            for (int64_t i = 1; i < V; i++) if (work[i] > work[m]) m = i;
-            cut = work[m];
-            work[m] = -INFINITY;
-        }
-    }
-    double total = 0;
-    for (int64_t i = 0; i < V; i++) {
-        work[i] = logits[i] >= cut ? expf((logits[i] - logits[best]) / o->temperature) : 0.0f;
-        total += work[i];
-    }
-    double u = gqe_rng_uniform_at(o->seed, 0x5A3D1E, step) * total;
-    for (int64_t i = 0; i < V; i++) {
-        u -= work[i];
-        if (u < 0) return (int32_t)i;
-    }
-    return (int32_t)best;
-}
-
-gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,
-                           const gqe_sample_opts *opts, int32_t *out) {
-    int64_t V = lm->cfg.vocab;
-    if (P < 1) return gqe_fail(GQE_ERR_ARG, "generate: the prompt needs at least one token");
-    if (P + n > lm->cfg.max_seq)
-        return gqe_fail(GQE_ERR_ARG, "generate: prompt (%lld) + new tokens (%lld) exceed model.max_seq %lld",
-                        (long long)P, (long long)n, (long long)lm->cfg.max_seq);
-    for (int64_t i = 0; i < P; i++)
-        if (prompt[i] < 0 || prompt[i] >= V)
-            return gqe_fail(GQE_ERR_ARG, "generate: prompt token %d is outside the vocabulary [0, %lld)", prompt[i], (long long)V);
-    GQE_TRY(gqe_lm_cache_reset(lm, 1));
-    float *logits = malloc((size_t)(P * V) * sizeof *logits), *work = malloc((size_t)V * sizeof *work);
-    if (!logits || !work) { free(logits); free(work); return gqe_fail(GQE_ERR_NOMEM, "out of host memory"); }
-    memcpy(out, prompt, (size_t)P * sizeof *out);
-    gqe_status st = GQE_OK;
-    int64_t fed = 0, len = P;
-    for (int64_t step = 0; step < n && st == GQE_OK; step++) {
-        int64_t T = len - fed;
-        gqe_tensor tok = {.dtype = GQE_I32, .device = GQE_CPU, .ndim = 2, .shape = {1, T, 1, 1},
-                          .storage = &(gqe_storage){out + fed, (size_t)T * 4, GQE_CPU, 1, false}};
-        gqe_tensor lg = {.dtype = GQE_F32, .device = GQE_CPU, .ndim = 2, .shape = {T, V, 1, 1},
-                         .storage = &(gqe_storage){logits, (size_t)(T * V) * 4, GQE_CPU, 1, false}};
-        st = gqe_lm_forward_cached(lm, &tok, &lg);
-        if (st != GQE_OK) break;
-        fed = len;
-        out[len++] = sample(logits + (T - 1) * V, V, opts, (uint64_t)step, work);
-    }
-    free(logits);
-    free(work);
-    return st;
 }

@@ -1,5 +1,6 @@
 #include "params.h"
 #include "../ops.h"
+#include "../rng.h"
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -62,4 +63,14 @@ void gqe_paramset_free(gqe_paramset *ps) {
     gqe_tensor_free(&ps->grad);
     free(ps->items);
     memset(ps, 0, sizeof *ps);
+}
+
+gqe_status gqe_fill_normal(gqe_tensor *t, uint64_t seed, uint64_t stream, float std) {
+    int64_t n = gqe_tensor_numel(t);
+    float *h = malloc((size_t)n * sizeof *h + 4);
+    if (!h) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+    for (int64_t i = 0; i < n; i++) h[i] = std * gqe_rng_normal_at(seed, stream, (uint64_t)i);
+    gqe_status st = gqe_tensor_write_f32(t, h, (size_t)n);
+    free(h);
+    return st;
 }

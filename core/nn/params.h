@@ -42,4 +42,7 @@ gqe_param *gqe_paramset_find(gqe_paramset *ps, const char *name);
 gqe_status gqe_paramset_zero_grad(gqe_paramset *ps);
 void gqe_paramset_free(gqe_paramset *ps);
 
+/* t = std * N(0, 1) from Philox (seed, stream): the same values on every backend. */
+gqe_status gqe_fill_normal(gqe_tensor *t, uint64_t seed, uint64_t stream, float std);
+
 #endif

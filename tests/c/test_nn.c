@@ -250,6 +250,33 @@ static void test_lm_bad_tokens(void **state) {
     gqe_lm_destroy(lm);
 }
 
+/* Attention keeps outputs and log-sum-exp only, so a 4-layer model trains at
+ * sequence length 2048 with memory linear in S. */
+static void test_long_sequence(void **state) {
+    (void)state;
+    gqe_lm_config c;
+    gqe_lm_config_default(&c);
+    c.vocab = 64; c.dim = 32; c.layers = 4; c.max_seq = 2048; c.mlp_hidden = 64;
+    c.attn.experts = 4; c.attn.groups = 2; c.attn.head_dim = 8;
+    gqe_lm *lm;
+    CHECK_OK(gqe_lm_create(&lm, &c, GQE_CPU));
+    int64_t shp[2] = {1, 2048};
+    gqe_tensor tok, tgt;
+    CHECK_OK(gqe_tensor_new(&tok, GQE_I32, GQE_CPU, 2, shp));
+    CHECK_OK(gqe_tensor_new(&tgt, GQE_I32, GQE_CPU, 2, shp));
+    for (int i = 0; i < 2048; i++) { gqe_i32(&tok)[i] = (i * 13) % 64; gqe_i32(&tgt)[i] = (i * 13 + 13) % 64; }
+    float loss;
+    CHECK_OK(gqe_lm_forward(lm, &tok, &tgt, 0.01f, &loss, NULL));
+    assert_true(isfinite(loss) && loss > 0);
+    CHECK_OK(gqe_lm_backward(lm));
+    double gn;
+    CHECK_OK(gqe_sumsq(&gqe_lm_params(lm)->grad, &gn));
+    assert_true(isfinite(gn) && gn > 0);
+    gqe_tensor_free(&tok);
+    gqe_tensor_free(&tgt);
+    gqe_lm_destroy(lm);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attn_config_errors),
@@ -257,6 +284,7 @@ int main(void) {
         cmocka_unit_test(test_lm_gradients),
         cmocka_unit_test(test_kv_cache),
         cmocka_unit_test(test_lm_bad_tokens),
+        cmocka_unit_test(test_long_sequence),
     };
     return cmocka_run_group_tests_name("nn", tests, NULL, NULL);
 }

@@ -1,0 +1,58 @@
+-- Prints the GPU benchmark table (ours against PyTorch on the same GPU, same
+-- run) from bench/run_cuda.sh's JSON lines and stores every ratio in the
+-- bench table of the run log (GQE_DB or runs.db).
+--   build/gqe bench/report_cuda.lua build/bench_cuda.jsonl
+local gqe = require "gqe"
+local path = arg[1] or "build/bench_cuda.jsonl"
+local rows = {}
+for line in io.lines(path) do
+  if line:match("^%s*{") then
+    local ok, r = pcall(gqe.json.decode, line)
+    if ok and type(r) == "table" then rows[#rows + 1] = r end
+  end
+end
+
+local function find(pred)
+  for _, r in ipairs(rows) do if pred(r) then return r end end
+end
+
+local db_ok, db = pcall(gqe.db.open, os.getenv("GQE_DB") or "runs.db")
+local commit = gqe.git_commit and gqe.git_commit() or nil
+local function store(name, key, value, unit, baseline, notes)
+  if db_ok then
+    pcall(db.bench, db, {name = name, key = key, value = value, unit = unit, baseline = baseline,
+                         device = "cuda", git_commit = commit, notes = notes})
+  end
+end
+
+print(string.format("%-34s %10s %10s %10s %9s", "attention core (bf16, causal, D=64)", "S", "ours ms", "torch ms", "speedup"))
+for _, pass in ipairs({"fwd", "fwd+bwd"}) do
+  local tb = pass == "fwd" and "attn_core_fwd" or "attn_core_fwdbwd"
+  for _, kind in ipairs({"gqe", "gqa"}) do
+    for _, r in ipairs(rows) do
+      if r.bench == "attn_core" and r.kind == kind and r.pass == pass then
+        local t = find(function(x) return x.bench == tb and x.S == r.S end)
+        local speed = t and t.ms / r.ms or nil
+        print(string.format("%-34s %10d %10.3f %10s %9s", "ours " .. kind .. " vs SDPA gqa16 " .. pass, r.S, r.ms,
+          t and string.format("%.3f", t.ms) or "-", speed and string.format("%.2fx", speed) or "-"))
+        store("attn_core_" .. kind .. "_" .. pass, "S=" .. r.S, r.ms, "ms", t and t.ms or nil,
+              "baseline: PyTorch SDPA dense GQA, 16 query heads")
+      end
+    end
+  end
+end
+print()
+for _, r in ipairs(rows) do
+  if r.bench == "train" then
+    local t = find(function(x) return x.bench == "train_" .. r.kind end)
+    print(string.format("train %s (%s): ours %.0f tok/s (MFU %.1f%%), PyTorch %s tok/s%s", r.kind, r.precision,
+      r.tokens_per_s, 100 * r.mfu_989, t and string.format("%.0f", t.tokens_per_s) or "-",
+      t and string.format(" (peak %.1f GiB) -> ratio %.2f", t.peak_mem_gib, r.tokens_per_s / t.tokens_per_s) or ""))
+    store("train_" .. r.kind, "tokens_per_s", r.tokens_per_s, "tokens/s", t and t.tokens_per_s or nil, r.precision)
+  end
+end
+for _, r in ipairs(rows) do
+  if r.bench and r.bench:match("^layer_fwd_") and r.bench ~= "layer_fwd_speedup" then
+    print(string.format("PyTorch %s S=%d: %.3f ms", r.bench, r.S, r.ms))
+  end
+end

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make bench-cuda: our GPU numbers and PyTorch's on the same GPU in one run.
+# Writes JSON lines to ${BENCH_OUT:-build/bench_cuda.jsonl} and prints a table.
+#   BENCH_QUICK=1 fewer sizes; BENCH_ONLY=a,c selects parts (a attention core,
+#   b layer forward (PyTorch side only for now), c training throughput).
+set -u
+cd "$(dirname "$0")/.."
+out=${BENCH_OUT:-build/bench_cuda.jsonl}
+only=${BENCH_ONLY:-a,b,c}
+quick=${BENCH_QUICK:+--quick}
+: > "$out"
+export PYTHONUNBUFFERED=1
+if [[ $only == *a* ]]; then
+    echo "== (a) attention core: ours" >&2
+    build/bench_attention $quick | tee -a "$out"
+fi
+if [[ $only == *c* ]]; then
+    echo "== (c) training throughput: ours (f32, TF32 matmuls)" >&2
+    GQE_CUDA_TF32=1 build/gqe bench/train_cuda.lua 5 both | tee -a "$out"
+fi
+echo "== PyTorch $(python3 -c 'import torch; print(torch.__version__)') on the same GPU" >&2
+python3 bench/torch_baseline.py $quick --only "$only" --out build/bench_torch.jsonl
+cat build/bench_torch.jsonl >> "$out"
+build/gqe bench/report_cuda.lua "$out"

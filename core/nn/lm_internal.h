@@ -1,0 +1,39 @@
+/* The language model's state, shared by lm.c (training passes) and
+ * lm_decode.c (generation with the KV cache). Not a public header. */
+#ifndef GQE_LM_INTERNAL_H
+#define GQE_LM_INTERNAL_H
+#include "lm.h"
+#include "arena.h"
+#include "../ops.h"
+
+typedef struct block {
+    gqe_attn *attn;
+    gqe_tensor norm1, dnorm1, norm2, dnorm2, fc_in, dfc_in, fc_out, dfc_out;
+    /* saved activations */
+    gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre, act;
+} block;
+
+struct gqe_lm {
+    gqe_lm_config cfg;
+    gqe_device dev;
+    gqe_paramset ps;
+    gqe_tensor wte, dwte, normf, dnormf, head, dhead;
+    block *blocks;
+    int64_t H;            /* MLP hidden width */
+    int64_t pre_width;    /* H (gelu) or 2H (swiglu) */
+
+    gqe_arena arena;
+    int64_t B, T;
+    gqe_tensor tokens, targets, *h, y, nf, rstd_f, logits, losses;
+    gqe_tensor dh, dn, dact, dpre;
+    int32_t *host_targets;
+    int64_t n_valid;
+    float loss, ce, aux, aux_coef;
+    bool have_forward, have_targets;
+};
+
+/* A 2-D (R, numel / R) view of t. */
+static inline gqe_tensor lm_rows(const gqe_tensor *t, int64_t R) { return gqe_tensor_view4(t, 0, R, gqe_tensor_numel(t) / R, 0, 0); }
+/* Checks an i32 id tensor of B*T elements. */
+gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, int64_t T);
+#endif
