@@ -16,7 +16,7 @@ db=$tmp/runs.db
 q() { sqlite3 "$db" "$1"; }
 head -c 20000 lua/gqe/train.lua > "$tmp/text.txt"
 VG=(valgrind --error-exitcode=1 --errors-for-leak-kinds=definite --leak-check=full
-    --suppressions="$PWD/tests/cli/valgrind.supp"
+    --suppressions="$PWD/tests/valgrind.supp"
     --log-file="$tmp/vg.%p.log")
 # Runs the command under memcheck; passes when valgrind's summary counts no
 # errors (definite leaks count as errors here), whatever the command's own
