@@ -93,6 +93,9 @@ static gqe_status restore(const gqe_st_file *f, const char *path, const char *na
     const gqe_tensor *src = gqe_st_get(f, name);
     if (!src) return gqe_fail(GQE_ERR_FORMAT, "%s: checkpoint lacks tensor '%s'", path, name);
     char a[64], b[64];
+    if (src->dtype != GQE_F32)
+        return gqe_fail(GQE_ERR_FORMAT, "%s: tensor '%s' has dtype %s, the model expects f32", path, name,
+                        gqe_dtype_name(src->dtype));
     if (!gqe_tensor_same_shape(src, dst))
         return gqe_fail(GQE_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model expects %s", path, name,
                         gqe_tensor_shape_str(src, a, 64), gqe_tensor_shape_str(dst, b, 64));

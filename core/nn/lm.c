@@ -34,7 +34,8 @@ gqe_status gqe_lm_config_validate(gqe_lm_config *c) {
     if (c->vocab <= 0) return gqe_fail(GQE_ERR_ARG, "vocab must be a positive integer, got %lld", (long long)c->vocab);
     if (c->vocab > (1LL << 30)) return gqe_fail(GQE_ERR_ARG, "vocab %lld is too large", (long long)c->vocab);
     if (c->dim <= 0) return gqe_fail(GQE_ERR_ARG, "dim must be a positive integer, got %lld", (long long)c->dim);
-    if (c->layers <= 0) return gqe_fail(GQE_ERR_ARG, "layers must be a positive integer, got %lld", (long long)c->layers);
+    if (c->layers <= 0 || c->layers > 4096)
+        return gqe_fail(GQE_ERR_ARG, "layers must be an integer in 1..4096, got %lld", (long long)c->layers);
     if (c->max_seq <= 0) return gqe_fail(GQE_ERR_ARG, "max_seq must be a positive integer, got %lld", (long long)c->max_seq);
     if (c->mlp_hidden < 0) return gqe_fail(GQE_ERR_ARG, "mlp_hidden must be >= 0 (0 means 4*dim), got %lld", (long long)c->mlp_hidden);
     if ((unsigned)c->mlp > GQE_MLP_SWIGLU) return gqe_fail(GQE_ERR_ARG, "unknown mlp (allowed: gelu, swiglu)");
