@@ -61,9 +61,12 @@ done
 [ "$(q "SELECT count(*) FROM metric_summary s JOIN metrics m ON m.run_id=s.run_id AND m.key=s.key
         AND m.step=s.last_step WHERE s.run_id=1 AND s.last IS m.value")" = \
   "$(q "SELECT count(*) FROM metric_summary WHERE run_id=1")" ] || fail "metric_summary disagrees with metrics"
+# The evaluation of step 7n flushes after that step's own metrics, so a kill
+# between the two flushes leaves the last evaluation unlogged.
 evals=$(( last / 7 ))
-[ "$(q "SELECT count(*) FROM metrics WHERE run_id=1 AND key='val/loss'")" = "$evals" ] || fail "val/loss rows missing"
-[ "$(q "SELECT count(*) FROM head_usage WHERE run_id=1")" = $(( evals * 4 )) ] || fail "head_usage rows missing"
+nval=$(q "SELECT count(*) FROM metrics WHERE run_id=1 AND key='val/loss'")
+[ "$nval" = "$evals" ] || { [ $(( last % 7 )) = 0 ] && [ "$nval" = $(( evals - 1 )) ]; } || fail "val/loss rows missing: $nval of $evals"
+[ "$(q "SELECT count(*) FROM head_usage WHERE run_id=1")" = $(( nval * 4 )) ] || fail "head_usage rows missing"
 
 # 3. gqe runs: crashed, not running, with the reason.
 "$GQE" runs --db "$db" > "$tmp/runs" || fail "gqe runs"
