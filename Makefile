@@ -76,7 +76,7 @@ $(BUILD)/gqe: $(BUILD)/lua/main.o $(LUA_OBJ) $(BUILD)/libgqe.a
 $(BUILD)/gqe.so: $(LUA_OBJ) $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/testutil.h $(BUILD)/libgqe.a
+$(BUILD)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(BUILD)/libgqe.a $(LINK) -lcmocka
 
@@ -105,7 +105,7 @@ $(ASAN)/libgqe.a: $(ASAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(ASAN)/tests/%: tests/c/%.c tests/c/testutil.h $(ASAN)/libgqe.a
+$(ASAN)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(ASAN)/libgqe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -Itests/c -o $@ $< $(ASAN)/libgqe.a $(STATIC_LIBS) $(SYS_LIBS) -lcmocka
 

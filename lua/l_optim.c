@@ -82,17 +82,30 @@ static int push_optimizer(lua_State *L, const gqe_optim_config *cfg, gqe_paramse
     return 1;
 }
 
+/* What both constructors start with: the model's paramset (an error when it
+ * is closed), the options table at 2 checked against keys, and the default
+ * config of this kind with options.lr read. */
+static gqe_paramset *optim_begin(lua_State *L, const char *what, const char *const *keys,
+                                 gqe_optim_kind kind, gqe_optim_config *c) {
+    gqe_paramset *ps = paramset_of(L, 1, what);
+    if (!ps) {
+        luaL_error(L, "%s: the model object is closed", what);
+        return NULL;
+    }
+    opts_table(L, 2);
+    gqe_lua_check_keys(L, 2, what, keys);
+    *c = gqe_optim_config_default();
+    c->kind = kind;
+    c->lr = (float)gqe_lua_opt_num(L, 2, what, "lr", c->lr);
+    return ps;
+}
+
 static int l_adamw(lua_State *L) {
     const char *what = "optim.AdamW";
     static const char *const keys[] = {"lr", "betas", "eps", "weight_decay", "decay_norms",
                                        "decay_embeddings", "decay_router", NULL};
-    gqe_paramset *ps = paramset_of(L, 1, what);
-    if (!ps) return luaL_error(L, "%s: the model object is closed", what);
-    opts_table(L, 2);
-    gqe_lua_check_keys(L, 2, what, keys);
-    gqe_optim_config c = gqe_optim_config_default();
-    c.kind = GQE_OPTIM_ADAMW;
-    c.lr = (float)gqe_lua_opt_num(L, 2, what, "lr", c.lr);
+    gqe_optim_config c;
+    gqe_paramset *ps = optim_begin(L, what, keys, GQE_OPTIM_ADAMW, &c);
     c.eps = (float)gqe_lua_opt_num(L, 2, what, "eps", c.eps);
     read_decay_flags(L, what, &c);
     int t = lua_getfield(L, 2, "betas");
@@ -117,13 +130,8 @@ static int l_sgd(lua_State *L) {
     const char *what = "optim.SGD";
     static const char *const keys[] = {"lr", "momentum", "weight_decay", "nesterov", "decay_norms",
                                        "decay_embeddings", "decay_router", NULL};
-    gqe_paramset *ps = paramset_of(L, 1, what);
-    if (!ps) return luaL_error(L, "%s: the model object is closed", what);
-    opts_table(L, 2);
-    gqe_lua_check_keys(L, 2, what, keys);
-    gqe_optim_config c = gqe_optim_config_default();
-    c.kind = GQE_OPTIM_SGD;
-    c.lr = (float)gqe_lua_opt_num(L, 2, what, "lr", c.lr);
+    gqe_optim_config c;
+    gqe_paramset *ps = optim_begin(L, what, keys, GQE_OPTIM_SGD, &c);
     c.momentum = (float)gqe_lua_opt_num(L, 2, what, "momentum", c.momentum);
     c.nesterov = gqe_lua_opt_bool(L, 2, what, "nesterov", c.nesterov);
     read_decay_flags(L, what, &c);

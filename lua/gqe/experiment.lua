@@ -6,6 +6,7 @@
 local gqe = require "gqe"
 local config = require "gqe.config"
 local json = require "gqe.json"
+local results = require "gqe.results"
 local train = require "gqe.train"
 
 local experiment = {}
@@ -38,20 +39,6 @@ local function grid_axes(grid)
     config.set({}, ax.key, ax.values[1])
   end
   return axes
-end
-
-local function short_names(keys)
-  -- The last component of each dotted key, unless two keys share it.
-  local count, names = {}, {}
-  for _, k in ipairs(keys) do
-    local s = k:match("([^.]+)$")
-    count[s] = (count[s] or 0) + 1
-  end
-  for _, k in ipairs(keys) do
-    local s = k:match("([^.]+)$")
-    names[k] = count[s] > 1 and k or s
-  end
-  return names
 end
 
 local function value_text(v)
@@ -108,7 +95,7 @@ function experiment.expand(def, overrides)
     if not seen[ax.key] then seen[ax.key] = true; name_keys[#name_keys + 1] = ax.key end
   end
   name_keys[#name_keys + 1] = "train.seed"
-  local short = short_names(name_keys)
+  local short = results.short_names(name_keys)
 
   local runs = {}
   local function emit(arm, point)

@@ -89,6 +89,8 @@ function results.varied_keys(runs)
   return keys
 end
 
+-- {key = name}: the last component of each dotted key, unless two keys
+-- share it (then the whole key). Names runs and labels groups.
 function results.short_names(keys)
   local count, names = {}, {}
   for _, k in ipairs(keys) do

@@ -2,30 +2,14 @@
  * associative-recall targets, and the configuration errors. Every file is
  * made here, in a temporary directory. */
 #include "testutil.h"
+#include "tmpdir.h"
 #include "data.h"
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-
 static int setup_dir(void **state) {
     (void)state;
-    strcpy(tmpdir, "/tmp/gqe_data_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int remove_dir(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static char *tmp_path(const char *name) {
-    static char buf[8][256];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
+    return tmpdir_make("/tmp/gqe_data_XXXXXX");
 }
 
 static void write_bytes(const char *path, const void *p, size_t n) {

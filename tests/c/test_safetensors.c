@@ -1,31 +1,15 @@
 /* safetensors: round trips through a file, and every kind of corrupt input
  * returning GQE_ERR_FORMAT with a message that names the file and tensor. */
 #include "testutil.h"
+#include "tmpdir.h"
 #include "safetensors.h"
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
-static char tmpdir[64];
-
 static int setup_dir(void **state) {
     (void)state;
-    strcpy(tmpdir, "/tmp/gqe_st_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int remove_dir(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static char *tmp_path(const char *name) {
-    static char buf[8][256];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
+    return tmpdir_make("/tmp/gqe_st_XXXXXX");
 }
 
 /* A whole file image: length field, header text as given, then data. */

@@ -3,16 +3,8 @@
 # worker processes into one database, a rerun skips every finished run,
 # compare prints one row per group.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
 cat lua/gqe/*.lua > "$tmp/text.txt"
-db=$tmp/runs.db
-fail() { echo "FAIL: $*"; exit 1; }
-# One thread: tiny models run faster so, and do not stall on a busy machine.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-q() { sqlite3 "$db" "$1"; }
 
 cat > "$tmp/exp.lua" <<LUA
 local gqe = require "gqe"

@@ -3,13 +3,10 @@
 # exists, and every <img> it names exists and is a PNG.
 #   tests/cli/test_report.sh [--keep DIR]   (leaves the report in DIR)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
+keep_tmp=
+if [ "${1:-}" = --keep ]; then keep_tmp=$2; fi
+. "$(dirname "$0")/lib.sh"
 command -v gnuplot >/dev/null || { echo "gnuplot missing: run make deps"; exit 1; }
-fail() { echo "FAIL: $*"; exit 1; }
-if [ "${1:-}" = --keep ]; then tmp=$2; mkdir -p "$tmp"; else tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT; fi
-db=$tmp/runs.db
 rm -f "$db"*
 
 # Two routers x two k x two seeds of fake curves, head usage at two

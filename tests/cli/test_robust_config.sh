@@ -5,13 +5,7 @@
 # overrides, in the script's table and in an experiment's grid, list the
 # valid ones.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
+. "$(dirname "$0")/lib.sh"
 head -c 20000 lua/gqe/train.lua > "$tmp/text.txt"
 
 cat > "$tmp/run.lua" <<LUA
@@ -27,34 +21,9 @@ gqe.config.apply(cfg, (gqe.config.parse_args({...})))
 gqe.train(cfg)
 LUA
 
-# expect "message (a grep -E pattern)" override...: collected here, run by
-# run_cases in one process (tests/cli/robust_batch.lua); a few also go
-# through the command line on their own, for the exit status.
-wants=(); : > "$tmp/cases"
-expect() {
-  local want=$1; shift
-  wants+=("$want")
-  (IFS=$'\037'; printf '%s\n' "$*") >> "$tmp/cases"
-}
-run_cases() {
-  "$GQE" tests/cli/robust_batch.lua "$tmp/run.lua" "$tmp/cases" >"$tmp/results" 2>"$tmp/batch.err" ||
-    { cat "$tmp/batch.err"; fail "the batch of cases did not complete"; }
-  local i=0 line args
-  while IFS= read -r line; do
-    args=$(sed -n "$((i + 1))p" "$tmp/cases" | tr '\037' ' ')
-    [ "${line%%$'\t'*}" = error ] || fail "$args: accepted"
-    grep -q -E -- "${wants[$i]}" <<<"$line" || fail "$args: message does not match '${wants[$i]}': $line"
-    i=$((i + 1))
-  done < "$tmp/results"
-  [ "$i" = "${#wants[@]}" ] || fail "$i results for ${#wants[@]} cases"
-}
-# cli "message" override...: through build/gqe: exit 1 and "gqe: message".
-cli() {
-  local want=$1; shift
-  set +e; "$GQE" "$tmp/run.lua" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; set -e
-  [ "$rc" -eq 1 ] || { cat "$tmp/err"; fail "$*: exit $rc, expected 1"; }
-  grep -q -E -- "^gqe: .*$want" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not match '$want'"; }
-}
+# expect "message" override... (tests/cli/lib.sh): collected here, run by
+# run_cases in one process; a few also go through the command line on their
+# own (cli), for the exit status.
 
 # model
 expect "model.dim must be >= 1, got 0" model.dim=0

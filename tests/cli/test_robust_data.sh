@@ -7,14 +7,7 @@
 # first step, leaving the run marked failed (never running). Valid shards
 # train.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
-q() { sqlite3 "$db" "$1"; }
+. "$(dirname "$0")/lib.sh"
 
 # Shards written with string.pack, several per gqe process: mkshard PATH
 # NTOKENS [MAGIC VERSION COUNT VOCAB] queues one, make_shards writes them.
@@ -58,33 +51,9 @@ LUA
 "$GQE" "$tmp/run.lua" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "valid shards did not train"; }
 grep -q "status finished" "$tmp/out" || fail "valid shards: not finished"
 
-# expect "message (grep -E)" override...: collected, then run in one process
-# by run_cases (tests/cli/robust_batch.lua); two also go through build/gqe
-# on their own, for the exit status.
-wants=(); : > "$tmp/cases"
-expect() {
-  local want=$1; shift
-  wants+=("$want")
-  (IFS=$'\037'; printf '%s\n' "$*") >> "$tmp/cases"
-}
-run_cases() {
-  "$GQE" tests/cli/robust_batch.lua "$tmp/run.lua" "$tmp/cases" >"$tmp/results" 2>"$tmp/batch.err" ||
-    { cat "$tmp/batch.err"; fail "the batch of cases did not complete"; }
-  local i=0 line args
-  while IFS= read -r line; do
-    args=$(sed -n "$((i + 1))p" "$tmp/cases" | tr '\037' ' ')
-    [ "${line%%$'\t'*}" = error ] || fail "$args: accepted"
-    grep -q -E -- "${wants[$i]}" <<<"$line" || fail "$args: message does not match '${wants[$i]}': $line"
-    i=$((i + 1))
-  done < "$tmp/results"
-  [ "$i" = "${#wants[@]}" ] || fail "$i results for ${#wants[@]} cases"
-}
-cli() {
-  local want=$1; shift
-  set +e; "$GQE" "$tmp/run.lua" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; set -e
-  [ "$rc" -eq 1 ] || { cat "$tmp/err"; fail "$*: exit $rc, expected 1"; }
-  grep -q -E -- "^gqe: .*$want" "$tmp/err" || { cat "$tmp/err"; fail "$*: message does not match '$want'"; }
-}
+# expect "message" override... (tests/cli/lib.sh): collected, then run in
+# one process by run_cases; two also go through build/gqe on their own
+# (cli), for the exit status.
 
 # Shards.
 expect "$tmp/sh/none.bin: shard file not found" data.val_path="$tmp/sh/none.bin"

@@ -6,13 +6,10 @@
 # file and the reason rather than train on without a log, exit 1, and leave
 # the database intact with no run shown as running.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+# The read-only cases leave files the removal could not delete.
+cleanup() { chmod -R u+w "$tmp" 2>/dev/null; }
 chmod 755 "$tmp"
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
 head -c 20000 lua/gqe/train.lua > "$tmp/text.txt"
 chmod 644 "$tmp/text.txt"
 

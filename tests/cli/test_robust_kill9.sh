@@ -5,15 +5,9 @@
 # run as crashed rather than running, and `gqe resume` continues it from its
 # last checkpoint to the same losses as a run that was never killed.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
-q() { sqlite3 -cmd ".timeout 5000" "$db" "$1"; }
+. "$(dirname "$0")/lib.sh"
+pid=
+cleanup() { [ -n "$pid" ] && kill -9 $pid 2>/dev/null; }
 head -c 30000 lua/gqe/train.lua > "$tmp/text.txt"
 
 cat > "$tmp/run.lua" <<LUA

@@ -6,14 +6,7 @@
 # with train.on_nan=skip the bad steps are skipped, counted, and the run
 # finishes.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
-q() { sqlite3 "$db" "$1"; }
+. "$(dirname "$0")/lib.sh"
 head -c 20000 lua/gqe/train.lua > "$tmp/text.txt"
 
 cat > "$tmp/run.lua" <<LUA

@@ -5,14 +5,7 @@
 # 1, the file and problem named, the run marked failed and not running, and
 # resumable again once the file is good).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
-q() { sqlite3 "$db" "$1"; }
+. "$(dirname "$0")/lib.sh"
 head -c 20000 lua/gqe/train.lua > "$tmp/text.txt"
 
 cat > "$tmp/run.lua" <<LUA

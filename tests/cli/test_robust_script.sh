@@ -5,13 +5,7 @@
 # error thrown from a training callback. Each exits 1 with "gqe: " and the
 # place, never a crash, and leaves no run marked running.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
+. "$(dirname "$0")/lib.sh"
 head -c 20000 lua/gqe/train.lua > "$tmp/text.txt"
 
 # run_expect SCRIPT PATTERN...: exit 1, and every pattern (grep -E) on stderr.

@@ -6,15 +6,9 @@
 # and leaves the database consistent: integrity ok, nothing half written, and
 # the run shown as crashed rather than running.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
-tmp=$(mktemp -d); pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
-q() { sqlite3 -cmd ".timeout 5000" "$db" "$1"; }
+. "$(dirname "$0")/lib.sh"
+pid=
+cleanup() { [ -n "$pid" ] && kill -9 $pid 2>/dev/null; }
 cat lua/gqe/*.lua > "$tmp/text.txt"   # the val tail must hold a batch of the big model
 
 cat > "$tmp/run.lua" <<LUA

@@ -5,15 +5,8 @@
 # failure paths (missing data, a corrupt safetensors file), whose cleanup
 # code is where leaks hide.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-GQE=$PWD/build/gqe
-[ -x "$GQE" ] || { echo "build/gqe missing: run make"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 if ! command -v valgrind >/dev/null; then echo "skipped: valgrind not installed"; exit 0; fi
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-export OMP_NUM_THREADS=1
-db=$tmp/runs.db
-q() { sqlite3 "$db" "$1"; }
 head -c 20000 lua/gqe/train.lua > "$tmp/text.txt"
 VG=(valgrind --error-exitcode=1 --errors-for-leak-kinds=definite --leak-check=full
     --suppressions="$PWD/tests/valgrind.supp"
