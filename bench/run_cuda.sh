@@ -2,7 +2,7 @@
 # make bench-cuda: our GPU numbers and PyTorch's on the same GPU in one run.
 # Writes JSON lines to ${BENCH_OUT:-build/bench_cuda.jsonl} and prints a table.
 #   BENCH_QUICK=1 fewer sizes; BENCH_ONLY=a,c selects parts (a attention core,
-#   b layer forward (PyTorch side only for now), c training throughput).
+#   b layer forward, c training throughput).
 set -u
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-build/bench_cuda.jsonl}
@@ -13,6 +13,10 @@ export PYTHONUNBUFFERED=1
 if [[ $only == *a* ]]; then
     echo "== (a) attention core: ours" >&2
     build/bench_attention $quick | tee -a "$out"
+fi
+if [[ $only == *b* ]]; then
+    echo "== (b) attention layer forward: ours (f32, TF32 matmuls)" >&2
+    GQE_CUDA_TF32=1 build/gqe bench/layer_cuda.lua 2048 8192 | tee -a "$out"
 fi
 if [[ $only == *c* ]]; then
     echo "== (c) training throughput: ours (f32, TF32 matmuls)" >&2
