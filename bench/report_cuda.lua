@@ -52,7 +52,12 @@ for _, r in ipairs(rows) do
   end
 end
 for _, r in ipairs(rows) do
-  if r.bench and r.bench:match("^layer_fwd_") and r.bench ~= "layer_fwd_speedup" then
-    print(string.format("PyTorch %s S=%d: %.3f ms", r.bench, r.S, r.ms))
+  if r.bench == "layer_fwd" then
+    local t = find(function(x) return x.bench == "layer_fwd_" .. r.kind and x.S == r.S end)
+    local dense = find(function(x) return x.bench == "layer_fwd_gqa" and x.S == r.S end)
+    print(string.format("layer forward %s S=%d (%s): ours %.3f ms, PyTorch %s ms, PyTorch dense GQA %s ms", r.kind, r.S,
+      r.precision, r.ms, t and string.format("%.3f", t.ms) or "-", dense and string.format("%.3f", dense.ms) or "-"))
+    store("layer_fwd_" .. r.kind, "S=" .. r.S, r.ms, "ms", dense and dense.ms or nil,
+          "baseline: PyTorch dense GQA layer, bf16, torch.compile")
   end
 end
