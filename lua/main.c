@@ -5,6 +5,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -17,12 +19,34 @@ static const char USAGE[] =
     "usage: gqe FILE.lua [args...]     run a script with the gqe module\n"
     "       gqe COMMAND [args...]      runs | compare | report | data | bench | resume | help\n";
 
-/* Message handler: the error text plus a traceback with file:line. */
+/* Errors that carry a position ("file.lua:12: ...") come from code and get a
+ * traceback; errors without one are messages for the user (a bad config key,
+ * a missing file) and read better alone. */
+static int has_position(const char *m) {
+    const char *c = strchr(m, ':');
+    if (!c || c == m || !isdigit((unsigned char)c[1])) return 0;
+    for (c++; isdigit((unsigned char)*c); c++) {}
+    return *c == ':';
+}
+
+/* Message handler: the error text, plus a traceback for errors from code. */
 static int msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) msg = lua_tostring(L, -1);
         else msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    if (!has_position(msg) && !getenv("GQE_TRACEBACK")) {
+        /* Point at the user's own line: the innermost frame outside the library. */
+        lua_Debug ar;
+        for (int level = 1; lua_getstack(L, level, &ar); level++) {
+            if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || ar.source[0] != '@') continue;
+            if (strncmp(ar.source, "@lua/gqe/", 9) == 0) continue;
+            lua_pushfstring(L, "%s\n  at %s:%d", msg, ar.short_src, ar.currentline);
+            return 1;
+        }
+        lua_pushstring(L, msg);
+        return 1;
     }
     luaL_traceback(L, L, msg, 1);
     return 1;
