@@ -24,6 +24,7 @@ typedef struct attn_case {
 static double attn_loss(gqe_attn *a, const gqe_tensor *x, const gqe_tensor *dy, const gqe_tensor *tok, float aux_coef) {
     gqe_tensor y;
     CHECK_OK(gqe_tensor_new(&y, GQE_F32, GQE_CPU, 3, x->shape));
+    gqe_attn_set_route_calls(a, 0); /* the random router draws the same experts every pass */
     CHECK_OK(gqe_attn_forward(a, &y, x, tok));
     double L = 0;
     for (int64_t i = 0; i < gqe_tensor_numel(&y); i++) L += (double)gqe_f32(&y)[i] * gqe_f32(dy)[i];
@@ -98,6 +99,7 @@ static void test_attn_gradients(void **state) {
         {"sigmoid", GQE_ATTN_GQE, GQE_VARIANT_GQE, GQE_ROUTER_SIGMOID, 4, 2, 1, true, true},
         {"balanced", GQE_ATTN_GQE, GQE_VARIANT_GQE, GQE_ROUTER_BALANCED, 4, 2, 1, true, true},
         {"hash", GQE_ATTN_GQE, GQE_VARIANT_GQE, GQE_ROUTER_HASH, 4, 2, 1, true, true},
+        {"random k2", GQE_ATTN_GQE, GQE_VARIANT_GQE, GQE_ROUTER_RANDOM, 8, 2, 2, true, true},
         {"noncausal", GQE_ATTN_GQE, GQE_VARIANT_GQE, GQE_ROUTER_SOFTMAX, 4, 2, 1, true, false},
         {"gqa", GQE_ATTN_GQA, GQE_VARIANT_GQE, GQE_ROUTER_SOFTMAX, 4, 2, 1, true, true},
         {"mqa", GQE_ATTN_MQA, GQE_VARIANT_GQE, GQE_ROUTER_SOFTMAX, 4, 0, 1, true, true},
