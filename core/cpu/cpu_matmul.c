@@ -59,8 +59,12 @@ gqe_status cpu_matmul(gqe_tensor *c, const gqe_tensor *a, const gqe_tensor *b,
     int64_t side = by_rows ? M : N;
     int64_t step = want > 1 ? round_up((side + want - 1) / want, TILE_ALIGN) : side;
     int64_t tiles = (side + step - 1) / step;
-    /* One thread: one call, so the shared operand is packed once. */
-    if (tiles < 2 || omp_in_parallel() || omp_get_max_threads() < 2) {
+    /* The tiles depend on the shape alone, never on the thread count, and
+     * each is one single-threaded sgemm (OpenBLAS runs single-threaded inside
+     * a parallel region): OpenBLAS picks other kernels, and so other summation
+     * orders, for other thread counts, and results must not change with
+     * OMP_NUM_THREADS. Even a single tile goes through the region. */
+    if (omp_in_parallel()) {
         gemm_tile(&g, 0, M, 0, N);
         return GQE_OK;
     }
