@@ -117,3 +117,19 @@ void gqe_lua_check_keys(lua_State *L, int idx, const char *what, const char *con
         lua_pop(L, 1);
     }
 }
+
+void gqe_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
+                       lua_CFunction close, lua_CFunction tostring) {
+    if (!luaL_newmetatable(L, mt)) return;   /* already registered */
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "close");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+}

@@ -42,6 +42,12 @@ gqe_tensor *gqe_lua_table_to_tensor(lua_State *L, int idx, gqe_dtype dtype, cons
  * stack slot, so the GC owns it) by a new i32 CPU tensor. */
 gqe_tensor *gqe_lua_check_ids(lua_State *L, int idx, const char *what);
 
+/* Registers the metatable `mt` of a class whose objects are released by
+ * `close` (also __gc, __close and a `:close()` method) and printed by
+ * `tostring`; `methods` become __index. Leaves the metatable on the stack. */
+void gqe_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
+                       lua_CFunction close, lua_CFunction tostring);
+
 /* Every binding file registers its functions into the module table at the
  * top of the stack (the `gqe` C module). */
 void gqe_lua_open_tensor(lua_State *L);   /* lua/l_tensor.c: tensor, zeros, randn, safetensors */

@@ -101,19 +101,10 @@ static int l_tostring(lua_State *L) {
 }
 
 static const luaL_Reg dataset_methods[] = {
-    {"batch", l_batch}, {"vocab", l_vocab}, {"tokens", l_tokens}, {"kind", l_kind}, {"close", l_close}, {NULL, NULL}};
+    {"batch", l_batch}, {"vocab", l_vocab}, {"tokens", l_tokens}, {"kind", l_kind}, {NULL, NULL}};
 
 void gqe_lua_open_data(lua_State *L) {
-    if (luaL_newmetatable(L, DATASET_MT)) {
-        luaL_newlib(L, dataset_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
+    gqe_lua_new_class(L, DATASET_MT, dataset_methods, l_close, l_tostring);
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushcfunction(L, l_open);

@@ -621,18 +621,7 @@ static const luaL_Reg lm_methods[] = {
 
 static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
                       lua_CFunction tostring, lua_CFunction paramset) {
-    luaL_newmetatable(L, mt);
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "close");   /* explicit release of a model's memory */
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, tostring);
-    lua_setfield(L, -2, "__tostring");
+    gqe_lua_new_class(L, mt, methods, gc, tostring);
     lua_pushcfunction(L, paramset);
     lua_setfield(L, -2, "__gqe_paramset");
     lua_pop(L, 1);

@@ -222,7 +222,7 @@ static int m_tostring(lua_State *L) {
 static const luaL_Reg optim_methods[] = {
     {"step", m_step}, {"zero_grad", m_zero_grad}, {"clip", m_clip}, {"lr", m_lr},
     {"set_lr", m_set_lr}, {"step_count", m_step_count}, {"set_step_count", m_set_step_count},
-    {"state", m_state}, {"kind", m_kind}, {"close", m_free}, {NULL, NULL}};
+    {"state", m_state}, {"kind", m_kind}, {NULL, NULL}};
 
 /* ---- schedules ----------------------------------------------------------------- */
 
@@ -283,13 +283,7 @@ static int l_schedule(lua_State *L) {
 static const luaL_Reg optim_funcs[] = {{"AdamW", l_adamw}, {"SGD", l_sgd}, {"schedule", l_schedule}, {NULL, NULL}};
 
 void gqe_lua_open_optim(lua_State *L) {
-    if (luaL_newmetatable(L, OPTIM_MT)) {
-        luaL_newlib(L, optim_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, m_free); lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, m_free); lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, m_tostring); lua_setfield(L, -2, "__tostring");
-    }
+    gqe_lua_new_class(L, OPTIM_MT, optim_methods, m_free, m_tostring);
     lua_pop(L, 1);
     if (luaL_newmetatable(L, SCHEDULE_MT)) {
         luaL_newlib(L, schedule_methods);

@@ -304,14 +304,8 @@ void gqe_lua_open_runlog(lua_State *L) {
         {"log", l_log}, {"head_usage", l_head_usage}, {"eval", l_eval}, {"checkpoint", l_checkpoint},
         {"flush", l_flush}, {"pending", l_pending}, {"end_run", l_end_run}, {"mark_crashed", l_mark_crashed},
         {"bench", l_bench}, {"query", l_query}, {"exec", l_exec}, {"set_timeout", l_set_timeout},
-        {"close", l_close}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {
-        {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
-    if (luaL_newmetatable(L, RUNLOG_MT)) {
-        luaL_setfuncs(L, meta, 0);
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-    }
+        {NULL, NULL}};
+    gqe_lua_new_class(L, RUNLOG_MT, methods, l_close, l_tostring);
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"open", l_open}, {"saved_query", l_saved_query}, {NULL, NULL}};
     luaL_newlib(L, fns);
