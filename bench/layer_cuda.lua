@@ -1,10 +1,14 @@
 -- Whole attention layer forward on the GPU (make bench-cuda, part b): prefill
 -- of dim 1024, N=16, G=8, k=1, head dim 64, projections included, about 64K
 -- tokens per call, GQE against dense GQA. Prints one JSON line per case.
---   build/gqe bench/layer_cuda.lua [S ...]
+--   build/gqe bench/layer_cuda.lua [bf16|fp32] [S ...]
+-- bf16: bf16 input, weights and activations; fp32 honours GQE_CUDA_TF32.
 local gqe = require "gqe"
+local precision = "bf16"
 local sizes = {}
-for i = 1, #arg do sizes[#sizes + 1] = tonumber(arg[i]) end
+for i = 1, #arg do
+  if arg[i] == "bf16" or arg[i] == "fp32" then precision = arg[i] else sizes[#sizes + 1] = tonumber(arg[i]) end
+end
 if #sizes == 0 then sizes = {2048, 8192} end
 
 local function median(t) table.sort(t); return t[(#t + 1) // 2] end
@@ -13,8 +17,8 @@ for _, S in ipairs(sizes) do
   local B = math.max(1, 65536 // S)
   for _, kind in ipairs({"gqe", "gqa"}) do
     local layer = gqe.nn.GQEAttention{dim = 1024, experts = 16, groups = 8, k = 1, head_dim = 64,
-                                      kind = kind, device = "cuda", seed = 1}
-    local x = gqe.randn({B, S, 1024}, {seed = 2, device = "cuda"})
+                                      kind = kind, device = "cuda", seed = 1, precision = precision}
+    local x = gqe.randn({B, S, 1024}, {seed = 2, device = "cuda", dtype = precision == "bf16" and "bf16" or "f32"})
     layer:forward(x); layer:forward(x)
     local times = {}
     for _ = 1, 5 do
@@ -23,8 +27,9 @@ for _, S in ipairs(sizes) do
       y:get(1, 1, 1)                  -- reads back one value: waits for the GPU
       times[#times + 1] = gqe.clock() - t0
     end
-    print(string.format('{"bench": "layer_fwd", "impl": "gqe_c", "kind": "%s", "precision": "f32%s", "S": %d, "B": %d, "ms": %.3f}',
-      kind, os.getenv("GQE_CUDA_TF32") == "1" and "+tf32" or "", S, B, 1e3 * median(times)))
+    print(string.format('{"bench": "layer_fwd", "impl": "gqe_c", "kind": "%s", "precision": "%s", "S": %d, "B": %d, "ms": %.3f}',
+      kind, precision == "bf16" and "bf16" or ("f32" .. (os.getenv("GQE_CUDA_TF32") == "1" and "+tf32" or "")),
+      S, B, 1e3 * median(times)))
     io.stdout:flush()
     layer:close()
   end

@@ -15,12 +15,12 @@ if [[ $only == *a* ]]; then
     build/bench_attention $quick | tee -a "$out"
 fi
 if [[ $only == *b* ]]; then
-    echo "== (b) attention layer forward: ours (f32, TF32 matmuls)" >&2
-    GQE_CUDA_TF32=1 build/gqe bench/layer_cuda.lua 2048 8192 | tee -a "$out"
+    echo "== (b) attention layer forward: ours (bf16)" >&2
+    build/gqe bench/layer_cuda.lua bf16 2048 8192 | tee -a "$out"
 fi
 if [[ $only == *c* ]]; then
-    echo "== (c) training throughput: ours (f32, TF32 matmuls)" >&2
-    GQE_CUDA_TF32=1 build/gqe bench/train_cuda.lua 5 both | tee -a "$out"
+    echo "== (c) training throughput: ours (bf16 mixed precision)" >&2
+    build/gqe bench/train_cuda.lua 10 both bf16 | tee -a "$out"
 fi
 echo "== PyTorch $(python3 -c 'import torch; print(torch.__version__)') on the same GPU" >&2
 python3 bench/torch_baseline.py $quick --only "$only" --out build/bench_torch.jsonl

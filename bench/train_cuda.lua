@@ -2,16 +2,19 @@
 -- the benchmark card (16 layers, dim 1024, N=16, G=8, k=1, head dim 64, MLP
 -- 4096 gelu, vocab 50304, sequence 2048, batch 8, tied embeddings), or its
 -- dense GQA twin, on random tokens. Prints one JSON line per model.
---   build/gqe bench/train_cuda.lua [steps] [gqe|gqa|both]
+--   build/gqe bench/train_cuda.lua [steps] [gqe|gqa|both] [bf16|fp32]
+-- bf16 is mixed precision (f32 master weights); fp32 honours GQE_CUDA_TF32.
 local gqe = require "gqe"
 local steps = tonumber(arg[1]) or 10
 local which = arg[2] or "both"
+local precision = arg[3] or "bf16"
 local B, T, V = 8, 2048, 50304
 
 local function run(kind)
   local lm = gqe.nn.LM{vocab = V, dim = 1024, layers = 16, max_seq = T, attention = kind,
                        experts = 16, groups = 8, k = 1, head_dim = 64, mlp = "gelu",
-                       mlp_hidden = 4096, tied = true, seed = 1, device = "cuda"}
+                       mlp_hidden = 4096, tied = true, seed = 1, device = "cuda",
+                       precision = precision}
   local opt = gqe.optim.AdamW(lm, {lr = 1e-4, betas = {0.9, 0.95}, weight_decay = 0.1})
   local tok, tgt = {}, {}
   for b = 1, B do
@@ -28,6 +31,7 @@ local function run(kind)
     opt:zero_grad()
     return loss
   end
+  if gqe.cuda_memory then gqe.cuda_memory(true) end  -- peak from here: the whole training step
   step(); step()                      -- warm-up: allocations, cuBLAS plans
   local t0 = gqe.clock()
   local loss
@@ -35,10 +39,11 @@ local function run(kind)
   local dt = (gqe.clock() - t0) / steps
   local tps = B * T / dt
   local flops = lm:flops_per_token(T) * tps
-  print(string.format('{"bench": "train", "impl": "gqe_c", "kind": "%s", "precision": "f32%s", '
-    .. '"tokens_per_s": %.0f, "step_ms": %.1f, "tflops": %.1f, "mfu_989": %.4f, "params": %d, "loss": %.4f}',
-    kind, os.getenv("GQE_CUDA_TF32") == "1" and "+tf32" or "", tps, dt * 1e3, flops / 1e12,
-    flops / 989e12, lm:num_params(), loss))
+  local mem = gqe.cuda_memory and gqe.cuda_memory() or {}
+  print(string.format('{"bench": "train", "impl": "gqe_c", "kind": "%s", "precision": "%s", '
+    .. '"tokens_per_s": %.0f, "step_ms": %.1f, "tflops": %.1f, "mfu_989": %.4f, "params": %d, "loss": %.4f, "peak_gib": %.2f}',
+    kind, precision == "bf16" and "bf16" or ("f32" .. (os.getenv("GQE_CUDA_TF32") == "1" and "+tf32" or "")),
+    tps, dt * 1e3, flops / 1e12, flops / 989e12, lm:num_params(), loss, (mem.peak or 0) / 2^30))
   io.stdout:flush()
   lm:close()
 end

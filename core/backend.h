@@ -85,6 +85,11 @@ extern const gqe_backend gqe_cpu_backend;
 extern const gqe_backend gqe_cuda_backend;
 /* True when the CUDA backend is compiled in and a device is present. */
 bool gqe_cuda_available(void);
+/* Device memory held by the caching allocator, in bytes of its size classes:
+ * live blocks now, their peak since the last reset, and all blocks obtained
+ * from cudaMalloc (live plus cached). Zeros without CUDA. */
+typedef struct gqe_memory_stats { size_t in_use, peak, reserved; } gqe_memory_stats;
+void gqe_cuda_memory_stats(gqe_memory_stats *out, bool reset_peak);
 
 const gqe_backend *gqe_backend_for(gqe_device dev);
 

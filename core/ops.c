@@ -3,6 +3,7 @@
  * documented number of dims, leading dims merged into the row dim R), so
  * they index without re-deriving layouts. No numerics in this file. */
 #include "backend.h"
+#include "profile.h"
 #include <stdio.h>
 
 const gqe_backend *gqe_backend_for(gqe_device dev) {
@@ -69,6 +70,8 @@ static gqe_status one_device(const char *op, int n, const gqe_tensor *const *ts)
 #define REQUIRE(cond, ...) do { if (!(cond)) return gqe_fail(GQE_ERR_SHAPE, __VA_ARGS__); } while (0)
 #define DISPATCH(dev, fn, ...) do { const gqe_backend *be_ = gqe_backend_for(dev); \
     if (!be_->fn) return gqe_fail(GQE_ERR_DEVICE, "op %s is not available on %s", OP, be_->name); \
+    if (gqe_profile_enabled()) { double t0_ = gqe_profile_begin(be_); gqe_status s_ = be_->fn(__VA_ARGS__); \
+        gqe_profile_end(be_, OP, t0_); return s_; } \
     return be_->fn(__VA_ARGS__); } while (0)
 
 /* ---- elementwise and reductions ---------------------------------------- */

@@ -17,6 +17,13 @@ namespace {
 std::mutex g_mem_lock;
 std::unordered_map<void *, size_t> g_live;               /* pointer -> class bytes */
 std::unordered_map<size_t, std::vector<void *>> g_free;   /* class bytes -> blocks */
+size_t g_in_use, g_peak, g_reserved;                      /* bytes, in size classes */
+
+void note_live_locked(void *p, size_t cls) {
+    g_live[p] = cls;
+    g_in_use += cls;
+    if (g_in_use > g_peak) g_peak = g_in_use;
+}
 
 size_t size_class(size_t n) {
     if (n <= 512) return 512;
@@ -32,7 +39,7 @@ size_t size_class(size_t n) {
 
 void free_cached_locked(void) {
     for (auto &kv : g_free)
-        for (void *p : kv.second) cudaFree(p);
+        for (void *p : kv.second) { cudaFree(p); g_reserved -= kv.first; }
     g_free.clear();
 }
 } // namespace
@@ -44,7 +51,7 @@ static gqe_status cu_alloc(void **ptr, size_t nbytes) {
     if (it != g_free.end() && !it->second.empty()) {
         *ptr = it->second.back();
         it->second.pop_back();
-        g_live[*ptr] = cls;
+        note_live_locked(*ptr, cls);
         return GQE_OK;
     }
     void *p = NULL;
@@ -60,7 +67,8 @@ static gqe_status cu_alloc(void **ptr, size_t nbytes) {
         return gqe_fail(e == cudaErrorMemoryAllocation ? GQE_ERR_NOMEM : GQE_ERR_DEVICE,
                         "cudaMalloc(%zu bytes) failed: %s", cls, cudaGetErrorString(e));
     }
-    g_live[p] = cls;
+    g_reserved += cls;
+    note_live_locked(p, cls);
     *ptr = p;
     return GQE_OK;
 }
@@ -71,7 +79,16 @@ static void cu_release(void *ptr) {
     auto it = g_live.find(ptr);
     if (it == g_live.end()) return;   /* not ours: never hand foreign memory to cudaFree */
     g_free[it->second].push_back(ptr);
+    g_in_use -= it->second;
     g_live.erase(it);
+}
+
+void gqe_cuda_memory_stats(gqe_memory_stats *out, bool reset_peak) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    out->in_use = g_in_use;
+    out->peak = g_peak;
+    out->reserved = g_reserved;
+    if (reset_peak) g_peak = g_in_use;
 }
 
 gqe_status gqe_cuda_scratch(void **p, size_t nbytes) { return cu_alloc(p, nbytes); }

@@ -182,7 +182,7 @@ static void push_params_views(lua_State *L, gqe_paramset *ps) {
 
 static const char *const ATTN_KEYS[] = {
     "balance_gamma", "causal", "device", "dim", "experts", "groups", "head_dim", "init_std",
-    "k", "kind", "rope", "rope_theta", "router", "seed", "variant", NULL};
+    "k", "kind", "precision", "rope", "rope_theta", "router", "seed", "variant", NULL};
 
 static l_attn *check_attn(lua_State *L, int idx) {
     l_attn *u = luaL_checkudata(L, idx, ATTN_MT);
@@ -204,6 +204,7 @@ static int attn_new(lua_State *L) {
     c.causal = gqe_lua_opt_bool(L, 1, what, "causal", c.causal);
     float std = (float)gqe_lua_opt_num(L, 1, what, "init_std", 0.02);
     gqe_device dev = read_device(L, 1, what);
+    const char *precision = gqe_lua_opt_str(L, 1, what, "precision", "fp32");
     GQE_LUA_CHECK(L, what, gqe_attn_config_validate(&c));
 
     l_attn *u = lua_newuserdatauv(L, sizeof *u, 0);
@@ -215,6 +216,7 @@ static int attn_new(lua_State *L) {
     GQE_LUA_CHECK(L, what, gqe_attn_create(&u->a, &c, &u->ps, ""));
     GQE_LUA_CHECK(L, what, gqe_paramset_alloc(&u->ps, dev));
     GQE_LUA_CHECK(L, what, gqe_attn_init_weights(u->a, c.seed, 0, std, std));
+    GQE_LUA_CHECK(L, "GQEAttention.precision", gqe_paramset_set_precision(&u->ps, precision));
     return 1;
 }
 
@@ -239,7 +241,9 @@ static int attn_forward(lua_State *L) {
                           gqe_tensor_shape_str(x, b, sizeof b));
     }
     gqe_tensor xin, tok = {0};
-    GQE_LUA_CHECK(L, "GQEAttention:forward", to_device(&xin, x, u->device, GQE_F32));
+    /* In mixed precision the layer reads bf16 activations and weights. */
+    GQE_LUA_CHECK(L, "GQEAttention:forward", gqe_paramset_refresh_compute(&u->ps));
+    GQE_LUA_CHECK(L, "GQEAttention:forward", to_device(&xin, x, u->device, gqe_paramset_compute_dtype(&u->ps)));
     gqe_tensor_free(&u->x);
     u->x = xin;
     gqe_tensor_free(&u->tokens);
@@ -329,6 +333,7 @@ static int attn_config(lua_State *L) {
     set_int(L, "seed", (lua_Integer)c->seed);
     set_num(L, "init_std", u->init_std);
     set_str(L, "device", gqe_device_name(u->device));
+    set_str(L, "precision", gqe_paramset_precision(&u->ps));
     return 1;
 }
 static int attn_parameters(lua_State *L) { push_params_views(L, &check_attn(L, 1)->ps); return 2; }
@@ -361,7 +366,7 @@ static const luaL_Reg attn_methods[] = {
 
 static const char *const LM_KEYS[] = {
     "attention", "balance_gamma", "device", "dim", "experts", "groups", "head_dim", "init_std",
-    "k", "layers", "max_seq", "mlp", "mlp_hidden", "norm_eps", "rope", "rope_theta", "router",
+    "k", "layers", "max_seq", "mlp", "mlp_hidden", "norm_eps", "precision", "rope", "rope_theta", "router",
     "seed", "tied", "variant", "vocab", NULL};
 
 static l_lm *check_lm(lua_State *L, int idx) {
@@ -399,12 +404,14 @@ static int lm_new(lua_State *L) {
     c.init_std = (float)gqe_lua_opt_num(L, 1, what, "init_std", c.init_std);
     c.seed = (uint64_t)gqe_lua_opt_int(L, 1, what, "seed", (lua_Integer)c.seed);
     gqe_device dev = read_device(L, 1, what);
+    const char *precision = gqe_lua_opt_str(L, 1, what, "precision", "fp32");
     GQE_LUA_CHECK(L, what, gqe_lm_config_validate(&c));
 
     l_lm *u = lua_newuserdatauv(L, sizeof *u, 0);
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, LM_MT);
     GQE_LUA_CHECK(L, what, gqe_lm_create(&u->lm, &c, dev));
+    GQE_LUA_CHECK(L, "LM.precision", gqe_lm_set_precision(u->lm, precision));
     return 1;
 }
 
@@ -595,15 +602,16 @@ static int lm_config(lua_State *L) {
     set_num(L, "init_std", c->init_std);
     set_int(L, "seed", (lua_Integer)c->seed);
     set_str(L, "device", gqe_device_name(lm_dev(u)));
+    set_str(L, "precision", gqe_lm_precision(u->lm));
     return 1;
 }
 static int lm_tostring(lua_State *L) {
     l_lm *u = luaL_checkudata(L, 1, LM_MT);
     if (!u->lm) { lua_pushstring(L, "gqe.nn.LM (closed)"); return 1; }
     const gqe_lm_config *c = gqe_lm_get_config(u->lm);
-    lua_pushfstring(L, "gqe.nn.LM{vocab=%d, dim=%d, layers=%d, attention=%s} %d params %s", (int)c->vocab,
+    lua_pushfstring(L, "gqe.nn.LM{vocab=%d, dim=%d, layers=%d, attention=%s} %d params %s %s", (int)c->vocab,
                     (int)c->dim, (int)c->layers, gqe_attn_kind_name(c->attn.kind),
-                    (int)gqe_lm_num_params(u->lm), gqe_device_name(lm_dev(u)));
+                    (int)gqe_lm_num_params(u->lm), gqe_device_name(lm_dev(u)), gqe_lm_precision(u->lm));
     return 1;
 }
 static int lm_paramset(lua_State *L) {

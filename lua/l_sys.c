@@ -25,6 +25,20 @@ static int l_clock(lua_State *L) { lua_pushnumber(L, now()); return 1; }
 static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 static int l_cuda_available(lua_State *L) { lua_pushboolean(L, gqe_cuda_available()); return 1; }
 
+/* gqe.cuda_memory([reset_peak]) -> {in_use, peak, reserved} in bytes. */
+static int l_cuda_memory(lua_State *L) {
+    gqe_memory_stats m;
+    gqe_cuda_memory_stats(&m, lua_toboolean(L, 1));
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)m.in_use);
+    lua_setfield(L, -2, "in_use");
+    lua_pushinteger(L, (lua_Integer)m.peak);
+    lua_setfield(L, -2, "peak");
+    lua_pushinteger(L, (lua_Integer)m.reserved);
+    lua_setfield(L, -2, "reserved");
+    return 1;
+}
+
 static int l_hostname(lua_State *L) {
     char buf[256];
     if (gethostname(buf, sizeof buf) != 0) strcpy(buf, "unknown");
@@ -223,6 +237,7 @@ static int l_kill(lua_State *L) {
 
 static const luaL_Reg sys_funcs[] = {
     {"clock", l_clock}, {"hostname", l_hostname}, {"pid", l_pid}, {"cuda_available", l_cuda_available},
+    {"cuda_memory", l_cuda_memory},
     {"signals_install", l_signals_install}, {"signals_reset", l_signals_reset},
     {"interrupted", l_interrupted}, {"git_commit", l_git_commit}, {"sgemm_bench", l_sgemm_bench},
     {"wait", l_wait}, {"kill", l_kill}, {"sleep", l_sleep}, {"getenv", l_getenv},

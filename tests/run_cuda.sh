@@ -8,11 +8,14 @@ GPU_TESTS=(
     "env GQE_TEST_DEVICE=cuda build/tests/test_golden"
     "build/gqe tests/gpu/train_parity.lua 200 gqe softmax data/brown.txt 3e-4"
     "build/gqe tests/gpu/train_parity.lua 200 gqa softmax data/brown.txt 1e-3"
+    "build/gqe tests/gpu/train_bf16.lua 200 gqe data/brown.txt 1e-3"
+    "build/gqe tests/gpu/train_bf16.lua 200 gqa data/brown.txt 1e-3"
 )
 # Binaries that also run under compute-sanitizer memcheck, with their
 # small-size flag (keeps the instrumented run short):
 SANITIZE_TESTS=(
     "build/tests/test_cuda_ops --small"
+    "build/gqe tests/gpu/train_bf16.lua 3 gqe"
 )
 set -u
 cd "$(dirname "$0")/.."

@@ -25,13 +25,16 @@ gqe_tensor gqe_arena_take(gqe_arena *a, gqe_dtype dtype, int64_t d0, int64_t d1,
     int nd = d3 ? 4 : d2 ? 3 : d1 ? 2 : 1;
     size_t n = 1;
     for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+    /* The buffer counts 4-byte units: bf16 blocks take half as many. */
+    size_t units = gqe_dtype_size(dtype) == 2 ? (n + 1) / 2 : n;
     size_t off = a->used;
-    a->used += (n + 63) & ~(size_t)63;
+    a->used += (units + 63) & ~(size_t)63;
     gqe_tensor t;
     memset(&t, 0, sizeof t);
     if (a->counting) return t;
     t = gqe_tensor_view(&a->buf, off, nd, shape);
-    t.dtype = dtype; /* f32 and i32 share the 4-byte element width */
+    t.dtype = dtype;
+    if (gqe_dtype_size(dtype) == 2) t.offset *= 2;   /* offsets count elements */
     return t;
 }
 

@@ -30,15 +30,16 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
 
     char name[160];
     gqe_status st = GQE_OK;
-#define ADD(suffix, r, c, role, val, grad) do { if (st == GQE_OK) { \
+#define ADD(suffix, r, c, role, val, grad, comp) do { if (st == GQE_OK) { \
         int64_t shp[2] = {(r), (c)}; snprintf(name, sizeof name, "%s%s", prefix, suffix); \
-        st = gqe_paramset_add(ps, name, 2, shp, role, val, grad); } } while (0)
-    ADD("q_proj.weight", a->N * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wq, &a->dwq);
-    ADD("k_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wk, &a->dwk);
-    ADD("v_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wv, &a->dwv);
-    if (a->has_router) ADD("router.weight", a->G * a->M, a->d, GQE_PARAM_ROUTER, &a->wr, &a->dwr);
-    if (attn_is_gqe(a) && cfg.variant == GQE_VARIANT_GQE) ADD("q_shared.weight", a->dh, a->d, GQE_PARAM_WEIGHT, &a->wqs, &a->dwqs);
-    ADD("o_proj.weight", a->d, a->S * a->dh, GQE_PARAM_WEIGHT, &a->wo, &a->dwo);
+        st = gqe_paramset_add(ps, name, 2, shp, role, val, grad, comp); } } while (0)
+    ADD("q_proj.weight", a->N * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wq, &a->dwq, &a->cwq);
+    ADD("k_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wk, &a->dwk, &a->cwk);
+    ADD("v_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wv, &a->dwv, &a->cwv);
+    if (a->has_router) ADD("router.weight", a->G * a->M, a->d, GQE_PARAM_ROUTER, &a->wr, &a->dwr, &a->cwr);
+    if (attn_is_gqe(a) && cfg.variant == GQE_VARIANT_GQE)
+        ADD("q_shared.weight", a->dh, a->d, GQE_PARAM_WEIGHT, &a->wqs, &a->dwqs, &a->cwqs);
+    ADD("o_proj.weight", a->d, a->S * a->dh, GQE_PARAM_WEIGHT, &a->wo, &a->dwo, &a->cwo);
 #undef ADD
     if (st != GQE_OK) { gqe_attn_destroy(a); return st; }
     *out = a;
@@ -72,53 +73,56 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
 static void plan(gqe_attn *a, int64_t B, int64_t T) {
     gqe_arena *ar = &a->arena;
     int64_t R = B * T, G = a->G, M = a->M, k = a->k, dh = a->dh;
-    a->x = gqe_arena_take(ar, GQE_F32, R, a->d, 0, 0);
-    a->q = gqe_arena_take(ar, GQE_F32, R, a->N * dh, 0, 0);
-    a->kk = gqe_arena_take(ar, GQE_F32, R, G * dh, 0, 0);
-    a->v = gqe_arena_take(ar, GQE_F32, R, G * dh, 0, 0);
-    a->o = gqe_arena_take(ar, GQE_F32, R, a->SK * dh, 0, 0);
+    gqe_dtype C = a->cdt;   /* matmul operands and attention tensors */
+    a->x = gqe_arena_take(ar, C, R, a->d, 0, 0);
+    a->q = gqe_arena_take(ar, C, R, a->N * dh, 0, 0);
+    a->kk = gqe_arena_take(ar, C, R, G * dh, 0, 0);
+    a->v = gqe_arena_take(ar, C, R, G * dh, 0, 0);
+    a->o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
     a->lse = gqe_arena_take(ar, GQE_F32, B, a->SK, T, 0);
-    a->dcat = gqe_arena_take(ar, GQE_F32, R, a->S * dh, 0, 0);
-    a->dq = gqe_arena_take(ar, GQE_F32, R, a->N * dh, 0, 0);
-    a->dk = gqe_arena_take(ar, GQE_F32, R, G * dh, 0, 0);
-    a->dv = gqe_arena_take(ar, GQE_F32, R, G * dh, 0, 0);
+    a->dcat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
+    a->dq = gqe_arena_take(ar, C, R, a->N * dh, 0, 0);
+    a->dk = gqe_arena_take(ar, C, R, G * dh, 0, 0);
+    a->dv = gqe_arena_take(ar, C, R, G * dh, 0, 0);
     a->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
     if (!attn_is_gqe(a)) return;
     a->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
     a->probs = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
     a->idx = gqe_arena_take(ar, GQE_I32, R, G, k, 0);
     a->topv = gqe_arena_take(ar, GQE_F32, R, G, k, 0);
-    a->slots = gqe_arena_take(ar, GQE_F32, R, a->SK * dh, 0, 0);
-    a->dslots = gqe_arena_take(ar, GQE_F32, R, a->SK * dh, 0, 0);
+    a->slots = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
+    a->dslots = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
     a->dp = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
     a->dprobs = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
-    a->dlogits = gqe_arena_take(ar, GQE_F32, R, G * M, 0, 0);
+    a->dlogits = gqe_arena_take(ar, C, R, G * M, 0, 0);
     a->counts = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     a->psum = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     a->coef = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) {
-        a->scaled = gqe_arena_take(ar, GQE_F32, R, a->SK * dh, 0, 0);
-        a->d_o = gqe_arena_take(ar, GQE_F32, R, a->SK * dh, 0, 0);
+        a->scaled = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
+        a->d_o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
     }
     if (a->cfg.variant == GQE_VARIANT_GQE) {
-        a->cat = gqe_arena_take(ar, GQE_F32, R, a->S * dh, 0, 0);
-        a->d_o = gqe_arena_take(ar, GQE_F32, R, a->SK * dh, 0, 0);
+        a->cat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
+        a->d_o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
         a->w = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
-        a->mix = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
-        a->qs = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
-        a->kbar = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
-        a->vbar = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
-        a->os = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
+        a->mix = gqe_arena_take(ar, C, R, dh, 0, 0);
+        a->qs = gqe_arena_take(ar, C, R, dh, 0, 0);
+        a->kbar = gqe_arena_take(ar, C, R, dh, 0, 0);
+        a->vbar = gqe_arena_take(ar, C, R, dh, 0, 0);
+        a->os = gqe_arena_take(ar, C, R, dh, 0, 0);
         a->lse_s = gqe_arena_take(ar, GQE_F32, B, 1, T, 0);
-        a->dqs = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
-        a->dkbar = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
-        a->dvbar = gqe_arena_take(ar, GQE_F32, R, dh, 0, 0);
+        a->dqs = gqe_arena_take(ar, C, R, dh, 0, 0);
+        a->dkbar = gqe_arena_take(ar, C, R, dh, 0, 0);
+        a->dvbar = gqe_arena_take(ar, C, R, dh, 0, 0);
     }
 }
 
 static gqe_status ensure_shape(gqe_attn *a, int64_t B, int64_t T) {
     gqe_device dev = a->wq.device;
-    if (a->arena.buf.storage && a->B == B && a->T == T && a->arena.device == dev) return GQE_OK;
+    gqe_dtype cdt = a->cwq.storage ? a->cwq.dtype : GQE_F32;
+    if (a->arena.buf.storage && a->B == B && a->T == T && a->arena.device == dev && a->cdt == cdt) return GQE_OK;
+    a->cdt = cdt;
     gqe_arena_begin(&a->arena, dev);
     plan(a, B, T);
     GQE_TRY(gqe_arena_commit(&a->arena));
@@ -148,7 +152,7 @@ gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tenso
     case GQE_ROUTER_SIGMOID:
     case GQE_ROUTER_BALANCED: {
         gqe_tensor lg = view2(logits, R, G * M);
-        GQE_TRY(gqe_attn_linear(&lg, x, &a->wr));
+        GQE_TRY(gqe_attn_linear(&lg, x, &a->cwr));
         gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
         const gqe_tensor *bias = NULL;
         if (a->cfg.router == GQE_ROUTER_BALANCED) {
@@ -200,9 +204,9 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     }
     float scale = 1.0f / sqrtf((float)dh);
     gqe_tensor y2 = view2(y, R, a->d);
-    GQE_TRY(gqe_attn_linear(&a->q, &a->x, &a->wq));
-    GQE_TRY(gqe_attn_linear(&a->kk, &a->x, &a->wk));
-    GQE_TRY(gqe_attn_linear(&a->v, &a->x, &a->wv));
+    GQE_TRY(gqe_attn_linear(&a->q, &a->x, &a->cwq));
+    GQE_TRY(gqe_attn_linear(&a->kk, &a->x, &a->cwk));
+    GQE_TRY(gqe_attn_linear(&a->v, &a->x, &a->cwv));
     gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
     if (a->cfg.rope) {
         GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, 0));
@@ -211,7 +215,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     if (!attn_is_gqe(a)) {
         gqe_tensor o4 = view4(&a->o, B, T, a->N, dh);
         GQE_TRY(gqe_attention_forward(&o4, &a->lse, &q4, &k4, &v4, a->cfg.causal, scale));
-        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->cwo));
         a->aux = 0;
         a->have_forward = true;
         return GQE_OK;
@@ -224,12 +228,12 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     gqe_tensor o3 = view3(&a->o, R, a->SK, dh), p2 = view2(&a->topv, R, a->SK);
     switch (a->cfg.variant) {
     case GQE_VARIANT_HARD_CONCAT:
-        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->cwo));
         break;
     case GQE_VARIANT_WEIGHTED_CONCAT: {
         gqe_tensor sc3 = view3(&a->scaled, R, a->SK, dh);
         GQE_TRY(gqe_slot_scale_forward(&sc3, &o3, &p2));
-        GQE_TRY(gqe_attn_linear(&y2, &a->scaled, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->scaled, &a->cwo));
         break;
     }
     case GQE_VARIANT_GQE: {
@@ -238,7 +242,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         GQE_TRY(gqe_slot_mix_forward(&a->mix, &a->w, &o3, &p2, SLOT_EPS));
         GQE_TRY(gqe_copy_cols(&a->cat, w_a, &a->mix, 0, dh, false));
         /* Shared head: one query over the group means of K and V (after RoPE). */
-        GQE_TRY(gqe_attn_linear(&a->qs, &a->x, &a->wqs));
+        GQE_TRY(gqe_attn_linear(&a->qs, &a->x, &a->cwqs));
         gqe_tensor qs4 = view4(&a->qs, B, T, 1, dh), kb4 = view4(&a->kbar, B, T, 1, dh), vb4 = view4(&a->vbar, B, T, 1, dh);
         if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&qs4, a->cfg.rope_theta, 0));
         gqe_tensor k3 = view3(&a->kk, R, G, dh), v3 = view3(&a->v, R, G, dh);
@@ -248,7 +252,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         gqe_tensor os4 = view4(&a->os, B, T, 1, dh);
         GQE_TRY(gqe_attention_forward(&os4, &a->lse_s, &qs4, &kb4, &vb4, a->cfg.causal, scale));
         GQE_TRY(gqe_copy_cols(&a->cat, w_a + dh, &a->os, 0, dh, false));
-        GQE_TRY(gqe_attn_linear(&y2, &a->cat, &a->wo));
+        GQE_TRY(gqe_attn_linear(&y2, &a->cat, &a->cwo));
         break;
     }
     }
@@ -274,7 +278,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     GQE_TRY(gqe_fill(&a->dq, 0.0f));
 
     if (!attn_is_gqe(a)) {
-        GQE_TRY(gqe_matmul(&dcat, &dy2, &a->wo, false, false, 1.0f, 0.0f));
+        GQE_TRY(gqe_matmul(&dcat, &dy2, &a->cwo, false, false, 1.0f, 0.0f));
         GQE_TRY(gqe_matmul(&a->dwo, &dy2, &a->o, true, false, 1.0f, 1.0f));
         gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), o4 = view4(&a->o, B, T, a->N, dh);
         gqe_tensor dq4 = view4(&a->dq, B, T, a->N, dh), do4 = view4(&a->dcat, B, T, a->N, dh);
@@ -282,7 +286,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     } else {
         const gqe_tensor *cat_in = a->cfg.variant == GQE_VARIANT_GQE ? &a->cat
                                  : a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT ? &a->scaled : &a->o;
-        GQE_TRY(gqe_matmul(&dcat, &dy2, &a->wo, false, false, 1.0f, 0.0f));
+        GQE_TRY(gqe_matmul(&dcat, &dy2, &a->cwo, false, false, 1.0f, 0.0f));
         GQE_TRY(gqe_matmul(&a->dwo, &dy2, cat_in, true, false, 1.0f, 1.0f));
         gqe_tensor o3 = view3(&a->o, R, a->SK, dh), p2 = view2(&a->topv, R, a->SK);
         gqe_tensor dp2 = view2(&a->dp, R, a->SK);
@@ -311,7 +315,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
             gqe_tensor dqs4 = view4(&a->dqs, B, T, 1, dh), dkb4 = view4(&a->dkbar, B, T, 1, dh), dvb4 = view4(&a->dvbar, B, T, 1, dh);
             GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &a->lse_s, a->cfg.causal, scale));
             if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
-            GQE_TRY(linear_backward(&dx2, &a->dwqs, &a->dqs, &a->x, &a->wqs));
+            GQE_TRY(linear_backward(&dx2, &a->dwqs, &a->dqs, &a->x, &a->cwqs));
             gqe_tensor dk3 = view3(&a->dk, R, G, dh), dv3 = view3(&a->dv, R, G, dh);
             gqe_tensor dkb3 = view3(&a->dkbar, R, 1, dh), dvb3 = view3(&a->dvbar, R, 1, dh);
             GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
@@ -346,7 +350,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
             GQE_TRY(gqe_fill(&a->dlogits, 0.0f));
             gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
             GQE_TRY(gqe_router_score_backward(&dl3, &a->probs, &a->dprobs, fn));
-            GQE_TRY(linear_backward(&dx2, &a->dwr, &a->dlogits, &a->x, &a->wr));
+            GQE_TRY(linear_backward(&dx2, &a->dwr, &a->dlogits, &a->x, &a->cwr));
         }
     }
     if (a->cfg.rope) {
@@ -354,9 +358,9 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
         GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
     }
-    GQE_TRY(linear_backward(&dx2, &a->dwq, &a->dq, &a->x, &a->wq));
-    GQE_TRY(linear_backward(&dx2, &a->dwk, &a->dk, &a->x, &a->wk));
-    GQE_TRY(linear_backward(&dx2, &a->dwv, &a->dv, &a->x, &a->wv));
+    GQE_TRY(linear_backward(&dx2, &a->dwq, &a->dq, &a->x, &a->cwq));
+    GQE_TRY(linear_backward(&dx2, &a->dwk, &a->dk, &a->x, &a->cwk));
+    GQE_TRY(linear_backward(&dx2, &a->dwv, &a->dv, &a->x, &a->cwv));
     return GQE_OK;
 }
 

@@ -14,6 +14,10 @@ struct gqe_attn {
     bool has_router;                    /* router.weight exists */
     gqe_tensor wq, wk, wv, wr, wqs, wo;
     gqe_tensor dwq, dwk, dwv, dwr, dwqs, dwo;
+    /* what the matmuls read: the weights, or their bf16 copies in mixed
+     * precision; activations then take the same dtype (cdt) */
+    gqe_tensor cwq, cwk, cwv, cwr, cwqs, cwo;
+    gqe_dtype cdt;
     gqe_tensor bias;                    /* balanced router, (G, M) */
     uint64_t route_calls;               /* stream of the random router */
 

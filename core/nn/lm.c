@@ -83,27 +83,27 @@ gqe_status gqe_lm_create(gqe_lm **out, const gqe_lm_config *cfg_in, gqe_device d
     gqe_status st = GQE_OK;
     char name[128];
     int64_t d = cfg.dim;
-#define ADD(nm, role, v, g, ...) do { if (st == GQE_OK) { int64_t shp[] = {__VA_ARGS__}; \
-        st = gqe_paramset_add(&lm->ps, nm, (int)(sizeof shp / sizeof *shp), shp, role, v, g); } } while (0)
-    ADD("tok_emb.weight", GQE_PARAM_EMBEDDING, &lm->wte, &lm->dwte, cfg.vocab, d);
+#define ADD(nm, role, v, g, c, ...) do { if (st == GQE_OK) { int64_t shp[] = {__VA_ARGS__}; \
+        st = gqe_paramset_add(&lm->ps, nm, (int)(sizeof shp / sizeof *shp), shp, role, v, g, c); } } while (0)
+    ADD("tok_emb.weight", GQE_PARAM_EMBEDDING, &lm->wte, &lm->dwte, &lm->cwte, cfg.vocab, d);
     for (int64_t l = 0; l < cfg.layers && st == GQE_OK; l++) {
         block *b = &lm->blocks[l];
         snprintf(name, sizeof name, "blocks.%lld.attn_norm.weight", (long long)l);
-        ADD(name, GQE_PARAM_NORM, &b->norm1, &b->dnorm1, d);
+        ADD(name, GQE_PARAM_NORM, &b->norm1, &b->dnorm1, NULL, d);
         snprintf(name, sizeof name, "blocks.%lld.attn.", (long long)l);
         if (st == GQE_OK) st = gqe_attn_create(&b->attn, &cfg.attn, &lm->ps, name);
         snprintf(name, sizeof name, "blocks.%lld.mlp_norm.weight", (long long)l);
-        ADD(name, GQE_PARAM_NORM, &b->norm2, &b->dnorm2, d);
+        ADD(name, GQE_PARAM_NORM, &b->norm2, &b->dnorm2, NULL, d);
         snprintf(name, sizeof name, cfg.mlp == GQE_MLP_SWIGLU ? "blocks.%lld.mlp.gate_up.weight" : "blocks.%lld.mlp.fc_in.weight", (long long)l);
-        ADD(name, GQE_PARAM_WEIGHT, &b->fc_in, &b->dfc_in, lm->pre_width, d);
+        ADD(name, GQE_PARAM_WEIGHT, &b->fc_in, &b->dfc_in, &b->cfc_in, lm->pre_width, d);
         snprintf(name, sizeof name, "blocks.%lld.mlp.fc_out.weight", (long long)l);
-        ADD(name, GQE_PARAM_WEIGHT, &b->fc_out, &b->dfc_out, d, lm->H);
+        ADD(name, GQE_PARAM_WEIGHT, &b->fc_out, &b->dfc_out, &b->cfc_out, d, lm->H);
     }
-    ADD("norm.weight", GQE_PARAM_NORM, &lm->normf, &lm->dnormf, d);
-    if (!cfg.tied) ADD("lm_head.weight", GQE_PARAM_WEIGHT, &lm->head, &lm->dhead, cfg.vocab, d);
+    ADD("norm.weight", GQE_PARAM_NORM, &lm->normf, &lm->dnormf, NULL, d);
+    if (!cfg.tied) ADD("lm_head.weight", GQE_PARAM_WEIGHT, &lm->head, &lm->dhead, &lm->chead, cfg.vocab, d);
 #undef ADD
     if (st == GQE_OK) st = gqe_paramset_alloc(&lm->ps, dev);
-    if (st == GQE_OK && cfg.tied) { lm->head = lm->wte; lm->dhead = lm->dwte; }
+    if (st == GQE_OK && cfg.tied) { lm->head = lm->wte; lm->dhead = lm->dwte; lm->chead = lm->cwte; }
     if (st == GQE_OK) st = init_weights(lm);
     if (st != GQE_OK) { gqe_lm_destroy(lm); return st; }
     *out = lm;
@@ -122,6 +122,9 @@ void gqe_lm_destroy(gqe_lm *lm) {
     free(lm);
 }
 
+gqe_status gqe_lm_set_precision(gqe_lm *lm, const char *precision) { return gqe_paramset_set_precision(&lm->ps, precision); }
+const char *gqe_lm_precision(const gqe_lm *lm) { return gqe_paramset_precision(&lm->ps); }
+
 const gqe_lm_config *gqe_lm_get_config(const gqe_lm *lm) { return &lm->cfg; }
 gqe_paramset *gqe_lm_params(gqe_lm *lm) { return &lm->ps; }
 int64_t gqe_lm_num_params(const gqe_lm *lm) {
@@ -139,32 +142,37 @@ float gqe_lm_ce_loss(const gqe_lm *lm) { return lm->ce; }
 static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     gqe_arena *a = &lm->arena;
     int64_t R = B * T, d = lm->cfg.dim;
+    /* Matmul operands take the compute dtype; the residual stream, norms'
+     * statistics and the gradients that accumulate stay f32. */
+    gqe_dtype C = lm->cdt;
     lm->tokens = gqe_arena_take(a, GQE_I32, B, T, 0, 0);
     lm->targets = gqe_arena_take(a, GQE_I32, B, T, 0, 0);
     for (int64_t l = 0; l <= lm->cfg.layers; l++) lm->h[l] = gqe_arena_take(a, GQE_F32, B, T, d, 0);
     for (int64_t l = 0; l < lm->cfg.layers; l++) {
         block *b = &lm->blocks[l];
-        b->n1 = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+        b->n1 = gqe_arena_take(a, C, B, T, d, 0);
         b->rstd1 = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
         b->h_mid = gqe_arena_take(a, GQE_F32, R, d, 0, 0);
-        b->n2 = gqe_arena_take(a, GQE_F32, R, d, 0, 0);
+        b->n2 = gqe_arena_take(a, C, R, d, 0, 0);
         b->rstd2 = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
-        b->pre = gqe_arena_take(a, GQE_F32, R, lm->pre_width, 0, 0);
-        b->act = gqe_arena_take(a, GQE_F32, R, lm->H, 0, 0);
+        b->pre = gqe_arena_take(a, C, R, lm->pre_width, 0, 0);
+        b->act = gqe_arena_take(a, C, R, lm->H, 0, 0);
     }
     lm->y = gqe_arena_take(a, GQE_F32, B, T, d, 0);
-    lm->nf = gqe_arena_take(a, GQE_F32, R, d, 0, 0);
+    lm->nf = gqe_arena_take(a, C, R, d, 0, 0);
     lm->rstd_f = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
-    lm->logits = gqe_arena_take(a, GQE_F32, B, T, lm->cfg.vocab, 0);
+    lm->logits = gqe_arena_take(a, C, B, T, lm->cfg.vocab, 0);
     lm->losses = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
     lm->dh = gqe_arena_take(a, GQE_F32, B, T, d, 0);
     lm->dn = gqe_arena_take(a, GQE_F32, B, T, d, 0);
-    lm->dact = gqe_arena_take(a, GQE_F32, R, lm->H, 0, 0);
-    lm->dpre = gqe_arena_take(a, GQE_F32, R, lm->pre_width, 0, 0);
+    lm->dact = gqe_arena_take(a, C, R, lm->H, 0, 0);
+    lm->dpre = gqe_arena_take(a, C, R, lm->pre_width, 0, 0);
 }
 
 static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
-    if (lm->arena.buf.storage && lm->B == B && lm->T == T) return GQE_OK;
+    gqe_dtype cdt = gqe_paramset_compute_dtype(&lm->ps);
+    if (lm->arena.buf.storage && lm->B == B && lm->T == T && lm->cdt == cdt) return GQE_OK;
+    lm->cdt = cdt;
     gqe_arena_begin(&lm->arena, lm->dev);
     plan(lm, B, T);
     GQE_TRY(gqe_arena_commit(&lm->arena));
@@ -180,10 +188,10 @@ static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
 
 static gqe_status mlp_forward(gqe_lm *lm, block *b, gqe_tensor *out, int64_t R) {
     gqe_tensor out2 = lm_rows(out, R);
-    GQE_TRY(gqe_matmul(&b->pre, &b->n2, &b->fc_in, false, true, 1.0f, 0.0f));
+    GQE_TRY(gqe_matmul(&b->pre, &b->n2, &b->cfc_in, false, true, 1.0f, 0.0f));
     if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_forward(&b->act, &b->pre));
     else GQE_TRY(gqe_gelu_forward(&b->act, &b->pre));
-    return gqe_matmul(&out2, &b->act, &b->fc_out, false, true, 1.0f, 0.0f);
+    return gqe_matmul(&out2, &b->act, &b->cfc_out, false, true, 1.0f, 0.0f);
 }
 
 gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, int64_t T) {
@@ -206,6 +214,7 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     if (targets) GQE_TRY(gqe_lm_check_ids(targets, "targets", B, T));
     GQE_TRY(ensure_shape(lm, B, T));
     lm->have_forward = false;
+    GQE_TRY(gqe_paramset_refresh_compute(&lm->ps));
     GQE_TRY(gqe_tensor_copy(&lm->tokens, tokens));
     /* Range-check the ids on the host: an out-of-range id would read outside the table. */
     GQE_TRY(gqe_tensor_copy(&(gqe_tensor){.dtype = GQE_I32, .device = GQE_CPU, .ndim = 1, .shape = {R, 1, 1, 1},
@@ -250,7 +259,7 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     }
     gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R), lg = lm_rows(&lm->logits, R);
     GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &hL, &lm->normf, eps));
-    GQE_TRY(gqe_matmul(&lg, &lm->nf, &lm->head, false, true, 1.0f, 0.0f));
+    GQE_TRY(gqe_matmul(&lg, &lm->nf, &lm->chead, false, true, 1.0f, 0.0f));
     lm->aux = aux_sum;
     lm->aux_coef = aux_coef;
     lm->ce = NAN;
@@ -279,7 +288,7 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     /* The logits are spent once backward starts: their buffer holds dlogits. */
     lm->have_forward = false;
     GQE_TRY(gqe_cross_entropy_backward(&lg, &lg, &tg1, scale));
-    GQE_TRY(gqe_matmul(&dn, &lg, &lm->head, false, false, 1.0f, 0.0f));
+    GQE_TRY(gqe_matmul(&dn, &lg, &lm->chead, false, false, 1.0f, 0.0f));
     GQE_TRY(gqe_matmul(&lm->dhead, &lg, &lm->nf, true, false, 1.0f, 1.0f));
     GQE_TRY(gqe_fill(&dh, 0.0f));
     gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R);
@@ -287,13 +296,13 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     for (int64_t l = lm->cfg.layers - 1; l >= 0; l--) {
         block *b = &lm->blocks[l];
         /* MLP branch: dh is the gradient of its output (residual). */
-        GQE_TRY(gqe_matmul(&lm->dact, &dh, &b->fc_out, false, false, 1.0f, 0.0f));
+        GQE_TRY(gqe_matmul(&lm->dact, &dh, &b->cfc_out, false, false, 1.0f, 0.0f));
         GQE_TRY(gqe_matmul(&b->dfc_out, &dh, &b->act, true, false, 1.0f, 1.0f));
         GQE_TRY(gqe_fill(&lm->dpre, 0.0f));
         if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_backward(&lm->dpre, &b->pre, &lm->dact));
         else GQE_TRY(gqe_gelu_backward(&lm->dpre, &b->pre, &lm->dact));
         GQE_TRY(gqe_matmul(&b->dfc_in, &lm->dpre, &b->n2, true, false, 1.0f, 1.0f));
-        GQE_TRY(gqe_matmul(&dn, &lm->dpre, &b->fc_in, false, false, 1.0f, 0.0f));
+        GQE_TRY(gqe_matmul(&dn, &lm->dpre, &b->cfc_in, false, false, 1.0f, 0.0f));
         GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm2, &dn, &b->h_mid, &b->norm2, &b->rstd2));
         /* Attention branch. */
         GQE_TRY(gqe_fill(&dn, 0.0f));

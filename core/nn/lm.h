@@ -32,6 +32,11 @@ typedef struct gqe_lm gqe_lm;
 gqe_status gqe_lm_create(gqe_lm **out, const gqe_lm_config *cfg, gqe_device dev);
 void gqe_lm_destroy(gqe_lm *lm);
 const gqe_lm_config *gqe_lm_get_config(const gqe_lm *lm);
+/* "fp32" (default) or "bf16": mixed precision keeps the f32 master weights,
+ * gradients and optimizer state, and runs matmuls and attention on bf16
+ * copies of the weights and bf16 activations (cuda only). */
+gqe_status gqe_lm_set_precision(gqe_lm *lm, const char *precision);
+const char *gqe_lm_precision(const gqe_lm *lm);
 gqe_paramset *gqe_lm_params(gqe_lm *lm);
 int64_t gqe_lm_num_params(const gqe_lm *lm);
 

@@ -9,6 +9,7 @@
 typedef struct block {
     gqe_attn *attn;
     gqe_tensor norm1, dnorm1, norm2, dnorm2, fc_in, dfc_in, fc_out, dfc_out;
+    gqe_tensor cfc_in, cfc_out;     /* what the matmuls read (params.h) */
     /* saved activations */
     gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre, act;
 } block;
@@ -18,6 +19,8 @@ struct gqe_lm {
     gqe_device dev;
     gqe_paramset ps;
     gqe_tensor wte, dwte, normf, dnormf, head, dhead;
+    gqe_tensor cwte, chead;         /* what the matmuls read (params.h) */
+    gqe_dtype cdt;                  /* dtype of matmul operands: f32, or bf16 in mixed precision */
     block *blocks;
     int64_t H;            /* MLP hidden width */
     int64_t pre_width;    /* H (gelu) or 2H (swiglu) */

@@ -8,7 +8,7 @@
 void gqe_paramset_init(gqe_paramset *ps) { memset(ps, 0, sizeof *ps); }
 
 gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
-                            gqe_param_role role, gqe_tensor *value, gqe_tensor *grad) {
+                            gqe_param_role role, gqe_tensor *value, gqe_tensor *grad, gqe_tensor *compute) {
     if (ps->data.storage) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared after allocation", name);
     if (strlen(name) >= sizeof ps->items[0].name) return gqe_fail(GQE_ERR_ARG, "parameter name too long: %s", name);
     if (gqe_paramset_find(ps, name)) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared twice", name);
@@ -31,6 +31,7 @@ gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const 
     p->role = role;
     p->value = value;
     p->grad = grad;
+    p->compute = compute;
     return GQE_OK;
 }
 
@@ -45,7 +46,43 @@ gqe_status gqe_paramset_alloc(gqe_paramset *ps, gqe_device dev) {
         if (p->value) *p->value = gqe_tensor_view(&ps->data, p->offset, p->ndim, p->shape);
         if (p->grad) *p->grad = gqe_tensor_view(&ps->grad, p->offset, p->ndim, p->shape);
     }
-    return GQE_OK;
+    return gqe_paramset_set_compute_dtype(ps, GQE_F32);
+}
+
+gqe_status gqe_paramset_set_compute_dtype(gqe_paramset *ps, gqe_dtype dtype) {
+    if (!ps->data.storage) return gqe_fail(GQE_ERR_ARG, "precision: the parameters are not allocated yet");
+    if (dtype != GQE_F32 && dtype != GQE_BF16)
+        return gqe_fail(GQE_ERR_ARG, "precision: compute dtype must be f32 or bf16, got %s", gqe_dtype_name(dtype));
+    if (dtype == GQE_BF16 && !ps->data16.storage) {
+        int64_t n = gqe_tensor_numel(&ps->data);
+        GQE_TRY(gqe_tensor_zeros(&ps->data16, GQE_BF16, ps->device, 1, &n));
+    }
+    if (dtype == GQE_F32) gqe_tensor_free(&ps->data16);
+    const gqe_tensor *src = dtype == GQE_BF16 ? &ps->data16 : &ps->data;
+    for (int i = 0; i < ps->count; i++) {
+        gqe_param *p = &ps->items[i];
+        if (p->compute) *p->compute = gqe_tensor_view(src, p->offset, p->ndim, p->shape);
+    }
+    return gqe_paramset_refresh_compute(ps);
+}
+
+gqe_dtype gqe_paramset_compute_dtype(const gqe_paramset *ps) { return ps->data16.storage ? GQE_BF16 : GQE_F32; }
+
+gqe_status gqe_paramset_set_precision(gqe_paramset *ps, const char *precision) {
+    if (precision && strcmp(precision, "fp32") == 0) return gqe_paramset_set_compute_dtype(ps, GQE_F32);
+    if (!precision || strcmp(precision, "bf16") != 0)
+        return gqe_fail(GQE_ERR_ARG, "unknown precision '%s' (allowed: fp32, bf16)", precision ? precision : "(null)");
+    if (ps->device != GQE_CUDA)
+        return gqe_fail(GQE_ERR_ARG, "precision 'bf16' runs on cuda only (the cpu backend computes in f32): use fp32 on cpu");
+    return gqe_paramset_set_compute_dtype(ps, GQE_BF16);
+}
+
+const char *gqe_paramset_precision(const gqe_paramset *ps) {
+    return gqe_paramset_compute_dtype(ps) == GQE_BF16 ? "bf16" : "fp32";
+}
+
+gqe_status gqe_paramset_refresh_compute(gqe_paramset *ps) {
+    return ps->data16.storage ? gqe_tensor_copy(&ps->data16, &ps->data) : GQE_OK;
 }
 
 gqe_param *gqe_paramset_find(gqe_paramset *ps, const char *name) {
@@ -61,6 +98,7 @@ gqe_status gqe_paramset_zero_grad(gqe_paramset *ps) {
 void gqe_paramset_free(gqe_paramset *ps) {
     gqe_tensor_free(&ps->data);
     gqe_tensor_free(&ps->grad);
+    gqe_tensor_free(&ps->data16);
     free(ps->items);
     memset(ps, 0, sizeof *ps);
 }

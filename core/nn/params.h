@@ -21,6 +21,8 @@ typedef struct gqe_param {
     gqe_param_role role;
     gqe_tensor *value;      /* the owning layer's fields, filled by alloc */
     gqe_tensor *grad;
+    gqe_tensor *compute;    /* the copy matmuls read: value itself, or its bf16
+                               copy in mixed precision; NULL if not needed */
 } gqe_param;
 
 typedef struct gqe_paramset {
@@ -30,14 +32,27 @@ typedef struct gqe_paramset {
     gqe_device device;
     gqe_tensor data;        /* (numel) f32 */
     gqe_tensor grad;        /* (numel) f32 */
+    gqe_tensor data16;      /* (numel) bf16 copy of data in mixed precision, else empty */
 } gqe_paramset;
 
 void gqe_paramset_init(gqe_paramset *ps);
-/* Declare a parameter; value/grad point at the layer's fields. */
+/* Declare a parameter; value/grad/compute point at the layer's fields
+ * (compute may be NULL for parameters that are only read in f32). */
 gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
-                            gqe_param_role role, gqe_tensor *value, gqe_tensor *grad);
+                            gqe_param_role role, gqe_tensor *value, gqe_tensor *grad, gqe_tensor *compute);
 /* Allocate both buffers on dev (data uninitialised, grads zero) and set views. */
 gqe_status gqe_paramset_alloc(gqe_paramset *ps, gqe_device dev);
+/* Mixed precision (dtype GQE_BF16): matmuls read a bf16 copy of the f32
+ * master weights, which stay what the optimizer updates and checkpoints
+ * hold. GQE_F32 turns it off. Compute views are rebound either way. */
+gqe_status gqe_paramset_set_compute_dtype(gqe_paramset *ps, gqe_dtype dtype);
+gqe_dtype gqe_paramset_compute_dtype(const gqe_paramset *ps);
+/* The same by name: "fp32" or "bf16" (which needs a cuda paramset). */
+gqe_status gqe_paramset_set_precision(gqe_paramset *ps, const char *precision);
+const char *gqe_paramset_precision(const gqe_paramset *ps);
+/* Rounds the master weights into the bf16 copy (no-op in f32): call after
+ * every change to the weights and before the next forward. */
+gqe_status gqe_paramset_refresh_compute(gqe_paramset *ps);
 gqe_param *gqe_paramset_find(gqe_paramset *ps, const char *name);
 gqe_status gqe_paramset_zero_grad(gqe_paramset *ps);
 void gqe_paramset_free(gqe_paramset *ps);

@@ -67,7 +67,8 @@ S.train = {
   batch            = { 16, "int" },
   seq              = { 128, "int" },
   device           = { "cpu", "string", { "cpu", "cuda" } },
-  precision        = { "fp32", "string", { "fp32" }, doc = "bf16 mixed precision is not implemented yet" },
+  precision        = { "fp32", "string", { "fp32", "bf16" },
+                       doc = "bf16: mixed precision on cuda (f32 master weights and optimizer state, bf16 matmuls and activations)" },
   seed             = { 1, "int" },
   grad_clip        = { 1.0, "number", doc = "0: no clipping" },
   aux_coef         = { 0.01, "number" },
@@ -198,6 +199,9 @@ local function check_ranges(c)
   if s.decay_frac <= 0 or s.decay_frac > 1 then fail("schedule.decay_frac must be in (0, 1], got %s", tostring(s.decay_frac)) end
   if s.kind ~= "constant" and s.warmup >= t.steps then
     fail("schedule.warmup (%d) must be less than train.steps (%d) for schedule.kind '%s'", s.warmup, t.steps, s.kind)
+  end
+  if t.precision == "bf16" and t.device ~= "cuda" then
+    fail("train.precision 'bf16' needs train.device=cuda (the cpu backend computes in f32)")
   end
   if t.aux_coef < 0 then fail("train.aux_coef must be >= 0, got %s", tostring(t.aux_coef)) end
   pos("data", "vocab", d.vocab, 0)

@@ -42,6 +42,7 @@ local function model_options(c, vocab)
     attention = m.attention, experts = m.experts, groups = m.groups,
     rope = m.rope, rope_theta = m.rope_theta, mlp = m.mlp, tied = m.tied,
     norm_eps = m.norm_eps, init_std = m.init_std, seed = t.seed, device = t.device,
+    precision = t.precision,
   }
   if m.attention == "gqe" then o.k, o.variant, o.router = m.k, m.variant, m.router end
   if m.head_dim > 0 then o.head_dim = m.head_dim end

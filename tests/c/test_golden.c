@@ -189,8 +189,8 @@ static void test_adamw_golden(void **state) {
     gqe_paramset ps;
     gqe_paramset_init(&ps);
     gqe_tensor p, dp, n, dn;
-    CHECK_OK(gqe_paramset_add(&ps, "p", 2, (int64_t[]){5, 7}, GQE_PARAM_WEIGHT, &p, &dp));
-    CHECK_OK(gqe_paramset_add(&ps, "n", 1, (int64_t[]){7}, GQE_PARAM_NORM, &n, &dn));
+    CHECK_OK(gqe_paramset_add(&ps, "p", 2, (int64_t[]){5, 7}, GQE_PARAM_WEIGHT, &p, &dp, NULL));
+    CHECK_OK(gqe_paramset_add(&ps, "n", 1, (int64_t[]){7}, GQE_PARAM_NORM, &n, &dn, NULL));
     CHECK_OK(gqe_paramset_alloc(&ps, test_device()));
     CHECK_OK(gqe_tensor_copy(&p, need(&f, path, "p")));
     CHECK_OK(gqe_tensor_copy(&n, need(&f, path, "n")));

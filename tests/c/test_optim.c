@@ -28,7 +28,7 @@ static void toy_init(toy *t, const int *order, uint64_t seed) {
         int i = order ? order[j] : j;
         int64_t shape[2] = {toy_params[i].d0, toy_params[i].d1};
         CHECK_OK(gqe_paramset_add(&t->ps, toy_params[i].name, shape[1] ? 2 : 1, shape, toy_params[i].role,
-                                  &t->value[i], &t->grad[i]));
+                                  &t->value[i], &t->grad[i], NULL));
     }
     CHECK_OK(gqe_paramset_alloc(&t->ps, GQE_CPU));
     /* Parameters only: alignment padding between them stays zero, as a

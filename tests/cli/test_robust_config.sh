@@ -73,8 +73,8 @@ expect "train.steps must be >= 1, got 0" train.steps=0
 expect "train.batch must be >= 1, got 0" train.batch=0
 expect "train.seq must be >= 1, got 0" train.seq=0
 expect "train.device must be one of cpu, cuda, got 'tpu'" train.device=tpu
-expect "train.precision must be one of fp32, got 'fp16'" train.precision=fp16
-expect "train.precision must be one of fp32, got 'bf16'" train.precision=bf16
+expect "train.precision must be one of fp32, bf16, got 'fp16'" train.precision=fp16
+expect "train.precision 'bf16' needs train.device=cuda" train.precision=bf16
 expect "train.log_every must be >= 1, got 0" train.log_every=0
 expect "train.eval_every must be >= 1, got 0" train.eval_every=0
 expect "train.eval_batches must be >= 1, got 0" train.eval_batches=0

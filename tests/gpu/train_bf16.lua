@@ -1,0 +1,56 @@
+-- bf16 mixed precision on the GPU (make test-cuda): the same model, seed and
+-- batches trained in fp32 and in bf16; master weights, gradients and
+-- optimizer state must stay f32, and the bf16 loss curve must follow the
+-- fp32 one (bf16 rounds activations to 8 bits of mantissa, so the bound is
+-- looser than the fp32 parity test's 1e-3).
+--   build/gqe tests/gpu/train_bf16.lua [steps] [attention] [data] [lr]
+local gqe = require "gqe"
+local steps = tonumber(arg and arg[1]) or 200
+local attention, path = arg[2] or "gqe", arg[3] or "data/brown.txt"
+local lr = tonumber(arg[4]) or 1e-3
+local STEP_TOL, TAIL_TOL = 0.1, 0.02   -- any step (absolute); mean of the last 20 (relative)
+
+local function curve(precision)
+  local ds = gqe.data.open{kind = "text", path = path, seed = 3}
+  local lm = gqe.nn.LM{vocab = ds:vocab(), dim = 128, layers = 2, max_seq = 128, attention = attention,
+                       experts = 8, groups = 4, k = 1, head_dim = 32, seed = 7, device = "cuda",
+                       precision = precision}
+  assert(lm:config().precision == precision, "LM precision not applied")
+  local opt = gqe.optim.AdamW(lm, {lr = lr, betas = {0.9, 0.95}, weight_decay = 0.1})
+  local losses = {}
+  for s = 0, steps - 1 do
+    local tok, tgt = ds:batch("train", s, 8, 128)
+    losses[#losses + 1] = lm:loss(tok, tgt, 0.01)
+    lm:backward()
+    opt:clip(1.0)
+    opt:step()
+    opt:zero_grad()
+    lm:after_step()
+  end
+  local params, grads = lm:parameters()   -- the flat buffers the optimizer updates
+  if params:dtype() ~= "f32" or grads:dtype() ~= "f32" then
+    error(string.format("master weights are %s and gradients %s, expected f32", params:dtype(), grads:dtype()))
+  end
+  lm:close()
+  return losses
+end
+
+if not gqe.cuda_available() then print("skipped: no CUDA device"); os.exit(0) end
+local f32 = curve("fp32")
+local b16 = curve("bf16")
+local worst, at = 0, 0
+for i = 1, steps do
+  local d = math.abs(f32[i] - b16[i])
+  if d > worst then worst, at = d, i end
+  if i % 20 == 0 or i <= 2 then print(string.format("step %3d  fp32 %.5f  bf16 %.5f  diff %.2e", i, f32[i], b16[i], d)) end
+end
+local function tail(c) local s = 0; for i = steps - 19, steps do s = s + c[i] end; return s / 20 end
+local rel = math.abs(tail(b16) - tail(f32)) / tail(f32)
+print(string.format("bf16 vs fp32 (%s): %d steps, first %.4f / %.4f, mean of last 20 %.4f / %.4f (rel %.2e), "
+  .. "max |diff| %.2e at step %d", attention, steps, f32[1], b16[1], tail(f32), tail(b16), rel, worst, at))
+if steps < 50 then print("short run (memcheck): curves not compared"); os.exit(0) end
+local ok = true
+if worst > STEP_TOL then print(string.format("FAIL: a step differs by more than %.2g", STEP_TOL)); ok = false end
+if rel > TAIL_TOL then print(string.format("FAIL: final losses differ by more than %.0f%%", TAIL_TOL * 100)); ok = false end
+if not (tail(b16) < b16[1] - 1.0) then print("FAIL: bf16 training did not lower the loss"); ok = false end
+os.exit(ok and 0 or 1)
