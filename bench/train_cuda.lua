@@ -33,6 +33,7 @@ local function run(kind)
   end
   if gqe.cuda_memory then gqe.cuda_memory(true) end  -- peak from here: the whole training step
   step(); step()                      -- warm-up: allocations, cuBLAS plans
+  gqe.profile_reset()                 -- GQE_PROFILE=1: time the measured steps only
   local t0 = gqe.clock()
   local loss
   for _ = 1, steps do loss = step() end -- loss is read back each step: a sync

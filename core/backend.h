@@ -17,6 +17,12 @@ typedef struct gqe_backend {
     gqe_status (*copy)(void *dst_dev, const void *src_dev, size_t nbytes);
     gqe_status (*convert)(gqe_tensor *dst, const gqe_tensor *src); /* same device, dtype change */
     gqe_status (*synchronize)(void);
+    /* GQE_PROFILE timing on the device's own clock: a marker placed in its
+     * stream of work, and the seconds between two markers (waits for the
+     * later one). NULL where the host clock is the device's clock. */
+    gqe_status (*mark)(void **marker);
+    double (*marks_elapsed)(void *start, void *end);
+    void (*mark_free)(void *marker);
 
     /* ops: same meaning as the gqe_* function of the same name */
     gqe_status (*fill)(gqe_tensor *t, float value);

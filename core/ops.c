@@ -70,7 +70,7 @@ static gqe_status one_device(const char *op, int n, const gqe_tensor *const *ts)
 #define REQUIRE(cond, ...) do { if (!(cond)) return gqe_fail(GQE_ERR_SHAPE, __VA_ARGS__); } while (0)
 #define DISPATCH(dev, fn, ...) do { const gqe_backend *be_ = gqe_backend_for(dev); \
     if (!be_->fn) return gqe_fail(GQE_ERR_DEVICE, "op %s is not available on %s", OP, be_->name); \
-    if (gqe_profile_enabled()) { double t0_ = gqe_profile_begin(be_); gqe_status s_ = be_->fn(__VA_ARGS__); \
+    if (gqe_profile_enabled()) { gqe_profile_token t0_ = gqe_profile_begin(be_); gqe_status s_ = be_->fn(__VA_ARGS__); \
         gqe_profile_end(be_, OP, t0_); return s_; } \
     return be_->fn(__VA_ARGS__); } while (0)
 
@@ -142,6 +142,13 @@ gqe_status gqe_matmul(gqe_tensor *c, const gqe_tensor *a, const gqe_tensor *b,
     int64_t K = trans_a ? A.shape[0] : A.shape[1];
     ARG(B, b, 'f', trans_b ? "B^T (N, K)" : "B (K, N)", trans_b ? N : K, trans_b ? K : N);
     SAME_DEVICE(&C, &A, &B);
+    char label[64];
+    if (gqe_profile_enabled()) {   /* one profile row per shape */
+        snprintf(label, sizeof label, "matmul %lldx%lldx%lld %c%c %s,%s>%s%s", (long long)M, (long long)N, (long long)K,
+                 trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', gqe_dtype_name(A.dtype), gqe_dtype_name(B.dtype),
+                 gqe_dtype_name(C.dtype), beta != 0.0f ? "+" : "");
+        OP = label;
+    }
     DISPATCH(C.device, matmul, &C, &A, &B, trans_a, trans_b, alpha, beta);
 }
 

@@ -46,6 +46,27 @@ static inline fptr fp(const gqe_tensor *t) {
     r.bf = t->dtype == GQE_BF16;
     return r;
 }
+/* All-bf16 fast paths move 8 values per thread through 16-byte loads; they
+ * apply when every pointer is 16-byte aligned and the count divides by 8.
+ * Rounding is the same as stf's, so results equal the scalar path's. */
+static inline bool vec8_ok(int64_t n, const void *a, const void *b = NULL, const void *c = NULL) {
+    return n % 8 == 0 && ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % 16 == 0;
+}
+__device__ __forceinline__ void unpack8(uint4 u, float f[8]) {
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int k = 0; k < 4; k++) { float2 t = __bfloat1622float2(h[k]); f[2 * k] = t.x; f[2 * k + 1] = t.y; }
+}
+__device__ __forceinline__ uint4 pack8(const float f[8]) {
+    uint4 u;
+    __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+    for (int k = 0; k < 4; k++) h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+    return u;
+}
+static inline bool all_bf16(const gqe_tensor *a, const gqe_tensor *b = NULL, const gqe_tensor *c = NULL) {
+    return a->dtype == GQE_BF16 && (!b || b->dtype == GQE_BF16) && (!c || c->dtype == GQE_BF16);
+}
 static inline fptr fp_null(void) { fptr r; r.p = NULL; r.bf = 0; return r; }
 
 /* Float ops take f32 or bf16; the message names the op and the tensor. */

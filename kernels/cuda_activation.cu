@@ -5,20 +5,43 @@
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
 
+__device__ __forceinline__ float gelu_f(float v) { return 0.5f * v * (1.0f + erff(v * INV_SQRT2)); }
+__device__ __forceinline__ float gelu_grad(float v) {
+    return 0.5f * (1.0f + erff(v * INV_SQRT2)) + v * (INV_SQRT_2PI * expf(-0.5f * v * v));
+}
+
 __global__ void k_gelu_fwd(fptr out, fptr x, int64_t n) {
     GRID_STRIDE(i, n) {
-        float v = ldf(x, i);
-        stf(out, i, 0.5f * v * (1.0f + erff(v * INV_SQRT2)));
+        stf(out, i, gelu_f(ldf(x, i)));
     }
 }
 
 /* d/dx x Phi(x) = Phi(x) + x phi(x) */
 __global__ void k_gelu_bwd(fptr dx, fptr x, fptr dout, int64_t n) {
     GRID_STRIDE(i, n) {
-        float v = ldf(x, i);
-        float cdf = 0.5f * (1.0f + erff(v * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
-        stf(dx, i, ldf(dx, i) + ldf(dout, i) * (cdf + v * pdf));
+        stf(dx, i, ldf(dx, i) + ldf(dout, i) * gelu_grad(ldf(x, i)));
+    }
+}
+
+/* all-bf16 versions, 8 values per thread (common.cuh) */
+__global__ void k_gelu_fwd8(uint4 *out, const uint4 *__restrict__ x, int64_t n8) {
+    GRID_STRIDE(i, n8) {
+        float f[8];
+        unpack8(x[i], f);
+#pragma unroll
+        for (int k = 0; k < 8; k++) f[k] = gelu_f(f[k]);
+        out[i] = pack8(f);
+    }
+}
+__global__ void k_gelu_bwd8(uint4 *dx, const uint4 *__restrict__ x, const uint4 *__restrict__ dout, int64_t n8) {
+    GRID_STRIDE(i, n8) {
+        float v[8], d[8], g[8];
+        unpack8(x[i], v);
+        unpack8(dout[i], d);
+        unpack8(dx[i], g);
+#pragma unroll
+        for (int k = 0; k < 8; k++) g[k] = g[k] + d[k] * gelu_grad(v[k]);
+        dx[i] = pack8(g);
     }
 }
 
@@ -50,7 +73,11 @@ gqe_status gqe_cuda_gelu_forward(gqe_tensor *out, const gqe_tensor *x) {
     GQE_TRY(gqe_cuda_need_float(x, "gelu_forward", "x"));
     int64_t n = gqe_tensor_numel(x);
     if (n == 0) return GQE_OK;
-    k_gelu_fwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(out), fp(x), n);
+    if (all_bf16(out, x) && vec8_ok(n, gqe_tensor_data(out), gqe_tensor_data(x)))
+        k_gelu_fwd8<<<gqe_grid_for(n / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(out),
+                                                               (const uint4 *)gqe_tensor_data(x), n / 8);
+    else
+        k_gelu_fwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(out), fp(x), n);
     LAUNCH_CHECK("gelu forward kernel");
     return GQE_OK;
 }
@@ -61,7 +88,11 @@ gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe
     GQE_TRY(gqe_cuda_need_float(dout, "gelu_backward", "dout"));
     int64_t n = gqe_tensor_numel(x);
     if (n == 0) return GQE_OK;
-    k_gelu_bwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dx), fp(x), fp(dout), n);
+    if (all_bf16(dx, x, dout) && vec8_ok(n, gqe_tensor_data(dx), gqe_tensor_data(x), gqe_tensor_data(dout)))
+        k_gelu_bwd8<<<gqe_grid_for(n / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(dx), (const uint4 *)gqe_tensor_data(x),
+                                                               (const uint4 *)gqe_tensor_data(dout), n / 8);
+    else
+        k_gelu_bwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dx), fp(x), fp(dout), n);
     LAUNCH_CHECK("gelu backward kernel");
     return GQE_OK;
 }

@@ -10,7 +10,7 @@
 
 /* ---- caching allocator ----------------------------------------------------
  * Sizes round up to a class (four classes per power of two, so at most 25%
- * slack); released blocks go to their class's free list and come back on the
+ * slack; 2 MiB steps above 64 MiB); released blocks go to their class's free list and come back on the
  * next request of that class. A training loop that allocates the same shapes
  * each step therefore calls cudaMalloc only during its first step. */
 namespace {
@@ -25,8 +25,13 @@ void note_live_locked(void *p, size_t cls) {
     if (g_in_use > g_peak) g_peak = g_in_use;
 }
 
+/* Blocks above 64 MiB (activation arenas, parameter buffers) come once per
+ * shape, so they round to 2 MiB instead: a quarter of slack there would be
+ * gigabytes. */
 size_t size_class(size_t n) {
     if (n <= 512) return 512;
+    const size_t big = (size_t)64 << 20, gran = (size_t)2 << 20;
+    if (n > big) return (n + gran - 1) / gran * gran;
     size_t p = 512;
     while (p < n) {
         size_t step = p / 4;
@@ -140,6 +145,34 @@ static gqe_status cu_synchronize(void) {
     return gqe_cuda_flag_check();
 }
 
+/* ---- markers for GQE_PROFILE: pooled timing events on the default stream -- */
+static std::vector<cudaEvent_t> g_events;
+
+static gqe_status cu_mark(void **marker) {
+    cudaEvent_t e;
+    {
+        std::lock_guard<std::mutex> lock(g_mem_lock);
+        if (!g_events.empty()) { e = g_events.back(); g_events.pop_back(); }
+        else CUDA_CHECK(cudaEventCreate(&e));
+    }
+    CUDA_CHECK(cudaEventRecord(e, 0));
+    *marker = (void *)e;
+    return GQE_OK;
+}
+static double cu_marks_elapsed(void *start, void *end) {
+    float ms = 0;
+    if (cudaEventSynchronize((cudaEvent_t)end) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, (cudaEvent_t)start, (cudaEvent_t)end) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return 1e-3 * (double)ms;
+}
+static void cu_mark_free(void *marker) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    g_events.push_back((cudaEvent_t)marker);
+}
+
 /* ---- cuBLAS ------------------------------------------------------------------ */
 const char *gqe_cublas_status_str(cublasStatus_t s) {
     switch (s) {
@@ -210,6 +243,9 @@ extern "C" const gqe_backend gqe_cuda_backend = {
     cu_copy,
     gqe_cuda_convert,
     cu_synchronize,
+    cu_mark,
+    cu_marks_elapsed,
+    cu_mark_free,
     gqe_cuda_fill,
     gqe_cuda_scale,
     gqe_cuda_axpy,

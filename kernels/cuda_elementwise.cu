@@ -28,6 +28,11 @@ __global__ void k_fill_i32(int32_t *t, int32_t v, int64_t n) {
 gqe_status gqe_cuda_fill(gqe_tensor *t, float value) {
     int64_t n = gqe_tensor_numel(t);
     if (n == 0) return GQE_OK;
+    /* zero is all-zero bits in f32, bf16 and i32 */
+    if (value == 0.0f && !signbit(value)) {
+        CUDA_CHECK(cudaMemsetAsync(gqe_tensor_data(t), 0, gqe_tensor_nbytes(t), 0));
+        return GQE_OK;
+    }
     if (t->dtype == GQE_I32) k_fill_i32<<<gqe_grid_for(n, THREADS), THREADS>>>(gqe_i32(t), (int32_t)value, n);
     else k_fill<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(t), value, n);
     LAUNCH_CHECK("fill kernel");

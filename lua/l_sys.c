@@ -3,6 +3,7 @@
  * sgemm peak used as the CPU baseline of `gqe bench`. */
 #include "bind.h"
 #include "backend.h"
+#include "profile.h"
 #include "rng.h"
 #include <cblas.h>
 #include <errno.h>
@@ -24,6 +25,9 @@ static double now(void) {
 static int l_clock(lua_State *L) { lua_pushnumber(L, now()); return 1; }
 static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 static int l_cuda_available(lua_State *L) { lua_pushboolean(L, gqe_cuda_available()); return 1; }
+
+/* gqe.profile_reset(): drops the GQE_PROFILE table so far (call after a warm-up). */
+static int l_profile_reset(lua_State *L) { (void)L; gqe_profile_reset(); return 0; }
 
 /* gqe.cuda_memory([reset_peak]) -> {in_use, peak, reserved} in bytes. */
 static int l_cuda_memory(lua_State *L) {
@@ -237,7 +241,7 @@ static int l_kill(lua_State *L) {
 
 static const luaL_Reg sys_funcs[] = {
     {"clock", l_clock}, {"hostname", l_hostname}, {"pid", l_pid}, {"cuda_available", l_cuda_available},
-    {"cuda_memory", l_cuda_memory},
+    {"cuda_memory", l_cuda_memory}, {"profile_reset", l_profile_reset},
     {"signals_install", l_signals_install}, {"signals_reset", l_signals_reset},
     {"interrupted", l_interrupted}, {"git_commit", l_git_commit}, {"sgemm_bench", l_sgemm_bench},
     {"wait", l_wait}, {"kill", l_kill}, {"sleep", l_sleep}, {"getenv", l_getenv},

@@ -22,6 +22,7 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
     a->M = a->N / a->G;
     a->k = attn_is_gqe(a) ? cfg.k : 1;
     a->SK = attn_is_gqe(a) ? a->G * a->k : a->N;
+    a->scratch = &a->own_scratch;
     a->S = gqe_attn_slots(&cfg);
     a->has_router = attn_is_gqe(a) && cfg.router != GQE_ROUTER_RANDOM && cfg.router != GQE_ROUTER_HASH;
     a->host_counts = calloc((size_t)(a->G * a->M), sizeof(float));
@@ -49,6 +50,7 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
 void gqe_attn_destroy(gqe_attn *a) {
     if (!a) return;
     gqe_arena_free(&a->arena);
+    gqe_arena_free(&a->own_scratch);
     gqe_tensor_free(&a->bias);
     gqe_tensor_free(&a->kcache);
     gqe_tensor_free(&a->vcache);
@@ -58,6 +60,18 @@ void gqe_attn_destroy(gqe_attn *a) {
 }
 
 const gqe_attn_config *gqe_attn_get_config(const gqe_attn *a) { return &a->cfg; }
+
+void gqe_attn_share_scratch(gqe_attn *a, gqe_arena *shared) {
+    a->scratch = shared ? shared : &a->own_scratch;
+    a->B = a->T = 0;   /* lay the arenas out again */
+}
+
+void gqe_attn_borrow_input(gqe_attn *a, bool on) {
+    if (a->borrow_x == on) return;
+    a->borrow_x = on;
+    a->B = a->T = 0;   /* lay the arena out again */
+    memset(&a->x, 0, sizeof a->x);
+}
 
 gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, float std, float out_std) {
     GQE_TRY(gqe_fill_normal(&a->wq, seed, stream + 0, std));
@@ -71,19 +85,20 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
 
 /* Lays out (or counts) every buffer of a (B, T) forward and backward. */
 static void plan(gqe_attn *a, int64_t B, int64_t T) {
-    gqe_arena *ar = &a->arena;
+    gqe_arena *ar = &a->arena, *sc = a->scratch;
     int64_t R = B * T, G = a->G, M = a->M, k = a->k, dh = a->dh;
     gqe_dtype C = a->cdt;   /* matmul operands and attention tensors */
-    a->x = gqe_arena_take(ar, C, R, a->d, 0, 0);
-    a->q = gqe_arena_take(ar, C, R, a->N * dh, 0, 0);
+    if (!a->borrow_x) a->x = gqe_arena_take(ar, C, R, a->d, 0, 0);
+    /* GQE's backward reads the gathered slots, never q: q is a temporary */
+    a->q = gqe_arena_take(attn_is_gqe(a) ? sc : ar, C, R, a->N * dh, 0, 0);
     a->kk = gqe_arena_take(ar, C, R, G * dh, 0, 0);
     a->v = gqe_arena_take(ar, C, R, G * dh, 0, 0);
     a->o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
     a->lse = gqe_arena_take(ar, GQE_F32, B, a->SK, T, 0);
-    a->dcat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
-    a->dq = gqe_arena_take(ar, C, R, a->N * dh, 0, 0);
-    a->dk = gqe_arena_take(ar, C, R, G * dh, 0, 0);
-    a->dv = gqe_arena_take(ar, C, R, G * dh, 0, 0);
+    a->dcat = gqe_arena_take(sc, C, R, a->S * dh, 0, 0);
+    a->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
+    a->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
+    a->dv = gqe_arena_take(sc, C, R, G * dh, 0, 0);
     a->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
     if (!attn_is_gqe(a)) return;
     a->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
@@ -91,20 +106,20 @@ static void plan(gqe_attn *a, int64_t B, int64_t T) {
     a->idx = gqe_arena_take(ar, GQE_I32, R, G, k, 0);
     a->topv = gqe_arena_take(ar, GQE_F32, R, G, k, 0);
     a->slots = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-    a->dslots = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-    a->dp = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
-    a->dprobs = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
-    a->dlogits = gqe_arena_take(ar, C, R, G * M, 0, 0);
+    a->dslots = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
+    a->dp = gqe_arena_take(sc, GQE_F32, R, a->SK, 0, 0);
+    a->dprobs = gqe_arena_take(sc, GQE_F32, R, G, M, 0);
+    a->dlogits = gqe_arena_take(sc, C, R, G * M, 0, 0);
     a->counts = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     a->psum = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     a->coef = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) {
         a->scaled = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-        a->d_o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
+        a->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
     }
     if (a->cfg.variant == GQE_VARIANT_GQE) {
         a->cat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
-        a->d_o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
+        a->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
         a->w = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
         a->mix = gqe_arena_take(ar, C, R, dh, 0, 0);
         a->qs = gqe_arena_take(ar, C, R, dh, 0, 0);
@@ -112,9 +127,9 @@ static void plan(gqe_attn *a, int64_t B, int64_t T) {
         a->vbar = gqe_arena_take(ar, C, R, dh, 0, 0);
         a->os = gqe_arena_take(ar, C, R, dh, 0, 0);
         a->lse_s = gqe_arena_take(ar, GQE_F32, B, 1, T, 0);
-        a->dqs = gqe_arena_take(ar, C, R, dh, 0, 0);
-        a->dkbar = gqe_arena_take(ar, C, R, dh, 0, 0);
-        a->dvbar = gqe_arena_take(ar, C, R, dh, 0, 0);
+        a->dqs = gqe_arena_take(sc, C, R, dh, 0, 0);
+        a->dkbar = gqe_arena_take(sc, C, R, dh, 0, 0);
+        a->dvbar = gqe_arena_take(sc, C, R, dh, 0, 0);
     }
 }
 
@@ -124,8 +139,10 @@ static gqe_status ensure_shape(gqe_attn *a, int64_t B, int64_t T) {
     if (a->arena.buf.storage && a->B == B && a->T == T && a->arena.device == dev && a->cdt == cdt) return GQE_OK;
     a->cdt = cdt;
     gqe_arena_begin(&a->arena, dev);
+    gqe_arena_begin(a->scratch, dev);
     plan(a, B, T);
     GQE_TRY(gqe_arena_commit(&a->arena));
+    GQE_TRY(gqe_arena_commit(a->scratch));
     plan(a, B, T);
     a->B = B;
     a->T = T;
@@ -196,7 +213,14 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     if (B < 1 || T < 1) return gqe_fail(GQE_ERR_SHAPE, "attention forward: x must have B, S >= 1, got %s", gqe_tensor_shape_str(x, s1, 64));
     GQE_TRY(ensure_shape(a, B, T));
     a->have_forward = false;
-    GQE_TRY(gqe_tensor_copy(&a->x, x));
+    if (a->borrow_x) {
+        if (x->dtype != a->cdt)
+            return gqe_fail(GQE_ERR_ARG, "attention forward: a borrowed input must be %s, got %s",
+                            gqe_dtype_name(a->cdt), gqe_dtype_name(x->dtype));
+        a->x = view2(x, R, a->d);
+    } else {
+        GQE_TRY(gqe_tensor_copy(&a->x, x));
+    }
     if (tokens && tokens->storage) {
         if (gqe_tensor_numel(tokens) != R)
             return gqe_fail(GQE_ERR_SHAPE, "attention forward: tokens must have B*S = %lld elements", (long long)R);

@@ -54,6 +54,14 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
 
 /* y (B, T, d) from x (B, T, d). tokens (B, T) i32 is needed by the hash
  * router only (may be NULL otherwise). Saves what backward needs. */
+/* For callers that keep the forward input unchanged until backward (the LM
+ * keeps its normed activations): forward then holds a view of x instead of
+ * a copy. x must then have the layer's compute dtype. */
+void gqe_attn_borrow_input(gqe_attn *a, bool on);
+/* Backward's temporaries live in `shared` (NULL: the layer's own arena).
+ * Layers of one shape that never run backward concurrently may share one. */
+struct gqe_arena;
+void gqe_attn_share_scratch(gqe_attn *a, struct gqe_arena *shared);
 gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *tokens);
 /* dx (B, T, d) += gradient of sum(y * dy) + aux_coef * aux; parameter
  * gradients accumulate into the paramset's grad buffer. */

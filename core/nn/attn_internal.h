@@ -18,6 +18,7 @@ struct gqe_attn {
      * precision; activations then take the same dtype (cdt) */
     gqe_tensor cwq, cwk, cwv, cwr, cwqs, cwo;
     gqe_dtype cdt;
+    bool borrow_x;                      /* forward keeps a view of its input, no copy */
     gqe_tensor bias;                    /* balanced router, (G, M) */
     uint64_t route_calls;               /* stream of the random router */
 
@@ -27,7 +28,9 @@ struct gqe_attn {
     bool have_forward;
     gqe_tensor x, q, kk, v, logits, probs, idx, topv, slots, o, lse, w, mix,
         qs, kbar, vbar, os, lse_s, scaled, cat, tokens;
-    /* backward scratch (same arena) */
+    /* backward scratch: *scratch, the layer's own arena or one the LM shares
+     * between its layers (only one layer runs backward at a time) */
+    gqe_arena own_scratch, *scratch;
     gqe_tensor dcat, d_o, dslots, dq, dk, dv, dp, dprobs, dlogits, dqs, dkbar, dvbar;
     gqe_tensor counts, psum, coef;      /* (G, M) */
     float *host_counts, *host_psum;

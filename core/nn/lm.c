@@ -92,6 +92,10 @@ gqe_status gqe_lm_create(gqe_lm **out, const gqe_lm_config *cfg_in, gqe_device d
         ADD(name, GQE_PARAM_NORM, &b->norm1, &b->dnorm1, NULL, d);
         snprintf(name, sizeof name, "blocks.%lld.attn.", (long long)l);
         if (st == GQE_OK) st = gqe_attn_create(&b->attn, &cfg.attn, &lm->ps, name);
+        if (st == GQE_OK) {
+            gqe_attn_borrow_input(b->attn, true);   /* n1 lives until backward */
+            gqe_attn_share_scratch(b->attn, &lm->attn_scratch);
+        }
         snprintf(name, sizeof name, "blocks.%lld.mlp_norm.weight", (long long)l);
         ADD(name, GQE_PARAM_NORM, &b->norm2, &b->dnorm2, NULL, d);
         snprintf(name, sizeof name, cfg.mlp == GQE_MLP_SWIGLU ? "blocks.%lld.mlp.gate_up.weight" : "blocks.%lld.mlp.fc_in.weight", (long long)l);
@@ -118,6 +122,7 @@ void gqe_lm_destroy(gqe_lm *lm) {
     free(lm->h);
     free(lm->host_targets);
     gqe_arena_free(&lm->arena);
+    gqe_arena_free(&lm->attn_scratch);
     gqe_paramset_free(&lm->ps);
     free(lm);
 }
@@ -156,7 +161,6 @@ static void plan(gqe_lm *lm, int64_t B, int64_t T) {
         b->n2 = gqe_arena_take(a, C, R, d, 0, 0);
         b->rstd2 = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
         b->pre = gqe_arena_take(a, C, R, lm->pre_width, 0, 0);
-        b->act = gqe_arena_take(a, C, R, lm->H, 0, 0);
     }
     lm->y = gqe_arena_take(a, GQE_F32, B, T, d, 0);
     lm->nf = gqe_arena_take(a, C, R, d, 0, 0);
@@ -165,8 +169,10 @@ static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     lm->losses = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
     lm->dh = gqe_arena_take(a, GQE_F32, B, T, d, 0);
     lm->dn = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+    lm->act = gqe_arena_take(a, C, R, lm->H, 0, 0);
     lm->dact = gqe_arena_take(a, C, R, lm->H, 0, 0);
     lm->dpre = gqe_arena_take(a, C, R, lm->pre_width, 0, 0);
+    if (C != GQE_F32) lm->dh16 = gqe_arena_take(a, C, B, T, d, 0);
 }
 
 static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
@@ -186,12 +192,18 @@ static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
 }
 
 
+/* act = gelu(pre) or swiglu(pre). Only pre is kept per layer: recomputing
+ * act in backward costs one elementwise pass and saves R x H per layer. */
+static gqe_status mlp_activation(gqe_lm *lm, block *b) {
+    if (lm->cfg.mlp == GQE_MLP_SWIGLU) return gqe_swiglu_forward(&lm->act, &b->pre);
+    return gqe_gelu_forward(&lm->act, &b->pre);
+}
+
 static gqe_status mlp_forward(gqe_lm *lm, block *b, gqe_tensor *out, int64_t R) {
     gqe_tensor out2 = lm_rows(out, R);
     GQE_TRY(gqe_matmul(&b->pre, &b->n2, &b->cfc_in, false, true, 1.0f, 0.0f));
-    if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_forward(&b->act, &b->pre));
-    else GQE_TRY(gqe_gelu_forward(&b->act, &b->pre));
-    return gqe_matmul(&out2, &b->act, &b->cfc_out, false, true, 1.0f, 0.0f);
+    GQE_TRY(mlp_activation(lm, b));
+    return gqe_matmul(&out2, &lm->act, &b->cfc_out, false, true, 1.0f, 0.0f);
 }
 
 gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, int64_t T) {
@@ -293,11 +305,17 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     GQE_TRY(gqe_fill(&dh, 0.0f));
     gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R);
     GQE_TRY(gqe_rmsnorm_backward(&dh, &lm->dnormf, &dn, &hL, &lm->normf, &lm->rstd_f));
+    /* The residual gradient dh accumulates in f32; in mixed precision the
+     * matmuls read one bf16 copy of it per branch. */
+    bool mixed = lm->cdt != GQE_F32;
+    gqe_tensor dy = mixed ? lm_rows(&lm->dh16, R) : dh;
     for (int64_t l = lm->cfg.layers - 1; l >= 0; l--) {
         block *b = &lm->blocks[l];
         /* MLP branch: dh is the gradient of its output (residual). */
-        GQE_TRY(gqe_matmul(&lm->dact, &dh, &b->cfc_out, false, false, 1.0f, 0.0f));
-        GQE_TRY(gqe_matmul(&b->dfc_out, &dh, &b->act, true, false, 1.0f, 1.0f));
+        if (mixed) GQE_TRY(gqe_tensor_copy(&dy, &dh));
+        GQE_TRY(gqe_matmul(&lm->dact, &dy, &b->cfc_out, false, false, 1.0f, 0.0f));
+        GQE_TRY(mlp_activation(lm, b));
+        GQE_TRY(gqe_matmul(&b->dfc_out, &dy, &lm->act, true, false, 1.0f, 1.0f));
         GQE_TRY(gqe_fill(&lm->dpre, 0.0f));
         if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_backward(&lm->dpre, &b->pre, &lm->dact));
         else GQE_TRY(gqe_gelu_backward(&lm->dpre, &b->pre, &lm->dact));
@@ -306,7 +324,8 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
         GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm2, &dn, &b->h_mid, &b->norm2, &b->rstd2));
         /* Attention branch. */
         GQE_TRY(gqe_fill(&dn, 0.0f));
-        GQE_TRY(gqe_attn_backward(b->attn, &lm->dn, &lm->dh, lm->aux_coef));
+        if (mixed) GQE_TRY(gqe_tensor_copy(&dy, &dh));
+        GQE_TRY(gqe_attn_backward(b->attn, &lm->dn, mixed ? &lm->dh16 : &lm->dh, lm->aux_coef));
         gqe_tensor hl = lm_rows(&lm->h[l], R);
         GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm1, &dn, &hl, &b->norm1, &b->rstd1));
     }

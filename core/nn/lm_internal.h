@@ -11,7 +11,7 @@ typedef struct block {
     gqe_tensor norm1, dnorm1, norm2, dnorm2, fc_in, dfc_in, fc_out, dfc_out;
     gqe_tensor cfc_in, cfc_out;     /* what the matmuls read (params.h) */
     /* saved activations */
-    gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre, act;
+    gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre;
 } block;
 
 struct gqe_lm {
@@ -26,9 +26,12 @@ struct gqe_lm {
     int64_t pre_width;    /* H (gelu) or 2H (swiglu) */
 
     gqe_arena arena;
+    gqe_arena attn_scratch;         /* backward temporaries, shared by every layer's attention */
     int64_t B, T;
     gqe_tensor tokens, targets, *h, y, nf, rstd_f, logits, losses;
     gqe_tensor dh, dn, dact, dpre;
+    gqe_tensor act;                 /* MLP activation, one buffer: backward recomputes it from pre */
+    gqe_tensor dh16;                /* dh rounded for the matmuls (mixed precision only) */
     int32_t *host_targets;
     int64_t n_valid;
     float loss, ce, aux, aux_coef;

@@ -219,6 +219,19 @@ static void test_activations(void **state) {
     CHECK_OK(gqe_swiglu_backward(&dx.c, &x.c, &gs.c)); CHECK_OK(gqe_swiglu_backward(&dx.g, &x.g, &gs.g));
     PR_CHECK(dx, TOL_EW);
     pr_free(&x); pr_free(&o); pr_free(&g); pr_free(&dx); pr_free(&s); pr_free(&gs);
+    /* all-bf16 GELU: 8 values per thread when the count divides by 8, else scalar */
+    const int64_t cols[] = {40, 41};
+    for (int c = 0; c < 2; c++) {
+        pair xb = pr_randn(2, (const int64_t[]){31, cols[c]}, 1.0f, 74, GQE_BF16);
+        pair ob = pr_out(2, (const int64_t[]){31, cols[c]}, GQE_BF16);
+        CHECK_OK(gqe_gelu_forward(&ob.c, &xb.c)); CHECK_OK(gqe_gelu_forward(&ob.g, &xb.g));
+        PR_CHECK(ob, TOL_BF16);
+        pair gb = pr_randn(2, (const int64_t[]){31, cols[c]}, 1.0f, 75, GQE_BF16);
+        pair db = pr_randn(2, (const int64_t[]){31, cols[c]}, 1.0f, 76, GQE_BF16);
+        CHECK_OK(gqe_gelu_backward(&db.c, &xb.c, &gb.c)); CHECK_OK(gqe_gelu_backward(&db.g, &xb.g, &gb.g));
+        PR_CHECK(db, TOL_BF16);
+        pr_free(&xb); pr_free(&ob); pr_free(&gb); pr_free(&db);
+    }
 }
 
 static void test_rope(void **state) {
@@ -253,6 +266,20 @@ static void test_cross_entropy(void **state) {
     CHECK_OK(gqe_cross_entropy_backward(&lg.g, &lg.g, &tg.g, 1.0f));
     PR_CHECK(lg, TOL_RED);
     pr_free(&lg); pr_free(&tg); pr_free(&loss); pr_free(&d);
+    /* bf16 logits: rows of 1000 take the 8-wide path, 1001 the scalar one */
+    const int64_t widths[] = {1000, 1001};
+    for (int w = 0; w < 2; w++) {
+        pair lb = pr_randn(2, (const int64_t[]){R, widths[w]}, 1.0f, 92, GQE_BF16);
+        pair tb = pr_ids(R, -1, widths[w], 93);
+        pair lossb = pr_out(1, (const int64_t[]){R}, GQE_F32);
+        CHECK_OK(gqe_cross_entropy_forward(&lossb.c, &lb.c, &tb.c));
+        CHECK_OK(gqe_cross_entropy_forward(&lossb.g, &lb.g, &tb.g));
+        PR_CHECK(lossb, TOL_RED);
+        CHECK_OK(gqe_cross_entropy_backward(&lb.c, &lb.c, &tb.c, 0.5f));
+        CHECK_OK(gqe_cross_entropy_backward(&lb.g, &lb.g, &tb.g, 0.5f));
+        PR_CHECK(lb, TOL_BF16);
+        pr_free(&lb); pr_free(&tb); pr_free(&lossb);
+    }
 }
 
 /* ---- routing ------------------------------------------------------------------ */

@@ -44,11 +44,11 @@ for i = 1, steps do
   if d > worst then worst, at = d, i end
   if i % 20 == 0 or i <= 2 then print(string.format("step %3d  fp32 %.5f  bf16 %.5f  diff %.2e", i, f32[i], b16[i], d)) end
 end
+if steps < 50 then print("short run (memcheck): curves not compared"); os.exit(0) end
 local function tail(c) local s = 0; for i = steps - 19, steps do s = s + c[i] end; return s / 20 end
 local rel = math.abs(tail(b16) - tail(f32)) / tail(f32)
 print(string.format("bf16 vs fp32 (%s): %d steps, first %.4f / %.4f, mean of last 20 %.4f / %.4f (rel %.2e), "
   .. "max |diff| %.2e at step %d", attention, steps, f32[1], b16[1], tail(f32), tail(b16), rel, worst, at))
-if steps < 50 then print("short run (memcheck): curves not compared"); os.exit(0) end
 local ok = true
 if worst > STEP_TOL then print(string.format("FAIL: a step differs by more than %.2g", STEP_TOL)); ok = false end
 if rel > TAIL_TOL then print(string.format("FAIL: final losses differ by more than %.0f%%", TAIL_TOL * 100)); ok = false end
