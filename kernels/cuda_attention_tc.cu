@@ -303,21 +303,35 @@ __global__ void __launch_bounds__(TC_THREADS) k_fa_bwd_dq(fptr dq, const bf16 *d
                 mma_bf16_16816(dp[2 * np + 1], oa, vb[2], vb[3]);
             }
         }
-        /* dS = P (dP - D_i), into s */
+        /* dS = P (dP - D_i), into s. Tiles wholly below the diagonal and
+         * inside S skip the mask: per element it costs about what the
+         * products do. (Rows past T compute garbage there; they are not
+         * stored.) */
+        const bool full = kt + BC <= a.S && (!a.causal || kt + BC - 1 <= t0 + a.off);
+        if (full) {
 #pragma unroll
-        for (int hi = 0; hi < 2; hi++) {
-            const int64_t t = t0 + wrow + lane / 4 + 8 * hi;
-            const int64_t lim = a.causal ? t + a.off : a.S - 1;
-            const bool live = l2[hi] != -INFINITY;
+            for (int hi = 0; hi < 2; hi++)
 #pragma unroll
-            for (int n = 0; n < NT_C; n++)
+                for (int n = 0; n < NT_C; n++)
 #pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int64_t key = kt + n * 8 + 2 * (lane % 4) + e;
-                    const bool vis = live && key <= lim && key < a.S;
-                    const float p = vis ? exp2f(s[n][2 * hi + e] * sl2 - l2[hi]) : 0.0f;
-                    s[n][2 * hi + e] = p * (dp[n][2 * hi + e] - di[hi]);
-                }
+                    for (int e = 0; e < 2; e++)
+                        s[n][2 * hi + e] = exp2f(s[n][2 * hi + e] * sl2 - l2[hi]) * (dp[n][2 * hi + e] - di[hi]);
+        } else {
+#pragma unroll
+            for (int hi = 0; hi < 2; hi++) {
+                const int64_t t = t0 + wrow + lane / 4 + 8 * hi;
+                const int64_t lim = a.causal ? t + a.off : a.S - 1;
+                const bool live = l2[hi] != -INFINITY;
+#pragma unroll
+                for (int n = 0; n < NT_C; n++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int64_t key = kt + n * 8 + 2 * (lane % 4) + e;
+                        const bool vis = live && key <= lim && key < a.S;
+                        const float p = vis ? exp2f(s[n][2 * hi + e] * sl2 - l2[hi]) : 0.0f;
+                        s[n][2 * hi + e] = p * (dp[n][2 * hi + e] - di[hi]);
+                    }
+            }
         }
         /* dQ += dS K: K as the B operand [key][d], read transposed. */
 #pragma unroll
@@ -435,22 +449,41 @@ __global__ void __launch_bounds__(TC_THREADS) k_fa_bwd_dkdv(fptr dk, fptr dv, co
                 mma_bf16_16816(dp[2 * np + 1], va, ob[2], ob[3]);
             }
         }
-        /* P^T into s, dS^T into dp. Element (key, query t). */
-#pragma unroll
-        for (int hi = 0; hi < 2; hi++) {
-            const int64_t key = s0 + wrow + lane / 4 + 8 * hi;
+        /* P^T into s, dS^T into dp. Element (key, query t). Tiles whose
+         * queries all lie in T and all see every key of the block skip the
+         * mask (every such row has a finite lse: key 0 is always visible). */
+        const bool full = qt + BQ <= a.T && s0 + BC <= a.S && (!a.causal || s0 + BC - 1 <= qt + a.off);
+        if (full) {
 #pragma unroll
             for (int n = 0; n < NT_Q; n++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int c = n * 8 + 2 * (lane % 4) + e;
-                    const int64_t t = qt + c;
-                    const float lq = L[c] * LOG2E;
-                    const bool vis = t < a.T && key < a.S && lq != -INFINITY && (!a.causal || key <= t + a.off);
-                    const float p = vis ? exp2f(s[n][2 * hi + e] * sl2 - lq) : 0.0f;
-                    s[n][2 * hi + e] = p;
-                    dp[n][2 * hi + e] = p * (dp[n][2 * hi + e] - Dv[c]);
+                    const float lq = L[c] * LOG2E, dv_ = Dv[c];
+#pragma unroll
+                    for (int hi = 0; hi < 2; hi++) {
+                        const float p = exp2f(s[n][2 * hi + e] * sl2 - lq);
+                        s[n][2 * hi + e] = p;
+                        dp[n][2 * hi + e] = p * (dp[n][2 * hi + e] - dv_);
+                    }
                 }
+        } else {
+#pragma unroll
+            for (int hi = 0; hi < 2; hi++) {
+                const int64_t key = s0 + wrow + lane / 4 + 8 * hi;
+#pragma unroll
+                for (int n = 0; n < NT_Q; n++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int c = n * 8 + 2 * (lane % 4) + e;
+                        const int64_t t = qt + c;
+                        const float lq = L[c] * LOG2E;
+                        const bool vis = t < a.T && key < a.S && lq != -INFINITY && (!a.causal || key <= t + a.off);
+                        const float p = vis ? exp2f(s[n][2 * hi + e] * sl2 - lq) : 0.0f;
+                        s[n][2 * hi + e] = p;
+                        dp[n][2 * hi + e] = p * (dp[n][2 * hi + e] - Dv[c]);
+                    }
+            }
         }
         /* dV += P^T dO and dK += dS^T Q: dO and Q as B operands [query][d]. */
 #pragma unroll

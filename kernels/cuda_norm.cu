@@ -102,6 +102,50 @@ __global__ void k_rmsnorm_bwd_dw(float *dw, fptr dout, fptr x, const float *rstd
     atomicAdd(dw + j, acc);
 }
 
+/* Both gradients in one pass for D <= NORM_THREADS * CPT: a block walks
+ * NORM_ROWS rows, each thread keeps its columns' dout and x in registers
+ * between the row's dot product and the dx update, and its dw partial sums
+ * until one atomic per column at the end. */
+#define NORM_ROWS 16
+template <int CPT>
+__global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm_bwd_fused(fptr dx, float *dw, fptr dout, fptr x, fptr w,
+                                                                     const float *rstd, int64_t R, int D) {
+    __shared__ float scratch[32];
+    float wv[CPT], acc[CPT];
+#pragma unroll
+    for (int c = 0; c < CPT; c++) {
+        const int j = threadIdx.x + c * NORM_THREADS;
+        wv[c] = j < D ? ldf(w, j) : 0.0f;
+        acc[c] = 0.0f;
+    }
+    const int64_t r0 = (int64_t)blockIdx.x * NORM_ROWS, r1 = r0 + NORM_ROWS < R ? r0 + NORM_ROWS : R;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t base = r * D;
+        float gv[CPT], xv[CPT], dot = 0;
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int j = threadIdx.x + c * NORM_THREADS;
+            gv[c] = j < D ? ldf(dout, base + j) : 0.0f;
+            xv[c] = j < D ? ldf(x, base + j) : 0.0f;
+            dot += gv[c] * wv[c] * xv[c];
+        }
+        dot = block_sum(dot, scratch);
+        const float rs = rstd[r], k = rs * rs * rs * dot / (float)D;
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            const int j = threadIdx.x + c * NORM_THREADS;
+            if (j >= D) continue;
+            stf(dx, base + j, ldf(dx, base + j) + (rs * wv[c] * gv[c] - k * xv[c]));
+            acc[c] += gv[c] * xv[c] * rs;
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < CPT; c++) {
+        const int j = threadIdx.x + c * NORM_THREADS;
+        if (j < D) atomicAdd(dw + j, acc[c]);
+    }
+}
+
 gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
                                     const gqe_tensor *w, float eps) {
     GQE_TRY(gqe_cuda_need_float(out, "rmsnorm_forward", "out"));
@@ -125,13 +169,23 @@ gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_t
     int64_t D = x->shape[x->ndim - 1], R = D ? gqe_tensor_numel(x) / D : 0;
     if (R == 0) return GQE_OK;
     if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
-    if (dx && !gqe_tensor_is_empty(dx)) {
-        GQE_TRY(gqe_cuda_need_float(dx, "rmsnorm_backward", "dx"));
+    const bool want_dx = dx && !gqe_tensor_is_empty(dx), want_dw = dw && !gqe_tensor_is_empty(dw);
+    if (want_dx) GQE_TRY(gqe_cuda_need_float(dx, "rmsnorm_backward", "dx"));
+    if (want_dw) GQE_TRY(gqe_cuda_need_f32(dw, "rmsnorm_backward", "dw"));
+    if (want_dx && want_dw && D <= NORM_THREADS * 8) {
+        const unsigned grid = (unsigned)((R + NORM_ROWS - 1) / NORM_ROWS);
+        if (D <= NORM_THREADS * 4)
+            k_rmsnorm_bwd_fused<4><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D);
+        else
+            k_rmsnorm_bwd_fused<8><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D);
+        LAUNCH_CHECK("rmsnorm backward kernel");
+        return GQE_OK;
+    }
+    if (want_dx) {
         k_rmsnorm_bwd_dx<<<(unsigned)R, NORM_THREADS>>>(fp(dx), fp(dout), fp(x), fp(w), gqe_f32(rstd), D);
         LAUNCH_CHECK("rmsnorm backward (dx) kernel");
     }
-    if (dw && !gqe_tensor_is_empty(dw)) {
-        GQE_TRY(gqe_cuda_need_f32(dw, "rmsnorm_backward", "dw"));
+    if (want_dw) {
         int64_t chunk = 64;
         while ((R + chunk - 1) / chunk > 65535) chunk *= 2;
         dim3 grid((unsigned)((D + 127) / 128), (unsigned)((R + chunk - 1) / chunk));

@@ -137,13 +137,47 @@ __global__ void k_group_mean_bwd(fptr dx, fptr dout, int64_t R, int64_t G, int64
     }
 }
 
+/* all-bf16, D % 8 == 0: 8 columns per thread (common.cuh), same float order */
+__global__ void k_group_mean_fwd8(uint4 *out, const uint4 *__restrict__ x, int64_t R, int64_t G, int64_t D8) {
+    float inv = 1.0f / (float)G;
+    GRID_STRIDE(i, R * D8) {
+        int64_t r = i / D8, d = i % D8;
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+        for (int64_t g = 0; g < G; g++) {
+            unpack8(x[(r * G + g) * D8 + d], v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) s[k] += v[k];
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++) s[k] *= inv;
+        out[i] = pack8(s);
+    }
+}
+
+__global__ void k_group_mean_bwd8(uint4 *dx, const uint4 *__restrict__ dout, int64_t R, int64_t G, int64_t D8) {
+    float inv = 1.0f / (float)G;
+    GRID_STRIDE(i, R * G * D8) {
+        int64_t d = i % D8, r = i / (G * D8);
+        float a[8], b[8];
+        unpack8(dx[i], a);
+        unpack8(dout[r * D8 + d], b);
+#pragma unroll
+        for (int k = 0; k < 8; k++) a[k] = a[k] + b[k] * inv;
+        dx[i] = pack8(a);
+    }
+}
+
 gqe_status gqe_cuda_group_mean_forward(gqe_tensor *out, const gqe_tensor *x) {
     GQE_TRY(gqe_cuda_need_float(out, "group_mean_forward", "out"));
     GQE_TRY(gqe_cuda_need_float(x, "group_mean_forward", "x"));
     int64_t D = x->shape[x->ndim - 1], G = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
     int64_t R = (G * D != 0) ? gqe_tensor_numel(x) / (G * D) : 0;
     if (R * D == 0) return GQE_OK;
-    k_group_mean_fwd<<<gqe_grid_for(R * D, THREADS), THREADS>>>(fp(out), fp(x), R, G, D);
+    if (all_bf16(out, x) && vec8_ok(D, gqe_tensor_data(out), gqe_tensor_data(x)))
+        k_group_mean_fwd8<<<gqe_grid_for(R * D / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(out),
+                                                                         (const uint4 *)gqe_tensor_data(x), R, G, D / 8);
+    else
+        k_group_mean_fwd<<<gqe_grid_for(R * D, THREADS), THREADS>>>(fp(out), fp(x), R, G, D);
     LAUNCH_CHECK("group mean forward kernel");
     return GQE_OK;
 }
@@ -154,7 +188,11 @@ gqe_status gqe_cuda_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout) 
     int64_t D = dx->shape[dx->ndim - 1], G = dx->ndim >= 2 ? dx->shape[dx->ndim - 2] : 1;
     int64_t R = (G * D != 0) ? gqe_tensor_numel(dx) / (G * D) : 0;
     if (R * G * D == 0) return GQE_OK;
-    k_group_mean_bwd<<<gqe_grid_for(R * G * D, THREADS), THREADS>>>(fp(dx), fp(dout), R, G, D);
+    if (all_bf16(dx, dout) && vec8_ok(D, gqe_tensor_data(dx), gqe_tensor_data(dout)))
+        k_group_mean_bwd8<<<gqe_grid_for(R * G * D / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(dx),
+                                                                             (const uint4 *)gqe_tensor_data(dout), R, G, D / 8);
+    else
+        k_group_mean_bwd<<<gqe_grid_for(R * G * D, THREADS), THREADS>>>(fp(dx), fp(dout), R, G, D);
     LAUNCH_CHECK("group mean backward kernel");
     return GQE_OK;
 }

@@ -107,7 +107,7 @@ gqe_status gqe_lm_create(gqe_lm **out, const gqe_lm_config *cfg_in, gqe_device d
     if (!cfg.tied) ADD("lm_head.weight", GQE_PARAM_WEIGHT, &lm->head, &lm->dhead, &lm->chead, cfg.vocab, d);
 #undef ADD
     if (st == GQE_OK) st = gqe_paramset_alloc(&lm->ps, dev);
-    if (st == GQE_OK && cfg.tied) { lm->head = lm->wte; lm->dhead = lm->dwte; lm->chead = lm->cwte; }
+    if (st == GQE_OK && cfg.tied) { lm->head = lm->wte; lm->dhead = lm->dwte; }
     if (st == GQE_OK) st = init_weights(lm);
     if (st != GQE_OK) { gqe_lm_destroy(lm); return st; }
     *out = lm;
@@ -206,6 +206,9 @@ static gqe_status mlp_forward(gqe_lm *lm, block *b, gqe_tensor *out, int64_t R) 
     return gqe_matmul(&out2, &lm->act, &b->cfc_out, false, true, 1.0f, 0.0f);
 }
 
+/* Tied heads read the embedding's compute copy, which precision changes rebind. */
+static const gqe_tensor *head_compute(const gqe_lm *lm) { return lm->cfg.tied ? &lm->cwte : &lm->chead; }
+
 gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, int64_t T) {
     char s[64];
     if (t->dtype != GQE_I32 || gqe_tensor_numel(t) != B * T)
@@ -271,7 +274,7 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     }
     gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R), lg = lm_rows(&lm->logits, R);
     GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &hL, &lm->normf, eps));
-    GQE_TRY(gqe_matmul(&lg, &lm->nf, &lm->chead, false, true, 1.0f, 0.0f));
+    GQE_TRY(gqe_matmul(&lg, &lm->nf, head_compute(lm), false, true, 1.0f, 0.0f));
     lm->aux = aux_sum;
     lm->aux_coef = aux_coef;
     lm->ce = NAN;
@@ -300,7 +303,7 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     /* The logits are spent once backward starts: their buffer holds dlogits. */
     lm->have_forward = false;
     GQE_TRY(gqe_cross_entropy_backward(&lg, &lg, &tg1, scale));
-    GQE_TRY(gqe_matmul(&dn, &lg, &lm->chead, false, false, 1.0f, 0.0f));
+    GQE_TRY(gqe_matmul(&dn, &lg, head_compute(lm), false, false, 1.0f, 0.0f));
     GQE_TRY(gqe_matmul(&lm->dhead, &lg, &lm->nf, true, false, 1.0f, 1.0f));
     GQE_TRY(gqe_fill(&dh, 0.0f));
     gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R);

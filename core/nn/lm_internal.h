@@ -19,7 +19,7 @@ struct gqe_lm {
     gqe_device dev;
     gqe_paramset ps;
     gqe_tensor wte, dwte, normf, dnormf, head, dhead;
-    gqe_tensor cwte, chead;         /* what the matmuls read (params.h) */
+    gqe_tensor cwte, chead;         /* what the matmuls read (params.h); chead only when untied */
     gqe_dtype cdt;                  /* dtype of matmul operands: f32, or bf16 in mixed precision */
     block *blocks;
     int64_t H;            /* MLP hidden width */

@@ -409,6 +409,15 @@ static void test_slots(void **state) {
     RANDN(dgm, GQE_F32, 118, R, 1, D);
     CHECK_OK(gqe_group_mean_backward(&d_o.c, &dgm.c)); CHECK_OK(gqe_group_mean_backward(&d_o.g, &dgm.g));
     PR_CHECK(d_o, TOL_EW);
+    /* all-bf16 group mean (8 columns per thread) */
+    pair ob = pr_randn(3, (const int64_t[]){R, 4, 32}, 1.0f, 119, GQE_BF16);
+    pair gmb = pr_out(3, (const int64_t[]){R, 1, 32}, GQE_BF16);
+    CHECK_OK(gqe_group_mean_forward(&gmb.c, &ob.c)); CHECK_OK(gqe_group_mean_forward(&gmb.g, &ob.g));
+    PR_CHECK(gmb, TOL_BF16);
+    pair dgmb = pr_randn(3, (const int64_t[]){R, 1, 32}, 1.0f, 120, GQE_BF16);
+    CHECK_OK(gqe_group_mean_backward(&ob.c, &dgmb.c)); CHECK_OK(gqe_group_mean_backward(&ob.g, &dgmb.g));
+    PR_CHECK(ob, TOL_BF16);
+    pr_free(&ob); pr_free(&gmb); pr_free(&dgmb);
     pr_free(&ix); pr_free(&tv); pr_free(&q); pr_free(&sl); pr_free(&dsl); pr_free(&o); pr_free(&p);
     pr_free(&mix); pr_free(&w); pr_free(&dmix); pr_free(&d_o); pr_free(&dp); pr_free(&sc); pr_free(&dsc);
     pr_free(&gm); pr_free(&dgm);
