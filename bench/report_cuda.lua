@@ -45,18 +45,26 @@ print()
 for _, r in ipairs(rows) do
   if r.bench == "train" then
     local t = find(function(x) return x.bench == "train_" .. r.kind end)
-    print(string.format("train %s (%s): ours %.0f tok/s (MFU %.1f%%), PyTorch %s tok/s%s", r.kind, r.precision,
-      r.tokens_per_s, 100 * r.mfu_989, t and string.format("%.0f", t.tokens_per_s) or "-",
-      t and string.format(" (peak %.1f GiB) -> ratio %.2f", t.peak_mem_gib, r.tokens_per_s / t.tokens_per_s) or ""))
+    print(string.format("train %s (%s): ours %.0f tok/s (MFU %.1f%% of 989 TFLOP/s, peak %.2f GiB), PyTorch %s%s",
+      r.kind, r.precision, r.tokens_per_s, 100 * r.mfu_989, r.peak_gib or 0,
+      t and string.format("%.0f tok/s (peak %.2f GiB)", t.tokens_per_s, t.peak_mem_gib) or "-",
+      t and string.format(" -> speed ratio %.2f, memory ratio %.2f", r.tokens_per_s / t.tokens_per_s,
+                          (r.peak_gib or 0) / t.peak_mem_gib) or ""))
     store("train_" .. r.kind, "tokens_per_s", r.tokens_per_s, "tokens/s", t and t.tokens_per_s or nil, r.precision)
+    if r.peak_gib then
+      store("train_" .. r.kind, "peak_gib", r.peak_gib, "GiB", t and t.peak_mem_gib or nil, r.precision)
+    end
   end
 end
 for _, r in ipairs(rows) do
   if r.bench == "layer_fwd" then
     local t = find(function(x) return x.bench == "layer_fwd_" .. r.kind and x.S == r.S end)
     local dense = find(function(x) return x.bench == "layer_fwd_gqa" and x.S == r.S end)
-    print(string.format("layer forward %s S=%d (%s): ours %.3f ms, PyTorch %s ms, PyTorch dense GQA %s ms", r.kind, r.S,
-      r.precision, r.ms, t and string.format("%.3f", t.ms) or "-", dense and string.format("%.3f", dense.ms) or "-"))
+    local ours_dense = find(function(x) return x.bench == "layer_fwd" and x.kind == "gqa" and x.S == r.S end)
+    print(string.format("layer forward %s S=%d (%s): ours %.3f ms (ours dense GQA %s), PyTorch %s ms, PyTorch dense GQA %s ms%s",
+      r.kind, r.S, r.precision, r.ms, ours_dense and string.format("%.3f ms", ours_dense.ms) or "-",
+      t and string.format("%.3f", t.ms) or "-", dense and string.format("%.3f", dense.ms) or "-",
+      dense and string.format(" -> %.2fx over PyTorch dense", dense.ms / r.ms) or ""))
     store("layer_fwd_" .. r.kind, "S=" .. r.S, r.ms, "ms", dense and dense.ms or nil,
           "baseline: PyTorch dense GQA layer, bf16, torch.compile")
   end
