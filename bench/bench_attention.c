@@ -72,10 +72,11 @@ static int cmp(const void *a, const void *b) { double x = *(const double *)a, y 
 int main(int argc, char **argv) {
     if (!gqe_cuda_available()) { fprintf(stderr, "bench_attention: no CUDA device\n"); return 1; }
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-    const int64_t sizes[] = {2048, 4096, 8192, 16384, 32768};
+    /* --quick: the sizes bench/torch_baseline.py --quick measures */
+    const int64_t sizes[] = {2048, 4096, 8192, 16384, 32768}, quick_sizes[] = {2048, 8192, 32768};
     int nsizes = quick ? 3 : 5;
     for (int si = 0; si < nsizes; si++) {
-        int64_t S = sizes[si], B = 65536 / S;
+        int64_t S = quick ? quick_sizes[si] : sizes[si], B = 65536 / S;
         for (int kind = 0; kind < 2; kind++) {
             const char *name = kind ? "gqa" : "gqe";
             int64_t H = kind ? N : G;  /* gqe: G*k slot heads with k = 1 */

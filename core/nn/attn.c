@@ -83,6 +83,29 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
     return GQE_OK;
 }
 
+/* Views w_in and dw_in over the input projections when the parameter
+ * buffers hold them back to back (gqe_paramset_add keeps declaration order;
+ * 16-element padding can separate them in small models). */
+static bool bind_input_projections(gqe_attn *a) {
+    const gqe_tensor *w[5] = {&a->cwq, &a->cwk, &a->cwv, a->has_router ? &a->cwr : NULL, a->cwqs.storage ? &a->cwqs : NULL};
+    const gqe_tensor *g[5] = {&a->dwq, &a->dwk, &a->dwv, a->has_router ? &a->dwr : NULL, a->cwqs.storage ? &a->dwqs : NULL};
+    size_t wnext = a->cwq.offset, gnext = a->dwq.offset;
+    int64_t rows = 0;
+    for (int i = 0; i < 5; i++) {
+        if (!w[i]) continue;
+        if (w[i]->storage != a->cwq.storage || w[i]->offset != wnext || g[i]->storage != a->dwq.storage ||
+            g[i]->offset != gnext)
+            return false;
+        wnext += (size_t)gqe_tensor_numel(w[i]);
+        gnext += (size_t)gqe_tensor_numel(g[i]);
+        rows += w[i]->shape[0];
+    }
+    a->in_rows = rows;
+    a->w_in = gqe_tensor_view(&a->cwq, 0, 2, (int64_t[]){rows, a->d});
+    a->dw_in = gqe_tensor_view(&a->dwq, 0, 2, (int64_t[]){rows, a->d});
+    return true;
+}
+
 /* Lays out (or counts) every buffer of a (B, T) forward and backward. */
 static void plan(gqe_attn *a, int64_t B, int64_t T) {
     gqe_arena *ar = &a->arena, *sc = a->scratch;
@@ -99,6 +122,7 @@ static void plan(gqe_attn *a, int64_t B, int64_t T) {
     a->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
     a->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
     a->dv = gqe_arena_take(sc, C, R, G * dh, 0, 0);
+    if (a->in_rows) a->dy_in = gqe_arena_take(sc, C, R, a->in_rows, 0, 0);
     a->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
     if (!attn_is_gqe(a)) return;
     a->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
@@ -138,6 +162,7 @@ static gqe_status ensure_shape(gqe_attn *a, int64_t B, int64_t T) {
     gqe_dtype cdt = a->cwq.storage ? a->cwq.dtype : GQE_F32;
     if (a->arena.buf.storage && a->B == B && a->T == T && a->arena.device == dev && a->cdt == cdt) return GQE_OK;
     a->cdt = cdt;
+    if (!bind_input_projections(a)) a->in_rows = 0;
     gqe_arena_begin(&a->arena, dev);
     gqe_arena_begin(a->scratch, dev);
     plan(a, B, T);
@@ -339,7 +364,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
             gqe_tensor dqs4 = view4(&a->dqs, B, T, 1, dh), dkb4 = view4(&a->dkbar, B, T, 1, dh), dvb4 = view4(&a->dvbar, B, T, 1, dh);
             GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &a->lse_s, a->cfg.causal, scale));
             if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
-            GQE_TRY(linear_backward(&dx2, &a->dwqs, &a->dqs, &a->x, &a->cwqs));
+            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &a->dwqs, &a->dqs, &a->x, &a->cwqs));
             gqe_tensor dk3 = view3(&a->dk, R, G, dh), dv3 = view3(&a->dv, R, G, dh);
             gqe_tensor dkb3 = view3(&a->dkbar, R, 1, dh), dvb3 = view3(&a->dvbar, R, 1, dh);
             GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
@@ -374,7 +399,9 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
             GQE_TRY(gqe_fill(&a->dlogits, 0.0f));
             gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
             GQE_TRY(gqe_router_score_backward(&dl3, &a->probs, &a->dprobs, fn));
-            GQE_TRY(linear_backward(&dx2, &a->dwr, &a->dlogits, &a->x, &a->cwr));
+            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &a->dwr, &a->dlogits, &a->x, &a->cwr));
+        } else if (a->has_router && a->in_rows) {
+            GQE_TRY(gqe_fill(&a->dlogits, 0.0f));   /* no gradient reaches the router */
         }
     }
     if (a->cfg.rope) {
@@ -382,10 +409,24 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
         GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
     }
-    GQE_TRY(linear_backward(&dx2, &a->dwq, &a->dq, &a->x, &a->cwq));
-    GQE_TRY(linear_backward(&dx2, &a->dwk, &a->dk, &a->x, &a->cwk));
-    GQE_TRY(linear_backward(&dx2, &a->dwv, &a->dv, &a->x, &a->cwv));
-    return GQE_OK;
+    if (!a->in_rows) {
+        GQE_TRY(linear_backward(&dx2, &a->dwq, &a->dq, &a->x, &a->cwq));
+        GQE_TRY(linear_backward(&dx2, &a->dwk, &a->dk, &a->x, &a->cwk));
+        GQE_TRY(linear_backward(&dx2, &a->dwv, &a->dv, &a->x, &a->cwv));
+        return GQE_OK;
+    }
+    /* One matmul pair for all input projections: dx and x are read once. */
+    const gqe_tensor *parts[5] = {&a->dq, &a->dk, &a->dv, a->has_router ? &a->dlogits : NULL,
+                                  a->cwqs.storage ? &a->dqs : NULL};
+    int64_t col = 0;
+    for (int i = 0; i < 5; i++) {
+        if (!parts[i]) continue;
+        int64_t w = gqe_tensor_numel(parts[i]) / R;
+        gqe_tensor p2 = view2(parts[i], R, w);
+        GQE_TRY(gqe_copy_cols(&a->dy_in, col, &p2, 0, w, false));
+        col += w;
+    }
+    return linear_backward(&dx2, &a->dw_in, &a->dy_in, &a->x, &a->w_in);
 }
 
 float gqe_attn_aux_loss(const gqe_attn *a) { return a->have_forward && attn_is_gqe(a) ? a->aux : 0.0f; }

@@ -31,6 +31,11 @@ struct gqe_attn {
     /* backward scratch: *scratch, the layer's own arena or one the LM shares
      * between its layers (only one layer runs backward at a time) */
     gqe_arena own_scratch, *scratch;
+    /* The input projections' weights (q, k, v, router, q_shared) sit back to
+     * back in the parameter buffers; backward then runs them as one matmul
+     * pair over dy_in = [dq | dk | dv | dlogits | dqs] (attn.c). */
+    gqe_tensor w_in, dw_in, dy_in;
+    int64_t in_rows;
     gqe_tensor dcat, d_o, dslots, dq, dk, dv, dp, dprobs, dlogits, dqs, dkbar, dvbar;
     gqe_tensor counts, psum, coef;      /* (G, M) */
     float *host_counts, *host_psum;
