@@ -204,6 +204,19 @@ describe("LM", function()
     assert.is_table(bad)
   end)
 
+  it("runs in fp32 by default and names the precisions it knows", function()
+    assert.are.equal("fp32", gqe.nn.LM(cfg):config().precision)
+    local t = {}
+    for k, v in pairs(cfg) do t[k] = v end
+    t.precision = "fp16"
+    assert.truthy(err_of(gqe.nn.LM, t):find("unknown precision 'fp16' (allowed: fp32, bf16)", 1, true))
+    t.precision = "bf16"   -- mixed precision needs the GPU: the CPU computes in f32
+    if not gqe.cuda_available() then
+      assert.truthy(err_of(gqe.nn.LM, t):find("precision 'bf16' runs on cuda only", 1, true))
+      assert.truthy(err_of(gqe.nn.GQEAttention, small({precision = "bf16"})):find("cuda only", 1, true))
+    end
+  end)
+
   it("learns: loss decreases after a few AdamW steps", function()
     if not (gqe.optim and gqe.optim.AdamW) then
       pending("gqe.optim not built in")
@@ -294,5 +307,15 @@ describe("cuda", function()
     local _, grad = lmg:parameters()
     assert.are.equal("cuda", grad:device())
     assert.is_true(grad:norm() > 0)
+
+    -- bf16 mixed precision: same loss within bf16 rounding, f32 master weights
+    cfg.precision = "bf16"
+    local lmb = gqe.nn.LM(cfg)
+    lmb:load(lm:state())
+    assert.are.equal("bf16", lmb:config().precision)
+    local l3 = lmb:loss(tokens, targets)
+    assert.is_true(math.abs(l1 - l3) < 2e-2 * l1)
+    local params = lmb:parameters()
+    assert.are.equal("f32", params:dtype())
   end)
 end)
