@@ -51,4 +51,23 @@ echo "$out" | grep -qi "usage"; check "usage text" $?
 
 (cd "$tmp" && "$GQE" ok.lua >/dev/null 2>&1); check "runs from another directory" $?
 
+# GQE_PROFILE=1: a per-op table on stderr at exit, matmuls per shape; profile_reset drops earlier calls
+cat > "$tmp/prof.lua" <<'LUA'
+local a, b = gqe.randn({4, 3}, {seed = 1}), gqe.randn({5, 3}, {seed = 2})
+gqe.matmul(gqe.zeros({2, 2}), gqe.ones({2, 7}), gqe.ones({7, 2}))
+gqe.profile_reset()
+local c = gqe.zeros({4, 5})
+for _ = 1, 3 do gqe.matmul(c, a, b, false, true) end
+LUA
+err=$(GQE_PROFILE=1 "$GQE" "$tmp/prof.lua" 2>&1 >/dev/null); rc=$?
+[ "$rc" = 0 ]; check "profiled script exits 0" $?
+echo "$err" | grep -q "^GQE_PROFILE: time per op"; check "profile table printed at exit" $?
+echo "$err" | grep -Eq "^matmul 4x5x3 NT f32,f32>f32 +cpu +[0-9.]+ +3 "; check "matmul listed by shape with its call count" $?
+! echo "$err" | grep -q "matmul 2x2x7"; check "profile_reset forgets earlier calls" $?
+out=$("$GQE" "$tmp/prof.lua" 2>&1); ! echo "$out" | grep -q GQE_PROFILE; check "no table without GQE_PROFILE" $?
+
+# gqe.cuda_memory(): the allocator's byte counts (zeros without a GPU)
+printf 'local m = gqe.cuda_memory()\nprint(math.type(m.in_use), math.type(m.peak), math.type(m.reserved))\n' > "$tmp/mem.lua"
+"$GQE" "$tmp/mem.lua" 2>&1 | grep -q "^integer	integer	integer$"; check "cuda_memory returns byte counts" $?
+
 [ "$fails" = 0 ]
