@@ -229,6 +229,8 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     if (targets) GQE_TRY(gqe_lm_check_ids(targets, "targets", B, T));
     GQE_TRY(ensure_shape(lm, B, T));
     lm->have_forward = false;
+    /* Every forward: the optimizer, a load or a user's parameter view may
+     * have changed the weights, and no flag could see all of them. */
     GQE_TRY(gqe_paramset_refresh_compute(&lm->ps));
     GQE_TRY(gqe_tensor_copy(&lm->tokens, tokens));
     /* Range-check the ids on the host: an out-of-range id would read outside the table. */

@@ -11,23 +11,15 @@ local attention, path = arg[2] or "gqe", arg[3] or "data/brown.txt"
 local lr = tonumber(arg[4]) or 1e-3
 local WINDOW, WINDOW_TOL, TAIL_TOL = 10, 0.1, 0.02   -- 10-step means (absolute); last 20 (relative)
 
+local run = dofile((arg[0]:match("^(.*/)") or "./") .. "curve.lua")
+
 local function curve(precision)
   local ds = gqe.data.open{kind = "text", path = path, seed = 3}
-  local lm = gqe.nn.LM{vocab = ds:vocab(), dim = 128, layers = 2, max_seq = 128, attention = attention,
-                       experts = 8, groups = 4, k = 1, head_dim = 32, seed = 7, device = "cuda",
-                       precision = precision}
+  local losses, lm = run{data = ds, steps = steps, lr = lr, batch = 8, seq = 128,
+                         model = {vocab = ds:vocab(), dim = 128, layers = 2, max_seq = 128, attention = attention,
+                                  experts = 8, groups = 4, k = 1, head_dim = 32, seed = 7, device = "cuda",
+                                  precision = precision}}
   assert(lm:config().precision == precision, "LM precision not applied")
-  local opt = gqe.optim.AdamW(lm, {lr = lr, betas = {0.9, 0.95}, weight_decay = 0.1})
-  local losses = {}
-  for s = 0, steps - 1 do
-    local tok, tgt = ds:batch("train", s, 8, 128)
-    losses[#losses + 1] = lm:loss(tok, tgt, 0.01)
-    lm:backward()
-    opt:clip(1.0)
-    opt:step()
-    opt:zero_grad()
-    lm:after_step()
-  end
   local params, grads = lm:parameters()   -- the flat buffers the optimizer updates
   if params:dtype() ~= "f32" or grads:dtype() ~= "f32" then
     error(string.format("master weights are %s and gradients %s, expected f32", params:dtype(), grads:dtype()))

@@ -8,23 +8,16 @@ local steps = tonumber(arg and arg[1]) or 200
 local attention, router, kind = arg[2] or "gqe", arg[3] or "softmax", arg[4] or "recall"
 local lr = tonumber(arg[5]) or 1e-3
 
+local run = dofile((arg[0]:match("^(.*/)") or "./") .. "curve.lua")
+
 local function curve(device)
   local ds = kind == "recall" and gqe.data.open{kind = "recall", seed = 3, vocab = 64}
              or gqe.data.open{kind = "text", path = kind, seed = 3}
-  local lm = gqe.nn.LM{vocab = ds:vocab(), dim = 64, layers = 2, max_seq = 64, attention = attention,
-                       experts = 8, groups = 4, k = 1, head_dim = 16, seed = 7, device = device,
-                       router = router}
-  local opt = gqe.optim.AdamW(lm, {lr = lr, betas = {0.9, 0.95}, weight_decay = 0.1})
-  local losses = {}
-  for s = 0, steps - 1 do
-    local tok, tgt = ds:batch("train", s, 8, 64)
-    losses[#losses + 1] = lm:loss(tok, tgt, 0.01)
-    lm:backward()
-    opt:clip(1.0)
-    opt:step()
-    opt:zero_grad()
-    lm:after_step()
-  end
+  local losses, lm = run{data = ds, steps = steps, lr = lr, batch = 8, seq = 64,
+                         model = {vocab = ds:vocab(), dim = 64, layers = 2, max_seq = 64, attention = attention,
+                                  experts = 8, groups = 4, k = 1, head_dim = 16, seed = 7, device = device,
+                                  router = router}}
+  lm:close()
   return losses
 end
 
