@@ -96,6 +96,9 @@ bool gqe_cuda_available(void);
  * from cudaMalloc (live plus cached). Zeros without CUDA. */
 typedef struct gqe_memory_stats { size_t in_use, peak, reserved; } gqe_memory_stats;
 void gqe_cuda_memory_stats(gqe_memory_stats *out, bool reset_peak);
+/* Attention calls (forward and backward) served by cuDNN's fused kernels
+ * rather than gqe's own since the process started; 0 without cuDNN. */
+int64_t gqe_cuda_cudnn_attention_calls(void);
 
 const gqe_backend *gqe_backend_for(gqe_device dev);
 

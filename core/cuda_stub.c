@@ -14,3 +14,4 @@ void gqe_cuda_memory_stats(gqe_memory_stats *out, bool reset_peak) {
     (void)reset_peak;
     out->in_use = out->peak = out->reserved = 0;
 }
+int64_t gqe_cuda_cudnn_attention_calls(void) { return 0; }

@@ -211,4 +211,19 @@ gqe_status gqe_cuda_attn_bwd_tc(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                 const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
                                 bool causal, float scale);
 
+/* cuDNN's fused attention (kernels/cuda_attention_cudnn.cu): bf16, S == T a
+ * multiple of 128, D a multiple of 8 up to 128. *used is false (and nothing
+ * ran) when cuDNN is absent, disabled (GQE_CUDA_CUDNN=0) or has no engine
+ * for the shape; the caller then runs the built-in kernels. */
+bool gqe_cudnn_attn_fwd_ok(const gqe_tensor *out, const gqe_tensor *lse, const gqe_tensor *q, const gqe_tensor *k,
+                           const gqe_tensor *v, bool causal);
+gqe_status gqe_cudnn_attn_fwd(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q, const gqe_tensor *k,
+                              const gqe_tensor *v, bool causal, float scale, bool *used);
+bool gqe_cudnn_attn_bwd_ok(const gqe_tensor *dq, const gqe_tensor *dk, const gqe_tensor *dv, const gqe_tensor *dout,
+                           const gqe_tensor *q, const gqe_tensor *k, const gqe_tensor *v, const gqe_tensor *out,
+                           bool causal);
+gqe_status gqe_cudnn_attn_bwd(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv, const gqe_tensor *dout,
+                              const gqe_tensor *q, const gqe_tensor *k, const gqe_tensor *v, const gqe_tensor *out,
+                              const gqe_tensor *lse, bool causal, float scale, bool *used);
+
 #endif

@@ -377,6 +377,11 @@ gqe_status gqe_cuda_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gq
     GQE_TRY(gqe_cuda_need_float(q, op, "q"));
     GQE_TRY(gqe_cuda_need_float(k, op, "k"));
     GQE_TRY(gqe_cuda_need_float(v, op, "v"));
+    if (gqe_cudnn_attn_fwd_ok(out, lse, q, k, v, causal)) {
+        bool used = false;
+        GQE_TRY(gqe_cudnn_attn_fwd(out, lse, q, k, v, causal, scale, &used));
+        if (used) return GQE_OK;
+    }
     if (gqe_cuda_attn_tc_fwd_ok(out, q, k, v)) return gqe_cuda_attn_fwd_tc(out, lse, q, k, v, causal, scale);
     return gqe_cuda_attn_fwd_generic(out, lse, q, k, v, causal, scale);
 }
@@ -395,6 +400,11 @@ gqe_status gqe_cuda_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tenso
     GQE_TRY(gqe_cuda_need_float(v, op, "v"));
     GQE_TRY(gqe_cuda_need_float(out, op, "out"));
     GQE_TRY(gqe_cuda_need_f32(lse, op, "lse"));
+    if (gqe_cudnn_attn_bwd_ok(dq, dk, dv, dout, q, k, v, out, causal)) {
+        bool used = false;
+        GQE_TRY(gqe_cudnn_attn_bwd(dq, dk, dv, dout, q, k, v, out, lse, causal, scale, &used));
+        if (used) return GQE_OK;
+    }
     if (gqe_cuda_attn_tc_bwd_ok(dq, dk, dv, dout, q, k, v, out))
         return gqe_cuda_attn_bwd_tc(dq, dk, dv, dout, q, k, v, out, lse, causal, scale);
     return gqe_cuda_attn_bwd_generic(dq, dk, dv, dout, q, k, v, out, lse, causal, scale);

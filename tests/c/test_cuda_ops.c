@@ -519,6 +519,30 @@ static void test_attention_bf16(void **state) {
         for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_attention(&big[i], GQE_BF16, 500 + 10 * i);
 }
 
+/* Shapes cuDNN's fused kernels take (bf16, S == T a multiple of 128): the
+ * GQE slot heads (H == Hk), dense GQA (16 over 8), the one-head shared
+ * attention, D = 128, and no mask. Gradients start nonzero, so cuDNN's
+ * overwriting results must be added, as the op's contract says. With
+ * GQE_TEST_REQUIRE_CUDNN=1 the test fails unless cuDNN served them. */
+static void test_attention_cudnn(void **state) {
+    (void)state;
+    const acfg small[] = {{1, 128, 128, 2, 2, 64, true}};
+    const acfg big[] = {
+        {2, 256, 256, 8, 8, 64, true}, {1, 384, 384, 16, 8, 64, true}, {2, 256, 256, 1, 1, 64, true},
+        {1, 256, 256, 4, 4, 128, true}, {1, 256, 256, 4, 2, 64, false},
+    };
+    int64_t before = gqe_cuda_cudnn_attention_calls();
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++, n++) check_attention(&small[i], GQE_BF16, 700 + 10 * i);
+    if (!g_small)
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++, n++) check_attention(&big[i], GQE_BF16, 800 + 10 * i);
+    int64_t served = gqe_cuda_cudnn_attention_calls() - before;
+    print_message("cuDNN served %lld of %zu attention calls\n", (long long)served, 2 * n);
+    const char *req = getenv("GQE_TEST_REQUIRE_CUDNN");
+    if (req && !strcmp(req, "1") && served != (int64_t)(2 * n))
+        fail_msg("GQE_TEST_REQUIRE_CUDNN=1 but cuDNN served %lld of %zu calls", (long long)served, 2 * n);
+}
+
 /* ---- memory ----------------------------------------------------------------- */
 /* A released block returns from the cache on the next request of its size
  * class: the steady-state training step does no cudaMalloc. */
@@ -558,6 +582,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_optim),
         cmocka_unit_test(test_attention_f32),
         cmocka_unit_test(test_attention_bf16),
+        cmocka_unit_test(test_attention_cudnn),
         cmocka_unit_test(test_allocator_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
