@@ -233,14 +233,18 @@ gqe_status gqe_cuda_router_scatter_probs(gqe_tensor *dprobs, const gqe_tensor *d
     return GQE_OK;
 }
 
-/* One block per (g, m): a fixed-order sum over rows in double, so the
- * statistics are the same on every run. */
-__global__ void k_router_stats(float *counts, float *psum, const int32_t *idx, fptr probs, int64_t R, int64_t G,
-                               int64_t M, int64_t K, int normalise) {
+/* Statistics in two fixed-order passes, so they are the same on every run:
+ * STAT_PARTS blocks per (g, m) each sum a contiguous span of rows in double,
+ * then one thread per (g, m) adds the spans in order. (One block per (g, m)
+ * left all but G*M SMs idle.) */
+#define STAT_PARTS 32
+__global__ void k_router_stats_part(double *part, const int32_t *idx, fptr probs, int64_t R, int64_t G,
+                                    int64_t M, int64_t K, int normalise) {
     __shared__ double scratch[32];
-    int64_t gm = blockIdx.x, g = gm / M, m = gm % M;
+    int64_t gm = blockIdx.x / STAT_PARTS, pi = blockIdx.x % STAT_PARTS, g = gm / M, m = gm % M;
+    int64_t span = (R + STAT_PARTS - 1) / STAT_PARTS, r0 = pi * span, r1 = r0 + span < R ? r0 + span : R;
     double c = 0, s = 0;
-    for (int64_t r = threadIdx.x; r < R; r += blockDim.x) {
+    for (int64_t r = r0 + threadIdx.x; r < r1; r += blockDim.x) {
         int64_t rg = r * G + g;
         double p = ldf(probs, rg * M + m);
         if (normalise) {
@@ -253,7 +257,19 @@ __global__ void k_router_stats(float *counts, float *psum, const int32_t *idx, f
     }
     c = block_sum(c, scratch);
     s = block_sum(s, scratch);
-    if (threadIdx.x == 0) { counts[gm] = (float)c; psum[gm] = (float)s; }
+    if (threadIdx.x == 0) { part[2 * blockIdx.x] = c; part[2 * blockIdx.x + 1] = s; }
+}
+
+__global__ void k_router_stats_sum(float *counts, float *psum, const double *part, int64_t GM) {
+    GRID_STRIDE(gm, GM) {
+        double c = 0, s = 0;
+        for (int p = 0; p < STAT_PARTS; p++) {
+            c += part[2 * (gm * STAT_PARTS + p)];
+            s += part[2 * (gm * STAT_PARTS + p) + 1];
+        }
+        counts[gm] = (float)c;
+        psum[gm] = (float)s;
+    }
 }
 
 gqe_status gqe_cuda_router_stats(gqe_tensor *counts, gqe_tensor *psum, const gqe_tensor *idx,
@@ -265,8 +281,15 @@ gqe_status gqe_cuda_router_stats(gqe_tensor *counts, gqe_tensor *psum, const gqe
     int64_t M = last(probs, 0), G = last(probs, 1), K = last(idx, 0);
     int64_t R = (G * M != 0) ? gqe_tensor_numel(probs) / (G * M) : 0;
     if (G * M == 0) return GQE_OK;
-    k_router_stats<<<(unsigned)(G * M), THREADS>>>(gqe_f32(counts), gqe_f32(psum), gqe_i32(idx), fp(probs), R, G, M,
-                                                   K, normalise);
+    double *part = NULL;
+    GQE_TRY(gqe_cuda_scratch((void **)&part, (size_t)(G * M * STAT_PARTS) * 2 * sizeof(double)));
+    k_router_stats_part<<<(unsigned)(G * M * STAT_PARTS), THREADS>>>(part, gqe_i32(idx), fp(probs), R, G, M, K,
+                                                                      normalise);
+    cudaError_t e1 = cudaGetLastError();
+    if (e1 == cudaSuccess)
+        k_router_stats_sum<<<gqe_grid_for(G * M, THREADS), THREADS>>>(gqe_f32(counts), gqe_f32(psum), part, G * M);
+    gqe_cuda_scratch_free(part);
+    if (e1 != cudaSuccess) return gqe_fail(GQE_ERR_DEVICE, "router stats kernel failed: %s", cudaGetErrorString(e1));
     LAUNCH_CHECK("router stats kernel");
     return GQE_OK;
 }
@@ -320,6 +343,21 @@ __global__ void k_gather_slots(fptr slots, fptr q, const int32_t *idx, int64_t R
     }
 }
 
+/* bf16 fast path: 8 values of one slot row per thread. */
+__global__ void k_gather_slots8(uint4 *slots, const uint4 *__restrict__ q, const int32_t *idx, int64_t R, int64_t G,
+                                int64_t M, int64_t K, int64_t D8, int *flag) {
+    GRID_STRIDE(e, R * G * K * D8) {
+        int64_t d = e % D8, s = e / D8, rg = s / K;
+        int32_t m = idx[s];
+        if (m < 0 || m >= M) {
+            if (d == 0) atomicOr(flag, GQE_FLAG_EXPERT);
+            slots[e] = make_uint4(0, 0, 0, 0);
+            continue;
+        }
+        slots[e] = q[(rg * M + m) * D8 + d];
+    }
+}
+
 /* One thread per (r, g, d) walks the k picks: repeated experts never race. */
 __global__ void k_scatter_slots(fptr dq, fptr dslots, const int32_t *idx, int64_t R, int64_t G, int64_t M, int64_t K,
                                 int64_t D, int *flag) {
@@ -337,6 +375,27 @@ __global__ void k_scatter_slots(fptr dq, fptr dslots, const int32_t *idx, int64_
     }
 }
 
+__global__ void k_scatter_slots8(uint4 *dq, const uint4 *__restrict__ dslots, const int32_t *idx, int64_t R,
+                                 int64_t G, int64_t M, int64_t K, int64_t D8, int *flag) {
+    GRID_STRIDE(e, R * G * D8) {
+        int64_t d = e % D8, rg = e / D8;
+        for (int64_t j = 0; j < K; j++) {
+            int32_t m = idx[rg * K + j];
+            if (m < 0 || m >= M) {
+                if (d == 0) atomicOr(flag, GQE_FLAG_EXPERT);
+                continue;
+            }
+            int64_t o = (rg * M + m) * D8 + d;
+            float a[8], b[8];
+            unpack8(dq[o], a);
+            unpack8(dslots[(rg * K + j) * D8 + d], b);
+#pragma unroll
+            for (int t = 0; t < 8; t++) a[t] += b[t];
+            dq[o] = pack8(a);
+        }
+    }
+}
+
 gqe_status gqe_cuda_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx) {
     GQE_TRY(gqe_cuda_need_float(slots, "gather_slots", "slots"));
     GQE_TRY(gqe_cuda_need_float(q, "gather_slots", "q"));
@@ -347,7 +406,12 @@ gqe_status gqe_cuda_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const g
     if (n == 0) return GQE_OK;
     int *flag = gqe_cuda_flag_ptr();
     if (!flag) return gqe_fail(GQE_ERR_DEVICE, "gather_slots: no device flag");
-    k_gather_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(slots), fp(q), gqe_i32(idx), R, G, M, K, D, flag);
+    if (all_bf16(slots, q) && vec8_ok(D, gqe_tensor_data(slots), gqe_tensor_data(q)))
+        k_gather_slots8<<<gqe_grid_for(n / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(slots),
+                                                                   (const uint4 *)gqe_tensor_data(q), gqe_i32(idx), R,
+                                                                   G, M, K, D / 8, flag);
+    else
+        k_gather_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(slots), fp(q), gqe_i32(idx), R, G, M, K, D, flag);
     LAUNCH_CHECK("gather slots kernel");
     return GQE_OK;
 }
@@ -362,7 +426,12 @@ gqe_status gqe_cuda_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, cons
     if (n == 0) return GQE_OK;
     int *flag = gqe_cuda_flag_ptr();
     if (!flag) return gqe_fail(GQE_ERR_DEVICE, "scatter_slots: no device flag");
-    k_scatter_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dq), fp(dslots), gqe_i32(idx), R, G, M, K, D, flag);
+    if (all_bf16(dq, dslots) && vec8_ok(D, gqe_tensor_data(dq), gqe_tensor_data(dslots)))
+        k_scatter_slots8<<<gqe_grid_for(n / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(dq),
+                                                                    (const uint4 *)gqe_tensor_data(dslots),
+                                                                    gqe_i32(idx), R, G, M, K, D / 8, flag);
+    else
+        k_scatter_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dq), fp(dslots), gqe_i32(idx), R, G, M, K, D, flag);
     LAUNCH_CHECK("scatter slots kernel");
     return GQE_OK;
 }

@@ -83,17 +83,21 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
     return GQE_OK;
 }
 
-/* Views w_in and dw_in over the input projections when the parameter
- * buffers hold them back to back (gqe_paramset_add keeps declaration order;
- * 16-element padding can separate them in small models). */
+/* Views w_in and dw_in over the router and shared-query projections when
+ * the parameter buffers hold them back to back (gqe_paramset_add keeps
+ * declaration order; 16-element padding can separate them in small models):
+ * their backward then runs as one matmul pair instead of two with a narrow
+ * output each. q, k and v keep their own matmuls: those are wide enough, and
+ * gathering their gradients into one buffer cost more in copies than the
+ * fused matmul saved. */
 static bool bind_input_projections(gqe_attn *a) {
-    const gqe_tensor *w[5] = {&a->cwq, &a->cwk, &a->cwv, a->has_router ? &a->cwr : NULL, a->cwqs.storage ? &a->cwqs : NULL};
-    const gqe_tensor *g[5] = {&a->dwq, &a->dwk, &a->dwv, a->has_router ? &a->dwr : NULL, a->cwqs.storage ? &a->dwqs : NULL};
-    size_t wnext = a->cwq.offset, gnext = a->dwq.offset;
+    if (!a->has_router || !a->cwqs.storage) return false;
+    const gqe_tensor *w[2] = {&a->cwr, &a->cwqs};
+    const gqe_tensor *g[2] = {&a->dwr, &a->dwqs};
+    size_t wnext = a->cwr.offset, gnext = a->dwr.offset;
     int64_t rows = 0;
-    for (int i = 0; i < 5; i++) {
-        if (!w[i]) continue;
-        if (w[i]->storage != a->cwq.storage || w[i]->offset != wnext || g[i]->storage != a->dwq.storage ||
+    for (int i = 0; i < 2; i++) {
+        if (w[i]->storage != a->cwr.storage || w[i]->offset != wnext || g[i]->storage != a->dwr.storage ||
             g[i]->offset != gnext)
             return false;
         wnext += (size_t)gqe_tensor_numel(w[i]);
@@ -101,8 +105,8 @@ static bool bind_input_projections(gqe_attn *a) {
         rows += w[i]->shape[0];
     }
     a->in_rows = rows;
-    a->w_in = gqe_tensor_view(&a->cwq, 0, 2, (int64_t[]){rows, a->d});
-    a->dw_in = gqe_tensor_view(&a->dwq, 0, 2, (int64_t[]){rows, a->d});
+    a->w_in = gqe_tensor_view(&a->cwr, 0, 2, (int64_t[]){rows, a->d});
+    a->dw_in = gqe_tensor_view(&a->dwr, 0, 2, (int64_t[]){rows, a->d});
     return true;
 }
 
@@ -409,23 +413,14 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
         GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
     }
-    if (!a->in_rows) {
-        GQE_TRY(linear_backward(&dx2, &a->dwq, &a->dq, &a->x, &a->cwq));
-        GQE_TRY(linear_backward(&dx2, &a->dwk, &a->dk, &a->x, &a->cwk));
-        GQE_TRY(linear_backward(&dx2, &a->dwv, &a->dv, &a->x, &a->cwv));
-        return GQE_OK;
-    }
-    /* One matmul pair for all input projections: dx and x are read once. */
-    const gqe_tensor *parts[5] = {&a->dq, &a->dk, &a->dv, a->has_router ? &a->dlogits : NULL,
-                                  a->cwqs.storage ? &a->dqs : NULL};
-    int64_t col = 0;
-    for (int i = 0; i < 5; i++) {
-        if (!parts[i]) continue;
-        int64_t w = gqe_tensor_numel(parts[i]) / R;
-        gqe_tensor p2 = view2(parts[i], R, w);
-        GQE_TRY(gqe_copy_cols(&a->dy_in, col, &p2, 0, w, false));
-        col += w;
-    }
+    GQE_TRY(linear_backward(&dx2, &a->dwq, &a->dq, &a->x, &a->cwq));
+    GQE_TRY(linear_backward(&dx2, &a->dwk, &a->dk, &a->x, &a->cwk));
+    GQE_TRY(linear_backward(&dx2, &a->dwv, &a->dv, &a->x, &a->cwv));
+    if (!a->in_rows) return GQE_OK;
+    /* router and shared query: one matmul pair over [dlogits | dqs] */
+    int64_t wl = G * a->M;
+    GQE_TRY(gqe_copy_cols(&a->dy_in, 0, &a->dlogits, 0, wl, false));
+    GQE_TRY(gqe_copy_cols(&a->dy_in, wl, &a->dqs, 0, dh, false));
     return linear_backward(&dx2, &a->dw_in, &a->dy_in, &a->x, &a->w_in);
 }
 

@@ -418,6 +418,15 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_group_mean_backward(&ob.c, &dgmb.c)); CHECK_OK(gqe_group_mean_backward(&ob.g, &dgmb.g));
     PR_CHECK(ob, TOL_BF16);
     pr_free(&ob); pr_free(&gmb); pr_free(&dgmb);
+    /* all-bf16 gather / scatter (8 columns per thread), D = 64 */
+    pair qb = pr_randn(3, (const int64_t[]){R, G * M, 64}, 1.0f, 121, GQE_BF16);
+    pair slb = pr_out(3, (const int64_t[]){R, G * K, 64}, GQE_BF16);
+    CHECK_OK(gqe_gather_slots(&slb.c, &qb.c, &ix.c)); CHECK_OK(gqe_gather_slots(&slb.g, &qb.g, &ix.g));
+    PR_CHECK(slb, 0);
+    pair dslb = pr_randn(3, (const int64_t[]){R, G * K, 64}, 1.0f, 122, GQE_BF16);
+    CHECK_OK(gqe_scatter_slots(&qb.c, &dslb.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&qb.g, &dslb.g, &ix.g));
+    PR_CHECK(qb, TOL_BF16);
+    pr_free(&qb); pr_free(&slb); pr_free(&dslb);
     pr_free(&ix); pr_free(&tv); pr_free(&q); pr_free(&sl); pr_free(&dsl); pr_free(&o); pr_free(&p);
     pr_free(&mix); pr_free(&w); pr_free(&dmix); pr_free(&d_o); pr_free(&dp); pr_free(&sc); pr_free(&dsc);
     pr_free(&gm); pr_free(&dgm);
