@@ -59,9 +59,9 @@ static void run(const char *kind, bufs *b, bool backward) {
         OK(gqe_attention_forward(&b->os, &b->lses, &b->qs, &b->kb, &b->vb, true, scale));
     }
     if (!backward) return;
-    OK(gqe_attention_backward(&b->dq, &b->dk, &b->dv, &b->dout, &b->q, &b->k, &b->v, &b->o, &b->lse, true, scale));
+    OK(gqe_attention_backward(&b->dq, &b->dk, &b->dv, &b->dout, &b->q, &b->k, &b->v, &b->o, &b->lse, true, scale, false));
     if (strcmp(kind, "gqe") == 0) {
-        OK(gqe_attention_backward(&b->dqs, &b->dkb, &b->dvb, &b->douts, &b->qs, &b->kb, &b->vb, &b->os, &b->lses, true, scale));
+        OK(gqe_attention_backward(&b->dqs, &b->dkb, &b->dvb, &b->douts, &b->qs, &b->kb, &b->vb, &b->os, &b->lses, true, scale, false));
         OK(gqe_group_mean_backward(&b->dk, &b->dkb));
         OK(gqe_group_mean_backward(&b->dv, &b->dvb));
     }

@@ -40,7 +40,10 @@ typedef struct gqe_backend {
     gqe_status (*rmsnorm_forward)(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
                                   const gqe_tensor *w, float eps);
     gqe_status (*rmsnorm_backward)(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                   const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd);
+                                   const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
+                                   gqe_tensor *dx_copy);
+    gqe_status (*add_rmsnorm_forward)(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
+                                      const gqe_tensor *b, const gqe_tensor *w, float eps);
     gqe_status (*gelu_forward)(gqe_tensor *out, const gqe_tensor *x);
     gqe_status (*gelu_backward)(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
     gqe_status (*swiglu_forward)(gqe_tensor *out, const gqe_tensor *x);
@@ -52,7 +55,7 @@ typedef struct gqe_backend {
     gqe_status (*attention_backward)(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                      const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
                                      const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                     bool causal, float scale);
+                                     bool causal, float scale, bool accumulate);
     gqe_status (*cross_entropy_forward)(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets);
     gqe_status (*cross_entropy_backward)(gqe_tensor *dlogits, const gqe_tensor *logits,
                                          const gqe_tensor *targets, float scale);

@@ -184,7 +184,8 @@ gqe_status gqe_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tens
 }
 
 gqe_status gqe_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd) {
+                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
+                                gqe_tensor *dx_copy) {
     const char *OP = "rmsnorm_backward";
     ARG(X, x, 'f', "(R, D)", -1, -1);
     int64_t R = X.shape[0], D = X.shape[1];
@@ -194,7 +195,24 @@ gqe_status gqe_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor
     ARG(W, w, 'f', "(D)", D);
     ARG(RS, rstd, 'f', "(R)", R);
     SAME_DEVICE(&X, &DX, &G, &DW, &W, &RS);
-    DISPATCH(X.device, rmsnorm_backward, &DX, &DW, &G, &X, &W, &RS);
+    if (!dx_copy) DISPATCH(X.device, rmsnorm_backward, &DX, &DW, &G, &X, &W, &RS, NULL);
+    ARG(DC, dx_copy, 'f', "(R, D)", R, D);
+    SAME_DEVICE(&X, &DC);
+    DISPATCH(X.device, rmsnorm_backward, &DX, &DW, &G, &X, &W, &RS, &DC);
+}
+
+gqe_status gqe_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
+                                   const gqe_tensor *b, const gqe_tensor *w, float eps) {
+    const char *OP = "add_rmsnorm_forward";
+    ARG(A, a, 'f', "(R, D)", -1, -1);
+    int64_t R = A.shape[0], D = A.shape[1];
+    ARG(B, b, 'f', "(R, D)", R, D);
+    ARG(S, sum, 'f', "(R, D)", R, D);
+    ARG(O, out, 'f', "(R, D)", R, D);
+    ARG(RS, rstd, 'f', "(R)", R);
+    ARG(W, w, 'f', "(D)", D);
+    SAME_DEVICE(&A, &B, &S, &O, &RS, &W);
+    DISPATCH(A.device, add_rmsnorm_forward, &S, &O, &RS, &A, &B, &W, eps);
 }
 
 /* ---- activations, RoPE --------------------------------------------------- */
@@ -285,7 +303,7 @@ gqe_status gqe_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_ten
 gqe_status gqe_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                   const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
                                   const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                  bool causal, float scale) {
+                                  bool causal, float scale, bool accumulate) {
     const char *OP = "attention_backward";
     gqe_tensor Q, K, V;
     GQE_TRY(attn_dims(OP, q, k, v, causal, &Q, &K, &V));
@@ -296,7 +314,7 @@ gqe_status gqe_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv
     ARG(DV, dv, 'f', "(B, S, Hkv, D)", K.shape[0], K.shape[1], K.shape[2], K.shape[3]);
     ARG(L, lse, 'F', "(B, Hq, T)", Q.shape[0], Q.shape[2], Q.shape[1]);
     SAME_DEVICE(&Q, &K, &V, &O, &G, &DQ, &DK, &DV, &L);
-    DISPATCH(Q.device, attention_backward, &DQ, &DK, &DV, &G, &Q, &K, &V, &O, &L, causal, scale);
+    DISPATCH(Q.device, attention_backward, &DQ, &DK, &DV, &G, &Q, &K, &V, &O, &L, causal, scale, accumulate);
 }
 
 /* ---- cross-entropy ------------------------------------------------------- */

@@ -42,8 +42,17 @@ gqe_status gqe_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, co
 /* x, out (R, D); w (D); rstd (R) saved for backward. */
 gqe_status gqe_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
                                const gqe_tensor *w, float eps);
+/* dx_copy (R, D), optional (NULL): receives dx after the accumulation, in
+ * its own dtype (mixed precision keeps a bf16 copy of the f32 residual
+ * gradient for the next matmuls; writing it here saves a pass over dx). */
 gqe_status gqe_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd);
+                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
+                                gqe_tensor *dx_copy);
+/* Residual add fused with the next norm: sum = a + b, then
+ * out = rmsnorm(sum) as gqe_rmsnorm_forward computes it from sum. sum, a, b
+ * (R, D); sum may be a. */
+gqe_status gqe_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
+                                   const gqe_tensor *b, const gqe_tensor *w, float eps);
 
 /* ---- activations ------------------------------------------------------ */
 /* GELU, exact (erf) form: out = x * Phi(x). Same shapes. */
@@ -68,10 +77,13 @@ gqe_status gqe_rope_backward(gqe_tensor *dx, float theta, int64_t pos_offset);
  * No (T, S) buffer is kept: backward recomputes scores from lse. */
 gqe_status gqe_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,
                                  const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale);
+/* Backward: dq, dk, dv accumulate (+=) when accumulate is true and are
+ * overwritten when it is false (the first writer of a zeroed gradient skips
+ * the zero fill; cuDNN's kernels then write them directly). */
 gqe_status gqe_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                   const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
                                   const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                  bool causal, float scale);
+                                  bool causal, float scale, bool accumulate);
 
 /* ---- cross-entropy ---------------------------------------------------- */
 /* logits (R, V); targets (R) i32, a negative target is ignored (loss 0).

@@ -146,8 +146,11 @@ gqe_status gqe_cuda_embedding_forward(gqe_tensor *out, const gqe_tensor *table, 
 gqe_status gqe_cuda_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, const gqe_tensor *ids);
 gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
                                     const gqe_tensor *w, float eps);
+gqe_status gqe_cuda_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
+                                        const gqe_tensor *b, const gqe_tensor *w, float eps);
 gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                     const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd);
+                                     const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
+                                     gqe_tensor *dx_copy);
 gqe_status gqe_cuda_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
 gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
 gqe_status gqe_cuda_swiglu_forward(gqe_tensor *out, const gqe_tensor *x);
@@ -159,7 +162,7 @@ gqe_status gqe_cuda_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gq
 gqe_status gqe_cuda_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                        const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
                                        const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                       bool causal, float scale);
+                                       bool causal, float scale, bool accumulate);
 gqe_status gqe_cuda_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets);
 gqe_status gqe_cuda_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *logits,
                                            const gqe_tensor *targets, float scale);
@@ -224,6 +227,6 @@ bool gqe_cudnn_attn_bwd_ok(const gqe_tensor *dq, const gqe_tensor *dk, const gqe
                            bool causal);
 gqe_status gqe_cudnn_attn_bwd(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv, const gqe_tensor *dout,
                               const gqe_tensor *q, const gqe_tensor *k, const gqe_tensor *v, const gqe_tensor *out,
-                              const gqe_tensor *lse, bool causal, float scale, bool *used);
+                              const gqe_tensor *lse, bool causal, float scale, bool accumulate, bool *used);
 
 #endif

@@ -389,7 +389,7 @@ gqe_status gqe_cuda_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gq
 gqe_status gqe_cuda_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                        const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
                                        const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                       bool causal, float scale) {
+                                       bool causal, float scale, bool accumulate) {
     const char *op = "attention_backward";
     GQE_TRY(gqe_cuda_need_float(dq, op, "dq"));
     GQE_TRY(gqe_cuda_need_float(dk, op, "dk"));
@@ -402,8 +402,14 @@ gqe_status gqe_cuda_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tenso
     GQE_TRY(gqe_cuda_need_f32(lse, op, "lse"));
     if (gqe_cudnn_attn_bwd_ok(dq, dk, dv, dout, q, k, v, out, causal)) {
         bool used = false;
-        GQE_TRY(gqe_cudnn_attn_bwd(dq, dk, dv, dout, q, k, v, out, lse, causal, scale, &used));
+        GQE_TRY(gqe_cudnn_attn_bwd(dq, dk, dv, dout, q, k, v, out, lse, causal, scale, accumulate, &used));
         if (used) return GQE_OK;
+    }
+    /* the built-in kernels accumulate */
+    if (!accumulate) {
+        GQE_TRY(gqe_cuda_fill(dq, 0.0f));
+        GQE_TRY(gqe_cuda_fill(dk, 0.0f));
+        GQE_TRY(gqe_cuda_fill(dv, 0.0f));
     }
     if (gqe_cuda_attn_tc_bwd_ok(dq, dk, dv, dout, q, k, v, out))
         return gqe_cuda_attn_bwd_tc(dq, dk, dv, dout, q, k, v, out, lse, causal, scale);

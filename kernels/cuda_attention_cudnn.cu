@@ -33,7 +33,7 @@ gqe_status gqe_cudnn_attn_fwd(gqe_tensor *, gqe_tensor *, const gqe_tensor *, co
                               const gqe_tensor *, bool, float, bool *used) { *used = false; return GQE_OK; }
 gqe_status gqe_cudnn_attn_bwd(gqe_tensor *, gqe_tensor *, gqe_tensor *, const gqe_tensor *, const gqe_tensor *,
                               const gqe_tensor *, const gqe_tensor *, const gqe_tensor *, const gqe_tensor *,
-                              bool, float, bool *used) { *used = false; return GQE_OK; }
+                              bool, float, bool, bool *used) { *used = false; return GQE_OK; }
 int64_t gqe_cuda_cudnn_attention_calls(void) { return 0; }
 #else
 
@@ -571,32 +571,44 @@ static gqe_tensor scratch_like(gqe_storage *st, void *p, const gqe_tensor *t) {
 
 gqe_status gqe_cudnn_attn_bwd(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv, const gqe_tensor *dout,
                               const gqe_tensor *q, const gqe_tensor *k, const gqe_tensor *v, const gqe_tensor *out,
-                              const gqe_tensor *lse, bool causal, float scale, bool *used) {
+                              const gqe_tensor *lse, bool causal, float scale, bool accumulate, bool *used) {
     *used = false;
     sdpa_key key = key_of(q, k, causal, true);
     entry *e = plan_for(&key);
     if (!e || !e->plan) return GQE_OK;
-    /* one scratch block: plan workspace | softmax sums | dq accumulator | dq | dk | dv */
+    /* cuDNN overwrites its bf16 outputs: write straight into the callers'
+     * gradients when they are bf16 and need no accumulation, else into
+     * scratch that is added (or copied) into them afterwards */
+    bool direct = !accumulate && all_bf16(dq, dk, dv) && aligned16(dq) && aligned16(dk) && aligned16(dv);
+    /* one scratch block: plan workspace | softmax sums | dq accumulator [| dq | dk | dv] */
     size_t n_ws = round256((size_t)e->workspace);
     size_t n_sum = round256((size_t)(key.B * key.H * key.T) * 4);
     size_t n_acc = round256((size_t)gqe_tensor_numel(q) * 4);
     size_t n_q = round256((size_t)gqe_tensor_numel(q) * 2), n_k = round256((size_t)gqe_tensor_numel(k) * 2);
     char *base = NULL;
-    GQE_TRY(gqe_cuda_scratch((void **)&base, n_ws + n_sum + n_acc + n_q + 2 * n_k));
+    GQE_TRY(gqe_cuda_scratch((void **)&base, n_ws + n_sum + n_acc + (direct ? 0 : n_q + 2 * n_k)));
     char *sum = base + n_ws, *acc = sum + n_sum, *tq = acc + n_acc, *tk = tq + n_q, *tv = tk + n_k;
+    if (direct) {
+        tq = (char *)gqe_tensor_data(dq);
+        tk = (char *)gqe_tensor_data(dk);
+        tv = (char *)gqe_tensor_data(dv);
+    }
     gqe_status st = GQE_OK;
-    if (cudaMemsetAsync(acc, 0, n_acc) != cudaSuccess) st = gqe_fail(GQE_ERR_DEVICE, "cudaMemsetAsync failed");
+    /* cuDNN 9.6 and later clear the dq accumulator themselves */
+    if (L.version < 90600 && cudaMemsetAsync(acc, 0, n_acc) != cudaSuccess)
+        st = gqe_fail(GQE_ERR_DEVICE, "cudaMemsetAsync failed");
     float neginf = -INFINITY, one = 1.0f;
     int64_t uids[14] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_DQ, U_DK, U_DV, U_SCALE, U_ONE, U_SUM, U_DQACC, U_NEGINF};
     void *ptrs[14] = {gqe_tensor_data(q), gqe_tensor_data(k), gqe_tensor_data(v), gqe_tensor_data(out),
                       gqe_tensor_data(dout), gqe_tensor_data(lse), tq, tk, tv, &scale, &one, sum, acc, &neginf};
     if (st == GQE_OK) st = run_plan(e, causal ? 14 : 13, uids, ptrs, n_ws ? base : NULL);
-    /* backward ops accumulate: add cuDNN's gradients into the callers' */
-    gqe_storage sq, sk, sv;
-    gqe_tensor gq = scratch_like(&sq, tq, dq), gk = scratch_like(&sk, tk, dk), gv = scratch_like(&sv, tv, dv);
-    if (st == GQE_OK) st = gqe_cuda_add(dq, dq, &gq);
-    if (st == GQE_OK) st = gqe_cuda_add(dk, dk, &gk);
-    if (st == GQE_OK) st = gqe_cuda_add(dv, dv, &gv);
+    if (!direct) {
+        gqe_storage sq, sk, sv;
+        gqe_tensor gq = scratch_like(&sq, tq, dq), gk = scratch_like(&sk, tk, dk), gv = scratch_like(&sv, tv, dv);
+        if (st == GQE_OK) st = accumulate ? gqe_cuda_add(dq, dq, &gq) : gqe_cuda_convert(dq, &gq);
+        if (st == GQE_OK) st = accumulate ? gqe_cuda_add(dk, dk, &gk) : gqe_cuda_convert(dk, &gk);
+        if (st == GQE_OK) st = accumulate ? gqe_cuda_add(dv, dv, &gv) : gqe_cuda_convert(dv, &gv);
+    }
     gqe_cuda_scratch_free(base);
     if (st == GQE_OK) { *used = true; served++; }
     return st;

@@ -258,6 +258,7 @@ extern "C" const gqe_backend gqe_cuda_backend = {
     gqe_cuda_embedding_backward,
     gqe_cuda_rmsnorm_forward,
     gqe_cuda_rmsnorm_backward,
+    gqe_cuda_add_rmsnorm_forward,
     gqe_cuda_gelu_forward,
     gqe_cuda_gelu_backward,
     gqe_cuda_swiglu_forward,

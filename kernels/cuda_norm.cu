@@ -74,8 +74,27 @@ __global__ void k_rmsnorm_fwd(fptr out, float *rstd, fptr x, fptr w, int64_t D, 
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) stf(out, base + d, ldf(x, base + d) * rs * ldf(w, d));
 }
 
-/* dx = rstd * w * g - x * rstd^3 / D * sum_j g_j w_j x_j  (accumulated) */
-__global__ void k_rmsnorm_bwd_dx(fptr dx, fptr dout, fptr x, fptr w, const float *rstd, int64_t D) {
+/* sum = a + b, then out = rmsnorm(sum) exactly as k_rmsnorm_fwd computes it
+ * from the stored sum (same per-thread order, same block reduction). */
+__global__ void k_add_rmsnorm_fwd(fptr sum, fptr out, float *rstd, fptr a, fptr b, fptr w, int64_t D, float eps) {
+    __shared__ float scratch[32];
+    int64_t r = blockIdx.x;
+    const int64_t base = r * D;
+    float ss = 0;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+        stf(sum, base + d, ldf(a, base + d) + ldf(b, base + d));
+        float v = ldf(sum, base + d);
+        ss += v * v;
+    }
+    ss = block_sum(ss, scratch);
+    float rs = rsqrtf(ss / (float)D + eps);
+    if (threadIdx.x == 0) rstd[r] = rs;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) stf(out, base + d, ldf(sum, base + d) * rs * ldf(w, d));
+}
+
+/* dx = rstd * w * g - x * rstd^3 / D * sum_j g_j w_j x_j  (accumulated);
+ * dx_copy (p == NULL: none) receives the stored result in its dtype. */
+__global__ void k_rmsnorm_bwd_dx(fptr dx, fptr dout, fptr x, fptr w, const float *rstd, int64_t D, fptr dxc) {
     __shared__ float scratch[32];
     int64_t r = blockIdx.x;
     const int64_t base = r * D;
@@ -87,6 +106,7 @@ __global__ void k_rmsnorm_bwd_dx(fptr dx, fptr dout, fptr x, fptr w, const float
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
         float g = rs * ldf(w, d) * ldf(dout, base + d) - c * ldf(x, base + d);
         stf(dx, base + d, ldf(dx, base + d) + g);
+        if (dxc.p) stf(dxc, base + d, ldf(dx, base + d));
     }
 }
 
@@ -109,7 +129,7 @@ __global__ void k_rmsnorm_bwd_dw(float *dw, fptr dout, fptr x, const float *rstd
 #define NORM_ROWS 16
 template <int CPT>
 __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm_bwd_fused(fptr dx, float *dw, fptr dout, fptr x, fptr w,
-                                                                     const float *rstd, int64_t R, int D) {
+                                                                     const float *rstd, int64_t R, int D, fptr dxc) {
     __shared__ float scratch[32];
     float wv[CPT], acc[CPT];
 #pragma unroll
@@ -136,6 +156,7 @@ __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm_bwd_fused(fptr dx, flo
             const int j = threadIdx.x + c * NORM_THREADS;
             if (j >= D) continue;
             stf(dx, base + j, ldf(dx, base + j) + (rs * wv[c] * gv[c] - k * xv[c]));
+            if (dxc.p) stf(dxc, base + j, ldf(dx, base + j));
             acc[c] += gv[c] * xv[c] * rs;
         }
     }
@@ -160,8 +181,26 @@ gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe
     return GQE_OK;
 }
 
+gqe_status gqe_cuda_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
+                                        const gqe_tensor *b, const gqe_tensor *w, float eps) {
+    const char *op = "add_rmsnorm_forward";
+    GQE_TRY(gqe_cuda_need_float(sum, op, "sum"));
+    GQE_TRY(gqe_cuda_need_float(out, op, "out"));
+    GQE_TRY(gqe_cuda_need_f32(rstd, op, "rstd"));
+    GQE_TRY(gqe_cuda_need_float(a, op, "a"));
+    GQE_TRY(gqe_cuda_need_float(b, op, "b"));
+    GQE_TRY(gqe_cuda_need_float(w, op, "w"));
+    int64_t D = a->shape[a->ndim - 1], R = D ? gqe_tensor_numel(a) / D : 0;
+    if (R == 0) return GQE_OK;
+    if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
+    k_add_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), D, eps);
+    LAUNCH_CHECK("add + rmsnorm forward kernel");
+    return GQE_OK;
+}
+
 gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                     const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd) {
+                                     const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
+                                     gqe_tensor *dx_copy) {
     GQE_TRY(gqe_cuda_need_float(dout, "rmsnorm_backward", "dout"));
     GQE_TRY(gqe_cuda_need_float(x, "rmsnorm_backward", "x"));
     GQE_TRY(gqe_cuda_need_float(w, "rmsnorm_backward", "w"));
@@ -172,17 +211,23 @@ gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_t
     const bool want_dx = dx && !gqe_tensor_is_empty(dx), want_dw = dw && !gqe_tensor_is_empty(dw);
     if (want_dx) GQE_TRY(gqe_cuda_need_float(dx, "rmsnorm_backward", "dx"));
     if (want_dw) GQE_TRY(gqe_cuda_need_f32(dw, "rmsnorm_backward", "dw"));
+    fptr dxc = fp_null();
+    if (dx_copy && !gqe_tensor_is_empty(dx_copy)) {
+        if (!want_dx) return gqe_fail(GQE_ERR_ARG, "rmsnorm_backward: dx_copy needs dx");
+        GQE_TRY(gqe_cuda_need_float(dx_copy, "rmsnorm_backward", "dx_copy"));
+        dxc = fp(dx_copy);
+    }
     if (want_dx && want_dw && D <= NORM_THREADS * 8) {
         const unsigned grid = (unsigned)((R + NORM_ROWS - 1) / NORM_ROWS);
         if (D <= NORM_THREADS * 4)
-            k_rmsnorm_bwd_fused<4><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D);
+            k_rmsnorm_bwd_fused<4><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D, dxc);
         else
-            k_rmsnorm_bwd_fused<8><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D);
+            k_rmsnorm_bwd_fused<8><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D, dxc);
         LAUNCH_CHECK("rmsnorm backward kernel");
         return GQE_OK;
     }
     if (want_dx) {
-        k_rmsnorm_bwd_dx<<<(unsigned)R, NORM_THREADS>>>(fp(dx), fp(dout), fp(x), fp(w), gqe_f32(rstd), D);
+        k_rmsnorm_bwd_dx<<<(unsigned)R, NORM_THREADS>>>(fp(dx), fp(dout), fp(x), fp(w), gqe_f32(rstd), D, dxc);
         LAUNCH_CHECK("rmsnorm backward (dx) kernel");
     }
     if (want_dw) {

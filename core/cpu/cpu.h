@@ -141,7 +141,10 @@ gqe_status cpu_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, co
 gqe_status cpu_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
                                const gqe_tensor *w, float eps);
 gqe_status cpu_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd);
+                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
+                                gqe_tensor *dx_copy);
+gqe_status cpu_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
+                                   const gqe_tensor *b, const gqe_tensor *w, float eps);
 
 /* activations, rope */
 gqe_status cpu_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
@@ -157,7 +160,7 @@ gqe_status cpu_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_ten
 gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                   const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
                                   const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                  bool causal, float scale);
+                                  bool causal, float scale, bool accumulate);
 gqe_status cpu_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets);
 gqe_status cpu_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *logits,
                                       const gqe_tensor *targets, float scale);

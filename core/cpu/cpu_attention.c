@@ -9,6 +9,7 @@
  * threads split blocks and BLAS stays out of their way. When there are fewer
  * tasks than threads the region is switched off and BLAS threads itself. */
 #include "cpu.h"
+#include <string.h>
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -144,7 +145,7 @@ gqe_status cpu_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_ten
 gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
                                   const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
                                   const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                  bool causal, float scale) {
+                                  bool causal, float scale, bool accumulate) {
     const char *op = "attention_backward";
     CPU_NEED_F32(op, dq); CPU_NEED_F32(op, dk); CPU_NEED_F32(op, dv); CPU_NEED_F32(op, dout);
     CPU_NEED_F32(op, q); CPU_NEED_F32(op, k); CPU_NEED_F32(op, v); CPU_NEED_F32(op, out); CPU_NEED_F32(op, lse);
@@ -153,6 +154,11 @@ gqe_status cpu_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv
     int64_t nblk = (a.T + BQ - 1) / BQ, tasks = a.B * a.Hkv, rep = a.Hq / a.Hkv;
     int64_t ldq = a.Hq * a.D, ldk = a.Hkv * a.D;
     float *pdq = gqe_f32(dq), *pdk = gqe_f32(dk), *pdv = gqe_f32(dv);
+    if (!accumulate) {
+        memset(pdq, 0, gqe_tensor_nbytes(dq));
+        memset(pdk, 0, gqe_tensor_nbytes(dk));
+        memset(pdv, 0, gqe_tensor_nbytes(dv));
+    }
     const float *pdo = gqe_f32(dout), *pq = gqe_f32(q), *pk = gqe_f32(k), *pv = gqe_f32(v);
     const float *po = gqe_f32(out), *pl = gqe_f32(lse);
     int fail = 0;

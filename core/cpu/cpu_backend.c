@@ -9,6 +9,7 @@ const gqe_backend gqe_cpu_backend = {
     .sumsq = cpu_sumsq, .sum = cpu_sum, .copy_cols = cpu_copy_cols, .matmul = cpu_matmul,
     .embedding_forward = cpu_embedding_forward, .embedding_backward = cpu_embedding_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward, .rmsnorm_backward = cpu_rmsnorm_backward,
+    .add_rmsnorm_forward = cpu_add_rmsnorm_forward,
     .gelu_forward = cpu_gelu_forward, .gelu_backward = cpu_gelu_backward,
     .swiglu_forward = cpu_swiglu_forward, .swiglu_backward = cpu_swiglu_backward,
     .rope_forward = cpu_rope_forward, .rope_backward = cpu_rope_backward,

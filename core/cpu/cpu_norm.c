@@ -1,5 +1,6 @@
 /* RMSNorm and embedding lookup on the host. */
 #include "cpu.h"
+#include <string.h>
 
 gqe_status cpu_embedding_forward(gqe_tensor *out, const gqe_tensor *table, const gqe_tensor *ids) {
     CPU_NEED_F32("embedding_forward", out); CPU_NEED_F32("embedding_forward", table);
@@ -34,6 +35,15 @@ gqe_status cpu_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, co
     return GQE_OK;
 }
 
+/* out row = x row * rstd * w; the one place the CPU normalises a row. */
+static void norm_row(float *o, float *rs, const float *xr, const float *pw, int64_t D, float eps) {
+    float ss = 0;
+    for (int64_t c = 0; c < D; c++) ss += xr[c] * xr[c];
+    float inv = 1.0f / sqrtf(ss / (float)D + eps);
+    *rs = inv;
+    for (int64_t c = 0; c < D; c++) o[c] = xr[c] * inv * pw[c];
+}
+
 gqe_status cpu_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
                                const gqe_tensor *w, float eps) {
     CPU_NEED_F32("rmsnorm_forward", out); CPU_NEED_F32("rmsnorm_forward", rstd);
@@ -42,13 +52,23 @@ gqe_status cpu_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tens
     float *o = gqe_f32(out), *rs = gqe_f32(rstd);
     const float *px = gqe_f32(x), *pw = gqe_f32(w);
     #pragma omp parallel for if (R * D > 32768)
+    for (int64_t r = 0; r < R; r++) norm_row(o + r * D, rs + r, px + r * D, pw, D, eps);
+    return GQE_OK;
+}
+
+gqe_status cpu_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
+                                   const gqe_tensor *b, const gqe_tensor *w, float eps) {
+    CPU_NEED_F32("add_rmsnorm_forward", sum); CPU_NEED_F32("add_rmsnorm_forward", out);
+    CPU_NEED_F32("add_rmsnorm_forward", rstd); CPU_NEED_F32("add_rmsnorm_forward", a);
+    CPU_NEED_F32("add_rmsnorm_forward", b); CPU_NEED_F32("add_rmsnorm_forward", w);
+    int64_t R = cpu_rows(a), D = cpu_last(a);
+    float *s = gqe_f32(sum), *o = gqe_f32(out), *rs = gqe_f32(rstd);
+    const float *pa = gqe_f32(a), *pb = gqe_f32(b), *pw = gqe_f32(w);
+    #pragma omp parallel for if (R * D > 32768)
     for (int64_t r = 0; r < R; r++) {
-        const float *xr = px + r * D;
-        float ss = 0;
-        for (int64_t c = 0; c < D; c++) ss += xr[c] * xr[c];
-        float inv = 1.0f / sqrtf(ss / (float)D + eps);
-        rs[r] = inv;
-        for (int64_t c = 0; c < D; c++) o[r * D + c] = xr[c] * inv * pw[c];
+        float *sr = s + r * D;
+        for (int64_t c = 0; c < D; c++) sr[c] = pa[r * D + c] + pb[r * D + c];
+        norm_row(o + r * D, rs + r, sr, pw, D, eps);
     }
     return GQE_OK;
 }
@@ -56,7 +76,8 @@ gqe_status cpu_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tens
 /* y = x r w with r = (mean x^2 + eps)^-1/2:
  * dx = r (w dy) - x r^3 / D * sum(w dy x);  dw = sum_r dy x r. */
 gqe_status cpu_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd) {
+                                const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
+                                gqe_tensor *dx_copy) {
     CPU_NEED_F32("rmsnorm_backward", dx); CPU_NEED_F32("rmsnorm_backward", dw);
     CPU_NEED_F32("rmsnorm_backward", dout); CPU_NEED_F32("rmsnorm_backward", x);
     CPU_NEED_F32("rmsnorm_backward", w); CPU_NEED_F32("rmsnorm_backward", rstd);
@@ -76,6 +97,10 @@ gqe_status cpu_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor
         const float *xr = px + r * D, *gr = g + r * D;
         float inv = rs[r];
         for (int64_t c = 0; c < D; c++) pdw[c] += gr[c] * xr[c] * inv;
+    }
+    if (dx_copy) {
+        CPU_NEED_F32("rmsnorm_backward", dx_copy);
+        if (gqe_f32(dx_copy) != pdx) memcpy(gqe_f32(dx_copy), pdx, (size_t)(R * D) * sizeof(float));
     }
     return GQE_OK;
 }

@@ -326,17 +326,17 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     gqe_tensor k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
     gqe_tensor dk4 = view4(&a->dk, B, T, G, dh), dv4 = view4(&a->dv, B, T, G, dh);
     gqe_tensor dcat = view2(&a->dcat, R, a->S * dh);
-    GQE_TRY(gqe_fill(&a->dk, 0.0f));
-    GQE_TRY(gqe_fill(&a->dv, 0.0f));
-    GQE_TRY(gqe_fill(&a->dq, 0.0f));
-
+    /* dk and dv are first written by an attention backward that overwrites
+     * them; dq is only overwritten on the dense path (GQE scatters into it). */
     if (!attn_is_gqe(a)) {
         GQE_TRY(gqe_matmul(&dcat, &dy2, &a->cwo, false, false, 1.0f, 0.0f));
         GQE_TRY(gqe_matmul(&a->dwo, &dy2, &a->o, true, false, 1.0f, 1.0f));
         gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), o4 = view4(&a->o, B, T, a->N, dh);
         gqe_tensor dq4 = view4(&a->dq, B, T, a->N, dh), do4 = view4(&a->dcat, B, T, a->N, dh);
-        GQE_TRY(gqe_attention_backward(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, &a->lse, a->cfg.causal, scale));
+        GQE_TRY(gqe_attention_backward(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, &a->lse, a->cfg.causal, scale,
+                                       false));
     } else {
+        GQE_TRY(gqe_fill(&a->dq, 0.0f));
         const gqe_tensor *cat_in = a->cfg.variant == GQE_VARIANT_GQE ? &a->cat
                                  : a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT ? &a->scaled : &a->o;
         GQE_TRY(gqe_matmul(&dcat, &dy2, &a->cwo, false, false, 1.0f, 0.0f));
@@ -357,30 +357,33 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
             /* slot B: dmix lives in dcat's next dh columns; reuse dqs as its buffer */
             GQE_TRY(gqe_copy_cols(&a->dqs, 0, &dcat, w_a, dh, false));
             GQE_TRY(gqe_slot_mix_backward(&do3, &dp2, &a->dqs, &o3, &p2, &a->mix, &a->w, SLOT_EPS));
-            /* slot C: the shared head */
+            d_o = &a->d_o;
+        }
+        /* the routed slots first: their backward overwrites dk, dv, dslots */
+        gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
+        gqe_tensor ds4 = view4(&a->dslots, B, T, a->SK, dh), do4 = view4(d_o, B, T, a->SK, dh);
+        GQE_TRY(gqe_attention_backward(&ds4, &dk4, &dv4, &do4, &slots4, &k4, &v4, &o4, &a->lse, a->cfg.causal, scale,
+                                       false));
+        gqe_tensor dq3 = view3(&a->dq, R, a->N, dh), ds3 = view3(&a->dslots, R, a->SK, dh);
+        GQE_TRY(gqe_scatter_slots(&dq3, &ds3, &a->idx));
+        if (a->cfg.variant == GQE_VARIANT_GQE) {
+            /* slot C: the shared head, whose K and V are group means: its
+             * dk and dv spread back over the groups (added to the slots') */
+            int64_t w_a = a->SK * dh;
             gqe_tensor dos = a->mix; /* mix is no longer needed: hold dos there */
             GQE_TRY(gqe_copy_cols(&dos, 0, &dcat, w_a + dh, dh, false));
-            GQE_TRY(gqe_fill(&a->dqs, 0.0f));
-            GQE_TRY(gqe_fill(&a->dkbar, 0.0f));
-            GQE_TRY(gqe_fill(&a->dvbar, 0.0f));
             gqe_tensor qs4 = view4(&a->qs, B, T, 1, dh), kb4 = view4(&a->kbar, B, T, 1, dh), vb4 = view4(&a->vbar, B, T, 1, dh);
             gqe_tensor os4 = view4(&a->os, B, T, 1, dh), dos4 = view4(&dos, B, T, 1, dh);
             gqe_tensor dqs4 = view4(&a->dqs, B, T, 1, dh), dkb4 = view4(&a->dkbar, B, T, 1, dh), dvb4 = view4(&a->dvbar, B, T, 1, dh);
-            GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &a->lse_s, a->cfg.causal, scale));
+            GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &a->lse_s, a->cfg.causal,
+                                           scale, false));
             if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
             if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &a->dwqs, &a->dqs, &a->x, &a->cwqs));
             gqe_tensor dk3 = view3(&a->dk, R, G, dh), dv3 = view3(&a->dv, R, G, dh);
             gqe_tensor dkb3 = view3(&a->dkbar, R, 1, dh), dvb3 = view3(&a->dvbar, R, 1, dh);
             GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
             GQE_TRY(gqe_group_mean_backward(&dv3, &dvb3));
-            d_o = &a->d_o;
         }
-        gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
-        gqe_tensor ds4 = view4(&a->dslots, B, T, a->SK, dh), do4 = view4(d_o, B, T, a->SK, dh);
-        GQE_TRY(gqe_fill(&a->dslots, 0.0f));
-        GQE_TRY(gqe_attention_backward(&ds4, &dk4, &dv4, &do4, &slots4, &k4, &v4, &o4, &a->lse, a->cfg.causal, scale));
-        gqe_tensor dq3 = view3(&a->dq, R, a->N, dh), ds3 = view3(&a->dslots, R, a->SK, dh);
-        GQE_TRY(gqe_scatter_slots(&dq3, &ds3, &a->idx));
 
         /* Router: through slot B or the scaling, plus the aux loss. */
         bool through_p = a->cfg.variant != GQE_VARIANT_HARD_CONCAT;

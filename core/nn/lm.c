@@ -260,22 +260,34 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     GQE_TRY(gqe_embedding_forward(&h0, &lm->wte, &tok1));
     float aux_sum = 0, aux_train = 0;
     float eps = lm->cfg.norm_eps;
-    for (int64_t l = 0; l < lm->cfg.layers; l++) {
+    int64_t L = lm->cfg.layers;
+    /* Each residual add runs fused with the norm that reads its sum: the
+     * block's second norm, the next block's first, or the final norm. */
+    if (L > 0) {
+        gqe_tensor n1 = lm_rows(&lm->blocks[0].n1, R);
+        GQE_TRY(gqe_rmsnorm_forward(&n1, &lm->blocks[0].rstd1, &h0, &lm->blocks[0].norm1, eps));
+    } else {
+        GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &h0, &lm->normf, eps));
+    }
+    for (int64_t l = 0; l < L; l++) {
         block *b = &lm->blocks[l];
-        gqe_tensor hl = lm_rows(&lm->h[l], R), n1 = lm_rows(&b->n1, R), y = lm_rows(&lm->y, R);
-        GQE_TRY(gqe_rmsnorm_forward(&n1, &b->rstd1, &hl, &b->norm1, eps));
+        gqe_tensor hl = lm_rows(&lm->h[l], R), y = lm_rows(&lm->y, R);
         GQE_TRY(gqe_attn_forward(b->attn, &lm->y, &b->n1, &lm->tokens));
         float la = gqe_attn_aux_loss(b->attn);
         aux_sum += la;
         if (gqe_attn_aux_trains(b->attn)) aux_train += la;
-        GQE_TRY(gqe_add(&b->h_mid, &hl, &y));
-        GQE_TRY(gqe_rmsnorm_forward(&b->n2, &b->rstd2, &b->h_mid, &b->norm2, eps));
+        GQE_TRY(gqe_add_rmsnorm_forward(&b->h_mid, &b->n2, &b->rstd2, &hl, &y, &b->norm2, eps));
         GQE_TRY(mlp_forward(lm, b, &lm->y, R));
         gqe_tensor hn = lm_rows(&lm->h[l + 1], R);
-        GQE_TRY(gqe_add(&hn, &b->h_mid, &y));
+        if (l + 1 < L) {
+            block *nb = &lm->blocks[l + 1];
+            gqe_tensor n1 = lm_rows(&nb->n1, R);
+            GQE_TRY(gqe_add_rmsnorm_forward(&hn, &n1, &nb->rstd1, &b->h_mid, &y, &nb->norm1, eps));
+        } else {
+            GQE_TRY(gqe_add_rmsnorm_forward(&hn, &lm->nf, &lm->rstd_f, &b->h_mid, &y, &lm->normf, eps));
+        }
     }
-    gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R), lg = lm_rows(&lm->logits, R);
-    GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &hL, &lm->normf, eps));
+    gqe_tensor lg = lm_rows(&lm->logits, R);
     GQE_TRY(gqe_matmul(&lg, &lm->nf, head_compute(lm), false, true, 1.0f, 0.0f));
     lm->aux = aux_sum;
     lm->aux_coef = aux_coef;
@@ -308,16 +320,17 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     GQE_TRY(gqe_matmul(&dn, &lg, head_compute(lm), false, false, 1.0f, 0.0f));
     GQE_TRY(gqe_matmul(&lm->dhead, &lg, &lm->nf, true, false, 1.0f, 1.0f));
     GQE_TRY(gqe_fill(&dh, 0.0f));
-    gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R);
-    GQE_TRY(gqe_rmsnorm_backward(&dh, &lm->dnormf, &dn, &hL, &lm->normf, &lm->rstd_f));
     /* The residual gradient dh accumulates in f32; in mixed precision the
-     * matmuls read one bf16 copy of it per branch. */
+     * matmuls read one bf16 copy of it per branch, which each norm's
+     * backward writes as it finishes dh. */
     bool mixed = lm->cdt != GQE_F32;
     gqe_tensor dy = mixed ? lm_rows(&lm->dh16, R) : dh;
+    gqe_tensor *dy_copy = mixed ? &dy : NULL;
+    gqe_tensor hL = lm_rows(&lm->h[lm->cfg.layers], R);
+    GQE_TRY(gqe_rmsnorm_backward(&dh, &lm->dnormf, &dn, &hL, &lm->normf, &lm->rstd_f, dy_copy));
     for (int64_t l = lm->cfg.layers - 1; l >= 0; l--) {
         block *b = &lm->blocks[l];
         /* MLP branch: dh is the gradient of its output (residual). */
-        if (mixed) GQE_TRY(gqe_tensor_copy(&dy, &dh));
         GQE_TRY(gqe_matmul(&lm->dact, &dy, &b->cfc_out, false, false, 1.0f, 0.0f));
         GQE_TRY(mlp_activation(lm, b));
         GQE_TRY(gqe_matmul(&b->dfc_out, &dy, &lm->act, true, false, 1.0f, 1.0f));
@@ -326,13 +339,13 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
         else GQE_TRY(gqe_gelu_backward(&lm->dpre, &b->pre, &lm->dact));
         GQE_TRY(gqe_matmul(&b->dfc_in, &lm->dpre, &b->n2, true, false, 1.0f, 1.0f));
         GQE_TRY(gqe_matmul(&dn, &lm->dpre, &b->cfc_in, false, false, 1.0f, 0.0f));
-        GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm2, &dn, &b->h_mid, &b->norm2, &b->rstd2));
+        GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm2, &dn, &b->h_mid, &b->norm2, &b->rstd2, dy_copy));
         /* Attention branch. */
         GQE_TRY(gqe_fill(&dn, 0.0f));
-        if (mixed) GQE_TRY(gqe_tensor_copy(&dy, &dh));
         GQE_TRY(gqe_attn_backward(b->attn, &lm->dn, mixed ? &lm->dh16 : &lm->dh, lm->aux_coef));
         gqe_tensor hl = lm_rows(&lm->h[l], R);
-        GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm1, &dn, &hl, &b->norm1, &b->rstd1));
+        /* the embedding's backward reads dh itself: no copy after layer 0 */
+        GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm1, &dn, &hl, &b->norm1, &b->rstd1, l > 0 ? dy_copy : NULL));
     }
     gqe_tensor tok1 = gqe_tensor_view4(&lm->tokens, 0, R, 0, 0, 0);
     return gqe_embedding_backward(&lm->dwte, &dh, &tok1);

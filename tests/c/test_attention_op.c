@@ -75,7 +75,7 @@ static void run_cfg(const cfg *c, uint64_t seed) {
     CHECK_OK(gqe_tensor_zeros(&dk, GQE_F32, GQE_CPU, 4, ks));
     CHECK_OK(gqe_tensor_zeros(&dv, GQE_F32, GQE_CPU, 4, ks));
     CHECK_OK(gqe_attention_forward(&out, &lse, &q, &k, &v, c->causal, scale));
-    CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse, c->causal, scale));
+    CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse, c->causal, scale, true));
 
     double *ro = calloc((size_t)nq, 8), *rl = calloc((size_t)nl, 8), *rdq = calloc((size_t)nq, 8);
     double *rdk = calloc((size_t)nk, 8), *rdv = calloc((size_t)nk, 8);
@@ -134,7 +134,7 @@ static void test_attention_grad_fd(void **state) {
         CHECK_OK(gqe_tensor_zeros(&dk, GQE_F32, GQE_CPU, 4, ks));
         CHECK_OK(gqe_tensor_zeros(&dv, GQE_F32, GQE_CPU, 4, ks));
         CHECK_OK(gqe_attention_forward(&out, &lse, &q, &k, &v, c.causal, scale));
-        CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &w, &q, &k, &v, &out, &lse, c.causal, scale));
+        CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &w, &q, &k, &v, &out, &lse, c.causal, scale, true));
         gqe_tensor *ins[3] = {&q, &k, &v}, *gr[3] = {&dq, &dk, &dv};
         for (int a = 0; a < 3; a++) {
             int64_t n = gqe_tensor_numel(ins[a]);
@@ -159,7 +159,8 @@ static void test_attention_grad_fd(void **state) {
     }
 }
 
-/* Backward accumulates: a second call doubles the gradients. */
+/* Backward accumulates: a second call doubles the gradients; with
+ * accumulate = false a third call brings them back to one call's. */
 static void test_attention_backward_accumulates(void **state) {
     (void)state;
     int64_t qs[4] = {1, 9, 2, 8}, ks[4] = {1, 9, 1, 8}, ls[3] = {1, 2, 9};
@@ -171,11 +172,14 @@ static void test_attention_backward_accumulates(void **state) {
     CHECK_OK(gqe_tensor_zeros(&dk, GQE_F32, GQE_CPU, 4, ks));
     CHECK_OK(gqe_tensor_zeros(&dv, GQE_F32, GQE_CPU, 4, ks));
     CHECK_OK(gqe_attention_forward(&out, &lse, &q, &k, &v, true, 0.3f));
-    CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &g, &q, &k, &v, &out, &lse, true, 0.3f));
+    CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &g, &q, &k, &v, &out, &lse, true, 0.3f, true));
     float once[72];
     memcpy(once, gqe_f32(&dk), sizeof(float) * 72);
     for (int i = 0; i < 72; i++) once[i] *= 2;
-    CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &g, &q, &k, &v, &out, &lse, true, 0.3f));
+    CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &g, &q, &k, &v, &out, &lse, true, 0.3f, true));
+    ASSERT_CLOSE(gqe_f32(&dk), once, 72, 1e-6);
+    CHECK_OK(gqe_attention_backward(&dq, &dk, &dv, &g, &q, &k, &v, &out, &lse, true, 0.3f, false));
+    for (int i = 0; i < 72; i++) once[i] /= 2;
     ASSERT_CLOSE(gqe_f32(&dk), once, 72, 1e-6);
     gqe_tensor *all[] = {&q, &k, &v, &g, &out, &lse, &dq, &dk, &dv};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) gqe_tensor_free(all[i]);

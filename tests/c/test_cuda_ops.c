@@ -195,10 +195,31 @@ static void test_rmsnorm(void **state) {
     RANDN(dout, GQE_F32, 62, R, D);
     RANDN(dx, GQE_F32, 63, R, D);
     RANDN(dw, GQE_F32, 64, D);
-    CHECK_OK(gqe_rmsnorm_backward(&dx.c, &dw.c, &dout.c, &x.c, &w.c, &rstd.c));
-    CHECK_OK(gqe_rmsnorm_backward(&dx.g, &dw.g, &dout.g, &x.g, &w.g, &rstd.g));
+    CHECK_OK(gqe_rmsnorm_backward(&dx.c, &dw.c, &dout.c, &x.c, &w.c, &rstd.c, NULL));
+    CHECK_OK(gqe_rmsnorm_backward(&dx.g, &dw.g, &dout.g, &x.g, &w.g, &rstd.g, NULL));
     PR_CHECK(dx, TOL_RED);
     PR_CHECK(dw, TOL_RED);
+    /* fused residual add + norm, f32 and with a bf16 addend and output */
+    RANDN(b, GQE_F32, 65, R, D);
+    OUT(sum, GQE_F32, R, D);
+    CHECK_OK(gqe_add_rmsnorm_forward(&sum.c, &out.c, &rstd.c, &x.c, &b.c, &w.c, 1e-5f));
+    CHECK_OK(gqe_add_rmsnorm_forward(&sum.g, &out.g, &rstd.g, &x.g, &b.g, &w.g, 1e-5f));
+    PR_CHECK(sum, TOL_EW);
+    PR_CHECK(out, TOL_RED);
+    PR_CHECK(rstd, TOL_RED);
+    pair bb = pr_randn(2, (const int64_t[]){R, D}, 1.0f, 66, GQE_BF16);
+    pair ob = pr_out(2, (const int64_t[]){R, D}, GQE_BF16);
+    CHECK_OK(gqe_add_rmsnorm_forward(&sum.c, &ob.c, &rstd.c, &x.c, &bb.c, &w.c, 1e-5f));
+    CHECK_OK(gqe_add_rmsnorm_forward(&sum.g, &ob.g, &rstd.g, &x.g, &bb.g, &w.g, 1e-5f));
+    PR_CHECK(sum, TOL_EW);
+    PR_CHECK(ob, TOL_BF16);
+    /* backward with a bf16 copy of dx (the mixed-precision residual gradient) */
+    pair dxc = pr_out(2, (const int64_t[]){R, D}, GQE_BF16);
+    CHECK_OK(gqe_rmsnorm_backward(&dx.c, &dw.c, &dout.c, &x.c, &w.c, &rstd.c, &dxc.c));
+    CHECK_OK(gqe_rmsnorm_backward(&dx.g, &dw.g, &dout.g, &x.g, &w.g, &rstd.g, &dxc.g));
+    PR_CHECK(dx, TOL_RED);
+    PR_CHECK(dxc, TOL_BF16);
+    pr_free(&bb); pr_free(&ob); pr_free(&dxc); pr_free(&b); pr_free(&sum);
     pr_free(&x); pr_free(&w); pr_free(&out); pr_free(&rstd); pr_free(&dout); pr_free(&dx); pr_free(&dw);
 }
 
@@ -490,12 +511,23 @@ static void check_attention(const acfg *c, gqe_dtype dt, uint64_t seed) {
     RANDN(dq, GQE_F32, seed + 4, c->B, c->T, c->Hq, c->D);
     RANDN(dk, GQE_F32, seed + 5, c->B, c->S, c->Hkv, c->D);
     RANDN(dv, GQE_F32, seed + 6, c->B, c->S, c->Hkv, c->D);
-    CHECK_OK(gqe_attention_backward(&dq.c, &dk.c, &dv.c, &dout.c, &q.c, &k.c, &v.c, &out.c, &lse.c, c->causal, scale));
-    CHECK_OK(gqe_attention_backward(&dq.g, &dk.g, &dv.g, &dout.g, &q.g, &k.g, &v.g, &out.g, &lse.g, c->causal, scale));
+    CHECK_OK(gqe_attention_backward(&dq.c, &dk.c, &dv.c, &dout.c, &q.c, &k.c, &v.c, &out.c, &lse.c, c->causal, scale, true));
+    CHECK_OK(gqe_attention_backward(&dq.g, &dk.g, &dv.g, &dout.g, &q.g, &k.g, &v.g, &out.g, &lse.g, c->causal, scale, true));
     double e_dq = pr_err(&dq), e_dk = pr_err(&dk), e_dv = pr_err(&dv);
     print_message("attention %-52s out %.2e lse %.2e dq %.2e dk %.2e dv %.2e\n", what, e_out, e_lse, e_dq, e_dk, e_dv);
     if (!(e_out <= tol && e_lse <= tol && e_dq <= tol && e_dk <= tol && e_dv <= tol))
         fail_msg("attention %s: error above %.1e", what, tol);
+    /* accumulate = false overwrites; the gradients here are in the dtype of
+     * the inputs (bf16 gradients let cuDNN write them directly) */
+    OUT(dq2, dt, c->B, c->T, c->Hq, c->D);
+    OUT(dk2, dt, c->B, c->S, c->Hkv, c->D);
+    OUT(dv2, dt, c->B, c->S, c->Hkv, c->D);
+    CHECK_OK(gqe_attention_backward(&dq2.c, &dk2.c, &dv2.c, &dout.c, &q.c, &k.c, &v.c, &out.c, &lse.c, c->causal, scale, false));
+    CHECK_OK(gqe_attention_backward(&dq2.g, &dk2.g, &dv2.g, &dout.g, &q.g, &k.g, &v.g, &out.g, &lse.g, c->causal, scale, false));
+    e_dq = pr_err(&dq2); e_dk = pr_err(&dk2); e_dv = pr_err(&dv2);
+    if (!(e_dq <= tol && e_dk <= tol && e_dv <= tol))
+        fail_msg("attention %s, overwriting: dq %.2e dk %.2e dv %.2e above %.1e", what, e_dq, e_dk, e_dv, tol);
+    pr_free(&dq2); pr_free(&dk2); pr_free(&dv2);
     pr_free(&q); pr_free(&k); pr_free(&v); pr_free(&out); pr_free(&lse); pr_free(&dout);
     pr_free(&dq); pr_free(&dk); pr_free(&dv);
 }
@@ -546,10 +578,11 @@ static void test_attention_cudnn(void **state) {
     if (!g_small)
         for (size_t i = 0; i < sizeof big / sizeof big[0]; i++, n++) check_attention(&big[i], GQE_BF16, 800 + 10 * i);
     int64_t served = gqe_cuda_cudnn_attention_calls() - before;
-    print_message("cuDNN served %lld of %zu attention calls\n", (long long)served, 2 * n);
+    /* per case: a forward and two backwards (accumulating, overwriting) */
+    print_message("cuDNN served %lld of %zu attention calls\n", (long long)served, 3 * n);
     const char *req = getenv("GQE_TEST_REQUIRE_CUDNN");
-    if (req && !strcmp(req, "1") && served != (int64_t)(2 * n))
-        fail_msg("GQE_TEST_REQUIRE_CUDNN=1 but cuDNN served %lld of %zu calls", (long long)served, 2 * n);
+    if (req && !strcmp(req, "1") && served != (int64_t)(3 * n))
+        fail_msg("GQE_TEST_REQUIRE_CUDNN=1 but cuDNN served %lld of %zu calls", (long long)served, 3 * n);
 }
 
 /* ---- memory ----------------------------------------------------------------- */

@@ -187,10 +187,33 @@ static void test_rmsnorm(void **state) {
         for (int i = 0; i < 8; i++) ref[r * 8 + i] = gqe_f32(&x)[r * 8 + i] * inv * gqe_f32(&w)[i];
     }
     assert_close_d(gqe_f32(&out), ref, 48, 1e-5);
-    CHECK_OK(gqe_rmsnorm_backward(&dx, &dw, &g, &x, &w, &rstd));
+    CHECK_OK(gqe_rmsnorm_backward(&dx, &dw, &g, &x, &w, &rstd, NULL));
     fd_check("rmsnorm dx", &x, &dx, rms_fwd, &c, &out, &g, 1e-3);
     fd_check("rmsnorm dw", &w, &dw, rms_fwd, &c, &out, &g, 1e-3);
-    FREE(&x, &w, &out, &rstd, &g, &dx, &dw);
+    /* dx_copy receives dx after the accumulation */
+    gqe_tensor dx2 = RANDN(33, 2, 3, 8), dw2 = ZEROS(8), dxc = ZEROS(2, 3, 8);
+    CHECK_OK(gqe_rmsnorm_backward(&dx2, &dw2, &g, &x, &w, &rstd, &dxc));
+    assert_memory_equal(gqe_f32(&dxc), gqe_f32(&dx2), 48 * sizeof(float));
+    FREE(&x, &w, &out, &rstd, &g, &dx, &dw, &dx2, &dw2, &dxc);
+}
+
+/* The fused residual add + norm gives exactly what the two ops give. */
+static void test_add_rmsnorm(void **state) {
+    (void)state;
+    gqe_tensor a = RANDN(34, 5, 16), b = RANDN(35, 5, 16), w = RANDN(36, 16);
+    gqe_tensor s1 = ZEROS(5, 16), o1 = ZEROS(5, 16), r1 = ZEROS(5), s2 = ZEROS(5, 16), o2 = ZEROS(5, 16), r2 = ZEROS(5);
+    CHECK_OK(gqe_add(&s1, &a, &b));
+    CHECK_OK(gqe_rmsnorm_forward(&o1, &r1, &s1, &w, 1e-5f));
+    CHECK_OK(gqe_add_rmsnorm_forward(&s2, &o2, &r2, &a, &b, &w, 1e-5f));
+    assert_memory_equal(gqe_f32(&s1), gqe_f32(&s2), 80 * sizeof(float));
+    assert_memory_equal(gqe_f32(&o1), gqe_f32(&o2), 80 * sizeof(float));
+    assert_memory_equal(gqe_f32(&r1), gqe_f32(&r2), 5 * sizeof(float));
+    /* in place: sum may be a */
+    CHECK_OK(gqe_add_rmsnorm_forward(&a, &o2, &r2, &a, &b, &w, 1e-5f));
+    assert_memory_equal(gqe_f32(&s1), gqe_f32(&a), 80 * sizeof(float));
+    gqe_tensor bad = ZEROS(5, 15);
+    assert_int_equal(gqe_add_rmsnorm_forward(&s2, &o2, &r2, &a, &bad, &w, 1e-5f), GQE_ERR_SHAPE);
+    FREE(&a, &b, &w, &s1, &o1, &r1, &s2, &o2, &r2, &bad);
 }
 
 /* ---- activations ----------------------------------------------------------------- */
@@ -650,6 +673,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_add_rmsnorm),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_rope),
