@@ -55,7 +55,9 @@ gqe_status gqe_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor 
                                    const gqe_tensor *b, const gqe_tensor *w, float eps);
 
 /* ---- activations ------------------------------------------------------ */
-/* GELU, exact (erf) form: out = x * Phi(x). Same shapes. */
+/* GELU, exact (erf) form: out = x * Phi(x). Same shapes. Both activation
+ * backwards OVERWRITE dx: an activation's input gradient has one source, and
+ * skipping the zero fill saves a pass over the MLP's widest buffer. */
 gqe_status gqe_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
 gqe_status gqe_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
 /* SwiGLU: x (R, 2H) holds [gate | up]; out (R, H) = silu(gate) * up. */

@@ -19,7 +19,7 @@ __global__ void k_gelu_fwd(fptr out, fptr x, int64_t n) {
 /* d/dx x Phi(x) = Phi(x) + x phi(x) */
 __global__ void k_gelu_bwd(fptr dx, fptr x, fptr dout, int64_t n) {
     GRID_STRIDE(i, n) {
-        stf(dx, i, ldf(dx, i) + ldf(dout, i) * gelu_grad(ldf(x, i)));
+        stf(dx, i, ldf(dout, i) * gelu_grad(ldf(x, i)));
     }
 }
 
@@ -38,9 +38,8 @@ __global__ void k_gelu_bwd8(uint4 *dx, const uint4 *__restrict__ x, const uint4 
         float v[8], d[8], g[8];
         unpack8(x[i], v);
         unpack8(dout[i], d);
-        unpack8(dx[i], g);
 #pragma unroll
-        for (int k = 0; k < 8; k++) g[k] = g[k] + d[k] * gelu_grad(v[k]);
+        for (int k = 0; k < 8; k++) g[k] = d[k] * gelu_grad(v[k]);
         dx[i] = pack8(g);
     }
 }
@@ -63,8 +62,8 @@ __global__ void k_swiglu_bwd(fptr dx, fptr x, fptr dout, int64_t R, int64_t H) {
         float g = ldf(x, gi), u = ldf(x, ui), d = ldf(dout, i);
         float s = sigmoidf_(g);
         float silu = g * s;
-        stf(dx, gi, ldf(dx, gi) + d * u * s * (1.0f + g * (1.0f - s)));
-        stf(dx, ui, ldf(dx, ui) + d * silu);
+        stf(dx, gi, d * u * s * (1.0f + g * (1.0f - s)));
+        stf(dx, ui, d * silu);
     }
 }
 

@@ -14,7 +14,7 @@ CPU_SPAN static void gelu_bwd_span(float *restrict d, const float *restrict x, c
     #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float v = x[i], pdf = INV_SQRT_2PI * cpu_expf(-0.5f * v * v);
-        d[i] += g[i] * (cpu_norm_cdf(v) + v * pdf);
+        d[i] = g[i] * (cpu_norm_cdf(v) + v * pdf);
     }
 }
 
@@ -73,8 +73,8 @@ gqe_status cpu_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_te
         float *dg = d + r * 2 * H, *du = dg + H;
         for (int64_t c = 0; c < H; c++) {
             float a = gate[c], s = sigmoidf(a);
-            dg[c] += gr[c] * up[c] * s * (1.0f + a * (1.0f - s));
-            du[c] += gr[c] * a * s;
+            dg[c] = gr[c] * up[c] * s * (1.0f + a * (1.0f - s));
+            du[c] = gr[c] * a * s;
         }
     }
     return GQE_OK;

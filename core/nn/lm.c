@@ -334,7 +334,6 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
         GQE_TRY(gqe_matmul(&lm->dact, &dy, &b->cfc_out, false, false, 1.0f, 0.0f));
         GQE_TRY(mlp_activation(lm, b));
         GQE_TRY(gqe_matmul(&b->dfc_out, &dy, &lm->act, true, false, 1.0f, 1.0f));
-        GQE_TRY(gqe_fill(&lm->dpre, 0.0f));
         if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_backward(&lm->dpre, &b->pre, &lm->dact));
         else GQE_TRY(gqe_gelu_backward(&lm->dpre, &b->pre, &lm->dact));
         GQE_TRY(gqe_matmul(&b->dfc_in, &lm->dpre, &b->n2, true, false, 1.0f, 1.0f));

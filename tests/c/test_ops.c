@@ -222,7 +222,8 @@ static void swiglu_fwd(ctx *c) { CHECK_OK(gqe_swiglu_forward(c->t[0], c->t[1]));
 
 static void test_gelu(void **state) {
     (void)state;
-    gqe_tensor x = RANDN(40, 50), out = ZEROS(50), g = RANDN(41, 50), dx = ZEROS(50);
+    /* dx starts nonzero: the backward overwrites it */
+    gqe_tensor x = RANDN(40, 50), out = ZEROS(50), g = RANDN(41, 50), dx = RANDN(42, 50);
     for (int i = 0; i < 50; i++) gqe_f32(&x)[i] *= 2;
     ctx c = {{&out, &x}, 0, 0};
     gelu_fwd(&c);
@@ -236,7 +237,7 @@ static void test_gelu(void **state) {
 
 static void test_swiglu(void **state) {
     (void)state;
-    gqe_tensor x = RANDN(50, 4, 10), out = ZEROS(4, 5), g = RANDN(51, 4, 5), dx = ZEROS(4, 10);
+    gqe_tensor x = RANDN(50, 4, 10), out = ZEROS(4, 5), g = RANDN(51, 4, 5), dx = RANDN(52, 4, 10);
     ctx c = {{&out, &x}, 0, 0};
     swiglu_fwd(&c);
     double ref[20];
