@@ -45,7 +45,7 @@ typedef struct gqe_backend {
     gqe_status (*add_rmsnorm_forward)(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
                                       const gqe_tensor *b, const gqe_tensor *w, float eps);
     gqe_status (*gelu_forward)(gqe_tensor *out, const gqe_tensor *x);
-    gqe_status (*gelu_backward)(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+    gqe_status (*gelu_backward)(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out);
     gqe_status (*swiglu_forward)(gqe_tensor *out, const gqe_tensor *x);
     gqe_status (*swiglu_backward)(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
     gqe_status (*rope_forward)(gqe_tensor *x, float theta, int64_t pos_offset);
@@ -83,9 +83,9 @@ typedef struct gqe_backend {
     gqe_status (*group_mean_forward)(gqe_tensor *out, const gqe_tensor *x);
     gqe_status (*group_mean_backward)(gqe_tensor *dx, const gqe_tensor *dout);
     gqe_status (*adamw_update)(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
-                               float lr, float beta1, float beta2, float eps, float wd, int64_t step);
+                               float lr, float beta1, float beta2, float eps, float wd, int64_t step, float grad_scale);
     gqe_status (*sgd_update)(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
-                             float momentum, float wd, bool nesterov, int64_t step);
+                             float momentum, float wd, bool nesterov, int64_t step, float grad_scale);
 } gqe_backend;
 
 extern const gqe_backend gqe_cpu_backend;

@@ -4,6 +4,7 @@
  * they index without re-deriving layouts. No numerics in this file. */
 #include "backend.h"
 #include "profile.h"
+#include <math.h>
 #include <stdio.h>
 
 const gqe_backend *gqe_backend_for(gqe_device dev) {
@@ -224,13 +225,16 @@ gqe_status gqe_gelu_forward(gqe_tensor *out, const gqe_tensor *x) {
     DISPATCH(X.device, gelu_forward, &O, &X);
 }
 
-gqe_status gqe_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout) {
+gqe_status gqe_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out) {
     const char *OP = "gelu_backward";
     ARG(X, x, 'f', "(N)", -1);
     ARG(DX, dx, 'f', "(N)", X.shape[0]);
     ARG(G, dout, 'f', "(N)", X.shape[0]);
     SAME_DEVICE(&DX, &X, &G);
-    DISPATCH(X.device, gelu_backward, &DX, &X, &G);
+    if (!out) DISPATCH(X.device, gelu_backward, &DX, &X, &G, NULL);
+    ARG(O, out, 'f', "(N)", X.shape[0]);
+    SAME_DEVICE(&O, &X);
+    DISPATCH(X.device, gelu_backward, &DX, &X, &G, &O);
 }
 
 gqe_status gqe_swiglu_forward(gqe_tensor *out, const gqe_tensor *x) {
@@ -519,26 +523,30 @@ gqe_status gqe_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout) {
 
 /* ---- optimizers -------------------------------------------------------------- */
 gqe_status gqe_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
-                            float lr, float beta1, float beta2, float eps, float wd, int64_t step) {
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t step, float grad_scale) {
     const char *OP = "adamw_update";
     ARG(P, p, 'F', "(N)", -1);
     ARG(G, g, 'F', "(N)", P.shape[0]);
     ARG(M, m, 'F', "(N)", P.shape[0]);
     ARG(V, v, 'F', "(N)", P.shape[0]);
     if (step < 1) return gqe_fail(GQE_ERR_ARG, "%s: step %lld must be >= 1", OP, (long long)step);
+    if (!(grad_scale > 0.0f) || isinf(grad_scale))
+        return gqe_fail(GQE_ERR_ARG, "%s: grad_scale %g must be finite and > 0", OP, (double)grad_scale);
     SAME_DEVICE(&P, &G, &M, &V);
-    DISPATCH(P.device, adamw_update, &P, &G, &M, &V, lr, beta1, beta2, eps, wd, step);
+    DISPATCH(P.device, adamw_update, &P, &G, &M, &V, lr, beta1, beta2, eps, wd, step, grad_scale);
 }
 
 gqe_status gqe_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
-                          float momentum, float wd, bool nesterov, int64_t step) {
+                          float momentum, float wd, bool nesterov, int64_t step, float grad_scale) {
     const char *OP = "sgd_update";
     ARG(P, p, 'F', "(N)", -1);
     ARG(G, g, 'F', "(N)", P.shape[0]);
     if (step < 1) return gqe_fail(GQE_ERR_ARG, "%s: step %lld must be >= 1", OP, (long long)step);
+    if (!(grad_scale > 0.0f) || isinf(grad_scale))
+        return gqe_fail(GQE_ERR_ARG, "%s: grad_scale %g must be finite and > 0", OP, (double)grad_scale);
     SAME_DEVICE(&P, &G);
-    if (momentum == 0.0f) DISPATCH(P.device, sgd_update, &P, &G, NULL, lr, momentum, wd, nesterov, step);
+    if (momentum == 0.0f) DISPATCH(P.device, sgd_update, &P, &G, NULL, lr, momentum, wd, nesterov, step, grad_scale);
     ARG(B, buf, 'F', "(N)", P.shape[0]);
     SAME_DEVICE(&P, &B);
-    DISPATCH(P.device, sgd_update, &P, &G, &B, lr, momentum, wd, nesterov, step);
+    DISPATCH(P.device, sgd_update, &P, &G, &B, lr, momentum, wd, nesterov, step, grad_scale);
 }

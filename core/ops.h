@@ -59,7 +59,9 @@ gqe_status gqe_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor 
  * backwards OVERWRITE dx: an activation's input gradient has one source, and
  * skipping the zero fill saves a pass over the MLP's widest buffer. */
 gqe_status gqe_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
-gqe_status gqe_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+/* out, when not NULL, also receives gelu(x): a caller that recomputes the
+ * activation for its weight gradient gets it from the same pass. */
+gqe_status gqe_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out);
 /* SwiGLU: x (R, 2H) holds [gate | up]; out (R, H) = silu(gate) * up. */
 gqe_status gqe_swiglu_forward(gqe_tensor *out, const gqe_tensor *x);
 gqe_status gqe_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
@@ -149,12 +151,14 @@ gqe_status gqe_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout);
 
 /* ---- optimizer updates over flat f32 buffers --------------------------- */
 /* AdamW (decoupled decay), step counts from 1:
- * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p). */
+ * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p). Both updates read the
+ * gradient as grad_scale * g: a global-norm clip folds into the update
+ * instead of costing its own pass over the gradients (1 = none). */
 gqe_status gqe_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
-                            float lr, float beta1, float beta2, float eps, float wd, int64_t step);
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t step, float grad_scale);
 /* SGD with momentum (PyTorch convention, dampening 0):
  * g' = g + wd p; buf = momentum buf + g' (buf = g' at step 1); p -= lr * (nesterov ? g' + momentum buf : buf). */
 gqe_status gqe_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
-                          float momentum, float wd, bool nesterov, int64_t step);
+                          float momentum, float wd, bool nesterov, int64_t step, float grad_scale);
 
 #endif

@@ -99,6 +99,18 @@ gqe_status gqe_optim_state_find(gqe_optimizer *opt, const char *name, gqe_tensor
  * caller decides (skip the step, mark the run diverged). max_norm <= 0 only
  * measures. */
 gqe_status gqe_clip_grad_norm(gqe_paramset *ps, float max_norm, float *norm_out);
+/* The measuring half of the above: *coef_out receives the factor it would
+ * scale by, or 1 where it would not scale. */
+gqe_status gqe_clip_coefficient(gqe_paramset *ps, float max_norm, float *norm_out, float *coef_out);
+/* The same clip for the optimizer's paramset, folded into its next step: the
+ * norm and coefficient are computed as above, but the gradients are left as
+ * they are and the next gqe_optim_step reads them times coef (one pass over
+ * the gradients fewer). The updated parameters are the same as after
+ * gqe_clip_grad_norm then gqe_optim_step. gqe_optim_zero_grad drops a
+ * pending coefficient. */
+gqe_status gqe_optim_clip(gqe_optimizer *opt, float max_norm, float *norm_out);
+/* Zeroes the paramset's gradients and drops a pending clip coefficient. */
+gqe_status gqe_optim_zero_grad(gqe_optimizer *opt);
 
 /* ---- learning-rate schedules ---------------------------------------------- */
 

@@ -152,7 +152,7 @@ gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_t
                                      const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
                                      gqe_tensor *dx_copy);
 gqe_status gqe_cuda_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
-gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out);
 gqe_status gqe_cuda_swiglu_forward(gqe_tensor *out, const gqe_tensor *x);
 gqe_status gqe_cuda_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
 gqe_status gqe_cuda_rope_forward(gqe_tensor *x, float theta, int64_t pos_offset);
@@ -190,9 +190,9 @@ gqe_status gqe_cuda_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const g
 gqe_status gqe_cuda_group_mean_forward(gqe_tensor *out, const gqe_tensor *x);
 gqe_status gqe_cuda_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout);
 gqe_status gqe_cuda_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
-                                 float lr, float beta1, float beta2, float eps, float wd, int64_t step);
+                                 float lr, float beta1, float beta2, float eps, float wd, int64_t step, float grad_scale);
 gqe_status gqe_cuda_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
-                               float momentum, float wd, bool nesterov, int64_t step);
+                               float momentum, float wd, bool nesterov, int64_t step, float grad_scale);
 
 /* Attention variants (cuda_attention.cu dispatches between them). */
 gqe_status gqe_cuda_attn_fwd_generic(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,

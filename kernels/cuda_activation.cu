@@ -17,9 +17,11 @@ __global__ void k_gelu_fwd(fptr out, fptr x, int64_t n) {
 }
 
 /* d/dx x Phi(x) = Phi(x) + x phi(x) */
-__global__ void k_gelu_bwd(fptr dx, fptr x, fptr dout, int64_t n) {
+__global__ void k_gelu_bwd(fptr dx, fptr x, fptr dout, fptr out, int64_t n) {
     GRID_STRIDE(i, n) {
-        stf(dx, i, ldf(dout, i) * gelu_grad(ldf(x, i)));
+        float v = ldf(x, i);
+        stf(dx, i, ldf(dout, i) * gelu_grad(v));
+        if (out.p) stf(out, i, gelu_f(v));
     }
 }
 
@@ -33,7 +35,8 @@ __global__ void k_gelu_fwd8(uint4 *out, const uint4 *__restrict__ x, int64_t n8)
         out[i] = pack8(f);
     }
 }
-__global__ void k_gelu_bwd8(uint4 *dx, const uint4 *__restrict__ x, const uint4 *__restrict__ dout, int64_t n8) {
+__global__ void k_gelu_bwd8(uint4 *dx, const uint4 *__restrict__ x, const uint4 *__restrict__ dout, uint4 *out,
+                            int64_t n8) {
     GRID_STRIDE(i, n8) {
         float v[8], d[8], g[8];
         unpack8(x[i], v);
@@ -41,6 +44,11 @@ __global__ void k_gelu_bwd8(uint4 *dx, const uint4 *__restrict__ x, const uint4 
 #pragma unroll
         for (int k = 0; k < 8; k++) g[k] = d[k] * gelu_grad(v[k]);
         dx[i] = pack8(g);
+        if (out) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = gelu_f(v[k]);
+            out[i] = pack8(v);
+        }
     }
 }
 
@@ -81,17 +89,20 @@ gqe_status gqe_cuda_gelu_forward(gqe_tensor *out, const gqe_tensor *x) {
     return GQE_OK;
 }
 
-gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout) {
+gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out) {
     GQE_TRY(gqe_cuda_need_float(dx, "gelu_backward", "dx"));
     GQE_TRY(gqe_cuda_need_float(x, "gelu_backward", "x"));
     GQE_TRY(gqe_cuda_need_float(dout, "gelu_backward", "dout"));
+    if (out) GQE_TRY(gqe_cuda_need_float(out, "gelu_backward", "out"));
     int64_t n = gqe_tensor_numel(x);
     if (n == 0) return GQE_OK;
-    if (all_bf16(dx, x, dout) && vec8_ok(n, gqe_tensor_data(dx), gqe_tensor_data(x), gqe_tensor_data(dout)))
+    bool out8 = !out || (all_bf16(out) && vec8_ok(n, gqe_tensor_data(out)));
+    if (out8 && all_bf16(dx, x, dout) && vec8_ok(n, gqe_tensor_data(dx), gqe_tensor_data(x), gqe_tensor_data(dout)))
         k_gelu_bwd8<<<gqe_grid_for(n / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(dx), (const uint4 *)gqe_tensor_data(x),
-                                                               (const uint4 *)gqe_tensor_data(dout), n / 8);
+                                                               (const uint4 *)gqe_tensor_data(dout),
+                                                               out ? (uint4 *)gqe_tensor_data(out) : NULL, n / 8);
     else
-        k_gelu_bwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dx), fp(x), fp(dout), n);
+        k_gelu_bwd<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dx), fp(x), fp(dout), out ? fp(out) : fp_null(), n);
     LAUNCH_CHECK("gelu backward kernel");
     return GQE_OK;
 }

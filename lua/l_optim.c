@@ -149,14 +149,14 @@ static int m_step(lua_State *L) {
 
 static int m_zero_grad(lua_State *L) {
     gqe_optimizer *opt = live_optim(L, 1);
-    GQE_LUA_TRY(L, "optimizer:zero_grad", gqe_paramset_zero_grad(gqe_optim_paramset(opt)));
+    GQE_LUA_TRY(L, "optimizer:zero_grad", gqe_optim_zero_grad(opt));
     return 0;
 }
 
 static int m_clip(lua_State *L) {
     gqe_optimizer *opt = live_optim(L, 1);
     float max_norm = (float)luaL_checknumber(L, 2), norm = 0.0f;
-    GQE_LUA_TRY(L, "optimizer:clip", gqe_clip_grad_norm(gqe_optim_paramset(opt), max_norm, &norm));
+    GQE_LUA_TRY(L, "optimizer:clip", gqe_optim_clip(opt, max_norm, &norm));
     lua_pushnumber(L, norm);
     return 1;
 }

@@ -148,7 +148,7 @@ gqe_status cpu_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor 
 
 /* activations, rope */
 gqe_status cpu_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
-gqe_status cpu_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
+gqe_status cpu_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out);
 gqe_status cpu_swiglu_forward(gqe_tensor *out, const gqe_tensor *x);
 gqe_status cpu_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
 gqe_status cpu_rope_forward(gqe_tensor *x, float theta, int64_t pos_offset);
@@ -194,8 +194,8 @@ gqe_status cpu_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout);
 
 /* optimizers */
 gqe_status cpu_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
-                            float lr, float beta1, float beta2, float eps, float wd, int64_t step);
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t step, float grad_scale);
 gqe_status cpu_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
-                          float momentum, float wd, bool nesterov, int64_t step);
+                          float momentum, float wd, bool nesterov, int64_t step, float grad_scale);
 
 #endif

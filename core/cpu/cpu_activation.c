@@ -31,15 +31,17 @@ gqe_status cpu_gelu_forward(gqe_tensor *out, const gqe_tensor *x) {
     return GQE_OK;
 }
 
-gqe_status cpu_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout) {
+gqe_status cpu_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out) {
     CPU_NEED_F32("gelu_backward", dx); CPU_NEED_F32("gelu_backward", x); CPU_NEED_F32("gelu_backward", dout);
+    if (out) CPU_NEED_F32("gelu_backward", out);
     int64_t n = gqe_tensor_numel(x), spans = (n + CPU_SPAN_N - 1) / CPU_SPAN_N;
-    float *d = gqe_f32(dx);
+    float *d = gqe_f32(dx), *o = out ? gqe_f32(out) : NULL;
     const float *px = gqe_f32(x), *g = gqe_f32(dout);
     #pragma omp parallel for if (spans > 4)
     for (int64_t s = 0; s < spans; s++) {
-        int64_t i = s * CPU_SPAN_N;
-        gelu_bwd_span(d + i, px + i, g + i, n - i < CPU_SPAN_N ? n - i : CPU_SPAN_N);
+        int64_t i = s * CPU_SPAN_N, len = n - i < CPU_SPAN_N ? n - i : CPU_SPAN_N;
+        gelu_bwd_span(d + i, px + i, g + i, len);
+        if (o) gelu_fwd_span(o + i, px + i, len);   /* x is still in cache */
     }
     return GQE_OK;
 }

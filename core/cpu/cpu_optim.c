@@ -4,7 +4,7 @@
 #include "cpu.h"
 
 gqe_status cpu_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
-                            float lr, float beta1, float beta2, float eps, float wd, int64_t step) {
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t step, float grad_scale) {
     CPU_NEED_F32("adamw_update", p); CPU_NEED_F32("adamw_update", g);
     CPU_NEED_F32("adamw_update", m); CPU_NEED_F32("adamw_update", v);
     int64_t n = gqe_tensor_numel(p);
@@ -16,7 +16,7 @@ gqe_status cpu_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, g
     float decay = 1.0f - lr * wd, a1 = 1.0f - beta1, a2 = 1.0f - beta2;
     #pragma omp parallel for if (n > 32768)
     for (int64_t i = 0; i < n; i++) {
-        float gi = pg[i];
+        float gi = pg[i] * grad_scale;
         pp[i] *= decay;
         pm[i] += a1 * (gi - pm[i]);
         pv[i] = pv[i] * beta2 + a2 * gi * gi;
@@ -27,7 +27,7 @@ gqe_status cpu_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, g
 }
 
 gqe_status cpu_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
-                          float momentum, float wd, bool nesterov, int64_t step) {
+                          float momentum, float wd, bool nesterov, int64_t step, float grad_scale) {
     CPU_NEED_F32("sgd_update", p); CPU_NEED_F32("sgd_update", g);
     bool use_buf = momentum != 0.0f;
     if (use_buf) CPU_NEED_F32("sgd_update", buf);
@@ -36,7 +36,7 @@ gqe_status cpu_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, f
     const float *pg = gqe_f32(g);
     #pragma omp parallel for if (n > 32768)
     for (int64_t i = 0; i < n; i++) {
-        float d = pg[i];
+        float d = pg[i] * grad_scale;
         if (wd != 0.0f) d += wd * pp[i];
         if (use_buf) {
             pb[i] = step <= 1 ? d : momentum * pb[i] + d;

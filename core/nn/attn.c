@@ -181,11 +181,13 @@ static gqe_status ensure_shape(gqe_attn *a, int64_t B, int64_t T) {
 gqe_status gqe_attn_linear(gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *w) {
     return gqe_matmul(y, x, w, false, true, 1.0f, 0.0f);
 }
-/* dx += dy W and dW += dy^T x for y = x W^T. */
-static gqe_status linear_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dy,
+/* dW += dy^T x and dx (=|+=) dy W for y = x W^T. *dx_beta is 0 until the
+ * first projection writes dx, so the layer's input gradient needs no fill. */
+static gqe_status linear_backward(gqe_tensor *dx, float *dx_beta, gqe_tensor *dw, const gqe_tensor *dy,
                                   const gqe_tensor *x, const gqe_tensor *w) {
     GQE_TRY(gqe_matmul(dw, dy, x, true, false, 1.0f, 1.0f));
-    if (dx) GQE_TRY(gqe_matmul(dx, dy, w, false, false, 1.0f, 1.0f));
+    GQE_TRY(gqe_matmul(dx, dy, w, false, false, 1.0f, *dx_beta));
+    *dx_beta = 1.0f;
     return GQE_OK;
 }
 
@@ -261,8 +263,10 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     GQE_TRY(gqe_attn_linear(&a->kk, &a->x, &a->cwk));
     GQE_TRY(gqe_attn_linear(&a->v, &a->x, &a->cwv));
     gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
+    /* RoPE rotates by position only, so GQE rotates its gathered slots
+     * rather than all N query heads: fewer rows, same values. */
     if (a->cfg.rope) {
-        GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, 0));
+        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_forward(&k4, a->cfg.rope_theta, 0));
     }
     if (!attn_is_gqe(a)) {
@@ -277,6 +281,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     gqe_tensor q3 = view3(&a->q, R, a->N, dh), slots3 = view3(&a->slots, R, a->SK, dh);
     GQE_TRY(gqe_gather_slots(&slots3, &q3, &a->idx));
     gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
+    if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&slots4, a->cfg.rope_theta, 0));
     GQE_TRY(gqe_attention_forward(&o4, &a->lse, &slots4, &k4, &v4, a->cfg.causal, scale));
     gqe_tensor o3 = view3(&a->o, R, a->SK, dh), p2 = view2(&a->topv, R, a->SK);
     switch (a->cfg.variant) {
@@ -321,7 +326,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     if (gqe_tensor_numel(dy) != R * a->d || gqe_tensor_numel(dx) != R * a->d)
         return gqe_fail(GQE_ERR_SHAPE, "attention backward: dy and dx must be (%lld, %lld, %lld), got dy %s",
                         (long long)B, (long long)T, (long long)a->d, gqe_tensor_shape_str(dy, s1, 64));
-    float scale = 1.0f / sqrtf((float)dh);
+    float scale = 1.0f / sqrtf((float)dh), dx_beta = 0.0f;
     gqe_tensor dy2 = view2(dy, R, a->d), dx2 = view2(dx, R, a->d);
     gqe_tensor k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
     gqe_tensor dk4 = view4(&a->dk, B, T, G, dh), dv4 = view4(&a->dv, B, T, G, dh);
@@ -364,6 +369,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
         gqe_tensor ds4 = view4(&a->dslots, B, T, a->SK, dh), do4 = view4(d_o, B, T, a->SK, dh);
         GQE_TRY(gqe_attention_backward(&ds4, &dk4, &dv4, &do4, &slots4, &k4, &v4, &o4, &a->lse, a->cfg.causal, scale,
                                        false));
+        if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&ds4, a->cfg.rope_theta, 0));
         gqe_tensor dq3 = view3(&a->dq, R, a->N, dh), ds3 = view3(&a->dslots, R, a->SK, dh);
         GQE_TRY(gqe_scatter_slots(&dq3, &ds3, &a->idx));
         if (a->cfg.variant == GQE_VARIANT_GQE) {
@@ -378,7 +384,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
             GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &a->lse_s, a->cfg.causal,
                                            scale, false));
             if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
-            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &a->dwqs, &a->dqs, &a->x, &a->cwqs));
+            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwqs, &a->dqs, &a->x, &a->cwqs));
             gqe_tensor dk3 = view3(&a->dk, R, G, dh), dv3 = view3(&a->dv, R, G, dh);
             gqe_tensor dkb3 = view3(&a->dkbar, R, 1, dh), dvb3 = view3(&a->dvbar, R, 1, dh);
             GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
@@ -406,25 +412,25 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
             GQE_TRY(gqe_fill(&a->dlogits, 0.0f));
             gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
             GQE_TRY(gqe_router_score_backward(&dl3, &a->probs, &a->dprobs, fn));
-            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &a->dwr, &a->dlogits, &a->x, &a->cwr));
+            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwr, &a->dlogits, &a->x, &a->cwr));
         } else if (a->has_router && a->in_rows) {
             GQE_TRY(gqe_fill(&a->dlogits, 0.0f));   /* no gradient reaches the router */
         }
     }
     if (a->cfg.rope) {
         gqe_tensor dq4 = view4(&a->dq, B, T, a->N, dh);
-        GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
+        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
     }
-    GQE_TRY(linear_backward(&dx2, &a->dwq, &a->dq, &a->x, &a->cwq));
-    GQE_TRY(linear_backward(&dx2, &a->dwk, &a->dk, &a->x, &a->cwk));
-    GQE_TRY(linear_backward(&dx2, &a->dwv, &a->dv, &a->x, &a->cwv));
+    GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwq, &a->dq, &a->x, &a->cwq));
+    GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwk, &a->dk, &a->x, &a->cwk));
+    GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwv, &a->dv, &a->x, &a->cwv));
     if (!a->in_rows) return GQE_OK;
     /* router and shared query: one matmul pair over [dlogits | dqs] */
     int64_t wl = G * a->M;
     GQE_TRY(gqe_copy_cols(&a->dy_in, 0, &a->dlogits, 0, wl, false));
     GQE_TRY(gqe_copy_cols(&a->dy_in, wl, &a->dqs, 0, dh, false));
-    return linear_backward(&dx2, &a->dw_in, &a->dy_in, &a->x, &a->w_in);
+    return linear_backward(&dx2, &dx_beta, &a->dw_in, &a->dy_in, &a->x, &a->w_in);
 }
 
 float gqe_attn_aux_loss(const gqe_attn *a) { return a->have_forward && attn_is_gqe(a) ? a->aux : 0.0f; }

@@ -63,7 +63,7 @@ void gqe_attn_borrow_input(gqe_attn *a, bool on);
 struct gqe_arena;
 void gqe_attn_share_scratch(gqe_attn *a, struct gqe_arena *shared);
 gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *tokens);
-/* dx (B, T, d) += gradient of sum(y * dy) + aux_coef * aux; parameter
+/* dx (B, T, d) = gradient of sum(y * dy) + aux_coef * aux (overwritten); parameter
  * gradients accumulate into the paramset's grad buffer. */
 gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, float aux_coef);
 /* Aux loss of the last forward (0 for dense kinds). */

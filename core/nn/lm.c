@@ -332,15 +332,18 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
         block *b = &lm->blocks[l];
         /* MLP branch: dh is the gradient of its output (residual). */
         GQE_TRY(gqe_matmul(&lm->dact, &dy, &b->cfc_out, false, false, 1.0f, 0.0f));
-        GQE_TRY(mlp_activation(lm, b));
+        /* GELU's backward recomputes act in the same pass (see mlp_activation) */
+        if (lm->cfg.mlp == GQE_MLP_SWIGLU) {
+            GQE_TRY(mlp_activation(lm, b));
+            GQE_TRY(gqe_swiglu_backward(&lm->dpre, &b->pre, &lm->dact));
+        } else {
+            GQE_TRY(gqe_gelu_backward(&lm->dpre, &b->pre, &lm->dact, &lm->act));
+        }
         GQE_TRY(gqe_matmul(&b->dfc_out, &dy, &lm->act, true, false, 1.0f, 1.0f));
-        if (lm->cfg.mlp == GQE_MLP_SWIGLU) GQE_TRY(gqe_swiglu_backward(&lm->dpre, &b->pre, &lm->dact));
-        else GQE_TRY(gqe_gelu_backward(&lm->dpre, &b->pre, &lm->dact));
         GQE_TRY(gqe_matmul(&b->dfc_in, &lm->dpre, &b->n2, true, false, 1.0f, 1.0f));
         GQE_TRY(gqe_matmul(&dn, &lm->dpre, &b->cfc_in, false, false, 1.0f, 0.0f));
         GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm2, &dn, &b->h_mid, &b->norm2, &b->rstd2, dy_copy));
         /* Attention branch. */
-        GQE_TRY(gqe_fill(&dn, 0.0f));
         GQE_TRY(gqe_attn_backward(b->attn, &lm->dn, mixed ? &lm->dh16 : &lm->dh, lm->aux_coef));
         gqe_tensor hl = lm_rows(&lm->h[l], R);
         /* the embedding's backward reads dh itself: no copy after layer 0 */

@@ -19,6 +19,7 @@ struct gqe_optimizer {
     gqe_paramset *ps;
     size_t numel;              /* ps->numel at creation, checked every step */
     float lr;
+    float grad_scale;          /* a pending clip coefficient, 1 when none */
     int64_t step;
     int nstates;
     const char *state_names[MAX_STATES];
@@ -84,6 +85,7 @@ gqe_status gqe_optim_create(gqe_optimizer **out, const gqe_optim_config *cfg, gq
     opt->ps = ps;
     opt->numel = ps->numel;
     opt->lr = cfg->lr;
+    opt->grad_scale = 1.0f;
     if (cfg->kind == GQE_OPTIM_ADAMW) {
         opt->nstates = 2;
         opt->state_names[0] = "exp_avg";
@@ -123,6 +125,8 @@ gqe_status gqe_optim_step(gqe_optimizer *opt, float lr) {
                         ps->numel, opt->numel);
     const gqe_optim_config *c = &opt->cfg;
     int64_t step = ++opt->step;
+    float gs = opt->grad_scale;
+    opt->grad_scale = 1.0f;
     for (int i = 0; i < opt->nruns; i++) {
         const decay_run *r = &opt->runs[i];
         gqe_tensor p = span(&ps->data, r), g = span(&ps->grad, r);
@@ -130,15 +134,27 @@ gqe_status gqe_optim_step(gqe_optimizer *opt, float lr) {
         gqe_status st;
         if (c->kind == GQE_OPTIM_ADAMW) {
             gqe_tensor s1 = span(&opt->states[1], r);
-            st = gqe_adamw_update(&p, &g, &s0, &s1, lr, c->beta1, c->beta2, c->eps, r->weight_decay, step);
+            st = gqe_adamw_update(&p, &g, &s0, &s1, lr, c->beta1, c->beta2, c->eps, r->weight_decay, step, gs);
         } else {
-            st = gqe_sgd_update(&p, &g, &s0, lr, c->momentum, r->weight_decay, c->nesterov, step);
+            st = gqe_sgd_update(&p, &g, &s0, lr, c->momentum, r->weight_decay, c->nesterov, step, gs);
         }
         /* A failed op leaves earlier runs updated; the step still counts so
          * bias correction stays consistent with what was applied. */
         if (st != GQE_OK) return st;
     }
     return GQE_OK;
+}
+
+gqe_status gqe_optim_clip(gqe_optimizer *opt, float max_norm, float *norm_out) {
+    float coef;
+    GQE_TRY(gqe_clip_coefficient(opt->ps, max_norm, norm_out, &coef));
+    opt->grad_scale = coef;
+    return GQE_OK;
+}
+
+gqe_status gqe_optim_zero_grad(gqe_optimizer *opt) {
+    opt->grad_scale = 1.0f;
+    return gqe_paramset_zero_grad(opt->ps);
 }
 
 int64_t gqe_optim_step_count(const gqe_optimizer *opt) { return opt->step; }

@@ -231,8 +231,12 @@ static void test_activations(void **state) {
     PR_CHECK(o, TOL_EW);
     RANDN(g, GQE_F32, 71, 31, 40);
     RANDN(dx, GQE_F32, 72, 31, 40);
-    CHECK_OK(gqe_gelu_backward(&dx.c, &x.c, &g.c)); CHECK_OK(gqe_gelu_backward(&dx.g, &x.g, &g.g));
+    CHECK_OK(gqe_gelu_backward(&dx.c, &x.c, &g.c, NULL)); CHECK_OK(gqe_gelu_backward(&dx.g, &x.g, &g.g, NULL));
     PR_CHECK(dx, TOL_EW);
+    /* the recomputing form also writes gelu(x) */
+    CHECK_OK(gqe_gelu_backward(&dx.c, &x.c, &g.c, &o.c)); CHECK_OK(gqe_gelu_backward(&dx.g, &x.g, &g.g, &o.g));
+    PR_CHECK(dx, TOL_EW);
+    PR_CHECK(o, TOL_EW);
     OUT(s, GQE_F32, 31, 20);
     CHECK_OK(gqe_swiglu_forward(&s.c, &x.c)); CHECK_OK(gqe_swiglu_forward(&s.g, &x.g));
     PR_CHECK(s, TOL_EW);
@@ -249,8 +253,11 @@ static void test_activations(void **state) {
         PR_CHECK(ob, TOL_BF16);
         pair gb = pr_randn(2, (const int64_t[]){31, cols[c]}, 1.0f, 75, GQE_BF16);
         pair db = pr_randn(2, (const int64_t[]){31, cols[c]}, 1.0f, 76, GQE_BF16);
-        CHECK_OK(gqe_gelu_backward(&db.c, &xb.c, &gb.c)); CHECK_OK(gqe_gelu_backward(&db.g, &xb.g, &gb.g));
+        CHECK_OK(gqe_gelu_backward(&db.c, &xb.c, &gb.c, NULL)); CHECK_OK(gqe_gelu_backward(&db.g, &xb.g, &gb.g, NULL));
         PR_CHECK(db, TOL_BF16);
+        CHECK_OK(gqe_gelu_backward(&db.c, &xb.c, &gb.c, &ob.c)); CHECK_OK(gqe_gelu_backward(&db.g, &xb.g, &gb.g, &ob.g));
+        PR_CHECK(db, TOL_BF16);
+        PR_CHECK(ob, TOL_BF16);
         pr_free(&xb); pr_free(&ob); pr_free(&gb); pr_free(&db);
     }
 }
@@ -464,8 +471,9 @@ static void test_optim(void **state) {
     CHECK_OK(gqe_tensor_copy(&v.g, &v.c));
     for (int step = 1; step <= 3; step++) {
         RANDN(g, GQE_F32, 123 + step, n);
-        CHECK_OK(gqe_adamw_update(&p.c, &g.c, &m.c, &v.c, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step));
-        CHECK_OK(gqe_adamw_update(&p.g, &g.g, &m.g, &v.g, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step));
+        float gs = step == 2 ? 0.375f : 1.0f;   /* a folded clip coefficient */
+        CHECK_OK(gqe_adamw_update(&p.c, &g.c, &m.c, &v.c, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, gs));
+        CHECK_OK(gqe_adamw_update(&p.g, &g.g, &m.g, &v.g, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, gs));
         pr_free(&g);
     }
     PR_CHECK(p, TOL_EW);
@@ -474,10 +482,11 @@ static void test_optim(void **state) {
     for (int nesterov = 0; nesterov < 2; nesterov++)
         for (int step = 1; step <= 3; step++) {
             RANDN(g, GQE_F32, 130 + step, n);
-            CHECK_OK(gqe_sgd_update(&p.c, &g.c, &m.c, 0.01f, 0.9f, 1e-4f, nesterov, step));
-            CHECK_OK(gqe_sgd_update(&p.g, &g.g, &m.g, 0.01f, 0.9f, 1e-4f, nesterov, step));
-            CHECK_OK(gqe_sgd_update(&v.c, &g.c, NULL, 0.01f, 0.0f, 0.0f, false, step));  /* no momentum buffer */
-            CHECK_OK(gqe_sgd_update(&v.g, &g.g, NULL, 0.01f, 0.0f, 0.0f, false, step));
+            float gs = step == 3 ? 0.625f : 1.0f;
+            CHECK_OK(gqe_sgd_update(&p.c, &g.c, &m.c, 0.01f, 0.9f, 1e-4f, nesterov, step, gs));
+            CHECK_OK(gqe_sgd_update(&p.g, &g.g, &m.g, 0.01f, 0.9f, 1e-4f, nesterov, step, gs));
+            CHECK_OK(gqe_sgd_update(&v.c, &g.c, NULL, 0.01f, 0.0f, 0.0f, false, step, gs));  /* no momentum buffer */
+            CHECK_OK(gqe_sgd_update(&v.g, &g.g, NULL, 0.01f, 0.0f, 0.0f, false, step, gs));
             pr_free(&g);
         }
     PR_CHECK(p, TOL_EW);

@@ -68,7 +68,7 @@ static void run_attn_case(const attn_case *c) {
     randomize(&ps, 0.4f, 3);
     int64_t xs[3] = {2, 5, 16}, ts[2] = {2, 5};
     gqe_tensor x = tu_randn(3, xs, 1.0f, 21), dy = tu_randn(3, xs, 1.0f, 22), dx, tok;
-    CHECK_OK(gqe_tensor_zeros(&dx, GQE_F32, GQE_CPU, 3, xs));
+    dx = tu_randn(3, xs, 1.0f, 23); /* nonzero: the backward overwrites dx */
     CHECK_OK(gqe_tensor_new(&tok, GQE_I32, GQE_CPU, 2, ts));
     for (int i = 0; i < 10; i++) gqe_i32(&tok)[i] = (i * 7) % 13;
     float aux_coef = 0.3f;

@@ -230,9 +230,14 @@ static void test_gelu(void **state) {
     double ref[50];
     for (int i = 0; i < 50; i++) { double v = gqe_f32(&x)[i]; ref[i] = 0.5 * v * (1 + erf(v / sqrt(2.0))); }
     assert_close_d(gqe_f32(&out), ref, 50, 1e-5);
-    CHECK_OK(gqe_gelu_backward(&dx, &x, &g));
+    CHECK_OK(gqe_gelu_backward(&dx, &x, &g, NULL));
     fd_check("gelu dx", &x, &dx, gelu_fwd, &c, &out, &g, 1e-3);
-    FREE(&x, &out, &g, &dx);
+    /* the recomputing form: the same dx, and out = gelu(x) */
+    gqe_tensor dx2 = RANDN(43, 50), out2 = RANDN(44, 50);
+    CHECK_OK(gqe_gelu_backward(&dx2, &x, &g, &out2));
+    assert_memory_equal(gqe_f32(&dx2), gqe_f32(&dx), 50 * 4);
+    assert_close_d(gqe_f32(&out2), ref, 50, 1e-5);
+    FREE(&x, &out, &g, &dx, &dx2, &out2);
 }
 
 static void test_swiglu(void **state) {
@@ -589,9 +594,11 @@ static void test_adamw(void **state) {
     const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-7, wd = 0.1;
     for (int step = 1; step <= 3; step++) {
         gqe_tensor g = RANDN(170 + step, N);
-        CHECK_OK(gqe_adamw_update(&p, &g, &m, &v, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step));
+        /* step 2 folds a clip coefficient into the update */
+        float gs = step == 2 ? 0.375f : 1.0f;
+        CHECK_OK(gqe_adamw_update(&p, &g, &m, &v, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step, gs));
         for (int i = 0; i < N; i++) {
-            double gi = gqe_f32(&g)[i];
+            double gi = gqe_f32(&g)[i] * (double)gs;
             rp[i] *= 1 - lr * wd;
             rm[i] = b1 * rm[i] + (1 - b1) * gi;
             rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
@@ -603,7 +610,8 @@ static void test_adamw(void **state) {
     assert_close_d(gqe_f32(&p), rp, N, 1e-5);
     assert_close_d(gqe_f32(&m), rm, N, 1e-5);
     assert_close_d(gqe_f32(&v), rv, N, 1e-5);
-    assert_int_equal(gqe_adamw_update(&p, &m, &m, &v, 1, 0.9f, 0.9f, 1e-8f, 0, 0), GQE_ERR_ARG);
+    assert_int_equal(gqe_adamw_update(&p, &m, &m, &v, 1, 0.9f, 0.9f, 1e-8f, 0, 0, 1.0f), GQE_ERR_ARG);
+    assert_int_equal(gqe_adamw_update(&p, &m, &m, &v, 1, 0.9f, 0.9f, 1e-8f, 0, 1, 0.0f), GQE_ERR_ARG);
     FREE(&p, &m, &v);
 }
 
@@ -618,9 +626,10 @@ static void test_sgd(void **state) {
         for (int i = 0; i < N; i++) rp[i] = gqe_f32(&p)[i];
         for (int step = 1; step <= 3; step++) {
             gqe_tensor g = RANDN(190 + step, N);
-            CHECK_OK(gqe_sgd_update(&p, &g, variant ? &buf : NULL, lr, mom, wd, nest, step));
+            float gs = step == 3 ? 0.625f : 1.0f;
+            CHECK_OK(gqe_sgd_update(&p, &g, variant ? &buf : NULL, lr, mom, wd, nest, step, gs));
             for (int i = 0; i < N; i++) {
-                double d = gqe_f32(&g)[i] + (double)wd * rp[i];
+                double d = gqe_f32(&g)[i] * (double)gs + (double)wd * rp[i];
                 if (variant) {
                     rb[i] = step == 1 ? d : mom * rb[i] + d;
                     d = nest ? d + mom * rb[i] : rb[i];

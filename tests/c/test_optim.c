@@ -369,6 +369,53 @@ static void test_clip(void **state) {
     toy_free(&t);
 }
 
+/* gqe_optim_clip folds the coefficient into the next step: the parameters
+ * end bitwise where clip-then-step puts them, the gradients stay untouched,
+ * and zero_grad drops a pending coefficient. */
+static void test_optim_clip(void **state) {
+    (void)state;
+    gqe_optim_config c = gqe_optim_config_default();
+    c.weight_decay = 0.1f;
+    for (int kind = 0; kind < 2; kind++) {
+        c.kind = kind ? GQE_OPTIM_SGD : GQE_OPTIM_ADAMW;
+        c.momentum = 0.9f;
+        toy a, b;
+        toy_init(&a, NULL, 4);
+        toy_init(&b, NULL, 4);
+        gqe_optimizer *oa, *ob;
+        CHECK_OK(gqe_optim_create(&oa, &c, &a.ps));
+        CHECK_OK(gqe_optim_create(&ob, &c, &b.ps));
+        size_t n = a.ps.numel;
+        float *before = malloc(n * 4);
+        for (int s = 1; s <= 3; s++) {
+            toy_grads(&a, s);
+            toy_grads(&b, s);
+            float na, nb, max_norm = (float)grad_norm(&a) / 3.0f;
+            CHECK_OK(gqe_clip_grad_norm(&a.ps, max_norm, &na));
+            memcpy(before, gqe_f32(&b.ps.grad), n * 4);
+            CHECK_OK(gqe_optim_clip(ob, max_norm, &nb));
+            assert_float_equal(na, nb, 0);
+            assert_memory_equal(gqe_f32(&b.ps.grad), before, n * 4);
+            CHECK_OK(gqe_optim_step(oa, 1e-2f));
+            CHECK_OK(gqe_optim_step(ob, 1e-2f));
+            assert_memory_equal(gqe_f32(&a.ps.data), gqe_f32(&b.ps.data), n * 4);
+        }
+        /* a clip whose step never came is dropped by zero_grad */
+        CHECK_OK(gqe_optim_clip(ob, 1e-3f, NULL));
+        CHECK_OK(gqe_optim_zero_grad(ob));
+        toy_grads(&a, 9);
+        toy_grads(&b, 9);
+        CHECK_OK(gqe_optim_step(oa, 1e-2f));
+        CHECK_OK(gqe_optim_step(ob, 1e-2f));
+        assert_memory_equal(gqe_f32(&a.ps.data), gqe_f32(&b.ps.data), n * 4);
+        free(before);
+        gqe_optim_free(oa);
+        gqe_optim_free(ob);
+        toy_free(&a);
+        toy_free(&b);
+    }
+}
+
 /* ---- schedules ---------------------------------------------------------- */
 
 static float sched(gqe_schedule_kind kind, int64_t warmup, int64_t total, float min_lr, float decay_frac,
@@ -514,6 +561,7 @@ int main(void) {
         cmocka_unit_test(test_state_restore),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_clip),
+        cmocka_unit_test(test_optim_clip),
         cmocka_unit_test(test_schedule_constant),
         cmocka_unit_test(test_schedule_cosine),
         cmocka_unit_test(test_schedule_wsd),
