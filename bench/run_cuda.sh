@@ -16,7 +16,7 @@ if [[ $only == *a* ]]; then
 fi
 if [[ $only == *b* ]]; then
     echo "== (b) attention layer forward: ours (bf16)" >&2
-    build/gqe bench/layer_cuda.lua bf16 2048 8192 | tee -a "$out"
+    build/gqe bench/layer_cuda.lua bf16 2048 8192 32768 | tee -a "$out"
 fi
 if [[ $only == *c* ]]; then
     echo "== (c) training throughput: ours (bf16 mixed precision)" >&2

@@ -125,7 +125,6 @@ gqe_status gqe_copy_cols(gqe_tensor *dst, int64_t dst_col, const gqe_tensor *src
     ARG(D, dst, 'f', "(R, Cd)", -1, -1);
     ARG(S, src, 'f', "(R, Cs)", D.shape[0], -1);
     SAME_DEVICE(&D, &S);
-    REQUIRE(D.dtype == S.dtype, "%s: dst is %s but src is %s", OP, gqe_dtype_name(D.dtype), gqe_dtype_name(S.dtype));
     REQUIRE(cols >= 0 && dst_col >= 0 && src_col >= 0 && dst_col + cols <= D.shape[1] && src_col + cols <= S.shape[1],
             "%s: columns [%lld, %lld) of dst (%lld wide) and [%lld, %lld) of src (%lld wide) are not all in range", OP,
             (long long)dst_col, (long long)(dst_col + cols), (long long)D.shape[1],

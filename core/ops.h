@@ -22,7 +22,8 @@ gqe_status gqe_add(gqe_tensor *out, const gqe_tensor *a, const gqe_tensor *b); /
 gqe_status gqe_sumsq(const gqe_tensor *t, double *out);          /* host result: sum of squares */
 gqe_status gqe_sum(const gqe_tensor *t, double *out);            /* host result: sum */
 /* dst[r, dst_col + c] (+)= src[r, src_col + c], r < R, c < cols;
- * dst (R, Cd) and src (R, Cs) are 2-D views. Used for concat and split. */
+ * dst (R, Cd) and src (R, Cs) are 2-D views. Used for concat and split.
+ * The two float dtypes may differ: the values are converted to dst's. */
 gqe_status gqe_copy_cols(gqe_tensor *dst, int64_t dst_col, const gqe_tensor *src,
                          int64_t src_col, int64_t cols, bool accumulate);
 

@@ -214,6 +214,8 @@ static int attn_new(lua_State *L) {
     u->device = dev;
     u->init_std = std;
     GQE_LUA_CHECK(L, what, gqe_attn_create(&u->a, &c, &u->ps, ""));
+    /* u->x holds the input until the next forward: the layer reads it there */
+    gqe_attn_borrow_input(u->a, true);
     GQE_LUA_CHECK(L, what, gqe_paramset_alloc(&u->ps, dev));
     GQE_LUA_CHECK(L, what, gqe_attn_init_weights(u->a, c.seed, 0, std, std));
     GQE_LUA_CHECK(L, "GQEAttention.precision", gqe_paramset_set_precision(&u->ps, precision));
@@ -254,7 +256,8 @@ static int attn_forward(lua_State *L) {
         u->tokens = tok;
     }
     gqe_tensor y;
-    GQE_LUA_CHECK(L, "GQEAttention:forward", gqe_tensor_new(&y, GQE_F32, u->device, 3, x->shape));
+    /* the compute dtype: bf16 output under mixed precision */
+    GQE_LUA_CHECK(L, "GQEAttention:forward", gqe_tensor_new(&y, gqe_paramset_compute_dtype(&u->ps), u->device, 3, x->shape));
     gqe_lua_push_tensor(L, y);
     gqe_tensor *yp = lua_touserdata(L, -1);
     GQE_LUA_CHECK(L, "GQEAttention:forward",

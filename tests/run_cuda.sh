@@ -19,6 +19,11 @@ SANITIZE_TESTS=(
 )
 set -u
 cd "$(dirname "$0")/.."
+# Where the system has cuDNN 9, the attention test also checks that cuDNN
+# served every eligible call (a silent fall-back would hide a broken path).
+if [ -z "${GQE_TEST_REQUIRE_CUDNN+x}" ] && ldconfig -p 2>/dev/null | grep -q 'libcudnn\.so\.9'; then
+    export GQE_TEST_REQUIRE_CUDNN=1
+fi
 passed=0; failed=0; failures=()
 run() { # name, command...
     local name=$1; shift

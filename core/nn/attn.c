@@ -126,7 +126,11 @@ static void plan(gqe_attn *a, int64_t B, int64_t T) {
     a->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
     a->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
     a->dv = gqe_arena_take(sc, C, R, G * dh, 0, 0);
-    if (a->in_rows) a->dy_in = gqe_arena_take(sc, C, R, a->in_rows, 0, 0);
+    if (a->in_rows) {
+        /* f32 like the router's own logits; a temporary of the forward */
+        a->y_in = gqe_arena_take(sc, GQE_F32, R, a->in_rows, 0, 0);
+        a->dy_in = gqe_arena_take(sc, C, R, a->in_rows, 0, 0);
+    }
     a->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
     if (!attn_is_gqe(a)) return;
     a->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
@@ -191,7 +195,8 @@ static gqe_status linear_backward(gqe_tensor *dx, float *dx_beta, gqe_tensor *dw
     return GQE_OK;
 }
 
-/* Routing of the rows in a->x / a->q into idx, topv, probs. */
+/* Routing of the rows x into idx, topv, probs; x NULL: logits already hold
+ * the router's output. */
 gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tensor *logits, gqe_tensor *probs,
                           gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens) {
     int64_t G = a->G, M = a->M;
@@ -200,7 +205,7 @@ gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tenso
     case GQE_ROUTER_SIGMOID:
     case GQE_ROUTER_BALANCED: {
         gqe_tensor lg = view2(logits, R, G * M);
-        GQE_TRY(gqe_attn_linear(&lg, x, &a->cwr));
+        if (x) GQE_TRY(gqe_attn_linear(&lg, x, &a->cwr));
         gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
         const gqe_tensor *bias = NULL;
         if (a->cfg.router == GQE_ROUTER_BALANCED) {
@@ -221,16 +226,19 @@ gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tenso
     return gqe_fail(GQE_ERR_ARG, "unknown router");
 }
 
-/* Load statistics and the aux loss of the last routing (GQE.md). */
-static gqe_status aux_stats(gqe_attn *a, int64_t R) {
-    bool normalise = a->cfg.router == GQE_ROUTER_SIGMOID;
-    GQE_TRY(gqe_router_stats(&a->counts, &a->psum, &a->idx, &a->probs, normalise));
-    int64_t GM = a->G * a->M;
+/* Load statistics and the aux loss of the last routing (GQE.md). Forward
+ * only launches the statistics; the host reads them when something asks
+ * (aux loss, usage, backward, balancing), so a forward never waits on the
+ * device. */
+static gqe_status pull_stats(gqe_attn *a) {
+    if (a->stats_on_host || !attn_is_gqe(a) || !a->have_forward) return GQE_OK;
+    int64_t GM = a->G * a->M, R = a->B * a->T;
     GQE_TRY(gqe_tensor_read_f32(&a->counts, a->host_counts, (size_t)GM));
     GQE_TRY(gqe_tensor_read_f32(&a->psum, a->host_psum, (size_t)GM));
     double aux = 0;
     for (int64_t i = 0; i < GM; i++) aux += (double)a->host_counts[i] / R * ((double)a->host_psum[i] / R);
     a->aux = (float)(aux * (double)a->M / (double)a->G);
+    a->stats_on_host = true;
     return GQE_OK;
 }
 
@@ -277,7 +285,17 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         a->have_forward = true;
         return GQE_OK;
     }
-    GQE_TRY(gqe_attn_route(a, R, &a->x, &a->logits, &a->probs, &a->idx, &a->topv, &a->tokens));
+    const gqe_tensor *route_x = &a->x;
+    if (a->in_rows) {
+        /* router and shared query in one matmul: x is read once for both */
+        GQE_TRY(gqe_attn_linear(&a->y_in, &a->x, &a->w_in));
+        int64_t wl = G * a->M;
+        gqe_tensor lg2 = view2(&a->logits, R, wl);
+        GQE_TRY(gqe_copy_cols(&lg2, 0, &a->y_in, 0, wl, false));
+        GQE_TRY(gqe_copy_cols(&a->qs, 0, &a->y_in, wl, dh, false));
+        route_x = NULL;
+    }
+    GQE_TRY(gqe_attn_route(a, R, route_x, &a->logits, &a->probs, &a->idx, &a->topv, &a->tokens));
     gqe_tensor q3 = view3(&a->q, R, a->N, dh), slots3 = view3(&a->slots, R, a->SK, dh);
     GQE_TRY(gqe_gather_slots(&slots3, &q3, &a->idx));
     gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
@@ -300,7 +318,7 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         GQE_TRY(gqe_slot_mix_forward(&a->mix, &a->w, &o3, &p2, SLOT_EPS));
         GQE_TRY(gqe_copy_cols(&a->cat, w_a, &a->mix, 0, dh, false));
         /* Shared head: one query over the group means of K and V (after RoPE). */
-        GQE_TRY(gqe_attn_linear(&a->qs, &a->x, &a->cwqs));
+        if (!a->in_rows) GQE_TRY(gqe_attn_linear(&a->qs, &a->x, &a->cwqs));
         gqe_tensor qs4 = view4(&a->qs, B, T, 1, dh), kb4 = view4(&a->kbar, B, T, 1, dh), vb4 = view4(&a->vbar, B, T, 1, dh);
         if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&qs4, a->cfg.rope_theta, 0));
         gqe_tensor k3 = view3(&a->kk, R, G, dh), v3 = view3(&a->v, R, G, dh);
@@ -314,7 +332,8 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         break;
     }
     }
-    GQE_TRY(aux_stats(a, R));
+    GQE_TRY(gqe_router_stats(&a->counts, &a->psum, &a->idx, &a->probs, a->cfg.router == GQE_ROUTER_SIGMOID));
+    a->stats_on_host = false;
     a->have_forward = true;
     return GQE_OK;
 }
@@ -401,6 +420,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
                 GQE_TRY(gqe_router_scatter_probs(&a->dprobs, &dp3, &a->idx));
             }
             if (through_aux) {
+                GQE_TRY(pull_stats(a));
                 int64_t GM = G * a->M;
                 float *coef = a->host_psum; /* psum's host copy is spent: reuse it */
                 float c = aux_coef * (float)a->M / ((float)G * (float)R);
@@ -433,7 +453,18 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     return linear_backward(&dx2, &dx_beta, &a->dw_in, &a->dy_in, &a->x, &a->w_in);
 }
 
-float gqe_attn_aux_loss(const gqe_attn *a) { return a->have_forward && attn_is_gqe(a) ? a->aux : 0.0f; }
+gqe_status gqe_attn_aux(gqe_attn *a, float *aux) {
+    *aux = 0.0f;
+    if (!a->have_forward || !attn_is_gqe(a)) return GQE_OK;
+    GQE_TRY(pull_stats(a));
+    *aux = a->aux;
+    return GQE_OK;
+}
+
+float gqe_attn_aux_loss(gqe_attn *a) {
+    float aux;
+    return gqe_attn_aux(a, &aux) == GQE_OK ? aux : NAN;
+}
 
 bool gqe_attn_aux_trains(const gqe_attn *a) { return aux_trains(a); }
 
@@ -446,9 +477,10 @@ gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *id
     return GQE_OK;
 }
 
-gqe_status gqe_attn_usage(const gqe_attn *a, float *counts, float *mean_prob) {
+gqe_status gqe_attn_usage(gqe_attn *a, float *counts, float *mean_prob) {
     if (!attn_is_gqe(a)) return gqe_fail(GQE_ERR_ARG, "head usage exists only for attention 'gqe'");
     if (!a->have_forward) return gqe_fail(GQE_ERR_ARG, "head usage: no forward pass yet");
+    GQE_TRY(pull_stats(a));
     int64_t GM = a->G * a->M, R = a->B * a->T;
     /* host_psum is reused by backward; recompute the mean from the device copy */
     float *psum = malloc((size_t)GM * sizeof *psum);
@@ -464,6 +496,7 @@ gqe_status gqe_attn_usage(const gqe_attn *a, float *counts, float *mean_prob) {
 
 gqe_status gqe_attn_after_step(gqe_attn *a) {
     if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED || !a->have_forward || !a->bias.storage) return GQE_OK;
+    GQE_TRY(pull_stats(a));
     /* b[g,m] += gamma * sign(mean load - load[g,m]), per group (auxiliary-loss-free balancing) */
     int64_t G = a->G, M = a->M;
     float *b = malloc((size_t)(G * M) * sizeof *b);

@@ -66,8 +66,11 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
 /* dx (B, T, d) = gradient of sum(y * dy) + aux_coef * aux (overwritten); parameter
  * gradients accumulate into the paramset's grad buffer. */
 gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, float aux_coef);
-/* Aux loss of the last forward (0 for dense kinds). */
-float gqe_attn_aux_loss(const gqe_attn *a);
+/* Aux loss of the last forward (0 for dense kinds). The first ask after a
+ * forward reads the routing statistics from the device (a sync). */
+gqe_status gqe_attn_aux(gqe_attn *a, float *aux);
+/* The same as a value: NaN when reading the statistics failed. */
+float gqe_attn_aux_loss(gqe_attn *a);
 /* Whether the aux loss trains this layer's router (softmax and sigmoid);
  * balanced, random and hash routers only report it. */
 bool gqe_attn_aux_trains(const gqe_attn *a);
@@ -76,7 +79,7 @@ bool gqe_attn_aux_trains(const gqe_attn *a);
 gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *idx);
 /* Per (group, expert) of the last forward: tokens routed and mean router
  * probability, host arrays of G*M. Returns GQE_ERR_ARG for dense kinds. */
-gqe_status gqe_attn_usage(const gqe_attn *a, float *counts, float *mean_prob);
+gqe_status gqe_attn_usage(gqe_attn *a, float *counts, float *mean_prob);
 /* The balanced router's bias step; call after each optimizer step. */
 gqe_status gqe_attn_after_step(gqe_attn *a);
 /* The random router's call counter (its Philox stream): checkpointed so a

@@ -31,15 +31,16 @@ struct gqe_attn {
     /* backward scratch: *scratch, the layer's own arena or one the LM shares
      * between its layers (only one layer runs backward at a time) */
     gqe_arena own_scratch, *scratch;
-    /* The input projections' weights (q, k, v, router, q_shared) sit back to
-     * back in the parameter buffers; backward then runs them as one matmul
-     * pair over dy_in = [dq | dk | dv | dlogits | dqs] (attn.c). */
-    gqe_tensor w_in, dw_in, dy_in;
+    /* The router and shared-query weights sit back to back in the parameter
+     * buffers: forward runs them as one matmul into y_in = [logits | qs] and
+     * backward as one pair over dy_in = [dlogits | dqs] (attn.c). */
+    gqe_tensor w_in, dw_in, y_in, dy_in;
     int64_t in_rows;
     gqe_tensor dcat, d_o, dslots, dq, dk, dv, dp, dprobs, dlogits, dqs, dkbar, dvbar;
     gqe_tensor counts, psum, coef;      /* (G, M) */
     float *host_counts, *host_psum;
     float aux;
+    bool stats_on_host;                 /* host_counts, host_psum, aux match the last forward */
 
     /* KV cache for decoding: (1, max_len, G, dh) */
     gqe_tensor kcache, vcache;

@@ -273,9 +273,6 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
         block *b = &lm->blocks[l];
         gqe_tensor hl = lm_rows(&lm->h[l], R), y = lm_rows(&lm->y, R);
         GQE_TRY(gqe_attn_forward(b->attn, &lm->y, &b->n1, &lm->tokens));
-        float la = gqe_attn_aux_loss(b->attn);
-        aux_sum += la;
-        if (gqe_attn_aux_trains(b->attn)) aux_train += la;
         GQE_TRY(gqe_add_rmsnorm_forward(&b->h_mid, &b->n2, &b->rstd2, &hl, &y, &b->norm2, eps));
         GQE_TRY(mlp_forward(lm, b, &lm->y, R));
         gqe_tensor hn = lm_rows(&lm->h[l + 1], R);
@@ -289,7 +286,6 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     }
     gqe_tensor lg = lm_rows(&lm->logits, R);
     GQE_TRY(gqe_matmul(&lg, &lm->nf, head_compute(lm), false, true, 1.0f, 0.0f));
-    lm->aux = aux_sum;
     lm->aux_coef = aux_coef;
     lm->ce = NAN;
     lm->loss = NAN;
@@ -299,8 +295,17 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
         double sum = 0;
         GQE_TRY(gqe_sum(&lm->losses, &sum));
         lm->ce = lm->n_valid ? (float)(sum / (double)lm->n_valid) : 0.0f;
-        lm->loss = lm->ce + aux_coef * aux_train;
     }
+    /* Read after the loss: that read has already waited for the device, so
+     * the layers' statistics cost no stall of their own. */
+    for (int64_t l = 0; l < L; l++) {
+        float la;
+        GQE_TRY(gqe_attn_aux(lm->blocks[l].attn, &la));
+        aux_sum += la;
+        if (gqe_attn_aux_trains(lm->blocks[l].attn)) aux_train += la;
+    }
+    lm->aux = aux_sum;
+    if (targets) lm->loss = lm->ce + aux_coef * aux_train;
     if (loss) *loss = lm->loss;
     if (aux) *aux = aux_sum;
     lm->have_forward = true;

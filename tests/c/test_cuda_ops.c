@@ -123,7 +123,11 @@ static void test_copy_cols(void **state) {
     PR_CHECK(dst, 0);
     CHECK_OK(gqe_copy_cols(&dst.c, 0, &src.c, 0, 9, true)); CHECK_OK(gqe_copy_cols(&dst.g, 0, &src.g, 0, 9, true));
     PR_CHECK(dst, TOL_EW);
-    pr_free(&src); pr_free(&dst);
+    /* f32 into bf16: the split of the router and shared-query projection */
+    pair db = pr_randn(2, (const int64_t[]){13, 11}, 1.0f, 7, GQE_BF16);
+    CHECK_OK(gqe_copy_cols(&db.c, 1, &src.c, 2, 6, false)); CHECK_OK(gqe_copy_cols(&db.g, 1, &src.g, 2, 6, false));
+    PR_CHECK(db, TOL_BF16);
+    pr_free(&src); pr_free(&dst); pr_free(&db);
 }
 
 /* ---- matmul --------------------------------------------------------------- */
