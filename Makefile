@@ -90,6 +90,9 @@ ASAN_FLAGS := -O1 -g -Wno-format-truncation -fsanitize=address,undefined -fno-om
 ASAN_CFLAGS := $(filter-out -O2 -O3 -DGQE_HAVE_CUDA=1,$(CFLAGS)) $(ASAN_FLAGS)
 ASAN_OBJ  := $(patsubst %.c,$(ASAN)/%.o,$(sort $(wildcard core/*.c core/*/*.c))) $(ASAN)/gen/embedded.o
 ASAN_LUA_OBJ := $(LUA_SRC:%.c=$(ASAN)/%.o)
+# Built through a pattern rule, so make would delete them as intermediates
+# after the test run (and print that after the summary line): keep them.
+.SECONDARY: $(ASAN_LUA_OBJ)
 ASAN_TEST_BIN := $(filter-out %/test_cuda_ops,$(TEST_SRC:tests/c/%.c=$(ASAN)/tests/%))
 ASAN_REPLAY_BIN := $(patsubst tests/fuzz/fuzz_%.c,$(ASAN)/fuzz/replay_%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 
