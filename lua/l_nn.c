@@ -307,7 +307,12 @@ static int attn_zero_grad(lua_State *L) {
     GQE_LUA_CHECK(L, "GQEAttention:zero_grad", gqe_paramset_zero_grad(&check_attn(L, 1)->ps));
     return 0;
 }
-static int attn_aux_loss(lua_State *L) { lua_pushnumber(L, gqe_attn_aux_loss(check_attn(L, 1)->a)); return 1; }
+static int attn_aux_loss(lua_State *L) {
+    float aux;
+    GQE_LUA_CHECK(L, "GQEAttention:aux_loss", gqe_attn_aux(check_attn(L, 1)->a, &aux));
+    lua_pushnumber(L, aux);
+    return 1;
+}
 static int attn_after_step(lua_State *L) {
     GQE_LUA_CHECK(L, "GQEAttention:after_step", gqe_attn_after_step(check_attn(L, 1)->a));
     return 0;
@@ -546,7 +551,12 @@ static int lm_aux_losses(lua_State *L) {
     l_lm *u = check_lm(L, 1);
     int64_t n = gqe_lm_layers(u->lm);
     lua_createtable(L, (int)n, 0);
-    for (int64_t l = 0; l < n; l++) { lua_pushnumber(L, gqe_attn_aux_loss(gqe_lm_attn(u->lm, l))); lua_seti(L, -2, l + 1); }
+    for (int64_t l = 0; l < n; l++) {
+        float aux;
+        GQE_LUA_CHECK(L, "LM:aux_losses", gqe_attn_aux(gqe_lm_attn(u->lm, l), &aux));
+        lua_pushnumber(L, aux);
+        lua_seti(L, -2, l + 1);
+    }
     return 1;
 }
 static int lm_routing(lua_State *L) {
