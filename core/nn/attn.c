@@ -461,11 +461,6 @@ gqe_status gqe_attn_aux(gqe_attn *a, float *aux) {
     return GQE_OK;
 }
 
-float gqe_attn_aux_loss(gqe_attn *a) {
-    float aux;
-    return gqe_attn_aux(a, &aux) == GQE_OK ? aux : NAN;
-}
-
 bool gqe_attn_aux_trains(const gqe_attn *a) { return aux_trains(a); }
 
 gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *idx) {

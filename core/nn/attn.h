@@ -69,8 +69,6 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
 /* Aux loss of the last forward (0 for dense kinds). The first ask after a
  * forward reads the routing statistics from the device (a sync). */
 gqe_status gqe_attn_aux(gqe_attn *a, float *aux);
-/* The same as a value: NaN when reading the statistics failed. */
-float gqe_attn_aux_loss(gqe_attn *a);
 /* Whether the aux loss trains this layer's router (softmax and sigmoid);
  * balanced, random and hash routers only report it. */
 bool gqe_attn_aux_trains(const gqe_attn *a);

@@ -31,4 +31,3 @@ gqe_status gqe_clip_grad_norm(gqe_paramset *ps, float max_norm, float *norm_out)
     if (coef < 1.0f) GQE_TRY(gqe_scale(&ps->grad, coef));
     return GQE_OK;
 }
-

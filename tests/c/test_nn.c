@@ -28,7 +28,9 @@ static double attn_loss(gqe_attn *a, const gqe_tensor *x, const gqe_tensor *dy, 
     CHECK_OK(gqe_attn_forward(a, &y, x, tok));
     double L = 0;
     for (int64_t i = 0; i < gqe_tensor_numel(&y); i++) L += (double)gqe_f32(&y)[i] * gqe_f32(dy)[i];
-    if (gqe_attn_aux_trains(a)) L += aux_coef * gqe_attn_aux_loss(a);
+    float aux;
+    CHECK_OK(gqe_attn_aux(a, &aux));
+    if (gqe_attn_aux_trains(a)) L += aux_coef * aux;
     gqe_tensor_free(&y);
     return L;
 }

@@ -63,6 +63,12 @@ static void assert_padding_zero(const toy *t) {
 
 static void toy_free(toy *t) { gqe_paramset_free(&t->ps); }
 
+/* Two identical toys: one runs the reference sequence, one the path under test. */
+static void twin_toys(toy *a, toy *b, uint64_t seed) {
+    toy_init(a, NULL, seed);
+    toy_init(b, NULL, seed);
+}
+
 /* Per-element weight decay as the optimizer should apply it. */
 static void decay_mask(const toy *t, const gqe_optim_config *c, float *wd) {
     for (size_t i = 0; i < t->ps.numel; i++) wd[i] = 0.0f;
@@ -253,9 +259,8 @@ static void test_state_restore(void **state) {
     gqe_optim_config c = gqe_optim_config_default();
     c.weight_decay = 0.1f;
     toy a, b;
-    toy_init(&a, NULL, 11);
-    toy_init(&b, NULL, 11);
     gqe_optimizer *oa, *ob;
+    twin_toys(&a, &b, 11);
     CHECK_OK(gqe_optim_create(&oa, &c, &a.ps));
     for (int s = 1; s <= 3; s++) { toy_grads(&a, s); CHECK_OK(gqe_optim_step(oa, 1e-2f)); }
     CHECK_OK(gqe_optim_create(&ob, &c, &b.ps));
@@ -380,9 +385,8 @@ static void test_optim_clip(void **state) {
         c.kind = kind ? GQE_OPTIM_SGD : GQE_OPTIM_ADAMW;
         c.momentum = 0.9f;
         toy a, b;
-        toy_init(&a, NULL, 4);
-        toy_init(&b, NULL, 4);
         gqe_optimizer *oa, *ob;
+        twin_toys(&a, &b, 4);
         CHECK_OK(gqe_optim_create(&oa, &c, &a.ps));
         CHECK_OK(gqe_optim_create(&ob, &c, &b.ps));
         size_t n = a.ps.numel;
