@@ -71,6 +71,8 @@ typedef struct gqe_backend {
     gqe_status (*router_aux_backward)(gqe_tensor *dprobs, const gqe_tensor *probs,
                                       const gqe_tensor *coef, bool normalise);
     gqe_status (*gather_slots)(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx);
+    gqe_status (*gather_slots_rope)(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx,
+                                    float theta, int64_t pos_offset);
     gqe_status (*scatter_slots)(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx);
     gqe_status (*slot_mix_forward)(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
                                    const gqe_tensor *p, float eps);

@@ -443,6 +443,20 @@ gqe_status gqe_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_te
     DISPATCH(Q.device, gather_slots, &SL, &Q, &I);
 }
 
+gqe_status gqe_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx,
+                                 float theta, int64_t pos_offset) {
+    const char *OP = "gather_slots_rope";
+    gqe_tensor I, Q;
+    GQE_TRY(slots_dims(OP, idx, q, "q", &I, &Q));
+    ARG(SL, slots, 'f', "(B, T, G*k, D)", -1, -1, I.shape[1] * I.shape[2], Q.shape[2]);
+    REQUIRE(SL.shape[0] * SL.shape[1] == I.shape[0], "%s: slots has B*T = %lld rows, idx has %lld", OP,
+            (long long)(SL.shape[0] * SL.shape[1]), (long long)I.shape[0]);
+    REQUIRE(Q.shape[2] % 2 == 0, "%s: head dim D = %lld must be even", OP, (long long)Q.shape[2]);
+    REQUIRE(pos_offset >= 0, "%s: pos_offset %lld must be >= 0", OP, (long long)pos_offset);
+    SAME_DEVICE(&SL, &Q, &I);
+    DISPATCH(Q.device, gather_slots_rope, &SL, &Q, &I, theta, pos_offset);
+}
+
 gqe_status gqe_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx) {
     const char *OP = "scatter_slots";
     gqe_tensor I, Q;

@@ -128,6 +128,10 @@ gqe_status gqe_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
                                    const gqe_tensor *coef, bool normalise);
 /* slots (R, G*k, D), slot g*k + j = Q[r, g*M + idx[r,g,j]]; Q (R, G*M, D). */
 gqe_status gqe_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx);
+/* The gather followed by rope_forward on slots, in one pass: slots
+ * (B, T, G*k, D) with B*T = R rows of idx, positions pos_offset + t. */
+gqe_status gqe_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx,
+                                 float theta, int64_t pos_offset);
 /* dq (R, G*M, D) += dslots scattered back to the chosen experts. */
 gqe_status gqe_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx);
 

@@ -277,6 +277,7 @@ extern "C" const gqe_backend gqe_cuda_backend = {
     gqe_cuda_router_stats,
     gqe_cuda_router_aux_backward,
     gqe_cuda_gather_slots,
+    gqe_cuda_gather_slots_rope,
     gqe_cuda_scatter_slots,
     gqe_cuda_slot_mix_forward,
     gqe_cuda_slot_mix_backward,

@@ -21,6 +21,26 @@ __global__ void k_slot_mix_fwd(fptr out, fptr w, fptr o, fptr p, int64_t R, int6
     }
 }
 
+/* bf16 o and out, D % 8 == 0: a thread per (row, 8 columns) with 16-byte
+ * loads; the float order of k_slot_mix_fwd, so the results are equal. */
+template <typename I>
+__global__ void k_slot_mix_fwd8(uint4 *out, fptr w, const uint4 *__restrict__ o, fptr p, I R, I S, I D8, float eps) {
+    for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < R * D8; e += (I)gridDim.x * blockDim.x) {
+        I r = e / D8, c = e % D8;
+        float sum = 0, acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+        for (I s = 0; s < S; s++) sum += ldf(p, r * S + s);
+        float den = sum > eps ? sum : eps;
+        for (I s = 0; s < S; s++) {
+            float ws = ldf(p, r * S + s) / den;
+            if (c == 0) stf(w, r * S + s, ws);
+            unpack8(o[(r * S + s) * D8 + c], v);
+#pragma unroll
+            for (int k = 0; k < 8; k++) acc[k] += ws * v[k];
+        }
+        out[e] = pack8(acc);
+    }
+}
+
 /* Unclamped (den = sum P): dP_s += dout.(o_s - out)/den; clamped (sum P <
  * eps, den the constant eps): dout.o_s/eps. do_s += w_s dout. */
 __global__ void k_slot_mix_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, fptr out, fptr w, int64_t R, int64_t S,
@@ -53,7 +73,17 @@ gqe_status gqe_cuda_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_t
     GQE_TRY(gqe_cuda_need_float(o, op, "o")); GQE_TRY(gqe_cuda_need_float(p, op, "p"));
     int64_t D = out->shape[out->ndim - 1], R = D ? gqe_tensor_numel(out) / D : 0, S = p->shape[p->ndim - 1];
     if (R == 0) return GQE_OK;
-    k_slot_mix_fwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(out), fp(w), fp(o), fp(p), R, S, D, eps);
+    if (all_bf16(out, o) && vec8_ok(D, gqe_tensor_data(out), gqe_tensor_data(o))) {
+        uint4 *out8 = (uint4 *)gqe_tensor_data(out);
+        const uint4 *o8 = (const uint4 *)gqe_tensor_data(o);
+        unsigned grid = gqe_grid_for(R * D / 8, THREADS);
+        if (gqe_tensor_numel(o) < INT32_MAX)
+            k_slot_mix_fwd8<int32_t><<<grid, THREADS>>>(out8, fp(w), o8, fp(p), (int32_t)R, (int32_t)S, (int32_t)(D / 8), eps);
+        else
+            k_slot_mix_fwd8<int64_t><<<grid, THREADS>>>(out8, fp(w), o8, fp(p), R, S, D / 8, eps);
+    } else {
+        k_slot_mix_fwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(out), fp(w), fp(o), fp(p), R, S, D, eps);
+    }
     LAUNCH_CHECK("slot mix forward kernel");
     return GQE_OK;
 }

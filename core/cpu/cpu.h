@@ -178,6 +178,8 @@ gqe_status cpu_router_stats(gqe_tensor *counts, gqe_tensor *psum, const gqe_tens
 gqe_status cpu_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
                                    const gqe_tensor *coef, bool normalise);
 gqe_status cpu_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx);
+gqe_status cpu_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx,
+                                 float theta, int64_t pos_offset);
 gqe_status cpu_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx);
 
 /* output slots */

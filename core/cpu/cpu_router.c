@@ -223,6 +223,13 @@ gqe_status cpu_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_te
     return GQE_OK;
 }
 
+/* The composition itself: on the CPU a second pass over slots costs little. */
+gqe_status cpu_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx,
+                                 float theta, int64_t pos_offset) {
+    GQE_TRY(cpu_gather_slots(slots, q, idx));
+    return cpu_rope_forward(slots, theta, pos_offset);
+}
+
 /* Rows r are independent, so threads split r without conflicts even when
  * two slots of one row name the same expert (they stay in one thread). */
 gqe_status cpu_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx) {

@@ -271,8 +271,9 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     GQE_TRY(gqe_attn_linear(&a->kk, &a->x, &a->cwk));
     GQE_TRY(gqe_attn_linear(&a->v, &a->x, &a->cwv));
     gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
-    /* RoPE rotates by position only, so GQE rotates its gathered slots
-     * rather than all N query heads: fewer rows, same values. */
+
+    /* RoPE rotates by position only, so GQE rotates its slots as it gathers
+     * them rather than all N query heads: fewer rows, same values. */
     if (a->cfg.rope) {
         if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_forward(&k4, a->cfg.rope_theta, 0));
@@ -297,9 +298,9 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
     }
     GQE_TRY(gqe_attn_route(a, R, route_x, &a->logits, &a->probs, &a->idx, &a->topv, &a->tokens));
     gqe_tensor q3 = view3(&a->q, R, a->N, dh), slots3 = view3(&a->slots, R, a->SK, dh);
-    GQE_TRY(gqe_gather_slots(&slots3, &q3, &a->idx));
     gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
-    if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&slots4, a->cfg.rope_theta, 0));
+    if (a->cfg.rope) GQE_TRY(gqe_gather_slots_rope(&slots4, &q3, &a->idx, a->cfg.rope_theta, 0));
+    else GQE_TRY(gqe_gather_slots(&slots3, &q3, &a->idx));
     GQE_TRY(gqe_attention_forward(&o4, &a->lse, &slots4, &k4, &v4, a->cfg.causal, scale));
     gqe_tensor o3 = view3(&a->o, R, a->SK, dh), p2 = view2(&a->topv, R, a->SK);
     switch (a->cfg.variant) {

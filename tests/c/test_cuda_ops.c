@@ -127,7 +127,16 @@ static void test_copy_cols(void **state) {
     pair db = pr_randn(2, (const int64_t[]){13, 11}, 1.0f, 7, GQE_BF16);
     CHECK_OK(gqe_copy_cols(&db.c, 1, &src.c, 2, 6, false)); CHECK_OK(gqe_copy_cols(&db.g, 1, &src.g, 2, 6, false));
     PR_CHECK(db, TOL_BF16);
-    pr_free(&src); pr_free(&dst); pr_free(&db);
+    /* whole 16-byte words per row (the one-word-per-thread path), bf16 and f32 */
+    pair sb = pr_randn(2, (const int64_t[]){13, 80}, 1.0f, 8, GQE_BF16);
+    pair wb = pr_randn(2, (const int64_t[]){13, 96}, 1.0f, 9, GQE_BF16);
+    CHECK_OK(gqe_copy_cols(&wb.c, 32, &sb.c, 8, 64, false)); CHECK_OK(gqe_copy_cols(&wb.g, 32, &sb.g, 8, 64, false));
+    PR_CHECK(wb, 0);
+    RANDN(s4, GQE_F32, 10, 13, 20);
+    RANDN(w4, GQE_F32, 11, 13, 12);
+    CHECK_OK(gqe_copy_cols(&w4.c, 4, &s4.c, 12, 8, false)); CHECK_OK(gqe_copy_cols(&w4.g, 4, &s4.g, 12, 8, false));
+    PR_CHECK(w4, 0);
+    pr_free(&src); pr_free(&dst); pr_free(&db); pr_free(&sb); pr_free(&wb); pr_free(&s4); pr_free(&w4);
 }
 
 /* ---- matmul --------------------------------------------------------------- */
@@ -273,8 +282,11 @@ static void test_rope(void **state) {
     PR_CHECK(x, TOL_EW);
     CHECK_OK(gqe_rope_backward(&x.c, 10000.0f, 5)); CHECK_OK(gqe_rope_backward(&x.g, 10000.0f, 5));
     PR_CHECK(x, TOL_EW);
+    /* bf16, D = 64: 8 pairs per thread */
     RANDN(xb, GQE_BF16, 81, 1, 7, 2, 64);
     CHECK_OK(gqe_rope_forward(&xb.c, 500000.0f, 100)); CHECK_OK(gqe_rope_forward(&xb.g, 500000.0f, 100));
+    PR_CHECK(xb, TOL_BF16);
+    CHECK_OK(gqe_rope_backward(&xb.c, 500000.0f, 100)); CHECK_OK(gqe_rope_backward(&xb.g, 500000.0f, 100));
     PR_CHECK(xb, TOL_BF16);
     pr_free(&x); pr_free(&xb);
 }
@@ -404,6 +416,12 @@ static void test_slots(void **state) {
     OUT(sl, GQE_F32, R, G * K, D);
     CHECK_OK(gqe_gather_slots(&sl.c, &q.c, &ix.c)); CHECK_OK(gqe_gather_slots(&sl.g, &q.g, &ix.g));
     PR_CHECK(sl, 0);
+    /* the gather with RoPE on the way: f32 (R = 29 rows as B=1, T=29) */
+    OUT(slr, GQE_F32, 1, R, G * K, D);
+    CHECK_OK(gqe_gather_slots_rope(&slr.c, &q.c, &ix.c, 10000.0f, 7));
+    CHECK_OK(gqe_gather_slots_rope(&slr.g, &q.g, &ix.g, 10000.0f, 7));
+    PR_CHECK(slr, TOL_EW);
+    pr_free(&slr);
     RANDN(dsl, GQE_F32, 111, R, G * K, D);
     CHECK_OK(gqe_scatter_slots(&q.c, &dsl.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&q.g, &dsl.g, &ix.g));
     PR_CHECK(q, TOL_EW);
@@ -455,6 +473,20 @@ static void test_slots(void **state) {
     pair slb = pr_out(3, (const int64_t[]){R, G * K, 64}, GQE_BF16);
     CHECK_OK(gqe_gather_slots(&slb.c, &qb.c, &ix.c)); CHECK_OK(gqe_gather_slots(&slb.g, &qb.g, &ix.g));
     PR_CHECK(slb, 0);
+    /* and with RoPE, 8 pairs per thread (R = 29 rows as B=1, T=29) */
+    pair slrb = pr_out(4, (const int64_t[]){1, R, G * K, 64}, GQE_BF16);
+    CHECK_OK(gqe_gather_slots_rope(&slrb.c, &qb.c, &ix.c, 10000.0f, 3));
+    CHECK_OK(gqe_gather_slots_rope(&slrb.g, &qb.g, &ix.g, 10000.0f, 3));
+    PR_CHECK(slrb, TOL_BF16);
+    pr_free(&slrb);
+    /* bf16 slot mix, 8 columns per thread */
+    pair ob8 = pr_randn(3, (const int64_t[]){R, S, 64}, 1.0f, 123, GQE_BF16);
+    pair mixb = pr_out(2, (const int64_t[]){R, 64}, GQE_BF16), wb = pr_out(2, (const int64_t[]){R, S}, GQE_F32);
+    CHECK_OK(gqe_slot_mix_forward(&mixb.c, &wb.c, &ob8.c, &p.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_forward(&mixb.g, &wb.g, &ob8.g, &p.g, 1e-9f));
+    PR_CHECK(mixb, TOL_BF16);
+    PR_CHECK(wb, TOL_EW);
+    pr_free(&ob8); pr_free(&mixb); pr_free(&wb);
     pair dslb = pr_randn(3, (const int64_t[]){R, G * K, 64}, 1.0f, 122, GQE_BF16);
     CHECK_OK(gqe_scatter_slots(&qb.c, &dslb.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&qb.g, &dslb.g, &ix.g));
     PR_CHECK(qb, TOL_BF16);

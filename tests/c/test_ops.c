@@ -521,6 +521,26 @@ static void test_gather_scatter_slots(void **state) {
     FREE(&q, &idx, &tv, &slots, &dq, &s, &sq);
 }
 
+/* gather_slots_rope is the gather then rope_forward on the (B, T, G*k, D) slots */
+static void test_gather_slots_rope(void **state) {
+    (void)state;
+    const int B = 2, T = 5, G = 2, M = 3, K = 2, D = 8;
+    gqe_tensor q = RANDN(122, B * T, G * M, D), idx = IZEROS(B * T, G, K), tv = ZEROS(B * T, G, K);
+    gqe_tensor want = ZEROS(B, T, G * K, D), got = ZEROS(B, T, G * K, D);
+    CHECK_OK(gqe_router_random(&idx, &tv, M, 6, 0));
+    gqe_tensor want3 = gqe_tensor_reshape(&want, 3, (const int64_t[]){B * T, G * K, D});
+    CHECK_OK(gqe_gather_slots(&want3, &q, &idx));
+    CHECK_OK(gqe_rope_forward(&want, 10000.0f, 3));
+    CHECK_OK(gqe_gather_slots_rope(&got, &q, &idx, 10000.0f, 3));
+    assert_memory_equal(gqe_f32(&got), gqe_f32(&want), sizeof(float) * B * T * G * K * D);
+    gqe_tensor bad = ZEROS(B, T + 1, G * K, D);
+    assert_int_equal(gqe_gather_slots_rope(&bad, &q, &idx, 10000.0f, 0), GQE_ERR_SHAPE);
+    assert_int_equal(gqe_gather_slots_rope(&got, &q, &idx, 10000.0f, -1), GQE_ERR_SHAPE);
+    gqe_i32(&idx)[0] = -1;
+    assert_int_equal(gqe_gather_slots_rope(&got, &q, &idx, 10000.0f, 0), GQE_ERR_ARG);
+    FREE(&q, &idx, &tv, &want, &got, &bad);
+}
+
 /* ---- output slots ------------------------------------------------------------------- */
 static void mix_fwd(ctx *c) { CHECK_OK(gqe_slot_mix_forward(c->t[0], c->t[1], c->t[2], c->t[3], c->f)); }
 static void scale_fwd(ctx *c) { CHECK_OK(gqe_slot_scale_forward(c->t[0], c->t[1], c->t[2])); }
@@ -695,6 +715,7 @@ int main(void) {
         cmocka_unit_test(test_router_scatter_and_stats),
         cmocka_unit_test(test_router_aux_backward),
         cmocka_unit_test(test_gather_scatter_slots),
+        cmocka_unit_test(test_gather_slots_rope),
         cmocka_unit_test(test_slot_mix),
         cmocka_unit_test(test_slot_scale),
         cmocka_unit_test(test_group_mean),
