@@ -74,6 +74,56 @@ __global__ void k_rmsnorm_fwd(fptr out, float *rstd, fptr x, fptr w, int64_t D, 
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) stf(out, base + d, ldf(x, base + d) * rs * ldf(w, d));
 }
 
+/* The value a store of v into t keeps (bf16 rounds). */
+__device__ __forceinline__ float stored(fptr t, float v) {
+    return t.bf ? __bfloat162float(__float2bfloat16_rn(v)) : v;
+}
+
+/* RMSNorm forward, and add + RMSNorm (b.p != NULL: sum = a + b is stored
+ * and normalised as stored), with a warp per row and the row in registers:
+ * lane l holds columns l + 32c, D <= 32 * CPL. A block per row kept only
+ * eight rows in flight per SM. Both ops use this kernel for the widths it
+ * covers, so a sum normalises the same way through either. */
+#define NORM_WARPS 8
+template <int CPL>
+__global__ void __launch_bounds__(NORM_WARPS * 32) k_rmsnorm_fwd_warp(fptr sum, fptr out, float *rstd, fptr a,
+                                                                       fptr b, fptr w, int64_t R, int D, float eps) {
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * NORM_WARPS + (threadIdx.x >> 5);
+    if (r >= R) return;   /* the whole warp: no lane is left in a shuffle */
+    const int64_t base = r * D;
+    float v[CPL], ss = 0;
+#pragma unroll
+    for (int c = 0; c < CPL; c++) {
+        const int j = lane + 32 * c;
+        v[c] = 0.0f;
+        if (j < D) {
+            v[c] = b.p ? stored(sum, ldf(a, base + j) + ldf(b, base + j)) : ldf(a, base + j);
+            if (b.p) stf(sum, base + j, v[c]);
+        }
+        ss += v[c] * v[c];
+    }
+    ss = warp_sum(ss);
+    const float rs = rsqrtf(ss / (float)D + eps);
+    if (lane == 0) rstd[r] = rs;
+#pragma unroll
+    for (int c = 0; c < CPL; c++) {
+        const int j = lane + 32 * c;
+        if (j < D) stf(out, base + j, v[c] * rs * ldf(w, j));
+    }
+}
+
+/* Launches k_rmsnorm_fwd_warp when D fits; false: the caller falls back. */
+static bool rmsnorm_fwd_warp(fptr sum, fptr out, float *rstd, fptr a, fptr b, fptr w, int64_t R, int64_t D,
+                             float eps) {
+    const unsigned grid = (unsigned)((R + NORM_WARPS - 1) / NORM_WARPS);
+    if (D <= 256) k_rmsnorm_fwd_warp<8><<<grid, NORM_WARPS * 32>>>(sum, out, rstd, a, b, w, R, (int)D, eps);
+    else if (D <= 512) k_rmsnorm_fwd_warp<16><<<grid, NORM_WARPS * 32>>>(sum, out, rstd, a, b, w, R, (int)D, eps);
+    else if (D <= 1024) k_rmsnorm_fwd_warp<32><<<grid, NORM_WARPS * 32>>>(sum, out, rstd, a, b, w, R, (int)D, eps);
+    else return false;
+    return true;
+}
+
 /* sum = a + b, then out = rmsnorm(sum) exactly as k_rmsnorm_fwd computes it
  * from the stored sum (same per-thread order, same block reduction). */
 __global__ void k_add_rmsnorm_fwd(fptr sum, fptr out, float *rstd, fptr a, fptr b, fptr w, int64_t D, float eps) {
@@ -138,26 +188,43 @@ __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm_bwd_fused(fptr dx, flo
         wv[c] = j < D ? ldf(w, j) : 0.0f;
         acc[c] = 0.0f;
     }
+    /* Software-pipelined: row r + 1's dout, x and dx are loaded before row
+     * r's reduction, so their memory latency overlaps its barrier and stores
+     * (the block walks its rows one after another). */
     const int64_t r0 = (int64_t)blockIdx.x * NORM_ROWS, r1 = r0 + NORM_ROWS < R ? r0 + NORM_ROWS : R;
+    float gv[CPT], xv[CPT], dv[CPT];
+#pragma unroll
+    for (int c = 0; c < CPT; c++) {
+        const int j = threadIdx.x + c * NORM_THREADS;
+        gv[c] = j < D ? ldf(dout, r0 * D + j) : 0.0f;
+        xv[c] = j < D ? ldf(x, r0 * D + j) : 0.0f;
+        dv[c] = j < D ? ldf(dx, r0 * D + j) : 0.0f;
+    }
     for (int64_t r = r0; r < r1; r++) {
-        const int64_t base = r * D;
-        float gv[CPT], xv[CPT], dot = 0;
+        const int64_t base = r * D, next = (r + 1 < r1 ? r + 1 : r) * D;
+        float gn[CPT], xn[CPT], dn[CPT], dot = 0;
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
             const int j = threadIdx.x + c * NORM_THREADS;
-            gv[c] = j < D ? ldf(dout, base + j) : 0.0f;
-            xv[c] = j < D ? ldf(x, base + j) : 0.0f;
             dot += gv[c] * wv[c] * xv[c];
+            gn[c] = j < D ? ldf(dout, next + j) : 0.0f;
+            xn[c] = j < D ? ldf(x, next + j) : 0.0f;
+            dn[c] = j < D ? ldf(dx, next + j) : 0.0f;
         }
         dot = block_sum(dot, scratch);
         const float rs = rstd[r], k = rs * rs * rs * dot / (float)D;
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
             const int j = threadIdx.x + c * NORM_THREADS;
-            if (j >= D) continue;
-            stf(dx, base + j, ldf(dx, base + j) + (rs * wv[c] * gv[c] - k * xv[c]));
-            if (dxc.p) stf(dxc, base + j, ldf(dx, base + j));
-            acc[c] += gv[c] * xv[c] * rs;
+            if (j < D) {
+                const float v = stored(dx, dv[c] + (rs * wv[c] * gv[c] - k * xv[c]));
+                stf(dx, base + j, v);
+                if (dxc.p) stf(dxc, base + j, v);
+                acc[c] += gv[c] * xv[c] * rs;
+            }
+            gv[c] = gn[c];
+            xv[c] = xn[c];
+            dv[c] = dn[c];
         }
     }
 #pragma unroll
@@ -176,7 +243,8 @@ gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe
     int64_t D = x->shape[x->ndim - 1], R = D ? gqe_tensor_numel(x) / D : 0;
     if (R == 0) return GQE_OK;
     if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
-    k_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(out), gqe_f32(rstd), fp(x), fp(w), D, eps);
+    if (!rmsnorm_fwd_warp(fp_null(), fp(out), gqe_f32(rstd), fp(x), fp_null(), fp(w), R, D, eps))
+        k_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(out), gqe_f32(rstd), fp(x), fp(w), D, eps);
     LAUNCH_CHECK("rmsnorm forward kernel");
     return GQE_OK;
 }
@@ -193,7 +261,8 @@ gqe_status gqe_cuda_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_te
     int64_t D = a->shape[a->ndim - 1], R = D ? gqe_tensor_numel(a) / D : 0;
     if (R == 0) return GQE_OK;
     if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
-    k_add_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), D, eps);
+    if (!rmsnorm_fwd_warp(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), R, D, eps))
+        k_add_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), D, eps);
     LAUNCH_CHECK("add + rmsnorm forward kernel");
     return GQE_OK;
 }

@@ -66,6 +66,38 @@ __global__ void k_slot_mix_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, fpt
     }
 }
 
+/* bf16 d_o, dout, o and out with D/8 a power of two <= 32: a thread per
+ * (row, 8 columns), so one row's threads are D/8 neighbouring lanes of a
+ * warp and the dot products reduce by shuffles among them. No grid-stride
+ * loop: every lane of a warp reaches the shuffles. */
+__global__ void k_slot_mix_bwd8(uint4 *d_o, fptr dp, const uint4 *dout, const uint4 *o, fptr p, const uint4 *out, fptr w,
+                                int32_t R, int32_t S, int32_t D8, float eps) {
+    int32_t e = (int32_t)blockIdx.x * blockDim.x + threadIdx.x;
+    bool live = e < R * D8;
+    int32_t r = live ? e / D8 : 0, c = e % D8;
+    float g[8], y[8], v[8], a[8];
+    unpack8(dout[r * D8 + c], g);
+    unpack8(out[r * D8 + c], y);
+    float sum = 0;
+    for (int32_t s = 0; s < S; s++) sum += ldf(p, r * S + s);
+    bool clamped = sum < eps;
+    float den = clamped ? eps : sum;
+    for (int32_t s = 0; s < S; s++) {
+        float ws = ldf(w, r * S + s), dot = 0;
+        int32_t oi = (r * S + s) * D8 + c;
+        unpack8(o[oi], v);
+        unpack8(d_o[oi], a);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            a[k] = a[k] + ws * g[k];
+            dot += g[k] * (clamped ? v[k] : v[k] - y[k]);
+        }
+        if (live) d_o[oi] = pack8(a);
+        for (int32_t off = D8 / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        if (live && c == 0) stf(dp, r * S + s, ldf(dp, r * S + s) + dot / den);
+    }
+}
+
 gqe_status gqe_cuda_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
                                      const gqe_tensor *p, float eps) {
     const char *op = "slot_mix_forward";
@@ -98,8 +130,19 @@ gqe_status gqe_cuda_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe
     GQE_TRY(gqe_cuda_need_float(w, op, "w"));
     int64_t D = out->shape[out->ndim - 1], R = D ? gqe_tensor_numel(out) / D : 0, S = p->shape[p->ndim - 1];
     if (R == 0) return GQE_OK;
-    k_slot_mix_bwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(d_o), fp(dp), fp(dout), fp(o), fp(p), fp(out),
-                                                                fp(w), R, S, D, eps);
+    int64_t D8 = D / 8;
+    if (all_bf16(d_o, dout, o) && all_bf16(out) && D % 8 == 0 && D8 <= 32 && (D8 & (D8 - 1)) == 0 &&
+        gqe_tensor_numel(o) < INT32_MAX && vec8_ok(D, gqe_tensor_data(d_o), gqe_tensor_data(dout), gqe_tensor_data(o)) &&
+        vec8_ok(D, gqe_tensor_data(out))) {
+        unsigned grid = (unsigned)((R * D8 + THREADS - 1) / THREADS);
+        k_slot_mix_bwd8<<<grid, THREADS>>>((uint4 *)gqe_tensor_data(d_o), fp(dp), (const uint4 *)gqe_tensor_data(dout),
+                                           (const uint4 *)gqe_tensor_data(o), fp(p),
+                                           (const uint4 *)gqe_tensor_data(out), fp(w), (int32_t)R, (int32_t)S,
+                                           (int32_t)D8, eps);
+    } else {
+        k_slot_mix_bwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(d_o), fp(dp), fp(dout), fp(o), fp(p), fp(out),
+                                                                    fp(w), R, S, D, eps);
+    }
     LAUNCH_CHECK("slot mix backward kernel");
     return GQE_OK;
 }

@@ -234,6 +234,28 @@ static void test_rmsnorm(void **state) {
     PR_CHECK(dxc, TOL_BF16);
     pr_free(&bb); pr_free(&ob); pr_free(&dxc); pr_free(&b); pr_free(&sum);
     pr_free(&x); pr_free(&w); pr_free(&out); pr_free(&rstd); pr_free(&dout); pr_free(&dx); pr_free(&dw);
+    /* the other row widths: a full warp of 32 columns per lane, and wider than the warp kernel takes */
+    const int64_t widths[] = {1024, 1500};
+    for (int i = 0; i < 2; i++) {
+        const int64_t Dw = widths[i];
+        pair xw = pr_randn(2, (const int64_t[]){R, Dw}, 1.0f, 67, GQE_F32), ww = pr_randn(1, &Dw, 1.0f, 68, GQE_F32);
+        pair bw = pr_randn(2, (const int64_t[]){R, Dw}, 1.0f, 69, GQE_F32), sw = pr_out(2, (const int64_t[]){R, Dw}, GQE_F32);
+        pair ow = pr_out(2, (const int64_t[]){R, Dw}, GQE_F32), rw = pr_out(1, &R, GQE_F32);
+        CHECK_OK(gqe_rmsnorm_forward(&ow.c, &rw.c, &xw.c, &ww.c, 1e-5f));
+        CHECK_OK(gqe_rmsnorm_forward(&ow.g, &rw.g, &xw.g, &ww.g, 1e-5f));
+        PR_CHECK(ow, TOL_RED);
+        CHECK_OK(gqe_add_rmsnorm_forward(&sw.c, &ow.c, &rw.c, &xw.c, &bw.c, &ww.c, 1e-5f));
+        CHECK_OK(gqe_add_rmsnorm_forward(&sw.g, &ow.g, &rw.g, &xw.g, &bw.g, &ww.g, 1e-5f));
+        PR_CHECK(sw, TOL_EW);
+        PR_CHECK(ow, TOL_RED);
+        PR_CHECK(rw, TOL_RED);
+        pair gw = pr_randn(2, (const int64_t[]){R, Dw}, 1.0f, 70, GQE_F32), dww = pr_randn(1, &Dw, 1.0f, 71, GQE_F32);
+        CHECK_OK(gqe_rmsnorm_backward(&bw.c, &dww.c, &gw.c, &xw.c, &ww.c, &rw.c, NULL));
+        CHECK_OK(gqe_rmsnorm_backward(&bw.g, &dww.g, &gw.g, &xw.g, &ww.g, &rw.g, NULL));
+        PR_CHECK(bw, TOL_RED);
+        PR_CHECK(dww, TOL_RED);
+        pr_free(&xw); pr_free(&ww); pr_free(&bw); pr_free(&sw); pr_free(&ow); pr_free(&rw); pr_free(&gw); pr_free(&dww);
+    }
 }
 
 static void test_activations(void **state) {
@@ -486,7 +508,15 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_slot_mix_forward(&mixb.g, &wb.g, &ob8.g, &p.g, 1e-9f));
     PR_CHECK(mixb, TOL_BF16);
     PR_CHECK(wb, TOL_EW);
-    pr_free(&ob8); pr_free(&mixb); pr_free(&wb);
+    /* and its backward (row 0 clamped, the rest not), accumulating into nonzero gradients */
+    pair dmixb = pr_randn(2, (const int64_t[]){R, 64}, 1.0f, 124, GQE_BF16);
+    pair d_ob = pr_randn(3, (const int64_t[]){R, S, 64}, 1.0f, 125, GQE_BF16);
+    pair dpb = pr_randn(2, (const int64_t[]){R, S}, 1.0f, 126, GQE_F32);
+    CHECK_OK(gqe_slot_mix_backward(&d_ob.c, &dpb.c, &dmixb.c, &ob8.c, &p.c, &mixb.c, &wb.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_backward(&d_ob.g, &dpb.g, &dmixb.g, &ob8.g, &p.g, &mixb.g, &wb.g, 1e-9f));
+    PR_CHECK(d_ob, TOL_BF16);
+    PR_CHECK(dpb, TOL_BF16);
+    pr_free(&ob8); pr_free(&mixb); pr_free(&wb); pr_free(&dmixb); pr_free(&d_ob); pr_free(&dpb);
     pair dslb = pr_randn(3, (const int64_t[]){R, G * K, 64}, 1.0f, 122, GQE_BF16);
     CHECK_OK(gqe_scatter_slots(&qb.c, &dslb.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&qb.g, &dslb.g, &ix.g));
     PR_CHECK(qb, TOL_BF16);
