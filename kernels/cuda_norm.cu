@@ -79,49 +79,31 @@ __device__ __forceinline__ float stored(fptr t, float v) {
     return t.bf ? __bfloat162float(__float2bfloat16_rn(v)) : v;
 }
 
-/* RMSNorm forward, and add + RMSNorm (b.p != NULL: sum = a + b is stored
- * and normalised as stored), with a warp per row and the row in registers:
- * lane l holds columns l + 32c, D <= 32 * CPL. A block per row kept only
- * eight rows in flight per SM. Both ops use this kernel for the widths it
- * covers, so a sum normalises the same way through either. */
-#define NORM_WARPS 8
-template <int CPL>
-__global__ void __launch_bounds__(NORM_WARPS * 32) k_rmsnorm_fwd_warp(fptr sum, fptr out, float *rstd, fptr a,
-                                                                       fptr b, fptr w, int64_t R, int D, float eps) {
-    const int lane = threadIdx.x & 31;
-    const int64_t r = (int64_t)blockIdx.x * NORM_WARPS + (threadIdx.x >> 5);
-    if (r >= R) return;   /* the whole warp: no lane is left in a shuffle */
-    const int64_t base = r * D;
-    float v[CPL], ss = 0;
+/* add + RMSNorm with the row in registers (D <= NORM_THREADS * CPT): the
+ * same per-thread order and block reduction as k_add_rmsnorm_fwd below,
+ * without reading back the sum it just stored. (A warp per row, tried
+ * too, ran 1.5x slower at D = 1024.) */
+template <int CPT>
+__global__ void __launch_bounds__(NORM_THREADS) k_add_rmsnorm_fwd_reg(fptr sum, fptr out, float *rstd, fptr a,
+                                                                       fptr b, fptr w, int D, float eps) {
+    __shared__ float scratch[32];
+    const int64_t base = (int64_t)blockIdx.x * D;
+    float v[CPT], ss = 0;
 #pragma unroll
-    for (int c = 0; c < CPL; c++) {
-        const int j = lane + 32 * c;
-        v[c] = 0.0f;
-        if (j < D) {
-            v[c] = b.p ? stored(sum, ldf(a, base + j) + ldf(b, base + j)) : ldf(a, base + j);
-            if (b.p) stf(sum, base + j, v[c]);
-        }
+    for (int c = 0; c < CPT; c++) {
+        const int j = threadIdx.x + c * NORM_THREADS;
+        v[c] = j < D ? stored(sum, ldf(a, base + j) + ldf(b, base + j)) : 0.0f;
+        if (j < D) stf(sum, base + j, v[c]);
         ss += v[c] * v[c];
     }
-    ss = warp_sum(ss);
-    const float rs = rsqrtf(ss / (float)D + eps);
-    if (lane == 0) rstd[r] = rs;
+    ss = block_sum(ss, scratch);
+    float rs = rsqrtf(ss / (float)D + eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
 #pragma unroll
-    for (int c = 0; c < CPL; c++) {
-        const int j = lane + 32 * c;
+    for (int c = 0; c < CPT; c++) {
+        const int j = threadIdx.x + c * NORM_THREADS;
         if (j < D) stf(out, base + j, v[c] * rs * ldf(w, j));
     }
-}
-
-/* Launches k_rmsnorm_fwd_warp when D fits; false: the caller falls back. */
-static bool rmsnorm_fwd_warp(fptr sum, fptr out, float *rstd, fptr a, fptr b, fptr w, int64_t R, int64_t D,
-                             float eps) {
-    const unsigned grid = (unsigned)((R + NORM_WARPS - 1) / NORM_WARPS);
-    if (D <= 256) k_rmsnorm_fwd_warp<8><<<grid, NORM_WARPS * 32>>>(sum, out, rstd, a, b, w, R, (int)D, eps);
-    else if (D <= 512) k_rmsnorm_fwd_warp<16><<<grid, NORM_WARPS * 32>>>(sum, out, rstd, a, b, w, R, (int)D, eps);
-    else if (D <= 1024) k_rmsnorm_fwd_warp<32><<<grid, NORM_WARPS * 32>>>(sum, out, rstd, a, b, w, R, (int)D, eps);
-    else return false;
-    return true;
 }
 
 /* sum = a + b, then out = rmsnorm(sum) exactly as k_rmsnorm_fwd computes it
@@ -243,8 +225,7 @@ gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe
     int64_t D = x->shape[x->ndim - 1], R = D ? gqe_tensor_numel(x) / D : 0;
     if (R == 0) return GQE_OK;
     if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
-    if (!rmsnorm_fwd_warp(fp_null(), fp(out), gqe_f32(rstd), fp(x), fp_null(), fp(w), R, D, eps))
-        k_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(out), gqe_f32(rstd), fp(x), fp(w), D, eps);
+    k_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(out), gqe_f32(rstd), fp(x), fp(w), D, eps);
     LAUNCH_CHECK("rmsnorm forward kernel");
     return GQE_OK;
 }
@@ -261,7 +242,11 @@ gqe_status gqe_cuda_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_te
     int64_t D = a->shape[a->ndim - 1], R = D ? gqe_tensor_numel(a) / D : 0;
     if (R == 0) return GQE_OK;
     if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
-    if (!rmsnorm_fwd_warp(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), R, D, eps))
+    if (D <= NORM_THREADS * 4)
+        k_add_rmsnorm_fwd_reg<4><<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), (int)D, eps);
+    else if (D <= NORM_THREADS * 8)
+        k_add_rmsnorm_fwd_reg<8><<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), (int)D, eps);
+    else
         k_add_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), D, eps);
     LAUNCH_CHECK("add + rmsnorm forward kernel");
     return GQE_OK;
