@@ -4,14 +4,21 @@
 
 #define THREADS 256
 
+/* Row r's mix denominator max(sum_s P, eps); *clamped: the eps side won. */
+__device__ __forceinline__ float mix_den(fptr p, int64_t r, int64_t S, float eps, bool *clamped) {
+    float sum = 0;
+    for (int64_t s = 0; s < S; s++) sum += ldf(p, r * S + s);
+    *clamped = sum < eps;
+    return *clamped ? eps : sum;
+}
+
 /* One warp per row: S and D are small (a few slots of one head width). */
 __global__ void k_slot_mix_fwd(fptr out, fptr w, fptr o, fptr p, int64_t R, int64_t S, int64_t D, float eps) {
     int lane = threadIdx.x & 31;
     int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (r >= R) return;
-    float sum = 0;
-    for (int64_t s = 0; s < S; s++) sum += ldf(p, r * S + s);
-    float den = sum > eps ? sum : eps;
+    bool clamped;
+    float den = mix_den(p, r, S, eps, &clamped);
     if (lane == 0)
         for (int64_t s = 0; s < S; s++) stf(w, r * S + s, ldf(p, r * S + s) / den);
     for (int64_t d = lane; d < D; d += 32) {
@@ -27,9 +34,9 @@ template <typename I>
 __global__ void k_slot_mix_fwd8(uint4 *out, fptr w, const uint4 *__restrict__ o, fptr p, I R, I S, I D8, float eps) {
     for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < R * D8; e += (I)gridDim.x * blockDim.x) {
         I r = e / D8, c = e % D8;
-        float sum = 0, acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
-        for (I s = 0; s < S; s++) sum += ldf(p, r * S + s);
-        float den = sum > eps ? sum : eps;
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
+        bool clamped;
+        float den = mix_den(p, r, S, eps, &clamped);
         for (I s = 0; s < S; s++) {
             float ws = ldf(p, r * S + s) / den;
             if (c == 0) stf(w, r * S + s, ws);
@@ -48,10 +55,8 @@ __global__ void k_slot_mix_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, fpt
     int lane = threadIdx.x & 31;
     int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (r >= R) return;
-    float sum = 0;
-    for (int64_t s = 0; s < S; s++) sum += ldf(p, r * S + s);
-    bool clamped = sum < eps;
-    float den = clamped ? eps : sum;
+    bool clamped;
+    float den = mix_den(p, r, S, eps, &clamped);
     for (int64_t s = 0; s < S; s++) {
         float ws = ldf(w, r * S + s), dot = 0;
         for (int64_t d = lane; d < D; d += 32) {
@@ -78,10 +83,8 @@ __global__ void k_slot_mix_bwd8(uint4 *d_o, fptr dp, const uint4 *dout, const ui
     float g[8], y[8], v[8], a[8];
     unpack8(dout[r * D8 + c], g);
     unpack8(out[r * D8 + c], y);
-    float sum = 0;
-    for (int32_t s = 0; s < S; s++) sum += ldf(p, r * S + s);
-    bool clamped = sum < eps;
-    float den = clamped ? eps : sum;
+    bool clamped;
+    float den = mix_den(p, r, S, eps, &clamped);
     for (int32_t s = 0; s < S; s++) {
         float ws = ldf(w, r * S + s), dot = 0;
         int32_t oi = (r * S + s) * D8 + c;
