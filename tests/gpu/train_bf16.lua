@@ -2,14 +2,19 @@
 -- batches trained in fp32 and in bf16; master weights, gradients and
 -- optimizer state must stay f32, and the bf16 loss curve must follow the
 -- fp32 one. bf16 rounds activations to 8 bits of mantissa, so single steps
--- early in training (where the loss falls fastest) can differ by ~0.2;
--- the curves are compared as 10-step means, and by their last 20 steps.
+-- early in training (where the loss falls fastest) can differ by ~0.2, and
+-- the dense model's loss spike near step 14 at lr 1e-3 is chaotic: over
+-- five runs of one day its bf16-fp32 gap at that step ranged from 0.09 to
+-- 1.39 (the atomics of the embedding and norm gradients add in a varying
+-- order). So the curves are compared as 10-step means after the first 20
+-- steps, and by their last 20 steps.
 --   build/gqe tests/gpu/train_bf16.lua [steps] [attention] [data] [lr]
 local gqe = require "gqe"
 local steps = tonumber(arg and arg[1]) or 200
 local attention, path = arg[2] or "gqe", arg[3] or "data/brown.txt"
 local lr = tonumber(arg[4]) or 1e-3
 local WINDOW, WINDOW_TOL, TAIL_TOL = 10, 0.1, 0.02   -- 10-step means (absolute); last 20 (relative)
+local WARMUP = 20                                     -- steps before the 10-step means are compared
 
 local run = dofile((arg[0]:match("^(.*/)") or "./") .. "curve.lua")
 
@@ -39,7 +44,7 @@ for i = 1, steps do
 end
 if steps < 50 then print("short run (memcheck): curves not compared"); os.exit(0) end
 local wworst, wat = 0, 0
-for w0 = 1, steps - WINDOW + 1, WINDOW do
+for w0 = WARMUP + 1, steps - WINDOW + 1, WINDOW do
   local a, b = 0, 0
   for i = w0, w0 + WINDOW - 1 do a, b = a + f32[i], b + b16[i] end
   local d = math.abs(a - b) / WINDOW
