@@ -63,8 +63,9 @@ gqe_status gqe_attn_forward_cached(gqe_attn *a, gqe_tensor *y, const gqe_tensor 
     TRY(gqe_attn_linear(&kn, &xq, &a->wk));
     TRY(gqe_attn_linear(&vn, &xq, &a->wv));
     gqe_tensor q4 = view4(&q, 1, T, a->N, dh), kn4 = view4(&kn, 1, T, G, dh);
+    /* GQE rotates only the slots it gathers, as the forward pass does */
     if (a->cfg.rope) {
-        TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, a->cache_len));
+        if (!attn_is_gqe(a)) TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, a->cache_len));
         TRY(gqe_rope_forward(&kn4, a->cfg.rope_theta, a->cache_len));
     }
     gqe_tensor kc2 = view2(&a->kcache, 1, a->cache_max * G * dh), vc2 = view2(&a->vcache, 1, a->cache_max * G * dh);
@@ -81,8 +82,9 @@ gqe_status gqe_attn_forward_cached(gqe_attn *a, gqe_tensor *y, const gqe_tensor 
     }
     TRY(gqe_attn_route(a, T, &xq, &logits, &probs, &idx, &topv, &tok));
     gqe_tensor q3 = view3(&q, T, a->N, dh), s3 = view3(&slots, T, a->SK, dh);
-    TRY(gqe_gather_slots(&s3, &q3, &idx));
     gqe_tensor s4 = view4(&slots, 1, T, a->SK, dh), o4 = view4(&o, 1, T, a->SK, dh);
+    if (a->cfg.rope) TRY(gqe_gather_slots_rope(&s4, &q3, &idx, a->cfg.rope_theta, a->cache_len));
+    else TRY(gqe_gather_slots(&s3, &q3, &idx));
     TRY(gqe_attention_forward(&o4, &lse, &s4, &kc4, &vc4, a->cfg.causal, scale));
     gqe_tensor o3 = view3(&o, T, a->SK, dh), p2 = view2(&topv, T, a->SK);
     if (a->cfg.variant == GQE_VARIANT_HARD_CONCAT) {
