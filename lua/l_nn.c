@@ -584,6 +584,12 @@ static int lm_generate(lua_State *L) {
     o.seed = (uint64_t)gqe_lua_opt_int(L, 4, "LM:generate", "seed", 0);
     lua_Integer P = luaL_len(L, 2);
     luaL_argcheck(L, P >= 1, 2, "prompt must hold at least one token id");
+    /* Validated before the buffer of P + n tokens is sized from them. */
+    GQE_LUA_CHECK(L, NULL, gqe_sample_opts_validate(&o));
+    int64_t max_seq = gqe_lm_get_config(u->lm)->max_seq;
+    if (P > max_seq || n > max_seq - P)
+        return luaL_error(L, "LM:generate: prompt (%I tokens) + new tokens (%I) exceed model.max_seq %I",
+                          (LUAI_UACINT)P, (LUAI_UACINT)n, (LUAI_UACINT)max_seq);
     int32_t *buf = lua_newuserdatauv(L, (size_t)(P + n) * sizeof(int32_t), 0);
     for (lua_Integer i = 0; i < P; i++) {
         lua_geti(L, 2, i + 1);

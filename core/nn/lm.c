@@ -1,6 +1,7 @@
 /* The language model: a stack of pre-norm blocks over one parameter buffer.
  * Activations for backward live in one arena per (B, T). */
 #include "lm_internal.h"
+#include "../size.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,17 @@ gqe_status gqe_lm_config_validate(gqe_lm_config *c) {
     if ((unsigned)c->mlp > GQE_MLP_SWIGLU) return gqe_fail(GQE_ERR_ARG, "unknown mlp (allowed: gelu, swiglu)");
     if (!(c->norm_eps > 0)) return gqe_fail(GQE_ERR_ARG, "norm_eps must be positive, got %g", (double)c->norm_eps);
     if (!(c->init_std > 0)) return gqe_fail(GQE_ERR_ARG, "init_std must be positive, got %g", (double)c->init_std);
-    if (c->mlp_hidden == 0) c->mlp_hidden = 4 * c->dim;
+    /* Sizes from the config, checked before anything is allocated: the
+     * largest weights and the activations of one sequence. */
+    if (c->mlp_hidden == 0 && !gqe_mul_ok(4, c->dim, &c->mlp_hidden))
+        return gqe_fail(GQE_ERR_ARG, "dim %lld is too large (the MLP would be 4 x dim wide)", (long long)c->dim);
+    int64_t n;
+    const int64_t emb[] = {c->vocab, c->dim}, mlp[] = {c->mlp == GQE_MLP_SWIGLU ? 2 : 1, c->mlp_hidden, c->dim};
+    const int64_t seq[] = {c->max_seq, c->dim}, heads[] = {c->attn.experts, c->attn.head_dim, c->dim};
+    GQE_TRY(gqe_size_product("vocab x dim (the embedding)", 2, emb, &n));
+    GQE_TRY(gqe_size_product("mlp_hidden x dim (an MLP weight)", 3, mlp, &n));
+    GQE_TRY(gqe_size_product("max_seq x dim (one sequence's activations)", 2, seq, &n));
+    GQE_TRY(gqe_size_product("experts x head_dim x dim (the query projection)", 3, heads, &n));
     c->attn.dim = c->dim;
     return gqe_attn_config_validate(&c->attn);
 }
