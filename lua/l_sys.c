@@ -88,6 +88,7 @@ static int l_signals_install(lua_State *L) {
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
         return luaL_error(L, "gqe.signals_install: sigaction failed: %s", strerror(errno));
+    signal(SIGXFSZ, SIG_IGN);   /* over a file-size limit, writes fail (EFBIG) like a full disk */
     g_signal = 0;
     return 0;
 }

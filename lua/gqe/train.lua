@@ -83,6 +83,9 @@ local function evaluate(ctx)
   local usage = {}
   local gqe_attn = c.model.attention == "gqe"
   for i = 1, n do
+    -- A signal abandons the evaluation (the loop then checkpoints and stops),
+    -- so a long one cannot outlast a scheduler's grace period.
+    if gqe.interrupted and gqe.interrupted() then return nil end
     local tokens, targets = ds:batch("val", i, t.batch, t.seq)
     local _, ce = lm:loss(tokens, targets, 0)
     total = total + ce
@@ -136,6 +139,7 @@ end
 
 local function eval_and_log(ctx, step)
   local loss, usage = evaluate(ctx)
+  if not loss then return nil end
   local db, run_id = ctx.db, ctx.run_id
   db:eval(run_id, step, "val", "loss", loss)
   ctx.final_val = loss
@@ -226,23 +230,25 @@ local function loop(ctx)
     end
     if step % t.eval_every == 0 or step == t.steps then
       local vl = eval_and_log(ctx, step)
-      if t.progress then
+      if vl and t.progress then
         io.stderr:write(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
           ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or ""))
       end
       win_t = gqe.clock()   -- evaluation time is not training throughput
     end
     if ctx.checkpoint and t.checkpoint_every > 0 and step % t.checkpoint_every == 0 then
-      ctx.checkpoint(ctx, step)
+      ctx.checkpoint(ctx, step, step == t.steps)
     end
     local sig = gqe.interrupted and gqe.interrupted()
     if sig then
-      if ctx.checkpoint and ctx.last_checkpoint ~= step then ctx.checkpoint(ctx, step) end
+      if ctx.checkpoint and ctx.last_checkpoint ~= step then ctx.checkpoint(ctx, step, true) end
+      -- runs.step (the highest step logged) then names the step of the error text.
+      db:log(run_id, step, "train/loss", loss)
       db:flush()
       error(stop("killed", string.format("%s at step %d", sig, step)))
     end
   end
-  if ctx.checkpoint and ctx.step > (ctx.last_checkpoint or -1) then ctx.checkpoint(ctx, ctx.step) end
+  if ctx.checkpoint and ctx.step > (ctx.last_checkpoint or -1) then ctx.checkpoint(ctx, ctx.step, true) end
 end
 
 -- Runs one training run. opts: db (an open database) or db_path, experiment
@@ -274,12 +280,18 @@ function train.run(user_config, opts)
   if gqe.git_commit then commit, dirty = gqe.git_commit() end
   local hash = config.hash(c)
   local run_id
+  local resume_prev
   if opts.resume then
-    -- The same row goes on: running again, this process, no end yet.
+    -- The same row goes on, claimed atomically (a run another process holds
+    -- is refused, naming it); resume_prev puts it back if the resume fails
+    -- before training.
     run_id = opts.resume.run_id
-    db:exec(string.format([[UPDATE runs SET status = 'running', ended = NULL, error = NULL, pid = %d,
-      host = '%s', heartbeat = CAST(strftime('%%s','now') AS REAL) WHERE id = %d]], gqe.pid(),
-      (gqe.hostname():gsub("'", "''")), run_id))
+    local ok_claim, prev = pcall(db.claim_run, db, run_id)
+    if not ok_claim then
+      if own_db then db:close() end
+      error((tostring(prev):gsub("^db:claim_run: ", "")), 0)
+    end
+    resume_prev = prev
   else
     run_id = db:begin_run {
       experiment_id = exp_id, name = run_name, config_json = config.to_json(c), config_hash = hash,
@@ -288,7 +300,8 @@ function train.run(user_config, opts)
     }
   end
   if gqe.signals_install then gqe.signals_install() end
-  local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(),
+  local uid_row = db:query("SELECT uid FROM runs WHERE id = ?", run_id)[1]
+  local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(), run_uid = uid_row and uid_row.uid,
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
                 checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
                 evals_only = opts.evals_only }
@@ -308,6 +321,7 @@ function train.run(user_config, opts)
     ctx.num_params = ctx.lm:num_params()
     if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
     if opts.resume then require("gqe.checkpoint").restore(ctx, opts.resume) end
+    ctx.restored = true
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
   end, function(e)
@@ -338,6 +352,15 @@ function train.run(user_config, opts)
   local status, msg = err.status, err.msg
   -- The status must land even if the loop died inside a logging call.
   pcall(db.flush, db)
+  if resume_prev and not ctx.restored then
+    -- Nothing was trained: the run stays as it was (status and reason).
+    local ok_un, un_err = pcall(db.unclaim_run, db, run_id, resume_prev)
+    close()
+    local text = string.format("run %d (%s %s) not resumed: %s\n(it stays %s)", run_id, exp_name, run_name, msg,
+                               resume_prev.status)
+    if not ok_un then text = text .. "\n(and the run log could not restore its status: " .. tostring(un_err) .. ")" end
+    error(text, 0)
+  end
   local ok_end, end_err = pcall(db.end_run, db, run_id, status, err.trace or msg)
   close()
   local text = string.format("run %d (%s %s) %s: %s", run_id, exp_name, run_name, status, msg)
