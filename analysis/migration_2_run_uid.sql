@@ -4,4 +4,3 @@
 -- resume can tell its own checkpoints from another run's.
 ALTER TABLE runs ADD COLUMN uid TEXT;
 UPDATE runs SET uid = lower(hex(randomblob(8))) WHERE uid IS NULL;
-CREATE UNIQUE INDEX runs_by_uid ON runs(uid);

@@ -51,7 +51,8 @@ typedef struct gqe_run_info {
  * Every flush on this handle refreshes the heartbeat of its running runs. */
 gqe_status gqe_runlog_run_begin(gqe_runlog *db, const gqe_run_info *info, int64_t *run_id);
 /* Flushes, then sets status (finished|failed|killed|diverged|crashed), the end
- * time and the error message (NULL for none). */
+ * time and the error message (NULL for none). A failed flush blocks only
+ * "finished": a stopped run gets its status, and its rows stay buffered. */
 gqe_status gqe_runlog_run_end(gqe_runlog *db, int64_t run_id, const char *status, const char *error);
 
 /* What a claimed run was before its claim (strings malloc'd; ended < 0: NULL). */

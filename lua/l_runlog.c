@@ -7,6 +7,17 @@
 
 #define RUNLOG_MT "gqe.RunLog"
 
+/* Run-log failures (corrupt, full, locked, read-only database) are the
+ * user's to read: the message names the database and the cause, so it is
+ * raised without a "file:line:" prefix, which the host would take for a bug
+ * in the code and print a traceback under. */
+#undef GQE_LUA_TRY
+#define GQE_LUA_TRY(L, what, expr) do { if ((expr) != GQE_OK) return runlog_fail(L, what); } while (0)
+static int runlog_fail(lua_State *L, const char *what) {
+    lua_pushfstring(L, "%s: %s", what, gqe_last_error());
+    return lua_error(L);
+}
+
 typedef struct { gqe_runlog *db; } l_runlog;
 
 static gqe_runlog *check_db(lua_State *L) {

@@ -197,7 +197,12 @@ gqe_status gqe_runlog_run_end(gqe_runlog *db, int64_t run_id, const char *status
     if (!ok || strcmp(status, "running") == 0 || strcmp(status, "queued") == 0)
         return gqe_fail(GQE_ERR_ARG, "runlog end_run: status '%s' must be one of finished, failed, killed, "
                         "diverged, crashed", status ? status : "(null)");
-    GQE_TRY(gqe_runlog_flush(db));
+    /* A run ends finished only with everything it logged written. A run
+     * that stopped gets its status even when the flush fails (a full disk
+     * may still take one small row while the buffer does not fit); the rows
+     * stay buffered for a later flush or close. */
+    gqe_status flushed = gqe_runlog_flush(db);
+    if (flushed != GQE_OK && strcmp(status, "finished") == 0) return flushed;
     end_args a = {run_id, status, error, 0};
     GQE_TRY(rl_write(db, "end run", end_body, &a));
     if (!a.changed) return gqe_fail(GQE_ERR_ARG, "%s: end_run: no run with id %lld", db->path, (long long)run_id);

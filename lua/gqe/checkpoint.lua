@@ -60,7 +60,7 @@ function checkpoint.saver(c)
     checkpoint.ensure_dir(ctx)
     -- Batch i is drawn for step i, so the next batch index is step + 1.
     binding().save(path, ctx.lm, ctx.opt, { step = step, data_index = step + 1, config = cjson,
-                                            run_uid = ctx.run_uid, config_hash = hash })
+                                            run_uid = ctx.run_uid, config_hash = ctx.config_hash or hash })
     local pruned = ctx.db:checkpoint(ctx.run_id, step, path, keep > 0 and (final and keep + 1 or keep) or 0)
     for _, old in ipairs(pruned or {}) do
       if old ~= path then os.remove(old) end
@@ -77,7 +77,7 @@ end
 -- A checksum mismatch fails inside load, before anything is restored; an
 -- identity mismatch is found after, and the next candidate's load
 -- overwrites every tensor and counter again.
-local function try_load(ctx, cand, hash)
+local function try_load(ctx, cand, row)
   local f = io.open(cand.path, "rb")
   if not f then return nil, "the file is missing" end
   f:close()
@@ -87,8 +87,9 @@ local function try_load(ctx, cand, hash)
     if info.run_uid ~= ctx.run_uid then
       return nil, string.format("it belongs to another run (uid %s, this run's is %s)", info.run_uid, tostring(ctx.run_uid))
     end
-    if info.config_hash ~= hash then
-      return nil, string.format("its config hash %s differs from the run's %s", tostring(info.config_hash), hash)
+    if row.config_hash and info.config_hash ~= row.config_hash then
+      return nil, string.format("its config hash %s differs from the run's %s", tostring(info.config_hash),
+                                row.config_hash)
     end
   elseif not ctx.legacy_ok then
     return nil, "it carries no run identity (written by an older gqe)"
@@ -111,7 +112,6 @@ function checkpoint.restore(ctx, resume)
   if #cands == 0 then
     error(string.format("run %d has no checkpoint to resume from (train.checkpoint_every)", ctx.run_id), 0)
   end
-  local hash = config.hash(ctx.c)
   local row = ctx.db:query("SELECT config_hash, step FROM runs WHERE id = ?", ctx.run_id)[1] or {}
   -- A run logged before checkpoints carried an identity: accept files
   -- without one, still checking the step and, where present, the checksum.
@@ -119,13 +119,10 @@ function checkpoint.restore(ctx, resume)
   for _, cnd in ipairs(cands) do
     if cnd.path:find(ctx.run_uid or "\0", 1, true) then ctx.legacy_ok = false end
   end
-  if row.config_hash and row.config_hash ~= hash then
-    error(string.format("run %d: its stored config hashes to %s, the run log says %s", ctx.run_id, hash, row.config_hash), 0)
-  end
   local info, used, reasons = nil, nil, {}
   for _, cand in ipairs(cands) do
     local why
-    info, why = try_load(ctx, cand, hash)
+    info, why = try_load(ctx, cand, row)
     if info then used = cand; break end
     reasons[#reasons + 1] = string.format("%s: %s", cand.path, why)
     warn(ctx, "checkpoint %s (step %d) is not usable: %s; trying an older one", cand.path, cand.step, why)

@@ -300,8 +300,10 @@ function train.run(user_config, opts)
     }
   end
   if gqe.signals_install then gqe.signals_install() end
-  local uid_row = db:query("SELECT uid FROM runs WHERE id = ?", run_id)[1]
-  local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(), run_uid = uid_row and uid_row.uid,
+  -- The run's identity, which its checkpoints carry and resume checks.
+  local ident = db:query("SELECT uid, config_hash FROM runs WHERE id = ?", run_id)[1] or {}
+  local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(), run_uid = ident.uid,
+                config_hash = ident.config_hash,
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
                 checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
                 evals_only = opts.evals_only }
