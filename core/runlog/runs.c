@@ -204,7 +204,13 @@ gqe_status gqe_runlog_run_end(gqe_runlog *db, int64_t run_id, const char *status
     gqe_status flushed = gqe_runlog_flush(db);
     if (flushed != GQE_OK && strcmp(status, "finished") == 0) return flushed;
     end_args a = {run_id, status, error, 0};
-    GQE_TRY(rl_write(db, "end run", end_body, &a));
+    if (rl_write(db, "end run", end_body, &a) != GQE_OK) {
+        /* A WAL that cannot grow (a file-size limit, a full disk) can often
+         * be folded back into the database and then reused from its start:
+         * try that once for the status row. */
+        sqlite3_wal_checkpoint_v2(db->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        GQE_TRY(rl_write(db, "end run", end_body, &a));
+    }
     if (!a.changed) return gqe_fail(GQE_ERR_ARG, "%s: end_run: no run with id %lld", db->path, (long long)run_id);
     for (int i = 0; i < db->nactive; i++)
         if (db->active[i] == run_id) { db->active[i] = db->active[--db->nactive]; break; }

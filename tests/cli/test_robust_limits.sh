@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Signals and limits that arrive where the training loop does not look:
+# SIGTERM during a long evaluation stops it at the next batch, the run
+# checkpoints at its step and is marked killed; a file-size limit (ulimit -f,
+# whose SIGXFSZ would kill a process silently) fails the run like a full disk:
+# exit 1, a message, the run marked failed, the database intact.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+pid=
+cleanup() { [ -n "$pid" ] && kill -9 $pid 2>/dev/null; }
+cat lua/gqe/*.lua > "$tmp/text.txt"
+
+cat > "$tmp/run.lua" <<LUA
+local gqe = require "gqe"
+local cfg = {
+  experiment = "limits", name = "tiny",
+  data  = { path = "$tmp/text.txt" },
+  model = { dim = 16, layers = 1, experts = 4, groups = 2, k = 1, head_dim = 4 },
+  train = { steps = 100, batch = 2, seq = 16, log_every = 1, eval_every = 3, eval_batches = 100000000,
+            db = "$db", checkpoint_dir = "$tmp/ckpt", progress = false },
+}
+gqe.config.apply(cfg, (gqe.config.parse_args({...})))
+gqe.train(cfg)
+LUA
+
+# 1. SIGTERM inside an evaluation of 10^8 batches (hours): the step-3 losses
+#    are flushed before the evaluation starts; the signal lands inside it.
+"$GQE" "$tmp/run.lua" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 1 600); do
+  [ "$(q "SELECT coalesce(max(step),0) FROM metrics WHERE run_id=1" 2>/dev/null || echo 0)" -ge 3 ] && break
+  kill -0 $pid 2>/dev/null || { cat "$tmp/err"; fail "run ended early"; }
+  sleep 0.05
+done
+sleep 0.5
+kill -TERM $pid
+# Bounded: a few batches at most, not the evaluation's hours.
+for _ in $(seq 1 1200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+kill -0 $pid 2>/dev/null && fail "SIGTERM during evaluation not honoured within a minute"
+set +e; wait $pid; rc=$?; set -e; pid=
+[ "$rc" -ne 0 ] || fail "killed run exited 0"
+[ "$(q "SELECT status || ' ' || step FROM runs WHERE id=1")" = "killed 3" ] ||
+  fail "after SIGTERM in evaluation: $(q "SELECT status, step, error FROM runs WHERE id=1")"
+[ "$(q "SELECT max(step) FROM checkpoints WHERE run_id=1")" = 3 ] || fail "no checkpoint at step 3"
+q "SELECT error FROM runs WHERE id=1" | grep -q "SIGTERM at step 3" || fail "error: $(q "SELECT error FROM runs WHERE id=1")"
+echo "SIGTERM during evaluation: checkpoint at step 3, killed"
+
+# 2. A file-size limit, SIGXFSZ left at its default (the shell's ulimit as a
+#    scheduler would set it): the writes fail, the run fails with a message.
+set +e; (ulimit -f 200; exec "$GQE" "$tmp/run.lua" train.steps=1000000 train.eval_batches=1 train.eval_every=1000 \
+  train.db="$tmp/limited.db") >"$tmp/out" 2>"$tmp/err"; rc=$?; set -e
+[ "$rc" = 1 ] || { cat "$tmp/err"; fail "file-size limit: exit $rc, expected 1 (153 = killed by SIGXFSZ)"; }
+grep -q "limited.db" "$tmp/err" || { cat "$tmp/err"; fail "file-size limit: the message does not name the database"; }
+[ "$(sqlite3 "$tmp/limited.db" "PRAGMA integrity_check")" = ok ] || fail "file-size limit: integrity_check"
+[ "$(sqlite3 "$tmp/limited.db" "SELECT status FROM runs")" = failed ] ||
+  fail "file-size limit: run is $(sqlite3 "$tmp/limited.db" "SELECT status FROM runs")"
+echo "file-size limit: run failed with a message, database intact"
+echo "test_robust_limits: ok"
