@@ -391,7 +391,16 @@ static int prune(gqe_runlog *db, ckpt_args *a) {
 static int ckpt_body(gqe_runlog *db, void *ud) {
     ckpt_args *a = ud;
     sqlite3_stmt *st;
-    int rc = prep(db, "INSERT INTO checkpoints(run_id, step, path, created) VALUES(?1, ?2, ?3, ?4)", &st);
+    /* A file written again (a resumed run passing the same step) is one
+     * checkpoint: its old row goes. */
+    int rc = prep(db, "DELETE FROM checkpoints WHERE run_id = ?1 AND path = ?2", &st);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(st, 1, a->run);
+    sqlite3_bind_text(st, 2, a->path, -1, SQLITE_STATIC);
+    rc = rl_step_done(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) return rc;
+    rc = prep(db, "INSERT INTO checkpoints(run_id, step, path, created) VALUES(?1, ?2, ?3, ?4)", &st);
     if (rc != SQLITE_OK) return rc;
     sqlite3_bind_int64(st, 1, a->run);
     sqlite3_bind_int64(st, 2, a->step);

@@ -123,4 +123,14 @@ LUA
 [ "$(cat "$tmp/victim")" = victim ] || fail "a planted symlink was written through"
 [ -z "$(ls "$tmp" | grep 'out.safetensors.tmp.')" ] || fail "a temporary file was left behind"
 echo "temporary files: a planted symlink is not followed"
+# 9. A database from before run uids (schema version 1) opens, migrates, and
+#    its runs get uids.
+cat analysis/schema.sql analysis/views.sql > "$tmp/v1.sql"
+echo "PRAGMA user_version = 1; INSERT INTO experiments VALUES (1, 'old', 0);
+INSERT INTO runs(id, experiment_id, name, status) VALUES (1, 1, 'r', 'killed');" >> "$tmp/v1.sql"
+sqlite3 "$tmp/v1.db" < "$tmp/v1.sql"
+"$GQE" runs --db "$tmp/v1.db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "a version-1 database does not open"; }
+[[ "$(sqlite3 "$tmp/v1.db" "SELECT uid FROM runs WHERE id=1")" =~ ^[0-9a-f]{16}$ ]] || fail "migrated run has no uid"
+[ "$(sqlite3 "$tmp/v1.db" "PRAGMA user_version")" -ge 2 ] || fail "not migrated"
+echo "a version-1 database migrates: its runs get uids"
 echo "test_robust_checkpoint_identity: ok"
