@@ -61,6 +61,11 @@ grep -q "the run log holds metrics up to step 10" "$tmp/err" || { cat "$tmp/err"
 grep -q "resumed and finished at step 12" "$tmp/out" || { cat "$tmp/out"; fail "resume summary: $(cat "$tmp/out")"; }
 echo "resume: foreign, damaged and truncated checkpoints skipped with warnings, resumed from step 4"
 
+# A run killed after its last step resumes to "finished at step 12", not 0.
+qa "UPDATE runs SET status='killed' WHERE id=1"
+"$GQE" resume 1 --db "$tmp/a.db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "resume at the last step"; }
+grep -q "resumed and finished at step 12" "$tmp/out" || { cat "$tmp/out"; fail "resume at the last step: $(cat "$tmp/out")"; }
+
 # 3. No valid checkpoint: the resume fails naming each file, and the run keeps
 #    its status and reason.
 qa "UPDATE runs SET status='crashed', error='process 1 on x no longer exists', config = json_set(config, '$.train.steps', 14) WHERE id=1"
