@@ -3,7 +3,8 @@
 # SIGTERM during a long evaluation stops it at the next batch, the run
 # checkpoints at its step and is marked killed; a file-size limit (ulimit -f,
 # whose SIGXFSZ would kill a process silently) fails the run like a full disk:
-# exit 1, a message, the run marked failed, the database intact.
+# exit 1, a message, the run marked failed, the database intact. A corrupt
+# database gets its message alone, without a Lua traceback.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 pid=
@@ -56,4 +57,19 @@ grep -q "limited.db" "$tmp/err" || { cat "$tmp/err"; fail "file-size limit: the 
 [ "$(sqlite3 "$tmp/limited.db" "SELECT status FROM runs")" = failed ] ||
   fail "file-size limit: run is $(sqlite3 "$tmp/limited.db" "SELECT status FROM runs")"
 echo "file-size limit: run failed with a message, database intact"
+# 3. A corrupt database: the message says so, with no Lua traceback under it.
+corrupt=0
+for pg in 2 3 4 5 6 7 8; do
+  cp "$db" "$tmp/c.db"
+  head -c 4096 /dev/urandom | dd of="$tmp/c.db" bs=4096 seek=$pg conv=notrunc status=none
+  set +e; "$GQE" runs --db "$tmp/c.db" >"$tmp/out" 2>&1; rc=$?; set -e
+  grep -q "traceback" "$tmp/out" && { cat "$tmp/out"; fail "corrupt page $pg: a traceback"; }
+  if [ "$rc" != 0 ]; then
+    grep -q -E "^gqe: .*c.db: (the database file is corrupt|not an SQLite database)" "$tmp/out" ||
+      { cat "$tmp/out"; fail "corrupt page $pg: message"; }
+    corrupt=$((corrupt + 1))
+  fi
+done
+[ "$corrupt" -gt 0 ] || fail "no corrupted page was noticed"
+echo "corrupt database: $corrupt of 7 damaged pages reported, no traceback"
 echo "test_robust_limits: ok"
