@@ -21,6 +21,7 @@
  * name inside a temporary directory made for the fuzzer. Sizes that are
  * valid but huge (between 2^26 and 2^48 elements) are skipped: refusing them
  * is the allocator's job, and the fuzzer would only measure memory. */
+#include <fcntl.h>
 #include <ftw.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -198,9 +199,12 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static void cleanup(void) { nftw(g_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS); }
 
 /* Relative paths from the pool ("x", "..") land in the temporary directory:
- * the fuzzer runs there. */
+ * each input runs there, and the caller's directory comes back after (the
+ * replay main opens its next input by a relative path). */
+static int g_home = -1;
+
 static void setup(void) {
-    if (!mkdtemp(g_dir) || chdir(g_dir) != 0) { perror("fuzz_lua_api: temporary directory"); abort(); }
+    if (!mkdtemp(g_dir)) { perror("fuzz_lua_api: temporary directory"); abort(); }
     atexit(cleanup);
     g_L = luaL_newstate();
     if (!g_L) abort();
@@ -219,10 +223,15 @@ static void setup(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g_L) setup();
     lua_State *L = g_L;
+    g_home = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (g_home < 0 || chdir(g_dir) != 0) { perror("fuzz_lua_api: chdir"); abort(); }
     lua_getfield(L, LUA_REGISTRYINDEX, "fuzz_lua_api.harness");
     lua_pushlstring(L, (const char *)data, size);
     lua_pushstring(L, g_dir);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    int rc = lua_pcall(L, 2, 0, 0);
+    if (fchdir(g_home) != 0) { perror("fuzz_lua_api: fchdir"); abort(); }
+    close(g_home);
+    if (rc != LUA_OK) {
         /* Every call runs under pcall: an error here is in the harness's
          * own set-up, which must never fail. */
         fprintf(stderr, "fuzz_lua_api: %s\n", lua_tostring(L, -1));
