@@ -639,12 +639,40 @@ static int lm_paramset(lua_State *L) {
     return 1;
 }
 
+/* router_calls() -> {n per layer}: the random routers' draw counters (a
+ * checkpoint holds them); set_router_calls(t) puts them back. */
+static int lm_router_calls(lua_State *L) {
+    l_lm *u = check_lm(L, 1);
+    int64_t n = gqe_lm_layers(u->lm);
+    lua_createtable(L, (int)n, 0);
+    for (int64_t l = 0; l < n; l++) {
+        lua_pushinteger(L, (lua_Integer)gqe_attn_route_calls(gqe_lm_attn(u->lm, l)));
+        lua_rawseti(L, -2, l + 1);
+    }
+    return 1;
+}
+static int lm_set_router_calls(lua_State *L) {
+    l_lm *u = check_lm(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int64_t n = gqe_lm_layers(u->lm);
+    luaL_argcheck(L, luaL_len(L, 2) == n, 2, "one counter per layer");
+    for (int64_t l = 0; l < n; l++) {
+        lua_rawgeti(L, 2, l + 1);
+        lua_Integer v = luaL_checkinteger(L, -1);
+        luaL_argcheck(L, v >= 0, 2, "counters are >= 0");
+        gqe_attn_set_route_calls(gqe_lm_attn(u->lm, l), (uint64_t)v);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 static const luaL_Reg lm_methods[] = {
     {"loss", lm_loss}, {"forward", lm_forward}, {"backward", lm_backward}, {"state", lm_state},
     {"grads", lm_grads}, {"load", lm_load}, {"zero_grad", lm_zero_grad}, {"num_params", lm_num_params},
     {"after_step", lm_after_step}, {"flops_per_token", lm_flops}, {"device", lm_device},
     {"parameters", lm_parameters}, {"usage", lm_usage}, {"aux_losses", lm_aux_losses},
-    {"routing", lm_routing}, {"generate", lm_generate}, {"config", lm_config}, {NULL, NULL}};
+    {"routing", lm_routing}, {"generate", lm_generate}, {"config", lm_config},
+    {"router_calls", lm_router_calls}, {"set_router_calls", lm_set_router_calls}, {NULL, NULL}};
 
 static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
                       lua_CFunction tostring, lua_CFunction paramset) {

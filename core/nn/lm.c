@@ -2,6 +2,7 @@
  * Activations for backward live in one arena per (B, T). */
 #include "lm_internal.h"
 #include "../size.h"
+#include "../interrupt.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +229,17 @@ gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, in
     return GQE_OK;
 }
 
+/* Between layers: a pending interrupt abandons the pass. The random
+ * routers' counters go back to where this forward found them, so the step
+ * can be run again from a checkpoint with the same routing. */
+static gqe_status check_interrupt(gqe_lm *lm) {
+    int sig = gqe_interrupt_pending();
+    if (!sig) return GQE_OK;
+    for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_set_route_calls(lm->blocks[l].attn, lm->blocks[l].route_mark);
+    lm->have_forward = false;
+    return gqe_fail(GQE_ERR_INTERRUPTED, "interrupted by signal %d: the pass was abandoned", sig);
+}
+
 gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor *targets,
                           float aux_coef, float *loss, float *aux) {
     char s[64];
@@ -280,8 +292,10 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     } else {
         GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &h0, &lm->normf, eps));
     }
+    for (int64_t l = 0; l < L; l++) lm->blocks[l].route_mark = gqe_attn_route_calls(lm->blocks[l].attn);
     for (int64_t l = 0; l < L; l++) {
         block *b = &lm->blocks[l];
+        GQE_TRY(check_interrupt(lm));
         gqe_tensor hl = lm_rows(&lm->h[l], R), y = lm_rows(&lm->y, R);
         GQE_TRY(gqe_attn_forward(b->attn, &lm->y, &b->n1, &lm->tokens));
         GQE_TRY(gqe_add_rmsnorm_forward(&b->h_mid, &b->n2, &b->rstd2, &hl, &y, &b->norm2, eps));
@@ -346,6 +360,7 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     GQE_TRY(gqe_rmsnorm_backward(&dh, &lm->dnormf, &dn, &hL, &lm->normf, &lm->rstd_f, dy_copy));
     for (int64_t l = lm->cfg.layers - 1; l >= 0; l--) {
         block *b = &lm->blocks[l];
+        GQE_TRY(check_interrupt(lm));
         /* MLP branch: dh is the gradient of its output (residual). */
         GQE_TRY(gqe_matmul(&lm->dact, &dy, &b->cfc_out, false, false, 1.0f, 0.0f));
         /* GELU's backward recomputes act in the same pass (see mlp_activation) */

@@ -82,12 +82,28 @@ local function evaluate(ctx)
   local total, n = 0.0, t.eval_batches
   local usage = {}
   local gqe_attn = c.model.attention == "gqe"
+  -- A signal abandons the evaluation (the loop then checkpoints and stops),
+  -- so a long one cannot outlast a scheduler's grace period. The random
+  -- routers' counters are left where the whole evaluation would leave them
+  -- (one draw per batch and layer), so a resume routes as an uninterrupted
+  -- run does.
+  local marks = lm.router_calls and lm:router_calls()
+  local function abandon()
+    if marks and gqe_attn and c.model.router == "random" then
+      for l = 1, #marks do marks[l] = marks[l] + n end
+    end
+    if marks then lm:set_router_calls(marks) end
+    return nil
+  end
+  local function interrupted() return gqe.interrupted and gqe.interrupted() end
   for i = 1, n do
-    -- A signal abandons the evaluation (the loop then checkpoints and stops),
-    -- so a long one cannot outlast a scheduler's grace period.
-    if gqe.interrupted and gqe.interrupted() then return nil end
+    if interrupted() then return abandon() end
     local tokens, targets = ds:batch("val", i, t.batch, t.seq)
-    local _, ce = lm:loss(tokens, targets, 0)
+    local ok, _, ce = pcall(lm.loss, lm, tokens, targets, 0)
+    if not ok then
+      if interrupted() then return abandon() end
+      error(_, 0)
+    end
     total = total + ce
     if gqe_attn then
       for l = 1, c.model.layers do
@@ -212,7 +228,7 @@ local function loop(ctx)
       win_tokens = win_tokens + tokens_per_step
     end
     train_time = train_time + (gqe.clock() - t_step)
-    ctx.step = step
+    ctx.step, ctx.last_loss = step, loss
     ctx.train_time = train_time
 
     if step % t.log_every == 0 or step == t.steps then
@@ -328,6 +344,12 @@ function train.run(user_config, opts)
     loop(ctx)
   end, function(e)
     if getmetatable(e) == Stop then return e end
+    -- A signal that stopped a long computation inside a step: that step is
+    -- abandoned (the core undid what it had advanced); see below.
+    local sig = gqe.interrupted and gqe.interrupted()
+    if sig and tostring(e):find("interrupted by signal", 1, true) then
+      return setmetatable({ status = "killed", interrupted = sig }, Stop)
+    end
     -- The user sees the core's message; the run log keeps the traceback.
     local msg = tostring(e):gsub("^[^:\n]*gqe[/.][%w_]+%.lua:%d+: ", "")
     return setmetatable({ status = "failed", msg = msg, trace = debug.traceback(msg, 2) }, Stop)
@@ -350,6 +372,16 @@ function train.run(user_config, opts)
     summary.status = "finished"
     close()
     return summary
+  end
+  if err.interrupted then
+    -- The run checkpoints at its last complete step, and logs its loss so
+    -- runs.step names the step the error names.
+    err.msg = string.format("%s at step %d (step %d abandoned)", err.interrupted, ctx.step, ctx.step + 1)
+    if ctx.restored and ctx.checkpoint and (ctx.last_checkpoint or -1) < ctx.step then
+      local ok_ck, ck_err = pcall(ctx.checkpoint, ctx, ctx.step, true)
+      if not ok_ck then err.msg = err.msg .. "; the checkpoint failed: " .. tostring(ck_err) end
+    end
+    if ctx.last_loss then pcall(db.log, db, run_id, ctx.step, "train/loss", ctx.last_loss) end
   end
   local status, msg = err.status, err.msg
   -- The status must land even if the loop died inside a logging call.

@@ -47,7 +47,45 @@ set +e; wait $pid; rc=$?; set -e; pid=
 q "SELECT error FROM runs WHERE id=1" | grep -q "SIGTERM at step 3" || fail "error: $(q "SELECT error FROM runs WHERE id=1")"
 echo "SIGTERM during evaluation: checkpoint at step 3, killed"
 
-# 2. A file-size limit, SIGXFSZ left at its default (the shell's ulimit as a
+# 2. SIGTERM inside a long training step (a model whose step takes seconds,
+#    random routers): the step is abandoned between two layers, the run
+#    checkpoints at its last complete step and is killed; the resume then
+#    logs exactly the losses of an uninterrupted run.
+cat > "$tmp/long.lua" <<LUA
+local gqe = require "gqe"
+local cfg = { experiment = "long", name = os.getenv("NAME"), data = { path = "$tmp/text.txt" },
+  model = { dim = 256, layers = 4, experts = 4, groups = 2, k = 1, router = "random", max_seq = 512 },
+  schedule = { kind = "constant" },
+  train = { steps = 3, batch = 4, seq = 512, log_every = 1, eval_every = 1000, eval_batches = 1,
+            db = "$db", checkpoint_dir = "$tmp/ckpt", progress = false } }
+gqe.train(cfg)
+LUA
+NAME=straight "$GQE" "$tmp/long.lua" 2>"$tmp/err" || { cat "$tmp/err"; fail "uninterrupted long run"; }
+NAME=cut "$GQE" "$tmp/long.lua" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 1 1200); do
+  [ "$(q "SELECT count(*) FROM runs r JOIN metrics m ON m.run_id = r.id WHERE r.name = 'cut'" 2>/dev/null || echo 0)" -gt 0 ] && break
+  kill -0 $pid 2>/dev/null || { cat "$tmp/err"; fail "long run ended early"; }
+  sleep 0.05
+done
+sleep 0.5
+kill -TERM $pid
+set +e; wait $pid; rc=$?; set -e; pid=
+[ "$rc" -ne 0 ] || fail "long run killed mid-step exited 0"
+cut=$(q "SELECT id FROM runs WHERE name='cut'")
+[ "$(q "SELECT status FROM runs WHERE id=$cut")" = killed ] || fail "long run: $(q "SELECT status, error FROM runs WHERE id=$cut")"
+q "SELECT error FROM runs WHERE id=$cut" | grep -q "SIGTERM at step 1 (step 2 abandoned)" ||
+  fail "the step in progress was not abandoned: $(q "SELECT error FROM runs WHERE id=$cut")"
+[ "$(q "SELECT step FROM runs WHERE id=$cut")" = 1 ] || fail "runs.step is not 1"
+[ "$(q "SELECT max(step) FROM checkpoints WHERE run_id=$cut")" = 1 ] || fail "no checkpoint at step 1"
+"$GQE" resume "$cut" --db "$db" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "resume after an abandoned step"; }
+straight=$(q "SELECT group_concat(value, ' ') FROM (SELECT m.value FROM metrics m JOIN runs r ON r.id = m.run_id
+  WHERE r.name = 'straight' AND m.key = 'train/loss' ORDER BY m.step)")
+resumed=$(q "SELECT group_concat(value, ' ') FROM (SELECT value FROM metrics WHERE run_id = $cut AND key = 'train/loss' ORDER BY step)")
+[ "$straight" = "$resumed" ] || fail "losses after the resume differ: $resumed, uninterrupted: $straight"
+echo "SIGTERM inside a long step: abandoned, checkpoint at step 1, resumed to the same losses"
+
+# 3. A file-size limit, SIGXFSZ left at its default (the shell's ulimit as a
 #    scheduler would set it): the writes fail, the run fails with a message.
 set +e; (ulimit -f 200; exec "$GQE" "$tmp/run.lua" train.steps=1000000 train.eval_batches=1 train.eval_every=1000 \
   train.db="$tmp/limited.db") >"$tmp/out" 2>"$tmp/err"; rc=$?; set -e
@@ -57,7 +95,7 @@ grep -q "limited.db" "$tmp/err" || { cat "$tmp/err"; fail "file-size limit: the 
 [ "$(sqlite3 "$tmp/limited.db" "SELECT status FROM runs")" = failed ] ||
   fail "file-size limit: run is $(sqlite3 "$tmp/limited.db" "SELECT status FROM runs")"
 echo "file-size limit: run failed with a message, database intact"
-# 3. A corrupt database: the message says so, with no Lua traceback under it.
+# 4. A corrupt database: the message says so, with no Lua traceback under it.
 corrupt=0
 for pg in 2 3 4 5 6 7 8; do
   cp "$db" "$tmp/c.db"
