@@ -28,5 +28,10 @@ gqe_status gqe_checkpoint_save(const char *path, gqe_lm *lm, gqe_optimizer *opt,
  * match the data (a mismatch is GQE_ERR_FORMAT and nothing is restored). The
  * strings of info are malloc'd: free them with gqe_checkpoint_info_free. */
 gqe_status gqe_checkpoint_load(const char *path, gqe_lm *lm, gqe_optimizer *opt, gqe_checkpoint_info *info);
+/* The same, refusing (GQE_ERR_FORMAT, before anything is restored) a file
+ * whose identity differs from expect's: its run_uid and config_hash when
+ * not NULL (a file without them fails too), its step when >= 0. */
+gqe_status gqe_checkpoint_load_expecting(const char *path, gqe_lm *lm, gqe_optimizer *opt,
+                                         const gqe_checkpoint_info *expect, gqe_checkpoint_info *info);
 void gqe_checkpoint_info_free(gqe_checkpoint_info *info);
 #endif

@@ -27,14 +27,24 @@ static void set_str(lua_State *L, const char *key, const char *v) {
     lua_setfield(L, -2, key);
 }
 
-/* load(path, lm, opt|nil) -> {step=, data_index=, config=, run_uid=,
- * config_hash=, verified=} */
+/* load(path, lm, opt|nil[, {run_uid=, config_hash=, step=}]) -> {step=,
+ * data_index=, config=, run_uid=, config_hash=, verified=}; the optional
+ * table is the identity the file must have before anything is restored. */
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     gqe_lm *lm = gqe_lua_check_lm(L, 2);
     gqe_optimizer *opt = lua_isnoneornil(L, 3) ? NULL : gqe_lua_check_optim(L, 3);
+    gqe_checkpoint_info expect = {.step = -1}, *exp = NULL;
+    if (!lua_isnoneornil(L, 4)) {
+        static const char *const keys[] = {"run_uid", "config_hash", "step", NULL};
+        gqe_lua_check_keys(L, 4, "checkpoint.load", keys);
+        expect.run_uid = (char *)gqe_lua_opt_str(L, 4, "checkpoint.load", "run_uid", NULL);
+        expect.config_hash = (char *)gqe_lua_opt_str(L, 4, "checkpoint.load", "config_hash", NULL);
+        expect.step = gqe_lua_opt_int(L, 4, "checkpoint.load", "step", -1);
+        exp = &expect;
+    }
     gqe_checkpoint_info info = {0};
-    GQE_LUA_TRY(L, "checkpoint.load", gqe_checkpoint_load(path, lm, opt, &info));
+    GQE_LUA_TRY(L, "checkpoint.load", gqe_checkpoint_load_expecting(path, lm, opt, exp, &info));
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, info.step);
     lua_setfield(L, -2, "step");

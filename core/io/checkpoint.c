@@ -228,13 +228,41 @@ static gqe_status verify(const gqe_st_file *f, const char *path, int *verified) 
     return GQE_OK;
 }
 
+/* The identity the caller expects, compared before anything is restored. */
+static gqe_status check_identity(const gqe_st_file *f, const char *path, const gqe_checkpoint_info *expect) {
+    if (!expect) return GQE_OK;
+    const char *uid = gqe_st_meta(f, "run_uid"), *hash = gqe_st_meta(f, "config_hash");
+    if (expect->run_uid && !uid)
+        return gqe_fail(GQE_ERR_FORMAT, "%s: it carries no run identity (written by an older gqe)", path);
+    if (expect->run_uid && strcmp(uid, expect->run_uid) != 0)
+        return gqe_fail(GQE_ERR_FORMAT, "%s: it belongs to another run (uid %.60s, this run's is %s)", path, uid,
+                        expect->run_uid);
+    if (expect->config_hash && (!hash || strcmp(hash, expect->config_hash) != 0))
+        return gqe_fail(GQE_ERR_FORMAT, "%s: its config hash %.60s differs from the run's %s", path,
+                        hash ? hash : "(none)", expect->config_hash);
+    int64_t step;
+    if (expect->step >= 0) {
+        GQE_TRY(meta_int(f, path, "step", &step));
+        if (step != expect->step)
+            return gqe_fail(GQE_ERR_FORMAT, "%s: it holds step %lld, the run log registered it as step %lld", path,
+                            (long long)step, (long long)expect->step);
+    }
+    return GQE_OK;
+}
+
 gqe_status gqe_checkpoint_load(const char *path, gqe_lm *lm, gqe_optimizer *opt, gqe_checkpoint_info *info) {
+    return gqe_checkpoint_load_expecting(path, lm, opt, NULL, info);
+}
+
+gqe_status gqe_checkpoint_load_expecting(const char *path, gqe_lm *lm, gqe_optimizer *opt,
+                                         const gqe_checkpoint_info *expect, gqe_checkpoint_info *info) {
     memset(info, 0, sizeof *info);
     gqe_paramset *ps = gqe_lm_params(lm);
     if (opt) GQE_TRY(gqe_optim_check_owner(opt, ps, path));
     gqe_st_file f = {0};
     GQE_TRY(gqe_safetensors_read(path, &f));
     gqe_status st = verify(&f, path, &info->verified);
+    if (st == GQE_OK) st = check_identity(&f, path, expect);
     char name[256];
     for (int i = 0; st == GQE_OK && i < ps->count; i++) st = restore(&f, path, ps->items[i].name, ps->items[i].value);
     for (int s = 0; st == GQE_OK && opt && s < gqe_optim_state_count(opt); s++) {

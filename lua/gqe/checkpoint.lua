@@ -73,29 +73,19 @@ local function warn(ctx, fmt, ...)
   io.stderr:write(string.format("%s warning: " .. fmt .. "\n", ctx.label or "", ...))
 end
 
--- One candidate: loads it, then checks it belongs to this run at this step.
--- A checksum mismatch fails inside load, before anything is restored; an
--- identity mismatch is found after, and the next candidate's load
--- overwrites every tensor and counter again.
+-- One candidate: its checksum and identity (run uid, config hash, step) are
+-- checked by the core before anything is restored, so a file that fails
+-- leaves the model and optimizer as they were.
 local function try_load(ctx, cand, row)
   local f = io.open(cand.path, "rb")
   if not f then return nil, "the file is missing" end
   f:close()
-  local ok, info = pcall(binding().load, cand.path, ctx.lm, ctx.opt)
-  if not ok then return nil, tostring(info) end
-  if info.run_uid then
-    if info.run_uid ~= ctx.run_uid then
-      return nil, string.format("it belongs to another run (uid %s, this run's is %s)", info.run_uid, tostring(ctx.run_uid))
-    end
-    if row.config_hash and info.config_hash ~= row.config_hash then
-      return nil, string.format("its config hash %s differs from the run's %s", tostring(info.config_hash),
-                                row.config_hash)
-    end
-  elseif not ctx.legacy_ok then
-    return nil, "it carries no run identity (written by an older gqe)"
-  end
-  if info.step ~= cand.step then
-    return nil, string.format("it holds step %d, the run log registered it as step %d", info.step, cand.step)
+  local expect = { step = cand.step }
+  if not ctx.legacy_ok then expect.run_uid, expect.config_hash = ctx.run_uid, row.config_hash end
+  local ok, info = pcall(binding().load, cand.path, ctx.lm, ctx.opt, expect)
+  if not ok then
+    local why = tostring(info):gsub("^checkpoint%.load: ", ""):gsub("^" .. cand.path:gsub("%p", "%%%0") .. ": ", "")
+    return nil, why
   end
   if not info.verified then warn(ctx, "%s has no checksum (an older gqe wrote it): its data is not verified", cand.path) end
   return info

@@ -165,6 +165,23 @@ static void test_identity_and_checksum(void **state) {
     gqe_checkpoint_info_free(&back);
     gqe_checkpoint_info bad = {.step = 5, .run_uid = (char *)"../x"};
     assert_int_equal(gqe_checkpoint_save(path, lm, NULL, &bad), GQE_ERR_ARG);
+    /* Another run's, another config's or another step's file: refused
+     * before anything is restored. */
+    gqe_lm *fresh = make_lm(GQE_ROUTER_SOFTMAX);
+    CHECK_OK(gqe_fill(&gqe_lm_params(fresh)->data, 0.25f));
+    gqe_checkpoint_info want_uid = {.step = -1, .run_uid = (char *)"ffff"};
+    gqe_checkpoint_info want_hash = {.step = -1, .config_hash = (char *)"beef"};
+    gqe_checkpoint_info want_step = {.step = 4};
+    assert_int_equal(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_uid, &back), GQE_ERR_FORMAT);
+    assert_non_null(strstr(gqe_last_error(), "belongs to another run (uid 0123abcd"));
+    assert_int_equal(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_hash, &back), GQE_ERR_FORMAT);
+    assert_int_equal(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_step, &back), GQE_ERR_FORMAT);
+    assert_non_null(strstr(gqe_last_error(), "holds step 5"));
+    assert_true(gqe_f32(&gqe_lm_params(fresh)->data)[0] == 0.25f);
+    gqe_checkpoint_info want_all = {.step = 5, .run_uid = (char *)"0123abcd", .config_hash = (char *)"feed"};
+    CHECK_OK(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_all, &back));
+    gqe_checkpoint_info_free(&back);
+    gqe_lm_destroy(fresh);
 
     FILE *f = fopen(path, "r+b");
     assert_non_null(f);
