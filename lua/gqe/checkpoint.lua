@@ -1,13 +1,15 @@
 -- Checkpoints and `gqe resume`. The file format is the core's (one
 -- safetensors file: parameters under their PyTorch names, optimizer state,
--- router biases and counters, step and config in the metadata, written
--- atomically); this module decides when and where to write them, registers
--- them in the run log, and continues a run in its own database row.
+-- router biases and counters, step, config, run uid, config hash and a
+-- checksum in the metadata, written atomically); this module decides when
+-- and where to write them, registers and prunes them in the run log, and
+-- continues a run in its own database row.
 --
 -- It uses the bindings gqe.checkpoint.save(path, lm, opt, {step=,
--- data_index=, config=}) and gqe.checkpoint.load(path, lm, opt) -> {step=,
--- data_index=, config=}; a build without them trains without checkpoints
--- and `gqe resume` says so.
+-- data_index=, config=, run_uid=, config_hash=}) and
+-- gqe.checkpoint.load(path, lm, opt[, {run_uid=, config_hash=, step=}]) ->
+-- {step=, data_index=, config=, run_uid=, config_hash=, verified=}; a build
+-- without them trains without checkpoints and `gqe resume` says so.
 local gqe = require "gqe"
 local config = require "gqe.config"
 local json = require "gqe.json"
