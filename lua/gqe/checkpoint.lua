@@ -98,7 +98,7 @@ end
 -- config hash, step); each one that fails is named in a warning and the next
 -- older one is tried.
 function checkpoint.restore(ctx, resume)
-  local cands = ctx.db:query("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id DESC",
+  local cands = ctx.db:query("SELECT id, step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id DESC",
                              ctx.run_id)
   if #cands == 0 and resume.path then cands = { { step = resume.step, path = resume.path } } end
   if #cands == 0 then
@@ -122,7 +122,17 @@ function checkpoint.restore(ctx, resume)
   if not info then
     error(string.format("run %d: no usable checkpoint (%s)", ctx.run_id, table.concat(reasons, "; ")), 0)
   end
-  if used ~= cands[1] then warn(ctx, "resuming from the older checkpoint %s (step %d)", used.path, used.step) end
+  if used ~= cands[1] then
+    -- The rows of the files that failed leave the table (the files stay as
+    -- they are): they are no checkpoints of this run, and retention, which
+    -- keeps the newest rows, must not keep them over the ones written next.
+    for _, cand in ipairs(cands) do
+      if cand == used then break end
+      if cand.id then ctx.db:query("DELETE FROM checkpoints WHERE id = ?", cand.id) end
+    end
+    warn(ctx, "resuming from the older checkpoint %s (step %d); the newer ones' rows are removed from the "
+         .. "checkpoints table, their files left in place", used.path, used.step)
+  end
   if (row.step or 0) > info.step then
     warn(ctx, "resuming from step %d; the run log holds metrics up to step %d, which the steps after %d log again",
          info.step, row.step, info.step)
