@@ -87,6 +87,8 @@ static const char HARNESS[] =
     "V.o_lm_bad = { vocab = 16, dim = 1 << 40, layers = 1, experts = 4, groups = 2 }\n"
     "V.o_lm_bad2 = { vocab = math.maxinteger, dim = 16, layers = 1, experts = 4, groups = 2, max_seq = 1 << 62 }\n"
     "V.o_attn = { dim = 16, experts = 4, groups = 2, k = 2, head_dim = 1 << 40 }\n"
+    "V.o_attn2 = { dim = 1 << 62, experts = 8, groups = 2, head_dim = 1 << 62 }\n"
+    "V.o_lm_bad3 = { vocab = 16, dim = 16, layers = 1, experts = 8, groups = 2, head_dim = 1 << 61, mlp_hidden = 1 << 62 }\n"
     "V.o_opt = { lr = 0/0, betas = { 2, -1 }, eps = -1, weight_decay = math.huge }\n"
     "V.o_sched = { kind = 'cosine', warmup = math.maxinteger, total = -1, min_lr = 0/0 }\n"
     "V.o_ckpt = { step = -1, data_index = math.maxinteger, run_uid = '../../x', config_hash = 'a/b' }\n"
