@@ -8,7 +8,7 @@
  * never written fails the check.
  *
  * With no CUDA device the binary prints "skipped: no CUDA device" and exits
- * 0. `--small` (or GQE_TEST_SMALL=1) shrinks the attention shapes for runs
+ * 77, the status test runners count as skipped (never as passed). `--small` (or GQE_TEST_SMALL=1) shrinks the attention shapes for runs
  * under compute-sanitizer. */
 #include "testutil.h"
 #include "backend.h"
@@ -678,7 +678,7 @@ static void test_allocator_reuse(void **state) {
 int main(int argc, char **argv) {
     if (!gqe_cuda_available()) {
         printf("skipped: no CUDA device\n");
-        return 0;
+        return 77;
     }
     const char *env = getenv("GQE_TEST_SMALL");
     g_small = env && env[0] == '1';
