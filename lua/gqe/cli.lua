@@ -7,7 +7,7 @@ local results = require "gqe.results"
 
 local cli = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local function say(...) io.stdout:write(string.format(...), "\n") end
 
 local function db_path(flags)

@@ -11,7 +11,7 @@ local train = require "gqe.train"
 
 local experiment = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 -- grid may be {["model.k"] = {1, 2}} (axes in sorted key order) or a list
 -- {{"model.k", {1, 2}}, ...} (axes in the given order).
