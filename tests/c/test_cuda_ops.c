@@ -660,6 +660,15 @@ static void test_attention_cudnn(void **state) {
         fail_msg("GQE_TEST_REQUIRE_CUDNN=1 but cuDNN served %lld of %zu calls", (long long)served, 3 * n);
 }
 
+/* ---- the table ---------------------------------------------------------------- */
+/* The CUDA backend implements every op of core/op_list.h. */
+static void test_complete_table(void **state) {
+    (void)state;
+    const gqe_backend *be = gqe_backend_for(GQE_CUDA);
+    for (int i = 0; i < GQE_OP_COUNT; i++)
+        if (!gqe_backend_supports(be, (gqe_op_id)i)) fail_msg("the cuda backend lacks op %s", gqe_op_name((gqe_op_id)i));
+}
+
 /* ---- memory ----------------------------------------------------------------- */
 /* A released block returns from the cache on the next request of its size
  * class: the steady-state training step does no cudaMalloc. */
@@ -701,6 +710,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_attention_bf16),
         cmocka_unit_test(test_attention_cudnn),
         cmocka_unit_test(test_allocator_reuse),
+        cmocka_unit_test(test_complete_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
