@@ -1,0 +1,10 @@
+build-cuda/core/cpu/cpu_threads.o: core/cpu/cpu_threads.c core/cpu/cpu.h \
+ core/backend.h core/ops.h core/tensor.h core/error.h core/op_list.h \
+ core/op_list.h
+core/cpu/cpu.h:
+core/backend.h:
+core/ops.h:
+core/tensor.h:
+core/error.h:
+core/op_list.h:
+core/op_list.h:

@@ -1,0 +1,2 @@
+build-cuda/core/error.o: core/error.c core/error.h
+core/error.h:

@@ -1,0 +1,15 @@
+build-cuda/core/nn/lm.o: core/nn/lm.c core/nn/lm_internal.h core/nn/lm.h \
+ core/nn/attn.h core/nn/params.h core/nn/../tensor.h core/nn/../error.h \
+ core/nn/../rng.h core/nn/arena.h core/nn/../ops.h core/nn/../tensor.h \
+ core/nn/../op_list.h
+core/nn/lm_internal.h:
+core/nn/lm.h:
+core/nn/attn.h:
+core/nn/params.h:
+core/nn/../tensor.h:
+core/nn/../error.h:
+core/nn/../rng.h:
+core/nn/arena.h:
+core/nn/../ops.h:
+core/nn/../tensor.h:
+core/nn/../op_list.h:

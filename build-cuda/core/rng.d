@@ -1,0 +1,3 @@
+build-cuda/core/rng.o: core/rng.c core/rng.h core/philox.h
+core/rng.h:
+core/philox.h:
