@@ -1,3 +1,0 @@
-build-cuda/core/rng.o: core/rng.c core/rng.h core/philox.h
-core/rng.h:
-core/philox.h:
