@@ -97,7 +97,7 @@ GQE_OP(cross_entropy_backward, (gqe_tensor *dlogits, const gqe_tensor *logits, c
        float scale))
 
 /* ---- routing (GQE.md steps 3-5) --------------------------------------- */
-/* fn: gqe_score_fn (core/ops.h) */
+/* fn is a gqe_score_fn (core/ops.h): softmax or sigmoid scores. */
 /* logits (R, G, M) -> probs (R, G, M) = softmax over m (or sigmoid);
  * idx (R, G, k) i32 = top-k of probs + bias (bias (G, M), or NULL), in
  * descending order, ties to the lower index; topv (R, G, k) = probs at idx. */
