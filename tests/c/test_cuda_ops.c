@@ -701,9 +701,13 @@ static void check_cache(gqe_attn_kind kind, gqe_variant variant, const char *pre
 static void test_kv_cache(void **state) {
     (void)state;
     const gqe_variant variants[] = {GQE_VARIANT_GQE, GQE_VARIANT_HARD_CONCAT, GQE_VARIANT_WEIGHTED_CONCAT};
+    /* bf16: both paths round to bf16 at different points (cuBLAS picks its
+     * algorithm by row count, and decoding's MLP and head read the f32
+     * master weights), so the bound is bf16's noise; a wrong position or a
+     * stale cache row errs by O(1). */
     for (int v = 0; v < 3; v++) {
         check_cache(GQE_ATTN_GQE, variants[v], "fp32", 1e-4);
-        check_cache(GQE_ATTN_GQE, variants[v], "bf16", 3e-2);
+        check_cache(GQE_ATTN_GQE, variants[v], "bf16", 6e-2);
     }
     const gqe_attn_kind dense[] = {GQE_ATTN_GQA, GQE_ATTN_MHA, GQE_ATTN_MQA};
     for (int d = 0; d < 3; d++) check_cache(dense[d], GQE_VARIANT_GQE, "fp32", 1e-4);
