@@ -122,6 +122,29 @@ function placement.describe(got)
   return (#got == 1 and "GPU " or "GPUs ") .. table.concat(got, ",")
 end
 
+-- The pool for a sweep's runs from --gpus and --per-gpu, or nil when no
+-- run needs a GPU, or none is visible and --gpus was not given (each run
+-- then fails with train's own message). count: the CUDA device count, or
+-- a function returning it.
+function placement.for_sweep(runs, flags, count, getenv)
+  local need_any = false
+  for _, r in ipairs(runs) do
+    if placement.need(r.config) > 0 then need_any = true end
+  end
+  if not need_any then
+    if flags.gpus ~= nil or flags["per-gpu"] ~= nil then
+      fail("--%s: no run of this experiment uses a GPU (set train.device=cuda)", flags.gpus ~= nil and "gpus" or "per-gpu")
+    end
+    return nil
+  end
+  if type(count) == "function" then count = count() end   -- asked only for GPU sweeps
+  if count == 0 and flags.gpus == nil then return nil end
+  local pool = placement.pool(placement.select(flags.gpus, placement.visible(count, getenv)),
+                              placement.per_gpu(flags["per-gpu"]))
+  for _, r in ipairs(runs) do pool:check(placement.need(r.config), "run " .. r.name) end
+  return pool
+end
+
 -- Flags of the sweep runner that take a value (for config.parse_args).
 placement.flags_with_value = { gpus = true, ["per-gpu"] = true }
 

@@ -103,3 +103,41 @@ describe("placement pool", function()
     assert.equal("GPUs 2,3", placement.describe { "2", "3" })
   end)
 end)
+
+describe("placement.for_sweep", function()
+  local gpu_run = { name = "a", config = { train = { device = "cuda" } } }
+  local cpu_run = { name = "b", config = { train = { device = "cpu" } } }
+  local wide = { name = "w", config = { train = { device = "cuda", nproc = 3 } } }
+  local none = function() return nil end
+  it("leaves CPU sweeps alone and refuses GPU flags for them", function()
+    assert.is_nil(placement.for_sweep({ cpu_run }, {}, 4, none))
+    assert.has_error(function() placement.for_sweep({ cpu_run }, { gpus = "0" }, 4, none) end,
+                     "--gpus: no run of this experiment uses a GPU (set train.device=cuda)")
+  end)
+  it("uses every visible GPU unless --gpus narrows it", function()
+    local p = placement.for_sweep({ gpu_run, cpu_run }, { ["per-gpu"] = "2" }, 3, none)
+    assert.same({ "0", "1", "2" }, p.gpus)
+    assert.equal(6, p:slots())
+    p = placement.for_sweep({ gpu_run }, { gpus = "1" }, 2, function() return "6,7" end)
+    assert.same({ "7" }, p.gpus)
+  end)
+  it("without a visible GPU: nil, or an error when --gpus asked for one", function()
+    assert.is_nil(placement.for_sweep({ gpu_run }, {}, 0, none))
+    assert.has_error(function() placement.for_sweep({ gpu_run }, { gpus = "0" }, 0, none) end)
+  end)
+  it("refuses a run wider than the sweep before anything starts", function()
+    assert.has_error(function() placement.for_sweep({ gpu_run, wide }, { gpus = "0,1" }, 4, none) end,
+                     "run w asks for 3 GPUs (train.nproc) but the sweep has 2 (--gpus 0,1)")
+  end)
+end)
+
+describe("a placed worker", function()
+  it("starts with CUDA_VISIBLE_DEVICES naming its GPUs", function()
+    local ok, gqe = pcall(require, "gqe")
+    if not ok or not gqe.pid then return pending("needs build/gqe.so on LUA_CPATH") end
+    local argv = require("gqe.experiment").worker_argv("runs.db", "job.json", 2, { placement.env { "3" } })
+    assert.equal("env", argv[1])
+    assert.equal("CUDA_VISIBLE_DEVICES=3", argv[2])
+    assert.equal("job.json", argv[#argv])
+  end)
+end)
