@@ -19,7 +19,7 @@ local function quote(name) return '"' .. name:gsub('"', '""') .. '"' end
 
 local function columns(db, schema, tbl)
   local cols = {}
-  for _, c in ipairs(db:query(string.format("SELECT name, pk, type FROM %s.pragma_table_info(?)", schema), tbl)) do
+  for _, c in ipairs(db:query("SELECT name, pk, type FROM pragma_table_info(?, ?)", tbl, schema)) do
     cols[#cols + 1] = c
     cols[c.name] = c
   end

@@ -83,4 +83,10 @@ for f in u1 u2 u; do sqlite3 "$tmp/$f.db" "ALTER TABLE runs ADD COLUMN uid TEXT"
 sqlite3 "$tmp/u1.db" "UPDATE runs SET uid = 'node1-run'"; sqlite3 "$tmp/u2.db" "UPDATE runs SET uid = 'node2-run'"
 "$GQE" merge "$tmp/u.db" "$tmp/u1.db" "$tmp/u2.db" >/dev/null
 [ "$(sqlite3 "$tmp/u.db" "SELECT count(*) || ',' || count(DISTINCT uid) FROM runs")" = "2,2" ] || fail "uid identity"
+# An input from an older gqe lacks columns the output has: they stay empty.
+logs "$tmp/old.db" old "k=1,seed=1:finished:3"
+sqlite3 "$tmp/old.db" "ALTER TABLE runs DROP COLUMN pid; ALTER TABLE bench DROP COLUMN notes"
+"$GQE" merge "$tmp/out.db" "$tmp/old.db" | grep -q "old.db: 1 runs: 1 added" || fail "older input"
+[ "$(m "SELECT pid IS NULL FROM runs WHERE experiment_id = (SELECT id FROM experiments WHERE name = 'old')")" = 1 ] \
+  || fail "a column the input lacks should stay empty"
 echo "test_merge: ok"
