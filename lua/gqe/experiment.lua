@@ -294,7 +294,8 @@ function experiment.run(def, args)
       local c = config.deepcopy(r.config)
       local file = string.format("%s/job%d.json", dir, i)
       local f = assert(io.open(file, "w"))
-      f:write(json.encode { config = c, experiment = def.name, name = r.name, label = string.format("[%d/%d %s]", i, n, r.name) })
+      f:write(json.encode { config = c, experiment = def.name, name = r.name,
+                            label = string.format("[%d/%d %s%s]", i, n, r.name, got and " " .. placement.describe(got) or "") })
       f:close()
       local pid = gqe.spawn(experiment.worker_argv(db_path, file, jobs, got and { placement.env(got) }))
       running[#running + 1] = { pid = pid, i = i, file = file, gpus = got }
