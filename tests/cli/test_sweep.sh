@@ -77,7 +77,8 @@ if "$GQE" "$tmp/exp.lua" --gpus 0 --dry-run 2>"$tmp/err"; then fail "--gpus with
 grep -q "no run of this experiment uses a GPU" "$tmp/err" || fail "--gpus cpu message"
 
 # SIGINT to the sweep's process group (a terminal's Ctrl-C) while two
-# workers train: the sweep exits and leaves no process behind.
+# workers train: the sweep exits and leaves no process behind. (How the
+# runs are marked and resumed is test_experiment.sh's part.)
 PRE= write_exp 100000
 setsid "$GQE" "$tmp/exp.lua" --jobs 2 --db "$tmp/int.db" >"$tmp/out" 2>&1 &
 leader=$!
@@ -94,5 +95,4 @@ wait "$leader" || true
 sleep 0.5
 left=$(pgrep -f -- "$tmp/" || true)
 [ -z "$left" ] || { ps -o pid,args -p $left; fail "processes left after SIGINT"; }
-[ "$(sqlite3 "$tmp/int.db" "SELECT count(*) FROM runs WHERE status = 'running'")" = 0 ] || fail "runs left running"
 echo "test_sweep: ok"
