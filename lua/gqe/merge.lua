@@ -35,8 +35,8 @@ local function tables(db, schema)
   return t
 end
 
--- Columns of dst.tbl that src.tbl also has, less those in `skip`, plus
--- whether dst's key is a rowid alias named in skip (then new ids are given).
+-- Columns (quoted) of main.tbl that src.tbl also has, less those in
+-- `skip`: a column an older input lacks keeps its default.
 local function shared_columns(db, tbl, skip)
   local dst, src = columns(db, "main", tbl), columns(db, "src", tbl)
   local out = {}
@@ -54,8 +54,8 @@ local function rowid_column(db, schema, tbl)
   return nil
 end
 
--- The SQL expression naming a run's identity in schema s (alias r for runs,
--- e for experiments).
+-- The SQL expression naming a run's identity (alias r for runs, e for
+-- experiments), in either database.
 local function identity_sql(use_uid)
   if use_uid then return "coalesce(r.uid, e.name || char(31) || r.name || char(31) || coalesce(r.config_hash, '') || char(31) || coalesce(r.seed, ''))" end
   return "e.name || char(31) || r.name || char(31) || coalesce(r.config_hash, '') || char(31) || coalesce(r.seed, '')"
