@@ -145,6 +145,32 @@ function placement.for_sweep(runs, flags, count, getenv)
   return pool
 end
 
+-- A placer for the sweep runner (acquire(run) -> slot or nil, release(slot),
+-- size) that puts GPU runs on the pool's GPUs: it takes a slot of `inner`
+-- (the runner's own: how many runs at once, their threads) and, for a run
+-- that needs GPUs, those GPUs too; the slot's env pins the worker to them
+-- and its label names them.
+function placement.placer(pool, inner)
+  return {
+    size = inner.size,
+    acquire = function(_, run)
+      local slot = inner:acquire(run)
+      if not slot then return nil end
+      local need = placement.need(run.config)
+      if need == 0 then return { inner = slot, env = slot.env, label = slot.label } end
+      local got = pool:acquire(need)
+      if not got then inner:release(slot); return nil end
+      local env = { placement.env(got) }
+      for _, e in ipairs(slot.env or {}) do env[#env + 1] = e end
+      return { inner = slot, gpus = got, env = env, label = placement.describe(got) }
+    end,
+    release = function(_, slot)
+      if slot.gpus then pool:release(slot.gpus) end
+      inner:release(slot.inner)
+    end,
+  }
+end
+
 -- Flags of the sweep runner that take a value (for config.parse_args).
 placement.flags_with_value = { gpus = true, ["per-gpu"] = true }
 

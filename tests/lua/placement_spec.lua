@@ -141,3 +141,39 @@ describe("a placed worker", function()
     assert.matches("job.json", argv[#argv], 1, true)
   end)
 end)
+
+describe("placement.placer", function()
+  -- The runner's own placer: `size` runs at once, each with its threads.
+  local function counting(size)
+    local used = 0
+    return { size = size,
+             acquire = function() if used < size then used = used + 1; return { env = { "OMP_NUM_THREADS=2" } } end end,
+             release = function() used = used - 1 end,
+             used = function() return used end }
+  end
+  local gpu = { name = "g", config = { train = { device = "cuda" } } }
+  local cpu = { name = "c", config = { train = { device = "cpu" } } }
+
+  it("pins GPU runs, keeps the runner's env, frees both on release", function()
+    local inner = counting(4)
+    local p = placement.placer(placement.pool({ "5" }, 2), inner)
+    assert.equal(4, p.size)
+    local a, b = p:acquire(gpu), p:acquire(gpu)
+    assert.same({ "CUDA_VISIBLE_DEVICES=5", "OMP_NUM_THREADS=2" }, a.env)
+    assert.equal("GPU 5", b.label)
+    assert.is_nil(p:acquire(gpu))       -- the GPU's two slots are taken
+    assert.equal(2, inner.used())       -- and the refused run holds no runner slot
+    local c = p:acquire(cpu)            -- a CPU run needs no GPU
+    assert.same({ "OMP_NUM_THREADS=2" }, c.env)
+    p:release(a)
+    assert.is_not_nil(p:acquire(gpu))
+    p:release(c); p:release(b)
+    assert.equal(1, inner.used())
+  end)
+
+  it("never runs more at once than the runner allows", function()
+    local p = placement.placer(placement.pool({ "0", "1" }, 2), counting(1))
+    assert.is_not_nil(p:acquire(gpu))
+    assert.is_nil(p:acquire(gpu))
+  end)
+end)
