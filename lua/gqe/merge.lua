@@ -3,11 +3,10 @@
 -- the output and copied in one transaction by SQLite itself:
 --   experiments by name;
 --   runs with new ids, every table with a run_id column following them;
---   a run is identified across files by its uid when both files have one,
---     else by experiment name + run name + config hash + seed; of the rows
---     of one run the finished one wins, then the one with the most steps,
---     and on a tie the row already in OUT stays (so merging twice changes
---     nothing);
+--   rows are one run when they share experiment name + run name + config
+--     hash + seed, or (both logs having run uids) a uid; of the rows of one
+--     run the finished one wins, then the one with the most steps, and on a
+--     tie the row already in OUT stays (so merging twice changes nothing);
 --   tables without run_id (bench) get the rows they do not hold yet.
 -- Inputs of a newer schema than this build's are refused before any write.
 local gqe = require "gqe"
@@ -54,12 +53,9 @@ local function rowid_column(db, schema, tbl)
   return nil
 end
 
--- The SQL expression naming a run's identity (alias r for runs, e for
--- experiments), in either database.
-local function identity_sql(use_uid)
-  if use_uid then return "coalesce(r.uid, e.name || char(31) || r.name || char(31) || coalesce(r.config_hash, '') || char(31) || coalesce(r.seed, ''))" end
-  return "e.name || char(31) || r.name || char(31) || coalesce(r.config_hash, '') || char(31) || coalesce(r.seed, '')"
-end
+-- What makes two rows one run (alias r for runs, e for experiments):
+-- experiment, run name, config hash and seed.
+local RUN_KEY = "e.name || char(31) || r.name || char(31) || coalesce(r.config_hash, '') || char(31) || coalesce(r.seed, '')"
 
 -- Best row per identity of schema s into temp table t: finished first, then
 -- most steps, then (within one file) the latest row.
@@ -97,10 +93,19 @@ end
 -- Copies the attached input "src" into "main"; returns the counts.
 local function merge_attached(db)
   local dst_cols, src_cols = columns(db, "main", "runs"), columns(db, "src", "runs")
-  local ident = identity_sql(dst_cols.uid ~= nil and src_cols.uid ~= nil)
   local stats = {}
-  db:exec("DROP TABLE IF EXISTS temp.merge_src; DROP TABLE IF EXISTS temp.merge_dst; DROP TABLE IF EXISTS temp.merge_map;")
-  db:exec(best_runs("src", "merge_src", ident) .. best_runs("main", "merge_dst", ident))
+  db:exec("DROP TABLE IF EXISTS temp.merge_src; DROP TABLE IF EXISTS temp.merge_dst; DROP TABLE IF EXISTS temp.merge_map; " ..
+          "DROP TABLE IF EXISTS temp.merge_uid;")
+  -- Where both logs carry run uids, an input row whose uid the output holds
+  -- is that output run, whatever its name or config hash says now.
+  local src_key = RUN_KEY
+  if dst_cols.uid and src_cols.uid then
+    db:exec("CREATE TEMP TABLE merge_uid AS SELECT r.uid, " .. RUN_KEY .. " AS ident FROM main.runs r " ..
+            "JOIN main.experiments e ON e.id = r.experiment_id WHERE r.uid IS NOT NULL; " ..
+            "CREATE INDEX temp.merge_uid_uid ON merge_uid(uid);")
+    src_key = "coalesce((SELECT u.ident FROM temp.merge_uid u WHERE u.uid = r.uid), " .. RUN_KEY .. ")"
+  end
+  db:exec(best_runs("src", "merge_src", src_key) .. best_runs("main", "merge_dst", RUN_KEY))
   -- merge_map: input run id -> output id, for runs new here or better than
   -- the output's row (which is replaced in place, keeping its id).
   db:exec([[
@@ -131,13 +136,18 @@ UPDATE main.experiments SET created = min(created, (SELECT s.created FROM src.ex
 DELETE FROM main.runs WHERE id IN (
   SELECT r.id FROM main.runs r JOIN main.experiments e ON e.id = r.experiment_id
    WHERE %s IN (SELECT ident FROM temp.merge_map WHERE replacing));
-]], ident))
+]], RUN_KEY))
   local cols = shared_columns(db, "runs", { id = true, experiment_id = true })
+  local values = "r." .. table.concat(cols, ", r.")
+  if dst_cols.uid and not src_cols.uid then   -- runs of an older log get their uid here
+    cols[#cols + 1] = "uid"
+    values = values .. ", lower(hex(randomblob(8)))"
+  end
   db:exec(string.format([[
 INSERT INTO main.runs(id, experiment_id, %s)
 SELECT m.dst_id, (SELECT d.id FROM main.experiments d WHERE d.name = e.name), %s
   FROM src.runs r JOIN temp.merge_map m ON m.src_id = r.id JOIN src.experiments e ON e.id = r.experiment_id;
-]], table.concat(cols, ", "), "r." .. table.concat(cols, ", r.")))
+]], table.concat(cols, ", "), values))
 
   local src_has = {}
   for _, name in ipairs(tables(db, "src")) do src_has[name] = true end
@@ -161,7 +171,7 @@ SELECT m.dst_id, (SELECT d.id FROM main.experiments d WHERE d.name = e.name), %s
       end
     end
   end
-  db:exec("DROP TABLE temp.merge_src; DROP TABLE temp.merge_dst; DROP TABLE temp.merge_map;")
+  db:exec("DROP TABLE temp.merge_src; DROP TABLE temp.merge_dst; DROP TABLE temp.merge_map; DROP TABLE IF EXISTS temp.merge_uid;")
   return stats
 end
 

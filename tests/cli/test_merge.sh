@@ -74,15 +74,26 @@ refuse "unknown flag --force" "$tmp/out.db" "$tmp/a.db" --force
 [ "$(m "SELECT group_concat(id || name || status || step) FROM runs; SELECT count(*) FROM metrics; SELECT count(*) FROM bench; SELECT count(*) FROM checkpoints")" = "$before" ] \
   || fail "a refused merge changed the log"
 
-# With a run uid in both logs, runs are told apart by it: two runs of one
-# name and config with different uids are both kept.
+# With run uids in both logs: a uid names one run even under another name
+# (here with more steps, so it replaces the row); different uids of one
+# experiment, name, config and seed are still one run; runs from a log
+# without uids get one.
 logs "$tmp/u1.db" sweep "k=1,seed=1:finished:3"
 logs "$tmp/u2.db" sweep "k=1,seed=1:finished:3"
+logs "$tmp/u3.db" sweep "renamed:finished:5"
+logs "$tmp/u4.db" sweep "k=2,seed=1:finished:3"
 logs "$tmp/u.db" sweep
-for f in u1 u2 u; do sqlite3 "$tmp/$f.db" "ALTER TABLE runs ADD COLUMN uid TEXT"; done
-sqlite3 "$tmp/u1.db" "UPDATE runs SET uid = 'node1-run'"; sqlite3 "$tmp/u2.db" "UPDATE runs SET uid = 'node2-run'"
+for f in u1 u2 u3 u; do sqlite3 "$tmp/$f.db" "ALTER TABLE runs ADD COLUMN uid TEXT"; done
+sqlite3 "$tmp/u1.db" "UPDATE runs SET uid = 'a1'"; sqlite3 "$tmp/u2.db" "UPDATE runs SET uid = 'b2'"
+sqlite3 "$tmp/u3.db" "UPDATE runs SET uid = 'a1'"
 "$GQE" merge "$tmp/u.db" "$tmp/u1.db" "$tmp/u2.db" >/dev/null
-[ "$(sqlite3 "$tmp/u.db" "SELECT count(*) || ',' || count(DISTINCT uid) FROM runs")" = "2,2" ] || fail "uid identity"
+[ "$(sqlite3 "$tmp/u.db" "SELECT count(*) || ',' || group_concat(uid) FROM runs")" = "1,a1" ] || fail "one run by name, config and seed"
+"$GQE" merge "$tmp/u.db" "$tmp/u3.db" "$tmp/u4.db" >/dev/null
+[ "$(sqlite3 "$tmp/u.db" "SELECT name || ':' || uid || ':' || step FROM runs WHERE uid = 'a1'")" = "renamed:a1:5" ] \
+  || fail "uid identity across a rename"
+[ "$(sqlite3 "$tmp/u.db" "SELECT count(*) FROM runs WHERE uid IS NULL OR length(uid) = 0")" = 0 ] || fail "runs without a uid"
+[ "$(sqlite3 "$tmp/u.db" "SELECT count(*) FROM runs")" = 2 ] || fail "uid merge count"
+
 # An input from an older gqe lacks columns the output has: they stay empty.
 logs "$tmp/old.db" old "k=1,seed=1:finished:3"
 sqlite3 "$tmp/old.db" "ALTER TABLE runs DROP COLUMN pid; ALTER TABLE bench DROP COLUMN notes"
