@@ -41,6 +41,9 @@ extern const gqe_backend gqe_cpu_backend;
 extern const gqe_backend gqe_cuda_backend;
 /* True when the CUDA backend is compiled in and a device is present. */
 bool gqe_cuda_available(void);
+/* CUDA devices this process sees (CUDA_VISIBLE_DEVICES applied); 0 without
+ * CUDA, a driver or a device. */
+int gqe_cuda_device_count(void);
 /* Device memory held by the caching allocator, in bytes of its size classes:
  * live blocks now, their peak since the last reset, and all blocks obtained
  * from cudaMalloc (live plus cached). Zeros without CUDA. */

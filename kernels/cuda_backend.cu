@@ -223,16 +223,18 @@ gqe_status gqe_cuda_need_i32(const gqe_tensor *t, const char *op, const char *na
 }
 
 /* ---- availability and the table ------------------------------------------ */
-extern "C" bool gqe_cuda_available(void) {
+extern "C" int gqe_cuda_device_count(void) {
     static int cached = -1;
     if (cached < 0) {
         int n = 0;
         cudaError_t e = cudaGetDeviceCount(&n);
-        if (e != cudaSuccess) cudaGetLastError(); /* no driver or no device: clear and say no */
-        cached = (e == cudaSuccess && n > 0) ? 1 : 0;
+        if (e != cudaSuccess) { cudaGetLastError(); n = 0; } /* no driver or no device: clear and say none */
+        cached = n;
     }
-    return cached == 1;
+    return cached;
 }
+
+extern "C" bool gqe_cuda_available(void) { return gqe_cuda_device_count() > 0; }
 
 extern "C" const gqe_backend gqe_cuda_backend = {
     /* .name */ "cuda",

@@ -25,6 +25,7 @@ static double now(void) {
 static int l_clock(lua_State *L) { lua_pushnumber(L, now()); return 1; }
 static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 static int l_cuda_available(lua_State *L) { lua_pushboolean(L, gqe_cuda_available()); return 1; }
+static int l_cuda_device_count(lua_State *L) { lua_pushinteger(L, gqe_cuda_device_count()); return 1; }
 
 /* gqe.profile_reset(): drops the GQE_PROFILE table so far (call after a warm-up). */
 static int l_profile_reset(lua_State *L) { (void)L; gqe_profile_reset(); return 0; }
@@ -255,7 +256,7 @@ static const luaL_Reg sys_funcs[] = {
     {"signals_install", l_signals_install}, {"signals_reset", l_signals_reset},
     {"interrupted", l_interrupted}, {"git_commit", l_git_commit}, {"sgemm_bench", l_sgemm_bench},
     {"wait", l_wait}, {"kill", l_kill}, {"sleep", l_sleep}, {"getenv", l_getenv},
-    {"isatty", l_isatty}, {"spawn", l_spawn}, {NULL, NULL}};
+    {"isatty", l_isatty}, {"spawn", l_spawn}, {"cuda_device_count", l_cuda_device_count}, {NULL, NULL}};
 
 void gqe_lua_open_sys(lua_State *L) {
     luaL_setfuncs(L, sys_funcs, 0);
