@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,7 +65,9 @@ static int l_isatty(lua_State *L) {
 }
 
 /* Sleeps the full time unless a signal handled by signals_install arrives. */
-static volatile sig_atomic_t g_signal;   /* 0, SIGINT or SIGTERM */
+static volatile sig_atomic_t g_signal;   /* 0, SIGINT or SIGTERM: the first interrupt */
+static volatile sig_atomic_t g_direct;   /* an interrupt came straight to this process */
+static int g_installed;
 
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
@@ -76,19 +79,47 @@ static int l_sleep(lua_State *L) {
 
 /* ---- signals: the first asks the loop to stop, the second stops now ----- */
 
+/* SIGUSR1 / SIGUSR2 are SIGINT / SIGTERM forwarded by the parent of a --jobs
+ * sweep. They ask for a clean stop but never count as the second signal: the
+ * same Ctrl-C usually reaches the worker directly too (a terminal signals
+ * the whole process group, Slurm every process of the job), and one Ctrl-C
+ * must not kill a run without its checkpoint. */
 static void on_signal(int sig) {
-    if (g_signal) _exit(sig == SIGTERM ? 143 : 130);
-    g_signal = sig;
+    if (sig == SIGUSR1 || sig == SIGUSR2) {
+        if (!g_signal) g_signal = sig == SIGUSR1 ? SIGINT : SIGTERM;
+        return;
+    }
+    if (g_direct) _exit(sig == SIGTERM ? 143 : 130);
+    g_direct = 1;
+    if (!g_signal) g_signal = sig;
 }
 
+static const int STOP_SIGNALS[] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+#define N_STOP_SIGNALS (int)(sizeof STOP_SIGNALS / sizeof STOP_SIGNALS[0])
+
+static void stop_signal_set(sigset_t *set) {
+    sigemptyset(set);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaddset(set, STOP_SIGNALS[i]);
+}
+
+/* Installs the handlers (idempotent: a signal already caught stays caught)
+ * and unblocks the signals a --jobs worker starts with blocked. A closed
+ * stdout (`gqe resume 7 | head`) must not kill a run: SIGPIPE is ignored
+ * and progress output is best-effort. */
 static int l_signals_install(lua_State *L) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-        return luaL_error(L, "gqe.signals_install: sigaction failed: %s", strerror(errno));
-    g_signal = 0;
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        if (sigaction(STOP_SIGNALS[i], &sa, NULL) != 0)
+            return luaL_error(L, "gqe.signals_install: sigaction failed: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
+    if (!g_installed) g_signal = g_direct = 0;
+    g_installed = 1;
+    sigset_t set;
+    stop_signal_set(&set);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
     return 0;
 }
 
@@ -97,9 +128,9 @@ static int l_signals_reset(lua_State *L) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    g_signal = 0;
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(STOP_SIGNALS[i], &sa, NULL);
+    g_signal = g_direct = 0;
+    g_installed = 0;
     (void)L;
     return 0;
 }
@@ -167,7 +198,7 @@ static int l_sgemm_bench(lua_State *L) {
 
 /* ---- child processes ---------------------------------------------------- */
 
-static const char *const SPAWN_OPTS[] = {"stderr", "stdout", NULL};
+static const char *const SPAWN_OPTS[] = {"stderr", "stdout", "worker", NULL};
 
 static void redirect(const char *path, int fd) {
     if (!path) return;
@@ -177,9 +208,13 @@ static void redirect(const char *path, int fd) {
     close(f);
 }
 
-/* spawn(argv [, {stdout=path, stderr=path}]) -> pid. argv[1] == "gqe" runs
- * this very executable (/proc/self/exe) so child runs use the same build;
- * any other argv[1] is looked up on PATH. Output paths are appended to. */
+/* spawn(argv [, {stdout=path, stderr=path, worker=bool}]) -> pid. argv[1] ==
+ * "gqe" runs this very executable (/proc/self/exe) so child runs use the
+ * same build; any other argv[1] is looked up on PATH. Output paths are
+ * appended to. A worker starts with the stop signals blocked (an interrupt
+ * that arrives while it starts waits for its signals_install instead of
+ * killing it) and gets SIGTERM when this process dies, so no run is left
+ * behind by a killed sweep. */
 static int l_spawn(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     gqe_lua_check_keys(L, 2, "gqe.spawn", SPAWN_OPTS);
@@ -197,11 +232,22 @@ static int l_spawn(lua_State *L) {
     }
     argv[n] = NULL;
     bool self = strcmp(argv[0], "gqe") == 0;
+    lua_getfield(L, 2, "worker");
+    bool worker = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    pid_t parent = getpid();
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) return luaL_error(L, "gqe.spawn: fork failed: %s", strerror(errno));
     if (pid == 0) {
+        if (worker) {
+            sigset_t set;
+            stop_signal_set(&set);
+            sigprocmask(SIG_BLOCK, &set, NULL);
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) _exit(143);   /* the parent died before prctl */
+        }
         redirect(out, 1);
         redirect(err, 2);
         if (self) execv("/proc/self/exe", (char *const *)argv);
@@ -228,10 +274,11 @@ static int l_wait(lua_State *L) {
     return 2;
 }
 
-/* kill(pid [, "SIGTERM"|"SIGINT"|"SIGKILL"]): for stopping child runs. */
+/* kill(pid [, "SIGTERM"|"SIGINT"|"SIGKILL"|"SIGUSR1"|"SIGUSR2"]): for
+ * stopping child runs (SIGUSR1/2: a forwarded SIGINT/SIGTERM, see on_signal). */
 static int l_kill(lua_State *L) {
-    static const char *const names[] = {"SIGTERM", "SIGINT", "SIGKILL", NULL};
-    static const int sigs[] = {SIGTERM, SIGINT, SIGKILL};
+    static const char *const names[] = {"SIGTERM", "SIGINT", "SIGKILL", "SIGUSR1", "SIGUSR2", NULL};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGKILL, SIGUSR1, SIGUSR2};
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
     luaL_argcheck(L, pid > 0, 1, "pid must be positive");
     int s = sigs[luaL_checkoption(L, 2, "SIGTERM", names)];
@@ -249,4 +296,10 @@ static const luaL_Reg sys_funcs[] = {
 
 void gqe_lua_open_sys(lua_State *L) {
     luaL_setfuncs(L, sys_funcs, 0);
+#ifdef GQE_HAVE_CUDA
+    lua_pushboolean(L, 1);
+#else
+    lua_pushboolean(L, 0);
+#endif
+    lua_setfield(L, -2, "cuda_built");
 }
