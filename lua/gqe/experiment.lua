@@ -441,7 +441,8 @@ end
 function experiment.execute(runs, todo, opts)
   local n, exp_name = #runs, opts.exp_name
   local width = #tostring(n)
-  local function tag(i) return string.format("[%" .. width .. "d/%d %s]", i, n, runs[i].name) end
+  local function tag(i) return string.format("[%" .. width .. "d/%d] %s:", i, n, runs[i].name) end
+  local function label(i) return string.format("[%d/%d %s]", i, n, runs[i].name) end
   local summaries = {}
   local function finished(i, s)
     summaries[i] = s
@@ -468,7 +469,7 @@ function experiment.execute(runs, todo, opts)
       if interrupted() then break end
       local r = runs[i]
       line("%s started%s", tag(i), prepare(i))
-      local ok, s = pcall(train.run, r.config, { db = opts.db, experiment = exp_name, name = r.name, label = tag(i),
+      local ok, s = pcall(train.run, r.config, { db = opts.db, experiment = exp_name, name = r.name, label = label(i),
                                                  resume = r.resume, no_raise = true })
       if ok then finished(i, s)
       else finished(i, { status = "failed", error = tostring(s), name = r.name }) end
@@ -491,10 +492,10 @@ function experiment.execute(runs, todo, opts)
     local how = prepare(i)
     local file = string.format("%s/job%d.json", dir, i)
     local f = assert(io.open(file, "w"))
-    f:write(json.encode { config = r.config, experiment = exp_name, name = r.name, label = tag(i), resume = r.resume })
+    f:write(json.encode { config = r.config, experiment = exp_name, name = r.name, label = label(i), resume = r.resume })
     f:close()
     local pid = gqe.spawn(experiment.worker_argv(opts.db_path, file, slot.env), { worker = true })
-    running[#running + 1] = { pid = pid, i = i, file = file, slot = slot, label = tag(i),
+    running[#running + 1] = { pid = pid, i = i, file = file, slot = slot, label = label(i),
                               show = r.config.train.progress }
     line("%s started (pid %d%s)%s", tag(i), pid, slot.label and (", " .. slot.label) or "", how)
   end
@@ -639,10 +640,10 @@ function experiment.run_list(exp_name, runs, opts)
         local s = train.summary_from_db(db, r.row, r.config)
         s.skipped = true
         summaries[i] = s
-        line("[%" .. width .. "d/%d %s] already finished (run %d), val/loss %s - skipped", i, n, r.name, r.row,
+        line("[%" .. width .. "d/%d] %s: already finished (run %d), val/loss %s - skipped", i, n, r.name, r.row,
              fmt_loss(s.final_val_loss))
       elseif r.state == "diverged" or r.state == "running" then
-        line("[%" .. width .. "d/%d %s] %s", i, n, r.name, state_text(r))
+        line("[%" .. width .. "d/%d] %s: %s", i, n, r.name, state_text(r))
       end
     end
     local ran = experiment.execute(runs, todo, { db = db, db_path = db_path, exp_name = exp_name,
@@ -659,14 +660,14 @@ function experiment.run_list(exp_name, runs, opts)
   local text, c = tally(runs, summaries)
   local sig = gqe.interrupted and gqe.interrupted()
   if sig then
-    fail("experiment %s interrupted (%s): %s (of %d runs)", exp_name, sig, text, n)
+    fail("experiment %s interrupted (%s), %d runs: %s", exp_name, sig, n, text)
   end
   if c.killed + c.failed + c.other > 0 then
     local failures = {}
     for _, r in ipairs(runs) do if r.error then failures[#failures + 1] = r.name .. ": " .. r.error end end
-    fail("experiment %s: %s (of %d runs):\n  %s", exp_name, text, n, table.concat(failures, "\n  "))
+    fail("experiment %s, %d runs: %s\n  %s", exp_name, n, text, table.concat(failures, "\n  "))
   end
-  line("experiment %s: %s (of %d runs)", exp_name, text, n)
+  line("experiment %s, %d runs: %s", exp_name, n, text)
   return list
 end
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Interrupts and reruns of a --jobs 2 sweep, as a terminal and a scheduler
+# deliver them:
+#  1. Ctrl-C (SIGINT to the whole process group): each run finishes its
+#     step, writes a checkpoint and is marked killed; no process is left;
+#     the closing line counts right. --dry-run then says "will resume".
+#  2. A rerun resumes both runs in their own rows and logs exactly the
+#     losses of uninterrupted runs.
+#  3. SIGTERM to the sweep's process alone: the same, and `gqe resume
+#     EXPERIMENT` resumes both.
+#  4. A second Ctrl-C stops everything at once; the database stays intact;
+#     --restart starts both runs again from step 0 in their own rows.
+#  5. A closed stdout (`gqe resume ... | head`) never kills a run.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cat lua/gqe/*.lua > "$tmp/text.txt"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done; }
+
+cat > "$tmp/exp.lua" <<LUA
+local gqe = require "gqe"
+gqe.experiment {
+  name = "int",
+  base = {
+    data  = { path = "$tmp/text.txt" },
+    model = { dim = 32, layers = 2, experts = 4, groups = 2, head_dim = 8 },
+    train = { steps = 600, batch = 4, seq = 32, log_every = 1, eval_every = 200, eval_batches = 1,
+              checkpoint_every = 0, checkpoint_dir = "$tmp/ckpt" },
+  },
+  grid  = { ["model.router"] = { "softmax", "sigmoid" } },
+  seeds = { 1 },
+}
+LUA
+
+# Waits until both runs of $1 logged a few steps.
+wait_steps() {
+  for _ in $(seq 600); do
+    [ "$(sqlite3 -cmd ".timeout 5000" "$1" "SELECT count(*) FROM runs WHERE step >= 3 AND status = 'running'" 2>/dev/null || echo 0)" = 2 ] && return 0
+    sleep 0.1
+  done
+  fail "the runs did not start"
+}
+# Starts the sweep in its own process group (as a shell job is), db $1, extra args after.
+start_sweep() {
+  local d=$1; shift
+  setsid "$GQE" "$tmp/exp.lua" --jobs 2 --db "$d" "$@" >"$tmp/out" 2>"$tmp/err" &
+  sweep=$!
+  pids+=("$sweep")
+}
+no_process_left() {
+  sleep 0.2
+  if kill -0 -- "-$1" 2>/dev/null; then ps -o pid,pgid,args -g "$1" || true; fail "$2: a process of the sweep is still running"; fi
+}
+losses() { sqlite3 "$1" "SELECT r.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.key = 'train/loss' ORDER BY 1, 2"; }
+
+# The reference: the same sweep, uninterrupted.
+"$GQE" "$tmp/exp.lua" --jobs 2 --db "$tmp/ref.db" train.progress=false >/dev/null 2>&1 || fail "reference sweep"
+losses "$tmp/ref.db" > "$tmp/ref.losses"
+[ "$(wc -l < "$tmp/ref.losses")" = 1200 ] || fail "reference: expected 1200 losses"
+
+# 1. Ctrl-C to the process group.
+start_sweep "$db"
+wait_steps "$db"
+kill -INT -- "-$sweep"
+set +e; wait "$sweep"; rc=$?; set -e
+cat "$tmp/out" "$tmp/err"
+[ "$rc" != 0 ] || fail "an interrupted sweep exited 0"
+no_process_left "$sweep" "Ctrl-C"
+[ "$(q "SELECT count(*) FROM runs WHERE status = 'killed'")" = 2 ] || { q "SELECT id, status, error FROM runs"; fail "Ctrl-C: both runs must be killed"; }
+# One checkpoint each, at the step where the run stopped.
+[ "$(q "SELECT count(*) FROM runs r WHERE (SELECT count(*) FROM checkpoints c WHERE c.run_id = r.id AND c.step = r.step) = 1")" = 2 ] \
+  || { q "SELECT r.id, r.step, c.step FROM runs r LEFT JOIN checkpoints c ON c.run_id = r.id"; fail "Ctrl-C: a checkpoint at the stopping step"; }
+grep -q "left no result" "$tmp/out" && fail "Ctrl-C: a worker died without a result"
+grep -q "interrupted (SIGINT), 2 runs: 0 finished now, 2 killed (rerun to resume them)" "$tmp/err" || fail "Ctrl-C: closing line"
+[ "$(grep -c "^gqe: " "$tmp/err")" = 1 ] || fail "Ctrl-C: one closing error"
+
+# --dry-run tells what a rerun does.
+"$GQE" "$tmp/exp.lua" --dry-run --db "$db" > "$tmp/dry"
+cat "$tmp/dry"
+[ "$(grep -c "will resume from step" "$tmp/dry")" = 2 ] || fail "dry run: will resume"
+"$GQE" "$tmp/exp.lua" --dry-run --db "$db" train.seed=2 | grep -q "seed=2  *new" || fail "dry run: new"
+
+# 2. The rerun resumes both in their own rows; the losses are the uninterrupted ones.
+"$GQE" "$tmp/exp.lua" --jobs 2 --db "$db" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "rerun"; }
+cat "$tmp/out"
+[ "$(grep -c "resuming run [12] from step" "$tmp/out")" = 2 ] || fail "rerun: both resume"
+[ "$(q "SELECT count(*) FROM runs")" = 2 ] || fail "rerun: new rows"
+[ "$(q "SELECT count(*) FROM runs WHERE status = 'finished'")" = 2 ] || fail "rerun: not finished"
+losses "$db" > "$tmp/losses"
+cmp -s "$tmp/ref.losses" "$tmp/losses" || { diff "$tmp/ref.losses" "$tmp/losses" | head; fail "resumed losses differ from uninterrupted runs"; }
+"$GQE" "$tmp/exp.lua" --dry-run --db "$db" | grep -c "finished (run" | grep -qx 2 || fail "dry run: finished"
+
+# 3. SIGTERM to the sweep's process alone; `gqe resume EXPERIMENT`.
+db3=$tmp/term.db
+start_sweep "$db3"
+wait_steps "$db3"
+kill -TERM "$sweep"
+set +e; wait "$sweep"; rc=$?; set -e
+[ "$rc" != 0 ] || fail "SIGTERM: exited 0"
+no_process_left "$sweep" "SIGTERM"
+[ "$(sqlite3 "$db3" "SELECT count(*) FROM runs WHERE status = 'killed'")" = 2 ] || { cat "$tmp/err"; fail "SIGTERM: both runs must be killed"; }
+"$GQE" resume int --jobs 2 --db "$db3" > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "gqe resume EXPERIMENT"; }
+[ "$(sqlite3 "$db3" "SELECT count(*) FROM runs WHERE status = 'finished'")" = 2 ] || fail "resume EXPERIMENT: not finished"
+[ "$(sqlite3 "$db3" "SELECT count(*) FROM runs")" = 2 ] || fail "resume EXPERIMENT: new rows"
+cmp -s "$tmp/ref.losses" <(losses "$db3") || fail "gqe resume EXPERIMENT: losses differ"
+
+# 4. A second Ctrl-C: everything stops at once, the database stays intact.
+db4=$tmp/twice.db
+start_sweep "$db4"
+wait_steps "$db4"
+kill -INT -- "-$sweep"; kill -INT -- "-$sweep"
+set +e; wait "$sweep"; set -e
+no_process_left "$sweep" "second Ctrl-C"
+[ "$(sqlite3 "$db4" "PRAGMA integrity_check")" = ok ] || fail "second Ctrl-C: database damaged"
+"$GQE" "$tmp/exp.lua" --jobs 2 --restart --db "$db4" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--restart"; }
+cat "$tmp/out"
+[ "$(grep -c "from step 0" "$tmp/out")" = 2 ] || fail "--restart: both from step 0"
+[ "$(sqlite3 "$db4" "SELECT count(*) FROM runs")" = 2 ] || fail "--restart: new rows"
+cmp -s "$tmp/ref.losses" <(losses "$db4") || fail "--restart: losses differ"
+
+# 5. A closed pipe does not kill a resumed run (run 1 of the SIGTERM sweep,
+# which prints its progress, goes back to its checkpoint at the signal).
+sqlite3 "$db3" "UPDATE runs SET status = 'killed' WHERE id = 1; DELETE FROM checkpoints WHERE run_id = 1 AND step = 600"
+set +e; "$GQE" resume 1 --db "$db3" 2>&1 | head -c 1 >/dev/null; rc=${PIPESTATUS[0]}; set -e
+[ "$rc" = 0 ] || fail "SIGPIPE: gqe resume exited $rc"
+[ "$(sqlite3 "$db3" "SELECT status FROM runs WHERE id = 1")" = finished ] || fail "SIGPIPE: the resumed run did not finish"
+cmp -s "$tmp/ref.losses" <(losses "$db3") || fail "SIGPIPE: losses differ"
+echo "test_experiment_interrupt: ok"
