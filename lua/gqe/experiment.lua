@@ -115,6 +115,7 @@ function experiment.expand(def, overrides)
     if not seen[ax.key] then seen[ax.key] = true; name_keys[#name_keys + 1] = ax.key end
   end
   table.sort(overridden)
+  for _, k in ipairs(overridden) do overridden[k] = true end
   for _, k in ipairs(overridden) do
     if not seen[k] then seen[k] = true; name_keys[#name_keys + 1] = k end
   end
@@ -135,7 +136,7 @@ function experiment.expand(def, overrides)
       local parts = {}
       for _, k in ipairs(name_keys) do
         local v = varied[k]
-        if v == nil then v = flat[k] end
+        if v == nil and overridden[k] then v = flat[k] end
         if v ~= nil then parts[#parts + 1] = short[k] .. "=" .. value_text(v) end
       end
       runs[#runs + 1] = { name = table.concat(parts, ","), config = resolved, varied = varied,
@@ -382,6 +383,13 @@ end
 -- A problem that would fail every run sharing a device or data set (no
 -- GPU, a missing or too short data file) is raised once, before any run
 -- starts and before any row is written.
+-- What decides whether a data set opens: its options but the seed.
+local function data_key(c)
+  local o = train.data_options(c)
+  o.seed = nil
+  return json.encode(o)
+end
+
 function experiment.preflight(exp_name, todo)
   local seen = {}
   for _, r in ipairs(todo) do
@@ -390,13 +398,13 @@ function experiment.preflight(exp_name, todo)
       fail("experiment %s: %s; no run was started", exp_name, problem)
     end
     local opts = train.data_options(r.config)
-    local key = json.encode(opts)
+    local key = data_key(r.config)
     if not seen[key] then
       seen[key] = true
       local ok, err = pcall(gqe.data.open, opts)
       if not ok then
         local users = 0
-        for _, o in ipairs(todo) do if json.encode(train.data_options(o.config)) == key then users = users + 1 end end
+        for _, o in ipairs(todo) do if data_key(o.config) == key then users = users + 1 end end
         fail("experiment %s: %s (needed by %d of %d runs); no run was started", exp_name,
              (tostring(err):gsub("^[^:\n]*gqe[/.][%w_]+%.lua:%d+: ", "")), users, #todo)
       end
@@ -414,10 +422,8 @@ local function progress_block(exp_name, running, queued, done, total, jobs)
     if p then
       lines[#lines + 1] = string.format("  %s step %d/%d  loss %.4f  tok/s %.0f  eta %s", slot.label, p.step, p.steps,
         p.loss or 0 / 0, p.tokens_per_s or 0, train.fmt_time(p.eta_s or -1))
-      if p.eta_s and p.steps > p.step then
-        remaining = remaining + p.eta_s
-        rate_sum, rate_n = rate_sum + p.eta_s / (p.steps - p.step), rate_n + 1
-      end
+      remaining = remaining + (p.eta_s or 0)
+      if p.s_per_step then rate_sum, rate_n = rate_sum + p.s_per_step, rate_n + 1 end
     else
       lines[#lines + 1] = string.format("  %s starting", slot.label)
     end
@@ -428,7 +434,7 @@ local function progress_block(exp_name, running, queued, done, total, jobs)
     for _, r in ipairs(queued) do
       remaining = remaining + per_step * (r.config.train.steps - (r.resume and r.resume.step or 0))
     end
-    eta = train.fmt_time(remaining / math.min(jobs, #running + #queued))
+    eta = train.fmt_time(remaining / math.max(1, math.min(jobs, #running + #queued)))
   end
   lines[#lines + 1] = string.format("  experiment %s: %d of %d runs done, %d running, %d queued, eta %s",
     exp_name, done, total, #running, #queued, eta)
@@ -499,7 +505,28 @@ function experiment.execute(runs, todo, opts)
                               show = r.config.train.progress }
     line("%s started (pid %d%s)%s", tag(i), pid, slot.label and (", " .. slot.label) or "", how)
   end
+  local function poll_progress()
+    local changed = false
+    for _, slot in ipairs(running) do
+      local f = io.open(slot.file .. ".progress.json", "r")
+      if f then
+        local ok, p = pcall(json.decode, f:read("a"))
+        f:close()
+        if ok and type(p) == "table" and (not slot.progress or p.step ~= slot.progress.step) then
+          slot.progress, changed = p, changed or slot.show
+        end
+      end
+    end
+    return changed
+  end
+  local function show_progress()
+    local queued = {}
+    for _, i in ipairs(queue) do queued[#queued + 1] = runs[i] end
+    note(progress_block(exp_name, running, queued, done, n, jobs))
+  end
   local function reap(k, code)
+    -- The run's last progress first (it may have ended between two polls).
+    if poll_progress() and not interrupted() then show_progress() end
     local slot = table.remove(running, k)
     placer:release(slot.slot)
     local s
@@ -512,20 +539,6 @@ function experiment.execute(runs, todo, opts)
     for _, suffix in ipairs { "", ".out.json", ".progress.json" } do os.remove(slot.file .. suffix) end
     if s.status == "finished" then done = done + 1 end
     finished(slot.i, s)
-  end
-  local function poll_progress()
-    local changed = false
-    for _, slot in ipairs(running) do
-      local f = io.open(slot.file .. ".progress.json", "r")
-      if f then
-        local ok, p = pcall(json.decode, f:read("a"))
-        f:close()
-        if ok and type(p) == "table" and (not slot.progress or p.step ~= slot.progress.step) then
-          slot.progress, changed = p, slot.show
-        end
-      end
-    end
-    return changed
   end
   local forwarded = false
   while #queue > 0 or #running > 0 do
@@ -552,11 +565,7 @@ function experiment.execute(runs, todo, opts)
         if slot.pid == pid then reap(k, code); break end
       end
     else
-      if poll_progress() and not sig then
-        local queued = {}
-        for _, i in ipairs(queue) do queued[#queued + 1] = runs[i] end
-        note(progress_block(exp_name, running, queued, done, n, jobs))
-      end
+      if poll_progress() and not sig then show_progress() end
       gqe.sleep(0.2)
     end
   end

@@ -52,7 +52,8 @@ function flags.closest(word, candidates)
   end
   if best and best_d <= math.max(2, math.min(3, #w // 3)) and best_d < #w then return best end
   for _, c in ipairs(candidates) do
-    if #w >= 2 and norm(c):sub(1, #w) == w then return c end
+    local n = norm(c)
+    if (#w >= 2 and n:sub(1, #w) == w) or (#n >= 3 and w:sub(1, #n) == n) then return c end
   end
   return nil
 end
