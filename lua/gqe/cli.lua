@@ -105,10 +105,11 @@ function commands.runs(args)
   local sql = [[SELECT r.id, e.name AS experiment, r.name, r.status, r.step, r.started, s.last AS val_loss, r.error
     FROM runs r JOIN experiments e ON e.id = r.experiment_id
     LEFT JOIN metric_summary s ON s.run_id = r.id AND s.key = 'val/loss']]
-  local rows
-  local status = flags.status or "%"
-  if pos[1] then rows = db:query(sql .. " WHERE e.name = ? AND r.status LIKE ? ORDER BY r.id", pos[1], status)
-  else rows = db:query(sql .. " WHERE r.status LIKE ? ORDER BY r.id", status) end
+  local where, binds = {}, {}
+  if pos[1] then where[#where + 1] = "e.name = ?"; binds[#binds + 1] = pos[1] end
+  if flags.status then where[#where + 1] = "r.status = ?"; binds[#binds + 1] = flags.status end
+  if #where > 0 then sql = sql .. " WHERE " .. table.concat(where, " AND ") end
+  local rows = db:query(sql .. " ORDER BY r.id", table.unpack(binds))
   db:close()
   if #rows == 0 then
     say("no %sruns%s", flags.status and (flags.status .. " ") or "", pos[1] and (" in experiment " .. pos[1]) or " yet")

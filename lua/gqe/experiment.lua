@@ -541,6 +541,7 @@ function experiment.execute(runs, todo, opts)
     finished(slot.i, s)
   end
   local forwarded = false
+  local function loop()
   while #queue > 0 or #running > 0 do
     local sig = interrupted()
     while not sig and #queue > 0 do
@@ -568,6 +569,14 @@ function experiment.execute(runs, todo, opts)
       if poll_progress() and not sig then show_progress() end
       gqe.sleep(0.2)
     end
+  end
+  end
+  local ok, err = pcall(loop)
+  if not ok then
+    -- No worker outlives the sweep: they stop as on SIGTERM (checkpoint, killed).
+    for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, "SIGUSR2") end
+    for _, slot in ipairs(running) do pcall(gqe.wait, slot.pid) end
+    error(err, 0)
   end
   os.remove(dir)
   return summaries
