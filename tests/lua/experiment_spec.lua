@@ -138,3 +138,17 @@ describe("experiment.run --dry-run", function()
     assert.equal(10, runs[1].config.train.steps)
   end)
 end)
+
+describe("progress", function()
+  local gqe = require "gqe"
+  local ok_train, train = pcall(require, "gqe.train")
+  it("counts a resumed run's ETA from the steps it ran", function()
+    if not (ok_train and gqe.clock) then return pending("needs build/gqe.so") end
+    -- 10 s for the 5 steps run since the checkpoint at step 90: 5 left take 10 s,
+    -- not the 0.56 s that counting from step 0 would claim.
+    local ctx = { c = { train = { steps = 100 } }, start_step = 90, loop_t0 = gqe.clock() - 10 }
+    local eta = train.eta_seconds(ctx, 95)
+    assert.is_true(eta >= 10 and eta < 11, tostring(eta))
+    assert.is_nil(train.eta_seconds(ctx, 90))
+  end)
+end)
