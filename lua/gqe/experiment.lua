@@ -297,6 +297,10 @@ end
 local function unique_name(db, exp_id, r)
   local name = r.name
   for _ = 1, 4 do
+    if #db:query("SELECT 1 FROM runs WHERE experiment_id = ? AND name = ? AND config_hash = ? LIMIT 1",
+                 exp_id, name, r.hash) > 0 then
+      return name   -- this very config ran under this name before
+    end
     local others = db:query("SELECT id FROM runs WHERE experiment_id = ? AND name = ? AND config_hash IS NOT ?",
                             exp_id, name, r.hash)
     if #others == 0 then return name end
