@@ -286,7 +286,7 @@ commands.__run = function(args)
   local flags, pos = parse("__run", args)
   if not flags then return 0 end
   if not flags.db then fail("usage: %s", cli.specs.__run.usage) end
-  return require("gqe.experiment").run_job(flags.db, pos[1])
+  return require("gqe.sweep").run_job(flags.db, pos[1])
 end
 
 cli.usage = [[

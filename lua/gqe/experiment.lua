@@ -6,20 +6,21 @@
 -- finished with the same config is skipped, a killed or crashed one resumes
 -- from its last checkpoint in its own row (from step 0 in that row when it
 -- has none), and only runs never started get new rows. --restart starts
--- unfinished runs afresh. Runs go one at a time in this process or --jobs N
--- at once as worker processes; where a worker runs is chosen by a placer
--- (experiment.default_placer: N slots on this machine), which other
--- placements (GPUs) replace.
+-- unfinished runs afresh. Before the first run, a problem that would fail
+-- them all (data, device) is reported once. gqe/sweep.lua runs them: one
+-- at a time in this process or --jobs N at once as worker processes.
 local gqe = require "gqe"
 local config = require "gqe.config"
 local flags = require "gqe.flags"
 local json = require "gqe.json"
 local results = require "gqe.results"
+local sweep = require "gqe.sweep"
 local train = require "gqe.train"
 
 local experiment = {}
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local line, fmt_loss = sweep.line, sweep.fmt_loss
 
 -- grid may be {["model.k"] = {1, 2}} (axes in sorted key order) or a list
 -- {{"model.k", {1, 2}}, ...} (axes in the given order).
@@ -162,118 +163,6 @@ function experiment.expand(def, overrides)
   return runs
 end
 
-local function fmt_loss(v) return v and string.format("%.4f", v) or "-" end
-
-local function line(fmt, ...)
-  -- Best-effort: a closed stdout never stops the experiment.
-  local text = string.format(fmt, ...)
-  pcall(function() io.stdout:write(text, "\n"); io.stdout:flush() end)
-end
-
-local function note(text)
-  pcall(function() io.stderr:write(text, "\n"); io.stderr:flush() end)
-end
-
--- The path of the running executable (the host, or lua5.4 with gqe.so).
-local function self_exe()
-  local p = io.popen("readlink /proc/" .. gqe.pid() .. "/exe 2>/dev/null")
-  local exe = p and p:read("l")
-  if p then p:close() end
-  return exe
-end
-
-local function tmpname()
-  local n = os.tmpname()
-  os.remove(n)
-  return n
-end
-
-local function cpu_count()
-  local p = io.popen("nproc 2>/dev/null")
-  local n = p and tonumber(p:read("l") or "")
-  if p then p:close() end
-  return n or 1
-end
-
--- Argv that runs `gqe __run --db DB FILE` with the same program (the host,
--- or a stock Lua interpreter that loads gqe.so again), with env (a list of
--- "NAME=value") set for it.
-function experiment.worker_argv(db_path, job_file, env)
-  local exe = self_exe() or "gqe"
-  local argv = {}
-  if env and #env > 0 then
-    argv[1] = "env"
-    for _, e in ipairs(env) do argv[#argv + 1] = e end
-  end
-  if exe:match("/lua[%d.]*$") then
-    for _, a in ipairs { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))",
-                                                   db_path, job_file) } do argv[#argv + 1] = a end
-  else
-    for _, a in ipairs { exe, "__run", "--db", db_path, job_file } do argv[#argv + 1] = a end
-  end
-  return argv
-end
-
--- Where workers run. A placer hands out slots: acquire(run) -> slot or nil
--- (nil: wait until a slot is released), release(slot). A slot may carry env
--- (a list of "NAME=value" for the worker: threads, visible devices) and a
--- label. The default: jobs slots on this machine, each with cores/jobs
--- OpenMP threads unless OMP_NUM_THREADS is set (N processes spinning
--- N*cores threads run several times slower).
-function experiment.default_placer(jobs)
-  local env = {}
-  if not os.getenv("OMP_NUM_THREADS") then
-    local threads = math.max(1, cpu_count() // jobs)
-    env = { "OMP_NUM_THREADS=" .. threads, "OPENBLAS_NUM_THREADS=" .. threads }
-  end
-  local free = {}
-  for k = jobs, 1, -1 do free[#free + 1] = { index = k, env = env } end
-  return {
-    size = jobs,
-    acquire = function(_, _) return table.remove(free) end,
-    release = function(_, slot) free[#free + 1] = slot end,
-  }
-end
-
--- The placer for a run of the experiment, from its parsed flags; nil runs
--- one run at a time in this process when jobs is 1 (the default placer
--- otherwise). Placements that add flags (GPUs) replace this function.
-function experiment.make_placer(opts, jobs)
-  if jobs == 1 then return nil end
-  return experiment.default_placer(jobs)
-end
-
--- Worker side of --jobs: reads the job file, trains, writes the summary
--- next to it (FILE.out.json) and its progress at each logging interval
--- (FILE.progress.json, replaced atomically). Returns the exit code.
-function experiment.run_job(db_path, job_file)
-  -- First: an interrupt that came while this process started is pending
-  -- (spawned with the stop signals blocked) and is caught from here on.
-  if gqe.signals_install then gqe.signals_install() end
-  local f = assert(io.open(job_file, "r"))
-  local job = json.decode(f:read("a"))
-  f:close()
-  local progress_file = job_file .. ".progress.json"
-  local function on_progress(info)
-    local tmp = progress_file .. ".tmp"
-    local pf = io.open(tmp, "w")
-    if not pf then return end
-    pf:write(json.encode(info))
-    pf:close()
-    os.rename(tmp, progress_file)
-  end
-  -- Several workers share the terminal: the parent prints their progress.
-  local ok, res = pcall(train.run, job.config, { db_path = db_path, experiment = job.experiment, name = job.name,
-                                                 label = job.label, evals_only = true, resume = job.resume,
-                                                 on_progress = on_progress, no_raise = true })
-  local out = assert(io.open(job_file .. ".out.json", "w"))
-  if not ok then res = { status = "failed", error = tostring(res), name = job.name } end
-  out:write(json.encode(res))
-  out:close()
-  -- The parent prints how the run ended (once, with the others).
-  return res.status == "finished" and 0 or 1
-end
-
 -- ---- what a rerun does -------------------------------------------------
 
 local function checkpoint_of(db, run_id)
@@ -363,16 +252,6 @@ end
 
 -- Clears a row that starts again from step 0: its logged values and its
 -- checkpoints (files included) belong to the attempt being replaced.
-local function clear_row(db, run_id)
-  for _, ck in ipairs(db:query("SELECT path FROM checkpoints WHERE run_id = ?", run_id)) do os.remove(ck.path) end
-  db:exec(string.format([[BEGIN;
-    DELETE FROM metrics WHERE run_id = %d; DELETE FROM metric_summary WHERE run_id = %d;
-    DELETE FROM evals WHERE run_id = %d; DELETE FROM head_usage WHERE run_id = %d;
-    DELETE FROM checkpoints WHERE run_id = %d;
-    UPDATE runs SET step = 0, started = CAST(strftime('%%s','now') AS REAL) WHERE id = %d;
-    COMMIT;]], run_id, run_id, run_id, run_id, run_id, run_id))
-end
-
 local STATE_TEXT = {
   finished = "finished (run %d)", diverged = "diverged (run %d) - skipped, --restart runs it again",
   running = "running elsewhere (run %d)", restart = "will restart from step 0 (run %d)", new = "new",
@@ -414,176 +293,6 @@ function experiment.preflight(exp_name, todo)
       end
     end
   end
-end
-
--- ---- running -------------------------------------------------------------
-
--- Progress of the running workers: one line each, then the experiment's.
-local function progress_block(exp_name, running, queued, done, total, jobs)
-  local lines, remaining, rate_sum, rate_n = {}, 0, 0, 0
-  for _, slot in ipairs(running) do
-    local p = slot.progress
-    if p then
-      lines[#lines + 1] = string.format("  %s step %d/%d  loss %.4f  tok/s %.0f  eta %s", slot.label, p.step, p.steps,
-        p.loss or 0 / 0, p.tokens_per_s or 0, train.fmt_time(p.eta_s or -1))
-      remaining = remaining + (p.eta_s or 0)
-      if p.s_per_step then rate_sum, rate_n = rate_sum + p.s_per_step, rate_n + 1 end
-    else
-      lines[#lines + 1] = string.format("  %s starting", slot.label)
-    end
-  end
-  local eta = "?"
-  if rate_n > 0 then
-    local per_step = rate_sum / rate_n
-    for _, r in ipairs(queued) do
-      remaining = remaining + per_step * (r.config.train.steps - (r.resume and r.resume.step or 0))
-    end
-    eta = train.fmt_time(remaining / math.max(1, math.min(jobs, #running + #queued)))
-  end
-  lines[#lines + 1] = string.format("  experiment %s: %d of %d runs done, %d running, %d queued, eta %s",
-    exp_name, done, total, #running, #queued, eta)
-  return table.concat(lines, "\n")
-end
-
--- Runs the planned runs that need running (todo: their indices). opts: db,
--- db_path, exp_name, jobs, placer (nil: one at a time in this process).
--- Returns summaries[i] for each run it ran.
-function experiment.execute(runs, todo, opts)
-  local n, exp_name = #runs, opts.exp_name
-  local width = #tostring(n)
-  local function tag(i) return string.format("[%" .. width .. "d/%d] %s:", i, n, runs[i].name) end
-  local function label(i) return string.format("[%d/%d %s]", i, n, runs[i].name) end
-  local summaries = {}
-  local function finished(i, s)
-    summaries[i] = s
-    local r = runs[i]
-    if s.status == "finished" then
-      line("%s finished, val/loss %s, %.0f tok/s, %s", tag(i), fmt_loss(s.final_val_loss), s.tokens_per_s or 0,
-           train.fmt_time(s.wall_s or 0))
-    else
-      line("%s %s", tag(i), s.error or s.status)
-    end
-    if s.status ~= "finished" then r.error = s.error or s.status end
-  end
-  local function prepare(i)
-    local r = runs[i]
-    if r.state == "restart" then clear_row(opts.db, r.row) end
-    local how = r.state == "resume" and string.format(" (resuming run %d from step %d)", r.row, r.resume.step)
-             or r.state == "restart" and string.format(" (run %d, from step 0)", r.row) or ""
-    return how
-  end
-  local interrupted = function() return gqe.interrupted and gqe.interrupted() end
-
-  if not opts.placer then
-    for _, i in ipairs(todo) do
-      if interrupted() then break end
-      local r = runs[i]
-      line("%s started%s", tag(i), prepare(i))
-      local ok, s = pcall(train.run, r.config, { db = opts.db, experiment = exp_name, name = r.name, label = label(i),
-                                                 resume = r.resume, no_raise = true })
-      if ok then finished(i, s)
-      else finished(i, { status = "failed", error = tostring(s), name = r.name }) end
-    end
-    return summaries
-  end
-
-  -- Separate processes writing to the same database (WAL). Workers print
-  -- evaluations; this process prints one line per run as it starts and
-  -- ends, and every running run's progress at its logging interval.
-  local placer = opts.placer
-  local jobs = placer.size or opts.jobs
-  local running, queue, dir = {}, {}, tmpname()
-  for _, i in ipairs(todo) do queue[#queue + 1] = i end
-  os.execute("mkdir -p '" .. dir .. "'")
-  local done = 0
-  for i = 1, n do if runs[i].state == "finished" then done = done + 1 end end
-  local function start(i, slot)
-    local r = runs[i]
-    local how = prepare(i)
-    local file = string.format("%s/job%d.json", dir, i)
-    local f = assert(io.open(file, "w"))
-    f:write(json.encode { config = r.config, experiment = exp_name, name = r.name, label = label(i), resume = r.resume })
-    f:close()
-    local pid = gqe.spawn(experiment.worker_argv(opts.db_path, file, slot.env), { worker = true })
-    running[#running + 1] = { pid = pid, i = i, file = file, slot = slot, label = label(i),
-                              show = r.config.train.progress }
-    line("%s started (pid %d%s)%s", tag(i), pid, slot.label and (", " .. slot.label) or "", how)
-  end
-  local function poll_progress()
-    local changed = false
-    for _, slot in ipairs(running) do
-      local f = io.open(slot.file .. ".progress.json", "r")
-      if f then
-        local ok, p = pcall(json.decode, f:read("a"))
-        f:close()
-        if ok and type(p) == "table" and (not slot.progress or p.step ~= slot.progress.step) then
-          slot.progress, changed = p, changed or slot.show
-        end
-      end
-    end
-    return changed
-  end
-  local function show_progress()
-    local queued = {}
-    for _, i in ipairs(queue) do queued[#queued + 1] = runs[i] end
-    note(progress_block(exp_name, running, queued, done, n, jobs))
-  end
-  local function reap(k, code)
-    -- The run's last progress first (it may have ended between two polls).
-    if poll_progress() and not interrupted() then show_progress() end
-    local slot = table.remove(running, k)
-    placer:release(slot.slot)
-    local s
-    local f = io.open(slot.file .. ".out.json", "r")
-    if f then s = json.decode(f:read("a")); f:close() end
-    if not s then
-      s = { status = "crashed", error = string.format("worker pid %d exited with code %s and left no result",
-                                                      slot.pid, tostring(code)) }
-    end
-    for _, suffix in ipairs { "", ".out.json", ".progress.json" } do os.remove(slot.file .. suffix) end
-    if s.status == "finished" then done = done + 1 end
-    finished(slot.i, s)
-  end
-  local forwarded = false
-  local function loop()
-  while #queue > 0 or #running > 0 do
-    local sig = interrupted()
-    while not sig and #queue > 0 do
-      local slot = placer:acquire(runs[queue[1]])
-      if not slot then break end
-      start(table.remove(queue, 1), slot)
-    end
-    if #running == 0 then break end
-    if sig and not forwarded then
-      -- Each worker finishes its step, writes a checkpoint, marks its run
-      -- killed and exits. The forwarded signal never counts as a second
-      -- Ctrl-C for a worker that got the first one from the terminal too.
-      for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, sig == "SIGINT" and "SIGUSR1" or "SIGUSR2") end
-      forwarded = true
-      note(string.format("%s: waiting for %d running run(s) to finish their step and write a checkpoint " ..
-                         "(send it again to stop at once)", sig, #running))
-    end
-    local ok, code, pid = pcall(gqe.wait, -1, true)
-    if not ok and not interrupted() then error(code, 0) end
-    if ok and pid then
-      for k, slot in ipairs(running) do
-        if slot.pid == pid then reap(k, code); break end
-      end
-    else
-      if poll_progress() and not sig then show_progress() end
-      gqe.sleep(0.2)
-    end
-  end
-  end
-  local ok, err = pcall(loop)
-  if not ok then
-    -- No worker outlives the sweep: they stop as on SIGTERM (checkpoint, killed).
-    for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, "SIGUSR2") end
-    for _, slot in ipairs(running) do pcall(gqe.wait, slot.pid) end
-    error(err, 0)
-  end
-  os.remove(dir)
-  return summaries
 end
 
 experiment.RUN_FLAGS = {
@@ -668,7 +377,7 @@ function experiment.run_list(exp_name, runs, opts)
         line("[%" .. width .. "d/%d] %s: %s", i, n, r.name, state_text(r))
       end
     end
-    local ran = experiment.execute(runs, todo, { db = db, db_path = db_path, exp_name = exp_name,
+    local ran = sweep.execute(runs, todo, { db = db, db_path = db_path, exp_name = exp_name,
                                                  jobs = opts.jobs, placer = opts.placer })
     for i, s in pairs(ran) do summaries[i] = s end
     return summaries
@@ -709,7 +418,7 @@ function experiment.run(def, args)
   if math.tointeger(jobs) == nil or jobs < 1 then fail("experiment jobs must be a positive integer, got %s", tostring(jobs)) end
   return experiment.run_list(def.name, runs, {
     db_path = train.db_path(opts.db or def.db, runs[1].config), jobs = jobs,
-    dry_run = opts["dry-run"], restart = opts.restart, placer = experiment.make_placer(opts, jobs),
+    dry_run = opts["dry-run"], restart = opts.restart, placer = sweep.make_placer(opts, jobs),
   })
 end
 
@@ -731,7 +440,7 @@ function experiment.resume(db_path, exp_name, opts)
   end
   local jobs = opts.jobs or 1
   return experiment.run_list(exp_name, runs, { db_path = db_path, jobs = jobs, dry_run = opts["dry-run"],
-                                               restart = opts.restart, placer = experiment.make_placer(opts, jobs) })
+                                               restart = opts.restart, placer = sweep.make_placer(opts, jobs) })
 end
 
 -- A text table of summaries (used by quickstart and `gqe compare`).
