@@ -269,6 +269,9 @@ function commands.resume(args)
     require("gqe.experiment").resume(path, pos[1], flags)
     return 0
   end
+  for _, f in ipairs { "jobs", "dry-run", "restart" } do
+    if flags[f] then fail("--%s applies to `gqe resume EXPERIMENT`, not to one run (%d)", f, id) end
+  end
   local ckpt = require "gqe.checkpoint"
   local db = open_db(flags, true)
   local ok, res = pcall(ckpt.resume, db, id)

@@ -258,6 +258,8 @@ function sweep.execute(runs, todo, opts)
     if not s then
       s = { status = "crashed", error = string.format("worker pid %d exited with code %s and left no result",
                                                       slot.pid, tostring(code)) }
+      -- Its row, if it got one, is not running any more.
+      pcall(opts.db.mark_crashed, opts.db, gqe.hostname(), 600)
     end
     for _, suffix in ipairs { "", ".out.json", ".progress.json" } do os.remove(slot.file .. suffix) end
     if s.status == "finished" then done = done + 1 end

@@ -57,6 +57,7 @@ rejects "missing EXPERIMENT \(usage: gqe compare" compare --db "$db"
 rejects "unexpected argument 'b'" compare a b --db "$db"
 rejects "unknown flag --iter .*did you mean --iters\?" bench --iter 3
 rejects "unexpected argument 'now'" data now
+rejects "--jobs applies to .gqe resume EXPERIMENT., not to one run" resume 1 --jobs 2 --db "$db"
 rejects "unknown command 'comapre' \(did you mean 'compare'\?\)" comapre strict
 
 # --status works.
