@@ -137,18 +137,16 @@ end
 
 -- ---- running -------------------------------------------------------------
 
--- Progress of the running workers: one line each, then the experiment's.
-local function progress_block(exp_name, running, queued, done, total, jobs)
-  local lines, remaining, rate_sum, rate_n = {}, 0, 0, 0
+-- The experiment's progress line: runs done, running, queued, and the time
+-- left: what the running runs have left plus the queued runs' steps at the
+-- running runs' mean time per step, shared over the slots.
+local function experiment_line(exp_name, running, queued, done, total, jobs)
+  local remaining, rate_sum, rate_n = 0, 0, 0
   for _, slot in ipairs(running) do
     local p = slot.progress
     if p then
-      lines[#lines + 1] = string.format("  %s step %d/%d  loss %.4f  tok/s %.0f  eta %s", slot.label, p.step, p.steps,
-        p.loss or 0 / 0, p.tokens_per_s or 0, train.fmt_time(p.eta_s or -1))
       remaining = remaining + (p.eta_s or 0)
       if p.s_per_step then rate_sum, rate_n = rate_sum + p.s_per_step, rate_n + 1 end
-    else
-      lines[#lines + 1] = string.format("  %s starting", slot.label)
     end
   end
   local eta = "?"
@@ -159,8 +157,23 @@ local function progress_block(exp_name, running, queued, done, total, jobs)
     end
     eta = train.fmt_time(remaining / math.max(1, math.min(jobs, #running + #queued)))
   end
-  lines[#lines + 1] = string.format("  experiment %s: %d of %d runs done, %d running, %d queued, eta %s",
+  return string.format("  experiment %s: %d of %d runs done, %d running, %d queued, eta %s",
     exp_name, done, total, #running, #queued, eta)
+end
+
+-- Progress of the running workers: one line each, then the experiment's.
+local function progress_block(exp_name, running, queued, done, total, jobs)
+  local lines = {}
+  for _, slot in ipairs(running) do
+    local p = slot.progress
+    if p then
+      lines[#lines + 1] = string.format("  %s step %d/%d  loss %.4f  tok/s %.0f  eta %s", slot.label, p.step, p.steps,
+        p.loss or 0 / 0, p.tokens_per_s or 0, train.fmt_time(p.eta_s or -1))
+    else
+      lines[#lines + 1] = string.format("  %s starting", slot.label)
+    end
+  end
+  lines[#lines + 1] = experiment_line(exp_name, running, queued, done, total, jobs)
   return table.concat(lines, "\n")
 end
 
@@ -194,14 +207,24 @@ function sweep.execute(runs, todo, opts)
   local interrupted = function() return gqe.interrupted and gqe.interrupted() end
 
   if not opts.placer then
-    for _, i in ipairs(todo) do
+    -- The run prints its own progress lines; the experiment's follows each.
+    local done = 0
+    for i = 1, n do if runs[i].state == "finished" then done = done + 1 end end
+    for k, i in ipairs(todo) do
       if interrupted() then break end
       local r = runs[i]
       line("%s started%s", tag(i), prepare(i))
+      local queued, slot = {}, { label = label(i) }
+      for q = k + 1, #todo do queued[#queued + 1] = runs[todo[q]] end
+      local function on_progress(p)
+        slot.progress = p
+        if r.config.train.progress then note(experiment_line(exp_name, { slot }, queued, done, n, 1)) end
+      end
       local ok, s = pcall(train.run, r.config, { db = opts.db, experiment = exp_name, name = r.name, label = label(i),
-                                                 resume = r.resume, no_raise = true })
+                                                 resume = r.resume, no_raise = true, on_progress = on_progress })
       if ok then finished(i, s)
       else finished(i, { status = "failed", error = tostring(s), name = r.name }) end
+      if ok and s.status == "finished" then done = done + 1 end
     end
     return summaries
   end

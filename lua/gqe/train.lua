@@ -166,15 +166,16 @@ end
 
 local function progress(ctx, step, loss, lr, tps)
   local t = ctx.c.train
+  if t.progress and not ctx.evals_only then
+    emit(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
+      ctx.label, step, t.steps, loss, lr, tps, fmt_time(eta_seconds(ctx, step) or -1)))
+  end
   if ctx.on_progress then
     local done = step - (ctx.start_step or 0)
     pcall(ctx.on_progress, { step = step, steps = t.steps, loss = loss, lr = lr, tokens_per_s = tps,
                              eta_s = eta_seconds(ctx, step), start_step = ctx.start_step or 0,
                              s_per_step = done > 0 and (gqe.clock() - ctx.loop_t0) / done or nil })
   end
-  if not t.progress or ctx.evals_only then return end
-  emit(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
-    ctx.label, step, t.steps, loss, lr, tps, fmt_time(eta_seconds(ctx, step) or -1)))
 end
 
 -- Errors raised inside the loop that set the run's final status.

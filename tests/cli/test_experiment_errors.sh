@@ -47,4 +47,8 @@ for i in 1 2 3 4; do
     || fail "no progress line for run $i"
 done
 grep -q -E "^  experiment errs: [0-9] of 4 runs done, [0-9] running, [0-9] queued, eta " "$tmp/err" || fail "no experiment line"
+# One at a time: each run's own progress line, then the experiment's.
+"$GQE" "$tmp/exp.lua" --db "$tmp/one.db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/out" "$tmp/err"; fail "sweep, --jobs 1"; }
+grep -q -E "^\[1/4 k=1,seed=1\] step 5/20  loss [0-9.]+  lr .*  tok/s [0-9]+  eta " "$tmp/err" || fail "--jobs 1: run progress"
+grep -q -E "^  experiment errs: 0 of 4 runs done, 1 running, 3 queued, eta " "$tmp/err" || fail "--jobs 1: experiment line"
 echo "test_experiment_errors: ok"
