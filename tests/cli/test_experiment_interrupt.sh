@@ -11,6 +11,10 @@
 #  4. A second Ctrl-C stops everything at once; the database stays intact;
 #     --restart starts both runs again from step 0 in their own rows.
 #  5. A closed stdout (`gqe resume ... | head`) never kills a run.
+#  6. --jobs 1: Ctrl-C kills the running run, the next never starts; a rerun
+#     resumes the one and starts the other.
+#  7. The sweep's process killed with SIGKILL: its workers stop as on
+#     SIGTERM (checkpoint, killed) instead of running on unwatched.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cat lua/gqe/*.lua > "$tmp/text.txt"
@@ -24,7 +28,7 @@ gqe.experiment {
   base = {
     data  = { path = "$tmp/text.txt" },
     model = { dim = 64, layers = 2, experts = 4, groups = 2, head_dim = 16 },
-    train = { steps = 60, batch = 8, seq = 64, log_every = 1, eval_every = 30, eval_batches = 1,
+    train = { steps = 40, batch = 8, seq = 64, log_every = 1, eval_every = 20, eval_batches = 1,
               checkpoint_every = 0, checkpoint_dir = "$tmp/ckpt" },
   },
   grid  = { ["model.router"] = { "softmax", "sigmoid" } },
@@ -32,10 +36,10 @@ gqe.experiment {
 }
 LUA
 
-# Waits until both runs of $1 logged a few steps.
+# Waits until ${2:-2} runs of $1 logged a few steps.
 wait_steps() {
   for _ in $(seq 600); do
-    [ "$(sqlite3 -cmd ".timeout 5000" "$1" "SELECT count(*) FROM runs WHERE step >= 3 AND status = 'running'" 2>/dev/null || echo 0)" = 2 ] && return 0
+    [ "$(sqlite3 -cmd ".timeout 5000" "$1" "SELECT count(*) FROM runs WHERE step >= 3 AND status = 'running'" 2>/dev/null || echo 0)" = "${2:-2}" ] && return 0
     sleep 0.1
   done
   fail "the runs did not start"
@@ -43,7 +47,7 @@ wait_steps() {
 # Starts the sweep in its own process group (as a shell job is), db $1, extra args after.
 start_sweep() {
   local d=$1; shift
-  setsid "$GQE" "$tmp/exp.lua" --jobs 2 --db "$d" "$@" >"$tmp/out" 2>"$tmp/err" &
+  setsid "$GQE" "$tmp/exp.lua" --db "$d" "${@:---jobs=2}" >"$tmp/out" 2>"$tmp/err" &
   sweep=$!
   pids+=("$sweep")
 }
@@ -56,7 +60,7 @@ losses() { sqlite3 "$1" "SELECT r.name, m.step, m.value FROM metrics m JOIN runs
 # The reference: the same sweep, uninterrupted.
 "$GQE" "$tmp/exp.lua" --jobs 2 --db "$tmp/ref.db" train.progress=false >/dev/null 2>&1 || fail "reference sweep"
 losses "$tmp/ref.db" > "$tmp/ref.losses"
-[ "$(wc -l < "$tmp/ref.losses")" = 120 ] || fail "reference: expected 120 losses"
+[ "$(wc -l < "$tmp/ref.losses")" = 80 ] || fail "reference: expected 80 losses"
 
 # 1. Ctrl-C to the process group.
 start_sweep "$db"
@@ -120,9 +124,34 @@ cmp -s "$tmp/ref.losses" <(losses "$db4") || fail "--restart: losses differ"
 
 # 5. A closed pipe does not kill a resumed run (run 1 of the SIGTERM sweep,
 # which prints its progress, goes back to its checkpoint at the signal).
-sqlite3 "$db3" "UPDATE runs SET status = 'killed' WHERE id = 1; DELETE FROM checkpoints WHERE run_id = 1 AND step = 60"
+sqlite3 "$db3" "UPDATE runs SET status = 'killed' WHERE id = 1; DELETE FROM checkpoints WHERE run_id = 1 AND step = 40"
 set +e; "$GQE" resume 1 --db "$db3" 2>&1 | head -c 1 >/dev/null; rc=${PIPESTATUS[0]}; set -e
 [ "$rc" = 0 ] || fail "SIGPIPE: gqe resume exited $rc"
 [ "$(sqlite3 "$db3" "SELECT status FROM runs WHERE id = 1")" = finished ] || fail "SIGPIPE: the resumed run did not finish"
 cmp -s "$tmp/ref.losses" <(losses "$db3") || fail "SIGPIPE: losses differ"
+# 6. --jobs 1.
+db6=$tmp/one.db
+start_sweep "$db6" --jobs=1
+wait_steps "$db6" 1
+kill -INT -- "-$sweep"
+set +e; wait "$sweep"; rc=$?; set -e
+[ "$rc" != 0 ] || fail "--jobs 1: exited 0"
+grep -q "interrupted (SIGINT), 2 runs: 0 finished now, 1 killed (rerun to resume them), 1 not started" "$tmp/err" \
+  || { cat "$tmp/out" "$tmp/err"; fail "--jobs 1: closing line"; }
+"$GQE" "$tmp/exp.lua" --db "$db6" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--jobs 1: rerun"; }
+grep -q "\[1/2\] router=softmax,seed=1: started (resuming run 1 from step" "$tmp/out" || { cat "$tmp/out"; fail "--jobs 1: resume"; }
+[ "$(sqlite3 "$db6" "SELECT count(*) FROM runs WHERE status = 'finished'")" = 2 ] || fail "--jobs 1: not finished"
+cmp -s "$tmp/ref.losses" <(losses "$db6") || fail "--jobs 1: losses differ"
+
+# 7. SIGKILL to the sweep's process.
+db7=$tmp/kill9.db
+start_sweep "$db7"
+wait_steps "$db7"
+kill -KILL "$sweep"
+set +e; wait "$sweep"; set -e
+for _ in $(seq 300); do kill -0 -- "-$sweep" 2>/dev/null || break; sleep 0.1; done
+no_process_left "$sweep" "SIGKILL to the sweep"
+[ "$(sqlite3 "$db7" "SELECT count(*) FROM runs WHERE status = 'killed'")" = 2 ] || fail "SIGKILL to the sweep: runs not killed"
+"$GQE" "$tmp/exp.lua" --jobs 2 --db "$db7" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "rerun after SIGKILL"; }
+cmp -s "$tmp/ref.losses" <(losses "$db7") || fail "SIGKILL to the sweep: losses differ"
 echo "test_experiment_interrupt: ok"
