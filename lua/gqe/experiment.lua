@@ -250,8 +250,7 @@ function experiment.plan(db, exp_name, runs, opts)
   return runs
 end
 
--- Clears a row that starts again from step 0: its logged values and its
--- checkpoints (files included) belong to the attempt being replaced.
+-- What --dry-run says a rerun does with each run.
 local STATE_TEXT = {
   finished = "finished (run %d)", diverged = "diverged (run %d) - skipped, --restart runs it again",
   running = "running elsewhere (run %d)", restart = "will restart from step 0 (run %d)", new = "new",
@@ -263,9 +262,6 @@ end
 
 -- ---- errors once ---------------------------------------------------------
 
--- A problem that would fail every run sharing a device or data set (no
--- GPU, a missing or too short data file) is raised once, before any run
--- starts and before any row is written.
 -- What decides whether a data set opens: its options but the seed.
 local function data_key(c)
   local o = train.data_options(c)
@@ -273,6 +269,9 @@ local function data_key(c)
   return json.encode(o)
 end
 
+-- A problem that would fail every run sharing a device or data set (no
+-- GPU, a missing or too short data file) is raised once, before any run
+-- starts and before any row is written.
 function experiment.preflight(exp_name, todo)
   local seen = {}
   for _, r in ipairs(todo) do
@@ -295,6 +294,7 @@ function experiment.preflight(exp_name, todo)
   end
 end
 
+-- The flags of `gqe FILE.lua` and `gqe resume EXPERIMENT` (gqe/flags.lua).
 experiment.RUN_FLAGS = {
   { "jobs", value = "N", int = 1, help = "runs at once, each in its own process (default 1, or the experiment's jobs)" },
   { "dry-run", help = "list the runs and what a run would do with each (finished / resume / new); train nothing" },

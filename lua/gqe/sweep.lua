@@ -125,6 +125,8 @@ function sweep.run_job(db_path, job_file)
   return res.status == "finished" and 0 or 1
 end
 
+-- Clears a row that starts again from step 0: its logged values and its
+-- checkpoints (files included) belong to the attempt being replaced.
 local function clear_row(db, run_id)
   for _, ck in ipairs(db:query("SELECT path FROM checkpoints WHERE run_id = ?", run_id)) do os.remove(ck.path) end
   db:exec(string.format([[BEGIN;
