@@ -313,10 +313,11 @@ end
 
 -- The closing line: what happened to every run of this invocation.
 local function tally(runs, summaries)
-  local c = { finished = 0, skipped = 0, killed = 0, failed = 0, other = 0, not_started = 0 }
+  local c = { finished = 0, skipped = 0, elsewhere = 0, killed = 0, failed = 0, other = 0, not_started = 0 }
   for i, r in ipairs(runs) do
     local s = summaries[i]
-    if r.state == "finished" or r.state == "diverged" or r.state == "running" then c.skipped = c.skipped + 1
+    if r.state == "running" then c.elsewhere = c.elsewhere + 1
+    elseif r.state == "finished" or r.state == "diverged" then c.skipped = c.skipped + 1
     elseif not s then c.not_started = c.not_started + 1
     elseif s.status == "finished" then c.finished = c.finished + 1
     elseif s.status == "killed" then c.killed = c.killed + 1
@@ -325,6 +326,7 @@ local function tally(runs, summaries)
   end
   local parts = { string.format("%d finished now", c.finished) }
   if c.skipped > 0 then parts[#parts + 1] = string.format("%d done before", c.skipped) end
+  if c.elsewhere > 0 then parts[#parts + 1] = string.format("%d running elsewhere", c.elsewhere) end
   if c.killed > 0 then parts[#parts + 1] = string.format("%d killed (rerun to resume them)", c.killed) end
   if c.failed > 0 then parts[#parts + 1] = string.format("%d failed", c.failed) end
   if c.other > 0 then parts[#parts + 1] = string.format("%d diverged", c.other) end

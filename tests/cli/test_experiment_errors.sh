@@ -51,4 +51,8 @@ grep -q -E "^  experiment errs: [0-9] of 4 runs done, [0-9] running, [0-9] queue
 "$GQE" "$tmp/exp.lua" --db "$tmp/one.db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/out" "$tmp/err"; fail "sweep, --jobs 1"; }
 grep -q -E "^\[1/4 k=1,seed=1\] step 5/20  loss [0-9.]+  lr .*  tok/s [0-9]+  eta " "$tmp/err" || fail "--jobs 1: run progress"
 grep -q -E "^  experiment errs: 0 of 4 runs done, 1 running, 3 queued, eta " "$tmp/err" || fail "--jobs 1: experiment line"
+# A closed stdout and stderr (`| head -1`) stop the output, not the runs.
+set +e; "$GQE" "$tmp/exp.lua" --jobs 2 --db "$tmp/pipe.db" 2>&1 | head -1 >/dev/null; rc=${PIPESTATUS[0]}; set -e
+[ "$rc" = 0 ] || fail "sweep into a closed pipe exited $rc"
+[ "$(sqlite3 "$tmp/pipe.db" "SELECT count(*) FROM runs WHERE status = 'finished'")" = 4 ] || fail "closed pipe: runs did not finish"
 echo "test_experiment_errors: ok"
