@@ -232,9 +232,12 @@ static int l_spawn(lua_State *L) {
     }
     argv[n] = NULL;
     bool self = strcmp(argv[0], "gqe") == 0;
-    lua_getfield(L, 2, "worker");
-    bool worker = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    bool worker = false;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "worker");
+        worker = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     pid_t parent = getpid();
     fflush(stdout);
     fflush(stderr);
