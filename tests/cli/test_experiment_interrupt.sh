@@ -51,9 +51,15 @@ start_sweep() {
   sweep=$!
   pids+=("$sweep")
 }
+# No process of the group $1 runs (zombies waiting for init to reap them
+# have stopped).
 no_process_left() {
-  sleep 0.2
-  if kill -0 -- "-$1" 2>/dev/null; then ps -o pid,pgid,args -g "$1" || true; fail "$2: a process of the sweep is still running"; fi
+  for _ in $(seq 50); do
+    [ -z "$(ps -o stat= -g "$1" | grep -v '^Z' || true)" ] && return 0
+    sleep 0.1
+  done
+  ps -o pid,pgid,stat,args -g "$1" || true
+  fail "$2: a process of the sweep is still running"
 }
 losses() { sqlite3 "$1" "SELECT r.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.key = 'train/loss' ORDER BY 1, 2"; }
 
@@ -149,7 +155,7 @@ start_sweep "$db7"
 wait_steps "$db7"
 kill -KILL "$sweep"
 set +e; wait "$sweep"; set -e
-for _ in $(seq 300); do kill -0 -- "-$sweep" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 300); do [ -z "$(ps -o stat= -g "$sweep" | grep -v '^Z' || true)" ] && break; sleep 0.1; done
 no_process_left "$sweep" "SIGKILL to the sweep"
 [ "$(sqlite3 "$db7" "SELECT count(*) FROM runs WHERE status = 'killed'")" = 2 ] || fail "SIGKILL to the sweep: runs not killed"
 "$GQE" "$tmp/exp.lua" --jobs 2 --db "$db7" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "rerun after SIGKILL"; }
