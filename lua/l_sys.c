@@ -68,6 +68,7 @@ static int l_isatty(lua_State *L) {
 static volatile sig_atomic_t g_signal;   /* 0, SIGINT or SIGTERM: the first interrupt */
 static volatile sig_atomic_t g_direct;   /* an interrupt came straight to this process */
 static int g_installed;
+static int g_quiet;   /* a --jobs worker: its sweep speaks for it */
 
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
@@ -89,7 +90,14 @@ static void on_signal(int sig) {
         if (!g_signal) g_signal = sig == SIGUSR1 ? SIGINT : SIGTERM;
         return;
     }
-    if (g_direct) _exit(sig == SIGTERM ? 143 : 130);
+    if (g_direct) {
+        static const char msg[] = "gqe: stopped at once (second signal); rerun to resume from the last checkpoints\n";
+        if (!g_quiet) {
+            ssize_t w = write(2, msg, sizeof msg - 1);   /* async-signal-safe; best-effort */
+            (void)w;
+        }
+        _exit(sig == SIGTERM ? 143 : 130);
+    }
     g_direct = 1;
     if (!g_signal) g_signal = sig;
 }
@@ -117,6 +125,7 @@ static int l_signals_install(lua_State *L) {
     signal(SIGPIPE, SIG_IGN);
     if (!g_installed) g_signal = g_direct = 0;
     g_installed = 1;
+    g_quiet = getenv("GQE_WORKER") != NULL;
     sigset_t set;
     stop_signal_set(&set);
     sigprocmask(SIG_UNBLOCK, &set, NULL);

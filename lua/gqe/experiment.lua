@@ -222,8 +222,8 @@ function experiment.plan(db, exp_name, runs, opts)
   if not db then return runs end
   local e = db:query("SELECT id FROM experiments WHERE name = ?", exp_name)[1]
   if not e then return runs end
-  -- A row whose process is gone is crashed, not running.
-  if opts.mark_crashed ~= false then pcall(db.mark_crashed, db, gqe.hostname(), 600) end
+  -- A row whose process is gone is crashed, not running (as `gqe runs` says).
+  pcall(db.mark_crashed, db, gqe.hostname(), 600)
   for _, r in ipairs(runs) do
     r.name = unique_name(db, e.id, r)
     local rows = db:query([[SELECT id, status, step FROM runs WHERE experiment_id = ? AND name = ? AND config_hash = ?
@@ -345,7 +345,7 @@ function experiment.run_list(exp_name, runs, opts)
   if exists then exists:close() end
   if opts.dry_run then
     local db = exists and gqe.db.open(db_path) or nil
-    experiment.plan(db, exp_name, runs, { restart = opts.restart, mark_crashed = false })
+    experiment.plan(db, exp_name, runs, { restart = opts.restart })
     if db then db:close() end
     line("experiment %s: %d runs (dry run, nothing trained)", exp_name, n)
     for i, r in ipairs(runs) do

@@ -50,11 +50,9 @@ end
 -- "NAME=value") set for it.
 function sweep.worker_argv(db_path, job_file, env)
   local exe = self_exe() or "gqe"
-  local argv = {}
-  if env and #env > 0 then
-    argv[1] = "env"
-    for _, e in ipairs(env) do argv[#argv + 1] = e end
-  end
+  -- GQE_WORKER: the sweep speaks for its workers (a second Ctrl-C is said once).
+  local argv = { "env", "GQE_WORKER=1" }
+  for _, e in ipairs(env or {}) do argv[#argv + 1] = e end
   if exe:match("/lua[%d.]*$") then
     for _, a in ipairs { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))",
                                                    db_path, job_file) } do argv[#argv + 1] = a end

@@ -8,13 +8,13 @@
 #     losses of uninterrupted runs.
 #  3. SIGTERM to the sweep's process alone: the same, and `gqe resume
 #     EXPERIMENT` resumes both.
-#  4. A second Ctrl-C stops everything at once; the database stays intact;
-#     --restart starts both runs again from step 0 in their own rows.
+#  4. A second Ctrl-C stops everything at once; the database stays intact.
 #  5. A closed stdout (`gqe resume ... | head`) never kills a run.
 #  6. --jobs 1: Ctrl-C kills the running run, the next never starts; a rerun
 #     resumes the one and starts the other.
 #  7. The sweep's process killed with SIGKILL: its workers stop as on
-#     SIGTERM (checkpoint, killed) instead of running on unwatched.
+#     SIGTERM (checkpoint, killed) instead of running on unwatched; --restart
+#     then starts both again from step 0 in their own rows.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cat lua/gqe/*.lua > "$tmp/text.txt"
@@ -36,10 +36,10 @@ gqe.experiment {
 }
 LUA
 
-# Waits until ${2:-2} runs of $1 logged a few steps.
+# Waits until ${2:-2} runs of $1 logged ${3:-3} steps.
 wait_steps() {
   for _ in $(seq 600); do
-    [ "$(sqlite3 -cmd ".timeout 5000" "$1" "SELECT count(*) FROM runs WHERE step >= 3 AND status = 'running'" 2>/dev/null || echo 0)" = "${2:-2}" ] && return 0
+    [ "$(sqlite3 -cmd ".timeout 5000" "$1" "SELECT count(*) FROM runs WHERE step >= ${3:-3} AND status = 'running'" 2>/dev/null || echo 0)" = "${2:-2}" ] && return 0
     sleep 0.1
   done
   fail "the runs did not start"
@@ -51,13 +51,14 @@ start_sweep() {
   sweep=$!
   pids+=("$sweep")
 }
-# No process of the group $1 runs (zombies waiting for init to reap them
-# have stopped).
+# No process of the group $1 is left: waits for them to end and for init to
+# reap them; fails if any but a zombie is left after that.
 no_process_left() {
-  for _ in $(seq 50); do
-    [ -z "$(ps -o stat= -g "$1" | grep -v '^Z' || true)" ] && return 0
+  for _ in $(seq 100); do
+    [ -z "$(ps -o stat= -g "$1" || true)" ] && return 0
     sleep 0.1
   done
+  [ -z "$(ps -o stat= -g "$1" | grep -v '^Z' || true)" ] && return 0
   ps -o pid,pgid,stat,args -g "$1" || true
   fail "$2: a process of the sweep is still running"
 }
@@ -114,19 +115,22 @@ no_process_left "$sweep" "SIGTERM"
 [ "$(sqlite3 "$db3" "SELECT count(*) FROM runs")" = 2 ] || fail "resume EXPERIMENT: new rows"
 cmp -s "$tmp/ref.losses" <(losses "$db3") || fail "gqe resume EXPERIMENT: losses differ"
 
-# 4. A second Ctrl-C: everything stops at once, the database stays intact.
+# 4. A second Ctrl-C while the runs finish their step (steps of a bigger
+# model, long enough for it to land in one): everything stops at once, the
+# database stays intact, and a rerun would start both again in their rows.
 db4=$tmp/twice.db
-start_sweep "$db4"
-wait_steps "$db4"
-kill -INT -- "-$sweep"; kill -INT -- "-$sweep"
-set +e; wait "$sweep"; set -e
+big="model.dim=256 train.batch=32 train.seq=128"
+start_sweep "$db4" --jobs=2 $big
+wait_steps "$db4" 2 1
+kill -INT -- "-$sweep"; sleep 0.3; kill -INT -- "-$sweep" 2>/dev/null || true
+set +e; wait "$sweep"; rc=$?; set -e
+cat "$tmp/out" "$tmp/err"
+[ "$rc" = 130 ] || fail "second Ctrl-C: exit $rc, expected 130"
+[ "$(grep -c "stopped at once" "$tmp/err")" = 1 ] || fail "second Ctrl-C: said once"
 no_process_left "$sweep" "second Ctrl-C"
 [ "$(sqlite3 "$db4" "PRAGMA integrity_check")" = ok ] || fail "second Ctrl-C: database damaged"
-"$GQE" "$tmp/exp.lua" --jobs 2 --restart --db "$db4" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--restart"; }
-cat "$tmp/out"
-[ "$(grep -c "from step 0" "$tmp/out")" = 2 ] || fail "--restart: both from step 0"
-[ "$(sqlite3 "$db4" "SELECT count(*) FROM runs")" = 2 ] || fail "--restart: new rows"
-cmp -s "$tmp/ref.losses" <(losses "$db4") || fail "--restart: losses differ"
+"$GQE" "$tmp/exp.lua" --dry-run --db "$db4" $big | tee "$tmp/dry" | grep -c "will restart from step 0 (run [12])" | grep -qx 2 \
+  || { cat "$tmp/dry"; fail "second Ctrl-C: dry run"; }
 
 # 5. A closed pipe does not kill a resumed run (run 1 of the SIGTERM sweep,
 # which prints its progress, goes back to its checkpoint at the signal).
@@ -155,9 +159,14 @@ start_sweep "$db7"
 wait_steps "$db7"
 kill -KILL "$sweep"
 set +e; wait "$sweep"; set -e
-for _ in $(seq 300); do [ -z "$(ps -o stat= -g "$sweep" | grep -v '^Z' || true)" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -z "$(ps -o stat= -g "$sweep" || true)" ] && break; sleep 0.1; done
 no_process_left "$sweep" "SIGKILL to the sweep"
 [ "$(sqlite3 "$db7" "SELECT count(*) FROM runs WHERE status = 'killed'")" = 2 ] || fail "SIGKILL to the sweep: runs not killed"
-"$GQE" "$tmp/exp.lua" --jobs 2 --db "$db7" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "rerun after SIGKILL"; }
-cmp -s "$tmp/ref.losses" <(losses "$db7") || fail "SIGKILL to the sweep: losses differ"
+# --restart: both again from step 0, in their own rows.
+"$GQE" "$tmp/exp.lua" --jobs 2 --restart --db "$db7" train.progress=false > "$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--restart"; }
+cat "$tmp/out"
+[ "$(grep -c "(run [12], from step 0)" "$tmp/out")" = 2 ] || fail "--restart: both from step 0"
+[ "$(sqlite3 "$db7" "SELECT count(*) FROM runs")" = 2 ] || fail "--restart: new rows"
+[ "$(sqlite3 "$db7" "SELECT count(*) FROM checkpoints WHERE step < 40")" = 0 ] || fail "--restart: old checkpoints kept"
+cmp -s "$tmp/ref.losses" <(losses "$db7") || fail "--restart: losses differ"
 echo "test_experiment_interrupt: ok"
