@@ -276,9 +276,7 @@ function experiment.preflight(exp_name, todo)
   local seen = {}
   for _, r in ipairs(todo) do
     local problem = train.device_problem(r.config)
-    if problem and not seen[problem] then
-      fail("experiment %s: %s; no run was started", exp_name, problem)
-    end
+    if problem then fail("experiment %s: %s; no run was started", exp_name, problem) end
     local opts = train.data_options(r.config)
     local key = data_key(r.config)
     if not seen[key] then

@@ -290,34 +290,34 @@ function sweep.execute(runs, todo, opts)
   end
   local forwarded = false
   local function loop()
-  while #queue > 0 or #running > 0 do
-    local sig = interrupted()
-    while not sig and #queue > 0 do
-      local slot = placer:acquire(runs[queue[1]])
-      if not slot then break end
-      start(table.remove(queue, 1), slot)
-    end
-    if #running == 0 then break end
-    if sig and not forwarded then
-      -- Each worker finishes its step, writes a checkpoint, marks its run
-      -- killed and exits. The forwarded signal never counts as a second
-      -- Ctrl-C for a worker that got the first one from the terminal too.
-      for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, sig == "SIGINT" and "SIGUSR1" or "SIGUSR2") end
-      forwarded = true
-      note(string.format("%s: waiting for %d running run(s) to finish their step and write a checkpoint " ..
-                         "(send it again to stop at once)", sig, #running))
-    end
-    local ok, code, pid = pcall(gqe.wait, -1, true)
-    if not ok and not interrupted() then error(code, 0) end
-    if ok and pid then
-      for k, slot in ipairs(running) do
-        if slot.pid == pid then reap(k, code); break end
+    while #queue > 0 or #running > 0 do
+      local sig = interrupted()
+      while not sig and #queue > 0 do
+        local slot = placer:acquire(runs[queue[1]])
+        if not slot then break end
+        start(table.remove(queue, 1), slot)
       end
-    else
-      if poll_progress() and not sig then show_progress() end
-      gqe.sleep(0.2)
+      if #running == 0 then break end
+      if sig and not forwarded then
+        -- Each worker finishes its step, writes a checkpoint, marks its run
+        -- killed and exits. The forwarded signal never counts as a second
+        -- Ctrl-C for a worker that got the first one from the terminal too.
+        for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, sig == "SIGINT" and "SIGUSR1" or "SIGUSR2") end
+        forwarded = true
+        note(string.format("%s: waiting for %d running run(s) to finish their step and write a checkpoint " ..
+                           "(send it again to stop at once)", sig, #running))
+      end
+      local ok, code, pid = pcall(gqe.wait, -1, true)
+      if not ok and not interrupted() then error(code, 0) end
+      if ok and pid then
+        for k, slot in ipairs(running) do
+          if slot.pid == pid then reap(k, code); break end
+        end
+      else
+        if poll_progress() and not sig then show_progress() end
+        gqe.sleep(0.2)
+      end
     end
-  end
   end
   local ok, err = pcall(loop)
   if not ok then
