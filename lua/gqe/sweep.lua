@@ -161,6 +161,8 @@ local function experiment_line(exp_name, running, queued, done, total, jobs)
     exp_name, done, total, #running, #queued, eta)
 end
 
+local PROGRESS_EVERY = 2   -- seconds
+
 -- Progress of the running workers: one line each, then the experiment's.
 local function progress_block(exp_name, running, queued, done, total, jobs)
   local lines = {}
@@ -265,7 +267,9 @@ function sweep.execute(runs, todo, opts)
     end
     return changed
   end
+  local last_block = -math.huge
   local function show_progress()
+    last_block = gqe.clock()
     local queued = {}
     for _, i in ipairs(queue) do queued[#queued + 1] = runs[i] end
     note(progress_block(exp_name, running, queued, done, n, jobs))
@@ -314,7 +318,9 @@ function sweep.execute(runs, todo, opts)
           if slot.pid == pid then reap(k, code); break end
         end
       else
-        if poll_progress() and not sig then show_progress() end
+        -- At most one block every PROGRESS_EVERY seconds: N runs logging
+        -- every second would otherwise scroll N blocks a second.
+        if gqe.clock() - last_block >= PROGRESS_EVERY and poll_progress() and not sig then show_progress() end
         gqe.sleep(0.2)
       end
     end
