@@ -10,7 +10,7 @@ local strict = require "gqe.flags"
 
 local cli = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local function say(...) io.stdout:write(string.format(...), "\n") end
 
 local function db_path(flags)
@@ -256,7 +256,7 @@ end
 
 cli.specs.resume = { usage = "gqe resume RUN_ID|EXPERIMENT [--jobs N] [--dry-run] [--restart] [--db PATH]",
   about = "continues a run (or every unfinished run of an experiment) from its last checkpoint, in its own row",
-  flags = require("gqe.experiment").RUN_FLAGS, args = { min = 1, max = 1, names = "RUN_ID or EXPERIMENT" } }
+  flags = require("gqe.experiment").RESUME_FLAGS, args = { min = 1, max = 1, names = "RUN_ID or EXPERIMENT" } }
 function commands.resume(args)
   local flags, pos = parse("resume", args)
   if not flags then return 0 end
@@ -269,7 +269,7 @@ function commands.resume(args)
     require("gqe.experiment").resume(path, pos[1], flags)
     return 0
   end
-  for _, f in ipairs { "jobs", "dry-run", "restart" } do
+  for _, f in ipairs { "jobs", "dry-run", "restart", "gpus", "per-gpu" } do
     if flags[f] then fail("--%s applies to `gqe resume EXPERIMENT`, not to one run (%d)", f, id) end
   end
   local ckpt = require "gqe.checkpoint"
@@ -281,6 +281,9 @@ function commands.resume(args)
       res.final_val_loss and string.format("%.4f", res.final_val_loss) or "-")
   return 0
 end
+
+-- gqe merge OUT.db IN.db...: see gqe/merge.lua.
+function commands.merge(args) return require("gqe.merge").main(args) end
 
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
 cli.specs.__run = { usage = "gqe __run --db DB JOBFILE (internal: a worker of --jobs N)",
@@ -298,6 +301,7 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--restart] [
        gqe compare EXPERIMENT [--metric KEY]  mean/std over seeds per group of varied keys
        gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID|EXPERIMENT           continue runs from their last checkpoint
+       gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
        gqe help [COMMAND]                     this text, or a command's flags (also COMMAND --help)
@@ -308,6 +312,8 @@ function commands.help(args)
   local flags, pos = parse("help", args or {})
   if not flags then return 0 end
   local spec = pos[1] and cli.specs[pos[1]]
+  -- A command that parses its own line answers --help itself.
+  if pos[1] and not spec and commands[pos[1]] then return commands[pos[1]]({ "--help" }) end
   if pos[1] and not spec then fail("unknown command '%s'; %s", pos[1], cli.command_list()) end
   say("%s", spec and strict.help(spec) or cli.usage)
   return 0

@@ -16,10 +16,12 @@ local json = require "gqe.json"
 local results = require "gqe.results"
 local sweep = require "gqe.sweep"
 local train = require "gqe.train"
+local shard = require "gqe.shard"
+local placement = require "gqe.placement"
 
 local experiment = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local line, fmt_loss = sweep.line, sweep.fmt_loss
 
 -- grid may be {["model.k"] = {1, 2}} (axes in sorted key order) or a list
@@ -292,17 +294,39 @@ function experiment.preflight(exp_name, todo)
   end
 end
 
--- The flags of `gqe FILE.lua` and `gqe resume EXPERIMENT` (gqe/flags.lua).
-experiment.RUN_FLAGS = {
-  { "jobs", value = "N", int = 1, help = "runs at once, each in its own process (default 1, or the experiment's jobs)" },
+-- The flags of `gqe resume EXPERIMENT` (gqe/flags.lua); `gqe FILE.lua`
+-- adds the shard flags (RUN_FLAGS).
+experiment.RESUME_FLAGS = {
+  { "jobs", value = "N", int = 1,
+    help = "runs at once, each in its own process (default 1, the experiment's jobs, or the GPU slots)" },
   { "dry-run", help = "list the runs and what a run would do with each (finished / resume / new); train nothing" },
   { "restart", help = "start unfinished (killed, crashed, failed, diverged) runs again from step 0" },
+  { "gpus", value = "LIST", help = "GPUs for runs with train.device=cuda, e.g. 0,2 (default: every visible one)" },
+  { "per-gpu", value = "M", help = "runs sharing one GPU (default 1)" },
 }
+experiment.RUN_FLAGS = { table.unpack(experiment.RESUME_FLAGS) }
+for _, f in ipairs {
+  { "shard", value = "I/N", help = "run shard I of N (from 0) of the runs (default: the Slurm array task's, or all)" },
+  { "skip-from", value = "DB", help = "skip the runs finished in this (merged) run log" },
+} do experiment.RUN_FLAGS[#experiment.RUN_FLAGS + 1] = f end
+
+-- Where runs go, and how many at once: runs with train.device=cuda on the
+-- GPUs of --gpus / --per-gpu (gqe/placement.lua), in worker processes;
+-- --jobs N > 1: N workers on this machine; else nil (one at a time, here).
+local function placer_for(runs, opts, jobs)
+  local pool = placement.for_sweep(runs, opts, function() return gqe.cuda_device_count() end)
+  jobs = opts.jobs or jobs or (pool and pool:slots()) or 1
+  if math.tointeger(jobs) == nil or jobs < 1 then fail("experiment jobs must be a positive integer, got %s", tostring(jobs)) end
+  if pool then return placement.placer(pool, sweep.default_placer(jobs)), jobs end
+  if jobs > 1 then return sweep.default_placer(jobs), jobs end
+  return nil, jobs
+end
 
 local function run_spec(script)
   return {
     name = "gqe " .. script,
-    usage = "gqe " .. script .. " [section.key=value ...] [--jobs N] [--dry-run] [--restart] [--db PATH]",
+    usage = "gqe " .. script .. " [section.key=value ...] [--jobs N] [--dry-run] [--restart] [--db PATH] " ..
+            "[--gpus LIST] [--per-gpu M] [--shard I/N] [--skip-from DB]",
     about = "runs the experiment: finished runs are skipped, killed or crashed ones resume from their last " ..
             "checkpoint, new ones start",
     flags = experiment.RUN_FLAGS, overrides = true,
@@ -413,18 +437,23 @@ function experiment.run(def, args)
     line("%s", flags.help(spec))
     os.exit(0)
   end
-  local runs = experiment.expand(def, overrides)
-  local jobs = opts.jobs or def.jobs or 1
-  if math.tointeger(jobs) == nil or jobs < 1 then fail("experiment jobs must be a positive integer, got %s", tostring(jobs)) end
+  local all = experiment.expand(def, overrides)
+  -- This process's shard of the runs, less those a merged log holds finished.
+  local runs = shard.apply(all, opts, def.name, function(text) line("%s", text) end)
+  if #runs == 0 then
+    line("experiment %s: nothing to run here", def.name)
+    return { experiment = def.name }
+  end
+  local placer, jobs = placer_for(runs, opts, def.jobs)
   return experiment.run_list(def.name, runs, {
     db_path = train.db_path(opts.db or def.db, runs[1].config), jobs = jobs,
-    dry_run = opts["dry-run"], restart = opts.restart, placer = sweep.make_placer(opts, jobs),
+    dry_run = opts["dry-run"], restart = opts.restart, placer = placer,
   })
 end
 
 -- `gqe resume EXPERIMENT`: every unfinished run of the experiment (the
 -- latest row of each name and config) goes on from its last checkpoint.
--- opts: the parsed flags of the command (jobs, dry-run, restart).
+-- opts: the parsed flags of the command (RESUME_FLAGS).
 function experiment.resume(db_path, exp_name, opts)
   local db = gqe.db.open(db_path)
   local rows = db:query([[SELECT r.name, r.config, r.config_hash, r.status FROM runs r
@@ -438,9 +467,9 @@ function experiment.resume(db_path, exp_name, opts)
       runs[#runs + 1] = seen[key]
     end
   end
-  local jobs = opts.jobs or 1
+  local placer, jobs = placer_for(runs, opts, nil)
   return experiment.run_list(exp_name, runs, { db_path = db_path, jobs = jobs, dry_run = opts["dry-run"],
-                                               restart = opts.restart, placer = sweep.make_placer(opts, jobs) })
+                                               restart = opts.restart, placer = placer })
 end
 
 -- A text table of summaries (used by quickstart and `gqe compare`).

@@ -24,7 +24,7 @@
 -- are the same; `--` ends the flags. Errors are raised as plain messages.
 local flags = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 -- Levenshtein distance, for did-you-mean.
 local function distance(a, b)

@@ -64,7 +64,8 @@ end
 
 -- Where workers run. A placer hands out slots: placer:acquire(run) -> slot
 -- or nil (nil: wait until a slot is released; run is {name, config, ...}),
--- placer:release(slot), and size (how many runs at once). A slot may carry env
+-- placer:release(slot), and size (how many runs at once); gqe/placement.lua
+-- wraps this one to put GPU runs on GPUs. A slot may carry env
 -- (a list of "NAME=value" for the worker: threads, visible devices) and a
 -- label. The default: jobs slots on this machine, each with cores/jobs
 -- OpenMP threads unless OMP_NUM_THREADS is set (N processes spinning
@@ -82,14 +83,6 @@ function sweep.default_placer(jobs)
     acquire = function(_, _) return table.remove(free) end,
     release = function(_, slot) free[#free + 1] = slot end,
   }
-end
-
--- The placer of a sweep, from the command's parsed flags (opts) and jobs;
--- nil runs one run at a time in this process. A placement with flags of
--- its own (GPUs) appends them to experiment.RUN_FLAGS and replaces this.
-function sweep.make_placer(opts, jobs)
-  if jobs == 1 then return nil end
-  return sweep.default_placer(jobs)
 end
 
 -- Worker side of --jobs: reads the job file, trains, writes the summary
@@ -246,12 +239,14 @@ function sweep.execute(runs, todo, opts)
     local how = prepare(i)
     local file = string.format("%s/job%d.json", dir, i)
     local f = assert(io.open(file, "w"))
-    f:write(json.encode { config = r.config, experiment = exp_name, name = r.name, label = label(i), resume = r.resume })
+    -- The slot's label (its GPU) goes into the run's progress lines.
+    local where = slot.label and string.format("[%d/%d %s %s]", i, n, r.name, slot.label) or label(i)
+    f:write(json.encode { config = r.config, experiment = exp_name, name = r.name, label = where, resume = r.resume })
     f:close()
     local pid = gqe.spawn(sweep.worker_argv(opts.db_path, file, slot.env), { worker = true })
-    running[#running + 1] = { pid = pid, i = i, file = file, slot = slot, label = label(i),
+    running[#running + 1] = { pid = pid, i = i, file = file, slot = slot, label = where,
                               show = r.config.train.progress }
-    line("%s started (pid %d%s)%s", tag(i), pid, slot.label and (", " .. slot.label) or "", how)
+    line("%s started %s(pid %d)%s", tag(i), slot.label and ("on " .. slot.label .. " ") or "", pid, how)
   end
   local function poll_progress()
     local changed = false

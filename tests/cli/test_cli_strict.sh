@@ -30,7 +30,7 @@ rejects() {
   if [ -s "$db" ]; then [ "$(q "SELECT count(*) FROM runs")" = 0 ] || fail "$*: a run started"; fi
 }
 exp=$tmp/exp.lua
-rejects "unknown flag --dryrun .*did you mean --dry-run\?.*valid flags: --jobs, --dry-run, --restart, --db, --help" \
+rejects "unknown flag --dryrun .*did you mean --dry-run\?.*valid flags: --jobs, --dry-run, --restart, --gpus, --per-gpu, --shard, --skip-from, --db, --help" \
   "$exp" --dryrun --db "$db"
 rejects "unknown flag --dry_run .*did you mean --dry-run\?" "$exp" --dry_run --db "$db"
 rejects "unknown flag -n; valid flags:" "$exp" -n --db "$db"
