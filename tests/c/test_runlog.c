@@ -43,6 +43,14 @@ static int grab(void *ud, int ncol, const char *const *names, const gqe_db_value
     return 0;
 }
 
+/* The name of the first column of the first row. */
+static int grab_name(void *ud, int ncol, const char *const *names, const gqe_db_value *v) {
+    cell *c = ud;
+    (void)v;
+    if (c->rows++ == 0 && ncol > 0) snprintf(c->s, sizeof c->s, "%s", names[0]);
+    return 0;
+}
+
 static cell q(gqe_runlog *db, const char *sql) {
     cell c = {0};
     CHECK_OK(gqe_runlog_query(db, sql, 0, NULL, NULL, grab, &c));
@@ -306,6 +314,15 @@ static void test_saved_queries(void **state) {
     CHECK_OK(gqe_runlog_query(db, "SELECT sum(tokens = 0) FROM head_usage_latest WHERE run_id = ?",
                               1, &binds[1], NULL, grab, &c));
     assert_int_equal(c.i, 1);
+
+    /* A LIKE on a bound value makes SQLite prepare the statement again at its
+     * first step; the column names handed to the callback must survive that. */
+    c = (cell){0};
+    gqe_db_value like = {.type = GQE_DB_TEXT, .s = "ab%", .len = 3};
+    CHECK_OK(gqe_runlog_query(db, "SELECT name AS experiment_name FROM experiments WHERE name LIKE ?",
+                              1, &like, NULL, grab_name, &c));
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(c.s, "experiment_name");
 
     /* Query misuse: a clear error, not a silent NULL. */
     assert_int_equal(gqe_runlog_query(db, "SELECT :experiment, :run", 1, binds, names, NULL, NULL), GQE_ERR_ARG);

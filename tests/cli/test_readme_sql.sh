@@ -22,9 +22,13 @@ gqe.experiment{
 }
 LUA
 OMP_NUM_THREADS=1 build/gqe "$tmp/exp.lua" --db "$tmp/runs.db" > "$tmp/out.txt" 2>&1 || { cat "$tmp/out.txt"; exit 1; }
-# A run that fails (its data file is missing), so the last recipe has a row.
-sed -e 's/name = "quickstart"/name = "broken"/' -e "s#$tmp/text.txt#$tmp/missing.txt#" "$tmp/exp.lua" > "$tmp/bad.lua"
-OMP_NUM_THREADS=1 build/gqe "$tmp/bad.lua" --db "$tmp/runs.db" > "$tmp/bad.txt" 2>&1 && { echo "FAIL: a run with a missing data file succeeded"; exit 1; }
+# A run that fails (its data file is missing), so the last recipe has a row
+# (a single gqe.train: an experiment refuses it before any run starts).
+cat > "$tmp/bad.lua" <<LUA
+require("gqe").train{ experiment = "broken", data = { kind = "text", path = "$tmp/missing.txt" },
+  model = { dim = 16, layers = 1, experts = 4, groups = 2, k = 1, head_dim = 4 }, train = { progress = false } }
+LUA
+OMP_NUM_THREADS=1 GQE_DB="$tmp/runs.db" build/gqe "$tmp/bad.lua" > "$tmp/bad.txt" 2>&1 && { echo "FAIL: a run with a missing data file succeeded"; exit 1; }
 awk '/^```sql$/{on=1; n++; next} /^```$/{on=0} on{print > "'"$tmp"'/q" n ".sql"}' README.md
 count=0
 for q in "$tmp"/q*.sql; do

@@ -72,5 +72,5 @@ grep -q "k=2,router=sigmoid" "$html" || fail "group label missing"
 [ "$(grep -c "k=.,router=" "$tmp/compare")" = 4 ] || fail "compare groups"
 # A report of an unknown experiment is a clear error.
 if "$GQE" report nope --db "$db" 2>"$tmp/err"; then fail "unknown experiment accepted"; fi
-grep -q "no runs of experiment 'nope'" "$tmp/err" || fail "unknown experiment message"
+grep -q -E "unknown experiment 'nope'|no runs of experiment 'nope'" "$tmp/err" || fail "unknown experiment message"
 echo "test_report: ok ($n images)"
