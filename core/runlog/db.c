@@ -13,7 +13,9 @@
  * one. views.sql drops its views before creating them, so a migration that
  * changes a view can simply list "analysis/views.sql" again. */
 static const char *const migration_1[] = {"analysis/schema.sql", "analysis/views.sql", NULL};
-static const char *const *const migrations[] = {migration_1};
+/* 2: counted_runs (which row counts for a run) and the views that read it. */
+static const char *const migration_2[] = {"analysis/views.sql", NULL};
+static const char *const *const migrations[] = {migration_1, migration_2};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))
 
 int gqe_runlog_schema_version(void) { return N_MIGRATIONS; }

@@ -78,25 +78,7 @@ function commands.runs(args)
   return 0
 end
 
-function commands.compare(args)
-  local _, flags, pos = config.parse_args(args)
-  local exp = pos[1] or fail("usage: gqe compare EXPERIMENT [--metric KEY] [--db PATH]")
-  local db = open_db(flags, true)
-  local runs, others = results.runs(db, exp, { status = "finished" })
-  db:close()
-  if #runs == 0 then
-    fail("no finished runs in experiment '%s'%s", exp,
-         #others > 0 and string.format(" (%d runs with another status; see `gqe runs %s`)", #others, exp) or
-         " (see `gqe runs` for the experiments in this database)")
-  end
-  local metric = flags.metric or "val/loss"
-  local groups, keys = results.groups(runs)
-  say("experiment %s: %d finished runs, %d groups%s", exp, #runs, #groups,
-      #keys > 0 and (" by " .. table.concat(keys, ", ")) or "")
-  say("%s", results.format_table(results.summarize(groups, metric), metric))
-  if #others > 0 then say("(%d runs not finished are left out; see `gqe runs %s`)", #others, exp) end
-  return 0
-end
+function commands.compare(args) return require("gqe.compare").main(args) end
 
 function commands.report(args)
   local _, flags, pos = config.parse_args(args)
@@ -202,7 +184,8 @@ end
 cli.usage = [[
 usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe runs [EXPERIMENT]                  list runs (crashed ones marked)
-       gqe compare EXPERIMENT [--metric KEY]  mean/std over seeds per group of varied keys
+       gqe compare EXPERIMENT [--metric KEY] [--baseline NAME] [--csv|--json]
+                                              mean, std, 95% CI over seeds per group of varied keys
        gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID                      continue a run from its last checkpoint
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
