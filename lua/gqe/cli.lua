@@ -80,16 +80,7 @@ end
 
 function commands.compare(args) return require("gqe.compare").main(args) end
 
-function commands.report(args)
-  local _, flags, pos = config.parse_args(args)
-  local exp = pos[1] or fail("usage: gqe report EXPERIMENT [--out DIR] [--metric KEY] [--db PATH]")
-  local db = open_db(flags, true)
-  local ok, res = pcall(require("gqe.report").generate, db, exp, { out = flags.out, metric = flags.metric })
-  db:close()
-  if not ok then error(res, 0) end
-  say("report written to %s", res)
-  return 0
-end
+function commands.report(args) return require("gqe.report").main(args) end
 
 function commands.data(args)
   local f = io.open("scripts/prepare_data.sh", "r")
@@ -186,7 +177,8 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe runs [EXPERIMENT]                  list runs (crashed ones marked)
        gqe compare EXPERIMENT [--metric KEY] [--baseline NAME] [--csv|--json]
                                               mean, std, 95% CI over seeds per group of varied keys
-       gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
+       gqe report EXPERIMENT [--out DIR] [--baseline NAME] [--curves mean|seeds] [--loss-axis clip|log|full]
+                                              HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID                      continue a run from its last checkpoint
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
