@@ -478,7 +478,7 @@ function report.generate(db, experiment, opts)
 
   local curves_out = {}
   local function curve(key, caption)
-    local png, note = curve_plot(ctx, key, file_name(key) .. ".png")
+    local png, note = curve_plot(ctx, key, string.format("curve%d.png", #curves_out + 1))
     if png then curves_out[#curves_out + 1] = { png = png, caption = caption, note = note } end
   end
   local band = opts.curves == "seeds" and "one line per seed" or "mean over seeds, band = min..max over seeds"
