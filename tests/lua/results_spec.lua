@@ -1,0 +1,62 @@
+-- Statistics behind `gqe compare` and the report, and the strict flag parser.
+require "gqe"
+local results = require "gqe.results"
+local argv = require "gqe.argv"
+local report = require "gqe.report"
+
+describe("t quantile and confidence intervals", function()
+  it("matches the tables of Student's t (two-sided 95%)", function()
+    local table_t = { [1] = 12.706, [2] = 4.303, [3] = 3.182, [4] = 2.776, [5] = 2.571, [9] = 2.262,
+                      [10] = 2.228, [20] = 2.086, [30] = 2.042, [120] = 1.980 }
+    for df, t in pairs(table_t) do assert.near(t, results.t95(df), 1e-3) end
+    assert.near(1.95996, results.t95(100000), 1e-3)
+  end)
+  it("gives the mean's half width t * s / sqrt(n), nothing below 2 values", function()
+    assert.near(4.3027 * 0.01 / math.sqrt(3), results.ci95(0.01, 3), 1e-6)
+    assert.is_nil(results.ci95(nil, 1))
+    assert.is_nil(results.ci95(0.5, 1))
+  end)
+  it("gives Welch's interval for a difference of means", function()
+    local d, half = results.diff(2.25, 0.0707107, 2, 2.02, 0.01, 3)
+    assert.near(0.23, d, 1e-12)
+    -- se = sqrt(0.005/2 + 0.0001/3), Welch df = 1.03 -> t(1)
+    assert.near(results.t95(1) * math.sqrt(0.005 / 2 + 0.0001 / 3), half, 1e-6)
+    local d1, h1 = results.diff(2.0, nil, 1, 1.0, 0.1, 3)
+    assert.equal(1.0, d1)
+    assert.is_nil(h1)
+  end)
+end)
+
+describe("argv.parse", function()
+  local spec = { metric = "value", csv = "bool", db = "value" }
+  it("takes --flag value, --flag=value and booleans", function()
+    local f, p = argv.parse("compare", { "exp", "--metric", "val/loss", "--db=x.db", "--csv" }, spec)
+    assert.same({ metric = "val/loss", db = "x.db", csv = true }, f)
+    assert.same({ "exp" }, p)
+  end)
+  it("rejects unknown flags naming the valid ones and the nearest", function()
+    local ok, err = pcall(argv.parse, "compare", { "--metirc", "x" }, spec)
+    assert.is_false(ok)
+    assert.equal("compare: unknown flag '--metirc' (did you mean --metric?); valid flags: --csv, --db, --metric", err)
+    ok, err = pcall(argv.parse, "compare", { "-n" }, spec)
+    assert.is_false(ok)
+    assert.matches("unknown flag '-n'", err, 1, true)
+  end)
+  it("rejects a missing value and a value given to a boolean", function()
+    local ok, err = pcall(argv.parse, "compare", { "--metric" }, spec)
+    assert.is_false(ok)
+    assert.equal("compare: --metric needs a value", err)
+    ok, err = pcall(argv.parse, "compare", { "--csv=yes" }, spec)
+    assert.is_false(ok)
+    assert.equal("compare: --csv takes no value", err)
+  end)
+end)
+
+describe("report.safe_label", function()
+  it("leaves nothing gnuplot would interpret", function()
+    assert.equal("'k=1,router=softmax'", report.safe_label("k=1,router=softmax"))
+    assert.equal("'a???touch x??'", report.safe_label("a'\n!touch x\n'"))
+    assert.equal("'b? . system(?ls?) . ?'", report.safe_label("b\" . system(\"ls\") . \""))
+    assert.equal("'??x?'", report.safe_label("\\`x$"))
+  end)
+end)
