@@ -15,7 +15,7 @@ local function run(kind)
                        experts = 16, groups = 8, k = 1, head_dim = 64, mlp = "gelu",
                        mlp_hidden = 4096, tied = true, seed = 1, device = "cuda",
                        precision = precision}
-  local opt = gqe.optim.AdamW(lm, {lr = 1e-4, betas = {0.9, 0.95}, weight_decay = 0.1})
+  local opt = gqe.optim.AdamW(lm, {lr = 1e-4, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1})
   local tok, tgt = {}, {}
   for b = 1, B do
     tok[b], tgt[b] = {}, {}
