@@ -34,15 +34,15 @@ key("model.dim", "int", 128, { min = 1, lm = "dim", doc = "model width d" })
 key("model.layers", "int", 4, { min = 1, lm = "layers", doc = "number of blocks" })
 key("model.max_seq", "int", 0, { min = 0, doc = "longest sequence the model accepts; 0 or less than train.seq: train.seq" })
 key("model.attention", "string", "gqe", { values = names.attention, lm = "attention",
-    doc = "`gqe`, or the dense baselines `gqa`, `mha` (groups = experts), `mqa` (groups = 1)" })
+    doc = "`gqe`, or a dense baseline: `mha` has groups = experts, `mqa` groups = 1" })
 key("model.experts", "int", 8, { min = 1, lm = "experts", doc = "N: query-head experts per layer" })
 key("model.groups", "int", 4, { min = 1, lm = "groups", doc = "G: KV heads; N must be divisible by G" })
 key("model.k", "int", 1, { min = 1, lm = "k", doc = "experts chosen per group and token, at most N/G (gqe)" })
 key("model.head_dim", "int", 0, { min = 0, lm = "head_dim", doc = "head width; 0: dim / experts" })
 key("model.variant", "string", "gqe", { values = names.variant, lm = "variant",
-    doc = "`gqe` (slots, weighted slots, shared head), `hard_concat`, `weighted_concat` (docs/GQE.md)" })
+    doc = "how chosen experts feed o_proj (docs/GQE.md); `gqe` adds weighted slots and a shared head" })
 key("model.router", "string", "softmax", { values = names.router, lm = "router",
-    doc = "`softmax`, `sigmoid`, `balanced` (aux-loss-free bias), `random`, `hash`" })
+    doc = "expert scores; `balanced` is aux-loss-free (a load bias, see balance_gamma)" })
 key("model.balance_gamma", "number", 0.01, { min = 0, lm = "balance_gamma",
     hashed = function(c) return c.model.router == "balanced" end,
     doc = "balanced router: bias step per optimizer step (b += gamma * sign(mean load - load))" })
@@ -425,6 +425,22 @@ function config.hash(c)
     end
   end
   return config.fnv1a64(json.encode(t))
+end
+
+-- The README's table of config keys (generated from the description:
+-- `build/gqe scripts/config_table.lua README.md` rewrites it in place).
+function config.markdown()
+  local out = { "| key | type | default | allowed | meaning |", "|---|---|---|---|---|" }
+  for _, d in ipairs(D) do
+    local default = d.default
+    if d.type == "string" then default = default == "" and '`""`' or "`" .. default .. "`"
+    elseif d.type == "number" then default = "`" .. json.number(default) .. "`"
+    else default = "`" .. tostring(default) .. "`" end
+    local allowed = d.values and ("`" .. table.concat(d.values, "`, `") .. "`") or config.range_text(d) or ""
+    if d.only and allowed ~= "" then allowed = allowed .. " (with " .. d.only .. ")" end
+    out[#out + 1] = string.format("| `%s` | %s | %s | %s | %s |", d.name, d.type, default, allowed, d.doc or "")
+  end
+  return table.concat(out, "\n") .. "\n"
 end
 
 -- Active query-attention heads per token (GQE.md): G*k (+1 shared head in
