@@ -97,7 +97,7 @@ function checkpoint.resume(db, run_id)
   local f = io.open(ck.path, "rb")
   if not f then error(string.format("run %d: checkpoint file %s is missing", run_id, ck.path), 0) end
   f:close()
-  local c = json.decode(r.config)
+  local c = require("gqe.models").stored_config(r.config, "run " .. run_id)
   return require("gqe.train").run(c, { db = db, experiment = r.experiment, name = r.name,
                                        resume = { run_id = run_id, path = ck.path, step = ck.step } })
 end

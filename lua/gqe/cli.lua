@@ -82,6 +82,8 @@ function commands.compare(args) return require("gqe.compare").main(args) end
 
 function commands.report(args) return require("gqe.report").main(args) end
 
+function commands.sample(args) return require("gqe.models").sample_main(args) end
+
 function commands.data(args)
   local f = io.open("scripts/prepare_data.sh", "r")
   if f then
@@ -180,6 +182,8 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe report EXPERIMENT [--out DIR] [--baseline NAME] [--curves mean|seeds] [--loss-axis clip|log|full]
                                               HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID                      continue a run from its last checkpoint
+       gqe sample RUN_ID --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
+                                              text from a run's model (byte-level runs)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
        gqe help                               this text
@@ -197,7 +201,7 @@ function cli.main(command, args)
   end
   local f = commands[command]
   if not f then
-    fail("unknown command '%s'; commands: runs, compare, report, resume, bench, data, help (or a .lua file to run)", tostring(command))
+    fail("unknown command '%s'; commands: runs, compare, report, resume, sample, bench, data, help (or a .lua file to run)", tostring(command))
   end
   local rc = f(args)
   return rc or 0

@@ -51,6 +51,7 @@ local function data_options(c)
 end
 train.data_options = data_options
 
+-- The optimizer of a config's optim section for lm.
 local function make_optimizer(c, lm)
   local o = c.optim
   if o.name == "adamw" then
@@ -60,6 +61,7 @@ local function make_optimizer(c, lm)
   return gqe.optim.SGD(lm, { lr = o.lr, momentum = o.momentum, weight_decay = o.weight_decay,
     nesterov = o.nesterov, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
 end
+train.make_optimizer = make_optimizer
 
 -- Mean validation loss over the fixed batches 1..eval_batches, and the
 -- routing statistics of those batches summed over them.

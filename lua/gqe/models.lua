@@ -1,0 +1,138 @@
+-- Models from runs: gqe.load_run(RUN_ID or checkpoint path) rebuilds a run's
+-- model (and optimizer) from the config stored with it and loads its
+-- checkpoint; `gqe sample RUN_ID --prompt TEXT --tokens N` prints what it
+-- generates.
+local gqe = require "gqe"
+local argv = require "gqe.argv"
+local config = require "gqe.config"
+local json = require "gqe.json"
+
+local models = {}
+
+local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+
+-- A config as stored with a run or in a checkpoint, resolved. Configs stored
+-- before model.balance_gamma was a key ran with the core's 0.001.
+function models.stored_config(text, where)
+  local ok, c = pcall(json.decode, text)
+  if not ok or type(c) ~= "table" then fail("%s: the stored config is not valid JSON", where) end
+  if type(c.model) == "table" and c.model.balance_gamma == nil then c.model.balance_gamma = 0.001 end
+  local okr, res = pcall(config.resolve, c)
+  if not okr then fail("%s: the stored config does not resolve: %s", where, tostring(res)) end
+  return res
+end
+
+-- {path, run_id, experiment, name} of what to load: a run id's latest
+-- checkpoint (in opts.db, else GQE_DB or runs.db) or a checkpoint file.
+local function locate(what, opts)
+  local id = math.tointeger(tonumber(what))
+  if not id then
+    local f = io.open(tostring(what), "rb")
+    if not f then fail("no run id or checkpoint file '%s'", tostring(what)) end
+    f:close()
+    return { path = tostring(what) }
+  end
+  local path = require("gqe.train").db_path(opts.db)
+  local f = io.open(path, "rb")
+  if not f then fail("no run log at %s (pass db = PATH / --db PATH, or set GQE_DB)", path) end
+  f:close()
+  local db = gqe.db.open(path)
+  local ok, res = pcall(function()
+    local r = db:query([[SELECT r.id, r.name, r.config, e.name AS experiment FROM runs r
+      JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?]], id)[1]
+    if not r then fail("no run %d in %s (see `gqe runs`)", id, path) end
+    local ck = db:query("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id DESC LIMIT 1", id)[1]
+    if not ck then fail("run %d has no checkpoint (it writes one at the end, on a signal and every train.checkpoint_every steps)", id) end
+    return { path = ck.path, run_id = id, name = r.name, experiment = r.experiment, config_text = r.config, step = ck.step }
+  end)
+  db:close()
+  if not ok then error(res, 0) end
+  local cf = io.open(res.path, "rb")
+  if not cf then fail("run %d: its checkpoint %s is missing", id, res.path) end
+  cf:close()
+  return res
+end
+
+-- gqe.load_run(RUN_ID or path [, {db=, device=, optimizer=true}]) ->
+-- lm, opt (nil unless asked for), info {config, step, path, run_id, name,
+-- experiment}. The model is built on opts.device (default cpu) in fp32.
+function models.load_run(what, opts)
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "db" and k ~= "device" and k ~= "optimizer" then
+      fail("gqe.load_run: unknown option '%s'; valid: db, device, optimizer", tostring(k))
+    end
+  end
+  local src = locate(what, opts)
+  local tensors, meta = gqe.load_safetensors(src.path)
+  local text = src.config_text or meta.config
+  if not text then fail("%s holds no config (not a gqe checkpoint?)", src.path) end
+  local c = models.stored_config(text, src.run_id and ("run " .. src.run_id) or src.path)
+  local emb = tensors["tok_emb.weight"]
+  if not emb then fail("%s: no tok_emb.weight (not a gqe checkpoint?)", src.path) end
+  local vocab = emb:shape()[1]
+  tensors = nil
+  c.train.device = opts.device or "cpu"
+  c.train.precision = "fp32"
+  local lm = gqe.nn.LM(config.model_options(c, vocab))
+  local opt
+  if opts.optimizer then opt = require("gqe.train").make_optimizer(c, lm) end
+  local info = gqe.checkpoint.load(src.path, lm, opt)
+  return lm, opt, { config = c, step = info.step, path = src.path, run_id = src.run_id, name = src.name,
+                    experiment = src.experiment, vocab = vocab }
+end
+
+-- How a run's data turns into token ids and back. Byte-level text: one token
+-- per byte. Token data sets need a tokenizer: a module gqe.tokenizer with
+-- codec(config) -> {encode = fn(text) -> ids, decode = fn(ids) -> text} is
+-- used when present.
+function models.codec(c)
+  if c.data.kind == "text" then
+    return {
+      encode = function(s) return { s:byte(1, -1) } end,
+      decode = function(ids)
+        local parts = {}
+        for i, v in ipairs(ids) do parts[i] = string.char(v % 256) end
+        return table.concat(parts)
+      end,
+    }
+  end
+  local ok, tok = pcall(require, "gqe.tokenizer")
+  if ok and type(tok) == "table" and type(tok.codec) == "function" then return tok.codec(c) end
+  fail("this run was trained on data.kind '%s' (token ids, not bytes): turning text into its tokens needs a tokenizer, which this build lacks", c.data.kind)
+end
+
+models.usage = [[
+usage: gqe sample RUN_ID|CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
+                  [--device cpu|cuda] [--db PATH]
+  Prints the prompt and N generated tokens (default 200) of a run's model,
+  rebuilt from its stored config and latest checkpoint. Byte-level runs
+  (data.kind=text) only, until a tokenizer is present.]]
+
+models.flags = { prompt = "value", tokens = "value", temperature = "value", ["top-k"] = "value", seed = "value",
+                 device = "value", db = "value", help = "bool" }
+
+function models.sample_main(args)
+  local flags, pos = argv.parse("sample", args, models.flags)
+  if flags.help then io.stdout:write(models.usage, "\n"); return 0 end
+  if #pos ~= 1 then fail("%s", models.usage) end
+  if not flags.prompt or flags.prompt == "" then fail("sample: --prompt TEXT is required (a non-empty text)") end
+  local n = argv.integer("sample", flags, "tokens", 200)
+  if n < 0 then fail("sample: --tokens must be >= 0, got %d", n) end
+  local top_k = argv.integer("sample", flags, "top-k", 0)
+  local seed = argv.integer("sample", flags, "seed", 1)
+  local temperature = argv.number("sample", flags, "temperature", 1.0)
+  local lm, _, info = models.load_run(pos[1], { db = flags.db, device = flags.device })
+  local codec = models.codec(info.config)
+  local prompt = codec.encode(flags.prompt)
+  local max_seq = lm:config().max_seq
+  if #prompt + n > max_seq then
+    fail("sample: a %d-token prompt and --tokens %d exceed the model's max_seq %d (the run's train.seq or model.max_seq)",
+         #prompt, n, max_seq)
+  end
+  local out = lm:generate(prompt, n, { temperature = temperature, top_k = top_k, seed = seed })
+  io.stdout:write(codec.decode(out), "\n")
+  return 0
+end
+
+return models
