@@ -54,8 +54,9 @@ out=$("$GQE" compare cli-grid --db "$db")
 echo "$out"
 grep -q "final val/loss" <<<"$out" || fail "compare header"
 grep -q "active heads" <<<"$out" || fail "compare header (heads)"
-# Groups of the latest run per name: 4 names, varying k, router and steps.
-[ "$(grep -c "router=" <<<"$out")" = 4 ] || fail "compare rows"
+# Every distinct config counts (counted_runs): the 4 grid runs and the 2
+# reruns with train.steps=10, grouped by k, router and steps.
+[ "$(grep -c "router=" <<<"$out")" = 6 ] || fail "compare rows"
 # A bad grid key fails before any run starts.
 sed 's/model.router/model.routr/' "$tmp/exp.lua" > "$tmp/bad.lua"
 if "$GQE" "$tmp/bad.lua" --db "$db" 2>"$tmp/err"; then fail "bad grid key accepted"; fi
