@@ -102,7 +102,7 @@ function compare.csv(s)
 end
 
 function compare.json(s)
-  local not_counted = {}
+  local not_counted = json.array()
   for _, r in ipairs(s.others) do
     not_counted[#not_counted + 1] = { run_id = r.id, name = r.name, status = r.status, reason = r.reason }
   end
@@ -122,8 +122,8 @@ function compare.json(s)
                   diff_vs_baseline = s.baseline and r.diff and { final_mean = r.diff.mean, ci95 = r.diff.ci95 } or nil }
   end
   return json.encode { experiment = s.experiment, metric = s.metric, counted = compare.RULE,
-                       varied_keys = s.keys, groups = groups, not_counted = not_counted,
-                       baseline = s.baseline and s.baseline.group or nil, warnings = s.warnings }
+                       varied_keys = json.array(s.keys), groups = json.array(groups), not_counted = not_counted,
+                       baseline = s.baseline and s.baseline.group or nil, warnings = json.array(s.warnings) }
 end
 
 function compare.text(s)

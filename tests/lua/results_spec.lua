@@ -60,3 +60,12 @@ describe("report.safe_label", function()
     assert.equal("'??x?'", report.safe_label("\\`x$"))
   end)
 end)
+
+describe("json.array", function()
+  it("encodes an empty list as [] and leaves plain tables alone", function()
+    local json = require "gqe.json"
+    assert.equal("[]", json.encode(json.array()))
+    assert.equal("{}", json.encode({}))
+    assert.equal('{"a":[],"b":[1,2]}', json.encode { a = json.array(), b = json.array { 1, 2 } })
+  end)
+end)
