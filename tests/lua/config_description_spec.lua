@@ -50,6 +50,24 @@ describe("config description", function()
     assert.are_not.equal(config.hash(a), config.hash(b))
     assert.equal(config.hash(config.resolve {}), config.hash(config.resolve { model = { balance_gamma = 0.02 } }))
   end)
+  it("agrees with the core's own checks of the model keys it passes on", function()
+    -- a value just outside a key's range is refused by the core too, so
+    -- the description and the core cannot drift apart unnoticed
+    local base = config.model_options(config.resolve { model = { dim = 64, head_dim = 8 } }, 256)
+    base.device, base.precision = nil, nil
+    local checked = 0
+    for _, d in ipairs(config.description) do
+      if d.section == "model" and d.lm and d.min and d.key ~= "vocab" then   -- vocab 0: the data's
+        local o = {}
+        for k, v in pairs(base) do o[k] = v end
+        o[d.lm] = d.min_open and d.min or d.min - (d.type == "int" and 1 or 1e-3)
+        if d.key == "balance_gamma" then o.router = "balanced" end
+        assert.is_false((pcall(gqe.nn.check_lm, o)), d.name .. " = " .. tostring(o[d.lm]) .. " passed the core")
+        checked = checked + 1
+      end
+    end
+    assert.truthy(checked >= 11)
+  end)
   it("builds the model options from the description", function()
     local c = config.resolve { model = { dim = 64, head_dim = 8 }, train = { seq = 32, seed = 7 } }
     local o = config.model_options(c, 300)
