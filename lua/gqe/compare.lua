@@ -8,16 +8,18 @@ local results = require "gqe.results"
 
 local compare = {}
 
-compare.usage = [[
-usage: gqe compare EXPERIMENT [--metric KEY] [--baseline NAME] [--csv | --json] [--db PATH]
-  Counts, per distinct config, its latest finished row (superseded and
-  unfinished rows are left out and listed); groups runs that differ only in
-  the seed; shows mean +- std, the 95% CI of the mean (t-distribution) and the
-  number of seeds. --baseline NAME (a group label or a run name) adds each
-  group's difference to that group (Welch 95% CI). A warning goes to stderr
-  for groups with fewer than 3 seeds.]]
-
-compare.flags = { metric = "value", baseline = "value", csv = "bool", json = "bool", db = "value", help = "bool" }
+compare.spec = {
+  usage = "gqe compare EXPERIMENT [--metric KEY] [--baseline NAME] [--csv | --json] [--db PATH]",
+  about = "groups the counted runs (the latest finished row of each distinct config) by the keys that vary; "
+    .. "per group: seeds, mean +- std, the 95% CI of the mean (Student's t); warns below 3 seeds",
+  flags = {
+    { "metric", value = "KEY", help = "the metric to compare (default val/loss)" },
+    { "baseline", value = "NAME", help = "a group label or run name: each group's difference to it (Welch 95% CI)" },
+    { "csv", help = "print CSV" },
+    { "json", help = "print JSON" },
+  },
+  args = { min = 1, max = 1, names = "EXPERIMENT" },
+}
 
 compare.RULE = "the latest finished row of each distinct config"
 
@@ -138,9 +140,8 @@ end
 
 -- The command; returns the exit code.
 function compare.main(args)
-  local flags, pos = argv.parse("compare", args, compare.flags)
-  if flags.help then io.stdout:write(compare.usage, "\n"); return 0 end
-  if #pos ~= 1 then fail("%s", compare.usage) end
+  local flags, pos = argv.parse(compare.spec, args)
+  if flags.help then io.stdout:write(argv.help(compare.spec), "\n"); return 0 end
   if flags.csv and flags.json then fail("compare: --csv and --json exclude each other") end
   local gqe = require "gqe"
   local path = require("gqe.train").db_path(flags.db)

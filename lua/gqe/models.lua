@@ -102,26 +102,33 @@ function models.codec(c)
   fail("this run was trained on data.kind '%s' (token ids, not bytes): turning text into its tokens needs a tokenizer, which this build lacks", c.data.kind)
 end
 
-models.usage = [[
-usage: gqe sample RUN_ID|CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
-                  [--device cpu|cuda] [--db PATH]
-  Prints the prompt and N generated tokens (default 200) of a run's model,
-  rebuilt from its stored config and latest checkpoint. Byte-level runs
-  (data.kind=text) only, until a tokenizer is present.]]
-
-models.flags = { prompt = "value", tokens = "value", temperature = "value", ["top-k"] = "value", seed = "value",
-                 device = "value", db = "value", help = "bool" }
+models.spec = {
+  usage = "gqe sample RUN_ID|CHECKPOINT --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S] "
+    .. "[--device cpu|cuda] [--db PATH]",
+  about = "prints the prompt and N generated tokens of a run's model, rebuilt from its stored config and "
+    .. "latest checkpoint (byte-level runs, data.kind=text, until a tokenizer is present)",
+  flags = {
+    { "prompt", value = "TEXT", help = "the text to continue (required)" },
+    { "tokens", value = "N", int = 0, help = "tokens to generate (default 200)" },
+    { "temperature", value = "T", help = "sampling temperature (default 1)" },
+    { "top-k", value = "K", int = 0, help = "sample among the K likeliest tokens; 0: all (default)" },
+    { "seed", value = "S", int = 0, help = "sampling seed (default 1)" },
+    { "device", value = "cpu|cuda", help = "where to run the model (default cpu)" },
+  },
+  args = { min = 1, max = 1, names = "RUN_ID or CHECKPOINT" },
+}
 
 function models.sample_main(args)
-  local flags, pos = argv.parse("sample", args, models.flags)
-  if flags.help then io.stdout:write(models.usage, "\n"); return 0 end
-  if #pos ~= 1 then fail("%s", models.usage) end
+  local flags, pos = argv.parse(models.spec, args)
+  if flags.help then io.stdout:write(argv.help(models.spec), "\n"); return 0 end
   if not flags.prompt or flags.prompt == "" then fail("sample: --prompt TEXT is required (a non-empty text)") end
-  local n = argv.integer("sample", flags, "tokens", 200)
-  if n < 0 then fail("sample: --tokens must be >= 0, got %d", n) end
-  local top_k = argv.integer("sample", flags, "top-k", 0)
-  local seed = argv.integer("sample", flags, "seed", 1)
-  local temperature = argv.number("sample", flags, "temperature", 1.0)
+  local n = flags.tokens or 200
+  local top_k = flags["top-k"] or 0
+  local seed = flags.seed or 1
+  local temperature = tonumber(flags.temperature or 1.0)
+  if not temperature or not (temperature > 0) or temperature == math.huge then
+    fail("sample: --temperature must be a positive number, got '%s'", tostring(flags.temperature))
+  end
   local lm, _, info = models.load_run(pos[1], { db = flags.db, device = flags.device })
   local codec = models.codec(info.config)
   local prompt = codec.encode(flags.prompt)

@@ -623,21 +623,25 @@ function report.generate(db, experiment, opts)
   return index
 end
 
-report.usage = [[
-usage: gqe report EXPERIMENT [--out DIR] [--metric KEY] [--baseline NAME] [--curves mean|seeds]
-                  [--loss-axis clip|log|full] [--db PATH]
-  Writes reports/EXPERIMENT/index.html (or DIR/index.html) with PNG plots:
-  curves per arm, the final metric with 95% CIs against each varied key,
-  routing balance per layer and head usage over time.]]
-
-report.flags = { out = "value", metric = "value", baseline = "value", curves = "value", ["loss-axis"] = "value",
-                 db = "value", help = "bool" }
+report.spec = {
+  usage = "gqe report EXPERIMENT [--out DIR] [--metric KEY] [--baseline NAME] [--curves mean|seeds] "
+    .. "[--loss-axis clip|log|full] [--db PATH]",
+  about = "writes reports/EXPERIMENT/index.html (or DIR/index.html): curves per arm, the final metric with "
+    .. "95% CIs against each varied key, routing balance per layer, head usage over time",
+  flags = {
+    { "out", value = "DIR", help = "output directory (default reports/EXPERIMENT)" },
+    { "metric", value = "KEY", help = "the metric to compare (default val/loss)" },
+    { "baseline", value = "NAME", help = "a group label or run name, marked and compared against" },
+    { "curves", value = "mean|seeds", help = "mean over seeds with a band (default), or one line per seed" },
+    { "loss-axis", value = "clip|log|full", help = "clip spikes (default), log scale, or the whole range" },
+  },
+  args = { min = 1, max = 1, names = "EXPERIMENT" },
+}
 
 -- The command; returns the exit code.
 function report.main(args)
-  local flags, pos = argv.parse("report", args, report.flags)
-  if flags.help then io.stdout:write(report.usage, "\n"); return 0 end
-  if #pos ~= 1 then fail("%s", report.usage) end
+  local flags, pos = argv.parse(report.spec, args)
+  if flags.help then io.stdout:write(argv.help(report.spec), "\n"); return 0 end
   local path = require("gqe.train").db_path(flags.db)
   local f = io.open(path, "rb")
   if not f then fail("no run log at %s (train something first, or pass --db PATH / set GQE_DB)", path) end

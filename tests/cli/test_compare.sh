@@ -45,11 +45,12 @@ bad() {  # message, args...
 }
 bad "unknown metric 'val/los' (did you mean val/loss?); metrics of experiment 'abl': perf/tokens_per_s, train/loss, val/loss" abl --metric val/los
 bad "unknown experiment 'abx'; experiments in this database: abl" abx
-bad "unknown flag '--csvv' (did you mean --csv?)" abl --csvv
-bad "unknown flag '-n'" abl -n
+bad "unknown flag --csvv for \`gqe compare\` (did you mean --csv?)" abl --csvv
+bad "unknown flag -n; valid flags: --metric, --baseline, --csv, --json, --db, --help" abl -n
 bad "unknown baseline 'nope'; groups: router=softmax; router=sigmoid" abl --baseline nope
 bad "--csv and --json exclude each other" abl --csv --json
-bad "usage: gqe compare" abl extra
+bad "unexpected argument 'extra': at most 1 (EXPERIMENT) (usage: gqe compare" abl extra
+bad "missing EXPERIMENT (usage: gqe compare" --csv
 "$GQE" compare --help >"$tmp/help"
 grep -q "usage: gqe compare" "$tmp/help" || fail "--help"
 echo "test_compare: ok"

@@ -96,5 +96,5 @@ grep -q "no runs of experiment 'nope' in the database; experiments: fab" "$tmp/e
 if "$GQE" report fab --db "$db" --metric val/los --out "$tmp/x" 2>"$tmp/err"; then fail "unknown metric accepted"; fi
 grep -q "unknown metric 'val/los'" "$tmp/err" || fail "unknown metric message"
 if "$GQE" report fab --db "$db" --outt "$tmp/x" 2>"$tmp/err"; then fail "unknown flag accepted"; fi
-grep -q "unknown flag '--outt' (did you mean --out?)" "$tmp/err" || fail "unknown flag message"
+grep -q "unknown flag --outt for \`gqe report\` (did you mean --out?)" "$tmp/err" || fail "unknown flag message"
 echo "test_report: ok ($n images)"

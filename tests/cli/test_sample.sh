@@ -66,8 +66,9 @@ bad() {  # message, args...
 bad "needs a tokenizer" "$recall_id" --db "$db" --prompt x --tokens 2
 bad "exceed the model's max_seq 32" "$text_id" --db "$db" --prompt abc --tokens 40
 bad "--prompt TEXT is required" "$text_id" --db "$db"
-bad "unknown flag '--top_k' (did you mean --top-k?)" "$text_id" --db "$db" --prompt x --top_k 3
-bad "--tokens must be an integer, got 'many'" "$text_id" --db "$db" --prompt x --tokens many
+bad "unknown flag --top_k for \`gqe sample\` (did you mean --top-k?)" "$text_id" --db "$db" --prompt x --top_k 3
+bad "--tokens must be an integer >= 0, got 'many'" "$text_id" --db "$db" --prompt x --tokens many
+bad "--temperature must be a positive number, got 'nan'" "$text_id" --db "$db" --prompt x --temperature nan
 bad "no run 42 in" 42 --db "$db" --prompt x
 bad "no run id or checkpoint file 'nope.safetensors'" nope.safetensors --prompt x
 "$GQE" sample --help > "$tmp/help"
