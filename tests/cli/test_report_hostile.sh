@@ -78,6 +78,13 @@ while IFS= read -r line; do
   stripped=$(sed -E "s/'[^']*'//g" <<<"$line")
   grep -q "touch" <<<"$stripped" && fail "payload outside a label: $line"
 done < "$out/plots.gp"
+# Fourteen arms: the first twelve get twelve colours, and no two arms share
+# both colour and dash pattern.
+styles=$(grep -o "curve1_g[0-9]*_r1.dat' using 1:2 with linespoints pi [0-9]* ps 0.8 lw [0-9.]* lc rgb '#[0-9a-f]*' dt [0-9]*" "$out/plots.gp" |
+  sed -E "s/.*lc rgb '(#[0-9a-f]*)' dt ([0-9]*)/\1 \2/")
+[ "$(wc -l <<<"$styles")" = 14 ] || fail "expected 14 arms in the curves"
+[ "$(cut -d' ' -f1 <<<"$styles" | head -12 | sort -u | wc -l)" = 12 ] || fail "12 arms without 12 colours"
+[ "$(sort -u <<<"$styles" | wc -l)" = 14 ] || fail "two arms share colour and dash"
 # The HTML shows the names escaped.
 grep -q "system(&#39;touch" "$out/index.html" || fail "payload not shown (escaped) in the page"
 grep -q "<script" "$out/index.html" && fail "unescaped markup"
