@@ -84,7 +84,7 @@ local function curves(db, run_ids, key)
     by_run[id] = {}
     for _, row in ipairs(db:query("SELECT step, value FROM metrics WHERE run_id = ? AND key = ? AND value IS NOT NULL ORDER BY step", id, key)) do
       local v = tonumber(row.value)
-      if v and v == v then
+      if v and v == v and v ~= math.huge and v ~= -math.huge then
         by_run[id][row.step] = v
         local b = stat[row.step]
         if not b then b = { sum = 0, n = 0, min = math.huge, max = -math.huge }; stat[row.step] = b; steps[#steps + 1] = row.step end
