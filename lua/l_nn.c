@@ -458,6 +458,28 @@ static int lm_check(lua_State *L) {
     return 1;
 }
 
+/* gqe.nn.active_heads{attention=, experts=, groups=, k=, variant=} -> the
+ * query heads a token uses (the core's count; GQE.md): G*k (+1 shared head
+ * in variant gqe), all N for the dense kinds. */
+static int lm_active_heads(lua_State *L) {
+    const char *what = "gqe.nn.active_heads";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const keys[] = {"attention", "experts", "groups", "k", "variant", NULL};
+    gqe_lua_check_keys(L, 1, what, keys);
+    gqe_attn_config c;
+    gqe_attn_config_default(&c);
+    char key[64];
+    snprintf(key, sizeof key, "%s.attention", what);
+    GQE_LUA_CHECK(L, key, gqe_attn_kind_parse(gqe_lua_opt_str(L, 1, what, "attention", "gqe"), &c.kind));
+    snprintf(key, sizeof key, "%s.variant", what);
+    GQE_LUA_CHECK(L, key, gqe_variant_parse(gqe_lua_opt_str(L, 1, what, "variant", "gqe"), &c.variant));
+    c.experts = gqe_lua_opt_int(L, 1, what, "experts", 0);
+    c.groups = gqe_lua_opt_int(L, 1, what, "groups", 0);
+    c.k = gqe_lua_opt_int(L, 1, what, "k", c.k);
+    lua_pushinteger(L, gqe_attn_active_heads(&c));
+    return 1;
+}
+
 static int lm_new(lua_State *L) {
     const char *what = "LM";
     gqe_lm_config c;
@@ -818,6 +840,8 @@ void gqe_lua_open_nn(lua_State *L) {
     lua_setfield(L, -2, "LM");
     lua_pushcfunction(L, lm_check);
     lua_setfield(L, -2, "check_lm");
+    lua_pushcfunction(L, lm_active_heads);
+    lua_setfield(L, -2, "active_heads");
     push_names(L);
     lua_setfield(L, -2, "names");
     lua_pop(L, 1);

@@ -443,16 +443,13 @@ function config.markdown()
   return table.concat(out, "\n") .. "\n"
 end
 
--- Active query-attention heads per token (GQE.md): G*k (+1 shared head in
--- variant gqe); dense kinds compute all N.
+-- Active query-attention heads per token, as the core counts them
+-- (gqe.nn.active_heads; GQE.md: G*k, +1 shared head in variant gqe; dense
+-- kinds compute all N).
 function config.active_heads(c)
   local m = c.model
-  if m.attention == "gqe" then
-    return m.groups * m.k + (m.variant == "gqe" and 1 or 0)
-  elseif m.attention == "mqa" or m.attention == "mha" or m.attention == "gqa" then
-    return m.experts
-  end
-  return m.experts
+  return core.nn.active_heads { attention = m.attention, experts = m.experts, groups = m.groups, k = m.k,
+                                variant = m.variant }
 end
 
 return config

@@ -94,13 +94,16 @@ function results.metric_keys(runs)
   return keys
 end
 
+-- Active heads from a run's params; nil when they do not say (or, in a
+-- database written by something else, say nonsense).
 function results.active_heads(p)
   if not p["model.attention"] then return nil end
-  local c = { model = { attention = p["model.attention"], experts = tonumber(p["model.experts"]),
-                        groups = tonumber(p["model.groups"]), k = tonumber(p["model.k"]),
-                        variant = p["model.variant"] } }
+  local c = { model = { attention = p["model.attention"], experts = math.tointeger(tonumber(p["model.experts"])),
+                        groups = math.tointeger(tonumber(p["model.groups"])), k = math.tointeger(tonumber(p["model.k"])),
+                        variant = p["model.variant"] or "gqe" } }
   if not (c.model.experts and c.model.groups and c.model.k) then return nil end
-  return config.active_heads(c)
+  local ok, n = pcall(config.active_heads, c)
+  return ok and n or nil
 end
 
 -- Config keys whose value differs between the runs (sorted).
