@@ -420,7 +420,9 @@ static void read_lm_config(lua_State *L, int idx, const char *what, gqe_lm_confi
     c.max_seq = gqe_lua_opt_int(L, idx, what, "max_seq", c.max_seq);
     read_attn_fields(L, idx, what, &c.attn);
     c.attn.dim = c.dim;
-    GQE_LUA_CHECK(L, "LM.mlp", gqe_mlp_parse(gqe_lua_opt_str(L, idx, what, "mlp", gqe_mlp_name(c.mlp)), &c.mlp));
+    char key[64];
+    snprintf(key, sizeof key, "%s.mlp", what);
+    GQE_LUA_CHECK(L, key, gqe_mlp_parse(gqe_lua_opt_str(L, idx, what, "mlp", gqe_mlp_name(c.mlp)), &c.mlp));
     c.mlp_hidden = gqe_lua_opt_int(L, idx, what, "mlp_hidden", c.mlp_hidden);
     c.tied = gqe_lua_opt_bool(L, idx, what, "tied", c.tied);
     c.norm_eps = (float)gqe_lua_opt_num(L, idx, what, "norm_eps", c.norm_eps);
@@ -448,12 +450,13 @@ static void push_lm_config(lua_State *L, const gqe_lm_config *c) {
 }
 
 /* gqe.nn.check_lm(options) -> the config LM(options) would build (derived
- * sizes filled in), or the error LM(options) would raise; allocates nothing. */
+ * sizes filled in), or the error LM(options) would raise (named
+ * gqe.nn.check_lm instead of LM); allocates nothing. */
 static int lm_check(lua_State *L) {
     gqe_lm_config c;
     gqe_device dev;
     const char *precision;
-    read_lm_config(L, 1, "LM", &c, &dev, &precision);
+    read_lm_config(L, 1, "gqe.nn.check_lm", &c, &dev, &precision);
     push_lm_config(L, &c);
     return 1;
 }

@@ -220,7 +220,7 @@ local function check_model(c)
   o.device, o.precision = nil, nil   -- whether a GPU is there is train.run's question
   local ok, err = pcall(core.nn.check_lm, o)
   if ok then return end
-  local msg = tostring(err):gsub("^LM[%.%w_]*: ", "")
+  local msg = tostring(err):gsub("^gqe%.nn%.check_lm[%.%w_]*: ", "")
   msg = msg:gsub("()([%a_][%w_]*)()", function(i, word, j)
     if not S.model[word] or msg:sub(i - 1, i - 1) == "." then return nil end
     local after = msg:sub(j, j + 3)
