@@ -22,15 +22,16 @@ function models.stored_config(text, where)
   return res
 end
 
--- {path, run_id, experiment, name} of what to load: a run id's latest
--- checkpoint (in opts.db, else GQE_DB or runs.db) or a checkpoint file.
+-- What to load: {candidates = {{path, step}, ...} newest first, run_id,
+-- experiment, name, config_text, identity} for a run id (its checkpoints in
+-- opts.db, else GQE_DB or runs.db), or {candidates = {{path}}} for a file.
 local function locate(what, opts)
   local id = math.tointeger(tonumber(what))
   if not id then
     local f = io.open(tostring(what), "rb")
     if not f then fail("no run id or checkpoint file '%s'", tostring(what)) end
     f:close()
-    return { path = tostring(what) }
+    return { candidates = { { path = tostring(what) } } }
   end
   local path = require("gqe.train").db_path(opts.db)
   local f = io.open(path, "rb")
@@ -38,19 +39,47 @@ local function locate(what, opts)
   f:close()
   local db = gqe.db.open(path)
   local ok, res = pcall(function()
-    local r = db:query([[SELECT r.id, r.name, r.config, e.name AS experiment FROM runs r
+    local r = db:query([[SELECT r.*, e.name AS experiment FROM runs r
       JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?]], id)[1]
     if not r then fail("no run %d in %s (see `gqe runs`)", id, path) end
-    local ck = db:query("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id DESC LIMIT 1", id)[1]
-    if not ck then fail("run %d has no checkpoint (it writes one at the end, on a signal and every train.checkpoint_every steps)", id) end
-    return { path = ck.path, run_id = id, name = r.name, experiment = r.experiment, config_text = r.config, step = ck.step }
+    local cks = db:query("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id DESC", id)
+    if #cks == 0 then
+      fail("run %d has no checkpoint (it writes one at the end, on a signal and every train.checkpoint_every steps)", id)
+    end
+    -- The identity a checkpoint of this run carries, where the run log and
+    -- the checkpoint format record one (checked by gqe.checkpoint.load).
+    return { candidates = cks, run_id = id, name = r.name, experiment = r.experiment, config_text = r.config,
+             identity = { run_uid = r.uid, config_hash = r.config_hash } }
   end)
   db:close()
   if not ok then error(res, 0) end
-  local cf = io.open(res.path, "rb")
-  if not cf then fail("run %d: its checkpoint %s is missing", id, res.path) end
-  cf:close()
   return res
+end
+
+-- Loads the newest candidate that exists and passes the checkpoint's own
+-- checks into lm (and opt); older ones are tried in turn, each failure named.
+local function load_newest(src, lm, opt)
+  local failures = {}
+  for _, ck in ipairs(src.candidates) do
+    local f = io.open(ck.path, "rb")
+    if not f then
+      failures[#failures + 1] = ck.path .. ": missing"
+    else
+      f:close()
+      local expect = src.identity and { run_uid = src.identity.run_uid, config_hash = src.identity.config_hash,
+                                        step = ck.step } or nil
+      local ok, info = pcall(gqe.checkpoint.load, ck.path, lm, opt, expect)
+      if ok then
+        if #failures > 0 then
+          io.stderr:write("gqe: warning: skipped newer checkpoints: ", table.concat(failures, "; "), "\n")
+        end
+        return ck.path, info
+      end
+      failures[#failures + 1] = tostring(info)
+    end
+  end
+  fail("%s: no usable checkpoint: %s", src.run_id and ("run " .. src.run_id) or src.candidates[1].path,
+       table.concat(failures, "; "))
 end
 
 -- gqe.load_run(RUN_ID or path [, {db=, device=, optimizer=true}]) ->
@@ -64,12 +93,21 @@ function models.load_run(what, opts)
     end
   end
   local src = locate(what, opts)
-  local tensors, meta = gqe.load_safetensors(src.path)
+  -- The config and vocabulary size come from the run log or the newest
+  -- readable file; the weights from the newest checkpoint that passes its
+  -- checks (load_newest).
+  local first, tensors, meta, why
+  for _, ck in ipairs(src.candidates) do
+    local ok, t, m = pcall(gqe.load_safetensors, ck.path)
+    if ok then first, tensors, meta = ck.path, t, m; break end
+    why = why or tostring(t)
+  end
+  if not first then fail("%s: no usable checkpoint: %s", src.run_id and ("run " .. src.run_id) or what, why) end
   local text = src.config_text or meta.config
-  if not text then fail("%s holds no config (not a gqe checkpoint?)", src.path) end
-  local c = models.stored_config(text, src.run_id and ("run " .. src.run_id) or src.path)
+  if not text then fail("%s holds no config (not a gqe checkpoint?)", first) end
+  local c = models.stored_config(text, src.run_id and ("run " .. src.run_id) or first)
   local emb = tensors["tok_emb.weight"]
-  if not emb then fail("%s: no tok_emb.weight (not a gqe checkpoint?)", src.path) end
+  if not emb then fail("%s: no tok_emb.weight (not a gqe checkpoint?)", first) end
   local vocab = emb:shape()[1]
   tensors = nil
   c.train.device = opts.device or "cpu"
@@ -77,8 +115,8 @@ function models.load_run(what, opts)
   local lm = gqe.nn.LM(config.model_options(c, vocab))
   local opt
   if opts.optimizer then opt = require("gqe.train").make_optimizer(c, lm) end
-  local info = gqe.checkpoint.load(src.path, lm, opt)
-  return lm, opt, { config = c, step = info.step, path = src.path, run_id = src.run_id, name = src.name,
+  local path, info = load_newest(src, lm, opt)
+  return lm, opt, { config = c, step = info.step, path = path, run_id = src.run_id, name = src.name,
                     experiment = src.experiment, vocab = vocab }
 end
 

@@ -12,7 +12,7 @@ gqe.experiment{ name = "smp", base = {
   data = { kind = "text", path = "$tmp/text.txt" },
   model = { dim = 16, layers = 2, experts = 4, groups = 2, k = 1, head_dim = 4, router = "balanced" },
   train = { steps = 6, batch = 2, seq = 32, eval_every = 6, eval_batches = 1, log_every = 2, progress = false,
-            checkpoint_dir = "$tmp/ck" } },
+            checkpoint_every = 3, checkpoint_dir = "$tmp/ck" } },
   grid = { ["data.kind"] = { "text", "recall" } }, seeds = { 1 } }
 LUA
 "$GQE" "$tmp/exp.lua" --db "$db" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "training"; }
@@ -73,4 +73,17 @@ bad "no run 42 in" 42 --db "$db" --prompt x
 bad "no run id or checkpoint file 'nope.safetensors'" nope.safetensors --prompt x
 "$GQE" sample --help > "$tmp/help"
 grep -q "usage: gqe sample" "$tmp/help" || fail "--help"
+# A damaged newest checkpoint: the next older one is loaded, with a warning naming the file.
+cp "$ckpt" "$tmp/good.safetensors"
+head -c 1000 "$tmp/good.safetensors" > "$ckpt"
+cat > "$tmp/fallback.lua" <<'LUA'
+local gqe = require "gqe"
+local _, _, info = gqe.load_run(tonumber(arg[1]), { db = arg[2] })
+print(info.step)
+LUA
+step=$("$GQE" "$tmp/fallback.lua" "$text_id" "$db" 2>"$tmp/warn") || { cat "$tmp/warn"; fail "no fall-back"; }
+[ "$step" = 3 ] || fail "loaded step $step, expected the older checkpoint at 3"
+grep -q "warning: skipped newer checkpoints: .*$(basename "$ckpt")" "$tmp/warn" || { cat "$tmp/warn"; fail "no warning"; }
+rm -f "$tmp"/ck/*/*/step*.safetensors
+bad "no usable checkpoint" "$text_id" --db "$db" --prompt x --tokens 2
 echo "test_sample: ok"
