@@ -121,9 +121,9 @@ function models.load_run(what, opts)
 end
 
 -- How a run's data turns into token ids and back. Byte-level text: one token
--- per byte. Token data sets need a tokenizer: a module gqe.tokenizer with
--- codec(config) -> {encode = fn(text) -> ids, decode = fn(ids) -> text} is
--- used when present.
+-- per byte. Token shards (GPT-2 ids): the tokenizer module gqe.tokenizer,
+-- codec(config) -> {encode = fn(text) -> ids, decode = fn(ids) -> text},
+-- when this build has one. Synthetic data has no text.
 function models.codec(c)
   if c.data.kind == "text" then
     return {
@@ -135,9 +135,12 @@ function models.codec(c)
       end,
     }
   end
-  local ok, tok = pcall(require, "gqe.tokenizer")
-  if ok and type(tok) == "table" and type(tok.codec) == "function" then return tok.codec(c) end
-  fail("this run was trained on data.kind '%s' (token ids, not bytes): turning text into its tokens needs a tokenizer, which this build lacks", c.data.kind)
+  if c.data.kind == "shards" then
+    local ok, tok = pcall(require, "gqe.tokenizer")
+    if ok and type(tok) == "table" and type(tok.codec) == "function" then return tok.codec(c) end
+    fail("this run was trained on token shards (data.kind 'shards'): turning text into its tokens needs a tokenizer, which this build lacks")
+  end
+  fail("this run was trained on data.kind '%s' (synthetic token ids): it has no text to sample", c.data.kind)
 end
 
 models.spec = {

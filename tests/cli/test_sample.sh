@@ -63,7 +63,7 @@ bad() {  # message, args...
   if "$GQE" sample "$@" >"$tmp/o" 2>"$tmp/e"; then fail "sample $* succeeded"; fi
   grep -qF -- "$want" "$tmp/e" || { cat "$tmp/e"; fail "sample $*: no '$want'"; }
 }
-bad "needs a tokenizer" "$recall_id" --db "$db" --prompt x --tokens 2
+bad "data.kind 'recall' (synthetic token ids): it has no text to sample" "$recall_id" --db "$db" --prompt x --tokens 2
 bad "exceed the model's max_seq 32" "$text_id" --db "$db" --prompt abc --tokens 40
 bad "--prompt TEXT is required" "$text_id" --db "$db"
 bad "unknown flag --top_k for \`gqe sample\` (did you mean --top-k?)" "$text_id" --db "$db" --prompt x --top_k 3
