@@ -51,11 +51,10 @@ function compare.collect(db, experiment, metric, baseline)
   local groups, keys = results.groups(runs)
   local rows = results.summarize(groups, metric)
   local base = baseline and results.apply_baseline(rows, groups, baseline) or nil
-  local few = {}
-  for _, r in ipairs(rows) do if r.n < 3 then few[#few + 1] = string.format("%s (n=%d)", r.group, r.n) end end
+  local few = results.few_seeds_text(rows)
   local warnings = {}
-  if #few > 0 then
-    warnings[1] = "fewer than 3 seeds in " .. table.concat(few, ", ") ..
+  if few then
+    warnings[1] = "fewer than 3 seeds in " .. few ..
       ": the 95% CI is wide (n=2) or undefined (n=1); add seeds before drawing conclusions"
   end
   return { experiment = experiment, metric = metric, runs = runs, others = others, keys = keys,

@@ -528,10 +528,9 @@ function report.generate(db, experiment, opts)
     ". Counted: the latest finished row of each distinct config",
     #others > 0 and ("; not counted: " .. html_escape(results.not_counted_text(others))) or "",
     ". Generated ", os.date("!%Y-%m-%d %H:%M UTC"), ".</p>\n")
-  local few = {}
-  for _, r in ipairs(rows) do if r.n < 3 then few[#few + 1] = string.format("%s (n=%d)", r.group, r.n) end end
-  if #few > 0 then
-    w('<p class="warn"><b>Fewer than 3 seeds</b> in ', html_escape(table.concat(few, ", ")),
+  local few = results.few_seeds_text(rows)
+  if few then
+    w('<p class="warn"><b>Fewer than 3 seeds</b> in ', html_escape(few),
       ": their 95% confidence intervals are wide (n=2) or undefined (n=1). Add seeds before drawing conclusions.</p>\n")
   end
 

@@ -267,6 +267,16 @@ local function pm(mean, std, fmt)
 end
 results.pm = pm
 
+-- The groups of summary rows with fewer than 3 seeds, as text ("a (n=2),
+-- b (n=1)"; past four, "and N more" with the count of all), or nil.
+function results.few_seeds_text(rows)
+  local few = {}
+  for _, r in ipairs(rows) do if r.n < 3 then few[#few + 1] = string.format("%s (n=%d)", r.group, r.n) end end
+  if #few == 0 then return nil end
+  if #few <= 4 then return table.concat(few, ", ") end
+  return string.format("%d of %d groups: %s and %d more", #few, #rows, table.concat(few, ", ", 1, 3), #few - 3)
+end
+
 -- "[lo, hi]" of a 95% confidence interval, "-" when undefined (n < 2).
 local function ci_text(mean, half, fmt)
   if mean == nil or half == nil then return "-" end

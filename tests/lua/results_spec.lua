@@ -75,3 +75,15 @@ describe("json.array", function()
     assert.equal('{"a":[],"b":[1,2]}', json.encode { a = json.array(), b = json.array { 1, 2 } })
   end)
 end)
+
+describe("results.few_seeds_text", function()
+  it("lists groups below 3 seeds, and counts them past four", function()
+    assert.is_nil(results.few_seeds_text { { group = "a", n = 3 } })
+    assert.equal("a (n=2), b (n=1)", results.few_seeds_text { { group = "a", n = 2 }, { group = "b", n = 1 },
+                                                              { group = "c", n = 5 } })
+    local rows = {}
+    for i = 1, 6 do rows[i] = { group = "g" .. i, n = 2 } end
+    rows[7] = { group = "g7", n = 3 }
+    assert.equal("6 of 7 groups: g1 (n=2), g2 (n=2), g3 (n=2) and 3 more", results.few_seeds_text(rows))
+  end)
+end)
