@@ -13,7 +13,7 @@
 int luaopen_gqe(lua_State *L);
 
 static const char *const COMMANDS[] = {"runs", "compare", "report", "data", "bench", "help",
-                                       "resume", "test", "__run", NULL};
+                                       "resume", "merge", "test", "__run", NULL};
 
 static const char USAGE[] =
     "usage: gqe FILE.lua [args...]     run a script with the gqe module\n"

@@ -9,7 +9,7 @@ if has_flags and type(shared) == "table" and shared.parse then return shared end
 
 local argv = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 -- Levenshtein distance, for "did you mean".
 local function distance(a, b)

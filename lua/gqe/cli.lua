@@ -7,7 +7,7 @@ local results = require "gqe.results"
 
 local cli = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local function say(...) io.stdout:write(string.format(...), "\n") end
 
 local function db_path(flags)
@@ -167,6 +167,9 @@ function commands.resume(args)
   return 0
 end
 
+-- gqe merge OUT.db IN.db...: see gqe/merge.lua.
+function commands.merge(args) return require("gqe.merge").main(args) end
+
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
 commands.__run = function(args)
   local _, flags, pos = config.parse_args(args)
@@ -184,6 +187,7 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe resume RUN_ID                      continue a run from its last checkpoint
        gqe sample RUN_ID --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
                                               text from a run's model (byte-level runs)
+       gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
        gqe help                               this text
@@ -201,7 +205,7 @@ function cli.main(command, args)
   end
   local f = commands[command]
   if not f then
-    fail("unknown command '%s'; commands: runs, compare, report, resume, sample, bench, data, help (or a .lua file to run)", tostring(command))
+    fail("unknown command '%s'; commands: runs, compare, report, resume, sample, merge, bench, data, help (or a .lua file to run)", tostring(command))
   end
   local rc = f(args)
   return rc or 0

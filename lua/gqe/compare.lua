@@ -23,7 +23,7 @@ compare.spec = {
 
 compare.RULE = "the latest finished row of each distinct config"
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 -- The summary of an experiment: {experiment, metric, runs, others, keys,
 -- groups, rows, baseline, warnings}. Errors name what is known when the

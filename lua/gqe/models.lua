@@ -9,7 +9,7 @@ local json = require "gqe.json"
 
 local models = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 -- A config as stored with a run or in a checkpoint, resolved. Configs stored
 -- before model.balance_gamma was a key ran with the core's 0.001.
