@@ -96,7 +96,9 @@ key("train.eval_every", "int", 100, { min = 1, doc = "steps between evaluations 
 key("train.eval_batches", "int", 8, { min = 1, doc = "validation batches per evaluation" })
 key("train.checkpoint_every", "int", 0, { min = 0, doc = "steps between checkpoints; 0: only at the end and on a signal" })
 key("train.checkpoint_dir", "string", "checkpoints", { hashed = false,
-    doc = "checkpoints go to <dir>/<experiment>/run<id>/step<N>.safetensors" })
+    doc = "checkpoints go to <dir>/<experiment>/run<id>-<uid>/step<N>.safetensors" })
+key("train.keep_checkpoints", "int", 2, { min = 0, hashed = false,
+    doc = "newest checkpoints a run keeps, plus its final one; 0 keeps all" })
 key("train.on_nan", "string", "stop", { values = { "stop", "skip" }, doc = "a NaN/Inf loss or gradient: stop the run or skip the step" })
 key("train.progress", "bool", true, { hashed = false, doc = "progress lines on stderr" })
 key("train.db", "string", "", { hashed = false, doc = "run log; empty: --db, GQE_DB or runs.db" })

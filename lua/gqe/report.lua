@@ -464,7 +464,7 @@ function report.generate(db, experiment, opts)
   if not report.have_gnuplot() then
     fail("gnuplot not found: install it (apt-get install gnuplot-nox, or `make deps`)")
   end
-  local dir = opts.out or ("reports/" .. file_name(experiment))
+  local dir = opts.out or ("reports/" .. require("gqe.paths").component(experiment))
   if not run({ "mkdir", "-p", "--", dir }) then fail("cannot create directory %s", dir) end
   local groups, keys = results.groups(runs)
   local rows = results.summarize(groups, metric)
