@@ -33,8 +33,9 @@ function compare.collect(db, experiment, metric, baseline)
   local runs, others = results.runs(db, experiment)
   if #runs == 0 and #others == 0 then
     local known = results.experiments(db)
-    fail("unknown experiment '%s'; experiments in this database: %s", experiment,
-         #known > 0 and table.concat(known, ", ") or "(none)")
+    local near = argv.closest(experiment, known)
+    fail("unknown experiment '%s'%s; experiments in this database: %s", experiment,
+         near and (" (did you mean '" .. near .. "'?)") or "", #known > 0 and table.concat(known, ", ") or "(none)")
   end
   if #runs == 0 then
     fail("no counted runs in experiment '%s' (counted: %s; not counted: %s; see `gqe runs %s`)",
