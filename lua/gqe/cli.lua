@@ -69,11 +69,7 @@ end
 -- Fails unless the run log knows the experiment, listing those it knows.
 local function check_experiment(db, path, name)
   if #db:query("SELECT 1 FROM experiments WHERE name = ?", name) > 0 then return end
-  local known = {}
-  for _, r in ipairs(db:query("SELECT name FROM experiments ORDER BY name")) do known[#known + 1] = r.name end
-  local near = strict.closest(name, known)
-  fail("unknown experiment '%s'%s; experiments in %s: %s", name, near and (" (did you mean '" .. near .. "'?)") or "",
-       path, #known > 0 and table.concat(known, ", ") or "(none yet)")
+  results.unknown_experiment(db, name, path)
 end
 cli.check_experiment = check_experiment
 

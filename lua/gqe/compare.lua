@@ -32,10 +32,7 @@ function compare.collect(db, experiment, metric, baseline)
   metric = metric or "val/loss"
   local runs, others = results.runs(db, experiment)
   if #runs == 0 and #others == 0 then
-    local known = results.experiments(db)
-    local near = argv.closest(experiment, known)
-    fail("unknown experiment '%s'%s; experiments in this database: %s", experiment,
-         near and (" (did you mean '" .. near .. "'?)") or "", #known > 0 and table.concat(known, ", ") or "(none)")
+    results.unknown_experiment(db, experiment)
   end
   if #runs == 0 then
     fail("no counted runs in experiment '%s' (counted: %s; not counted: %s; see `gqe runs %s`)",

@@ -449,11 +449,7 @@ function report.generate(db, experiment, opts)
     fail("--loss-axis must be clip, log or full, got '%s'", opts.loss_axis)
   end
   local runs, others = results.runs(db, experiment)
-  if #runs == 0 and #others == 0 then
-    local known = results.experiments(db)
-    fail("no runs of experiment '%s' in the database; experiments: %s", experiment,
-         #known > 0 and table.concat(known, ", ") or "(none)")
-  end
+  if #runs == 0 and #others == 0 then results.unknown_experiment(db, experiment) end
   if #runs > 0 then
     local known, found = results.metric_keys(runs), false
     for _, k in ipairs(known) do if k == metric then found = true end end

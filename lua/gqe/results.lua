@@ -82,6 +82,17 @@ function results.experiments(db)
   return names
 end
 
+-- Raises the one message for an experiment the run log does not know: the
+-- closest known name and every known one. where names the log ("this
+-- database" when nil).
+function results.unknown_experiment(db, name, where)
+  local known = results.experiments(db)
+  local near = require("gqe.flags").closest(tostring(name), known)
+  error(string.format("unknown experiment '%s'%s; experiments in %s: %s", tostring(name),
+    near and (" (did you mean '" .. near .. "'?)") or "", where or "this database",
+    #known > 0 and table.concat(known, ", ") or "(none yet)"), 0)
+end
+
 -- Metric keys logged by any of the runs, sorted.
 function results.metric_keys(runs)
   local seen, keys = {}, {}

@@ -44,7 +44,7 @@ bad() {  # message, args...
   grep -qF -- "$want" "$tmp/e" || { cat "$tmp/e"; fail "compare $*: no '$want'"; }
 }
 bad "unknown metric 'val/los' (did you mean val/loss?); metrics of experiment 'abl': perf/tokens_per_s, train/loss, val/loss" abl --metric val/los
-bad "unknown experiment 'abx'; experiments in this database: abl" abx
+bad "unknown experiment 'abx' (did you mean 'abl'?); experiments in this database: abl" abx
 bad "unknown flag --csvv for \`gqe compare\` (did you mean --csv?)" abl --csvv
 bad "unknown flag -n; valid flags: --metric, --baseline, --csv, --json, --db, --help" abl -n
 bad "unknown baseline 'nope'; groups: router=softmax; router=sigmoid" abl --baseline nope
