@@ -3,6 +3,7 @@
  * sgemm peak used as the CPU baseline of `gqe bench`. */
 #include "bind.h"
 #include "backend.h"
+#include "interrupt.h"
 #include "ops.h"
 #include "profile.h"
 #include "rng.h"
@@ -88,7 +89,10 @@ static int l_sleep(lua_State *L) {
  * must not kill a run without its checkpoint. */
 static void on_signal(int sig) {
     if (sig == SIGUSR1 || sig == SIGUSR2) {
-        if (!g_signal) g_signal = sig == SIGUSR1 ? SIGINT : SIGTERM;
+        if (!g_signal) {
+            g_signal = sig == SIGUSR1 ? SIGINT : SIGTERM;
+            gqe_interrupt_request(g_signal);   /* long computations in the core stop too */
+        }
         return;
     }
     if (g_direct) {
@@ -100,7 +104,10 @@ static void on_signal(int sig) {
         _exit(sig == SIGTERM ? 143 : 130);
     }
     g_direct = 1;
-    if (!g_signal) g_signal = sig;
+    if (!g_signal) {
+        g_signal = sig;
+        gqe_interrupt_request(sig);   /* long computations in the core stop too */
+    }
 }
 
 static const int STOP_SIGNALS[] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
@@ -124,7 +131,11 @@ static int l_signals_install(lua_State *L) {
         if (sigaction(STOP_SIGNALS[i], &sa, NULL) != 0)
             return luaL_error(L, "gqe.signals_install: sigaction failed: %s", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
-    if (!g_installed) g_signal = g_direct = 0;
+    signal(SIGXFSZ, SIG_IGN);   /* over a file-size limit, writes fail (EFBIG) like a full disk */
+    if (!g_installed) {
+        g_signal = g_direct = 0;
+        gqe_interrupt_clear();
+    }
     g_installed = 1;
     g_quiet = getenv("GQE_WORKER") != NULL;
     sigset_t set;
@@ -141,6 +152,7 @@ static int l_signals_reset(lua_State *L) {
     for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(STOP_SIGNALS[i], &sa, NULL);
     g_signal = g_direct = 0;
     g_installed = 0;
+    gqe_interrupt_clear();
     (void)L;
     return 0;
 }

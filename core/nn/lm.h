@@ -61,6 +61,8 @@ gqe_status gqe_lm_after_step(gqe_lm *lm);
 double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq);
 
 typedef struct gqe_sample_opts { float temperature; int64_t top_k; uint64_t seed; } gqe_sample_opts;
+/* temperature finite and >= 0, top_k >= 0; messages name the option. */
+gqe_status gqe_sample_opts_validate(const gqe_sample_opts *o);
 /* Decodes n tokens after prompt (B=1, length P) with the KV cache; out has
  * room for P + n tokens and receives prompt then generated tokens. */
 gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,

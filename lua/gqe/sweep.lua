@@ -32,10 +32,14 @@ local function self_exe()
   return exe
 end
 
-local function tmpname()
-  local n = os.tmpname()
-  os.remove(n)
-  return n
+-- A fresh private directory (mktemp -d: created exclusively, mode 0700), so
+-- nobody can plant a link where the job files go.
+local function tmpdir()
+  local p = io.popen("mktemp -d 2>/dev/null")
+  local d = p and p:read("l")
+  if p then p:close() end
+  if not d or d == "" then error("cannot create a temporary directory for the workers (mktemp -d failed)", 0) end
+  return d
 end
 
 local function cpu_count()
@@ -229,9 +233,8 @@ function sweep.execute(runs, todo, opts)
   -- ends, and every running run's progress at its logging interval.
   local placer = opts.placer
   local jobs = placer.size or opts.jobs
-  local running, queue, dir = {}, {}, tmpname()
+  local running, queue, dir = {}, {}, tmpdir()
   for _, i in ipairs(todo) do queue[#queue + 1] = i end
-  os.execute("mkdir -p '" .. dir .. "'")
   local done = 0
   for i = 1, n do if runs[i].state == "finished" then done = done + 1 end end
   local function start(i, slot)
