@@ -34,8 +34,21 @@ function train.db_path(explicit, c)
   return "runs.db"
 end
 
--- The model's options come from the config description (config.lua).
-local model_options = config.model_options
+local function model_options(c, vocab)
+  local m, t = c.model, c.train
+  local o = {
+    vocab = vocab, dim = m.dim, layers = m.layers,
+    max_seq = math.max(m.max_seq, t.seq),
+    attention = m.attention, experts = m.experts, groups = m.groups,
+    rope = m.rope, rope_theta = m.rope_theta, mlp = m.mlp, tied = m.tied,
+    norm_eps = m.norm_eps, init_std = m.init_std, seed = t.seed, device = t.device,
+    precision = t.precision,
+  }
+  if m.attention == "gqe" then o.k, o.variant, o.router = m.k, m.variant, m.router end
+  if m.head_dim > 0 then o.head_dim = m.head_dim end
+  if m.mlp_hidden > 0 then o.mlp_hidden = m.mlp_hidden end
+  return o
+end
 train.model_options = model_options
 
 local function data_options(c)
@@ -51,17 +64,15 @@ local function data_options(c)
 end
 train.data_options = data_options
 
--- The optimizer of a config's optim section for lm.
 local function make_optimizer(c, lm)
   local o = c.optim
   if o.name == "adamw" then
-    return gqe.optim.AdamW(lm, { lr = o.lr, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps,
+    return gqe.optim.AdamW(lm, { lr = o.lr, betas = { o.beta1, o.beta2 }, eps = o.eps,
       weight_decay = o.weight_decay, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
   end
   return gqe.optim.SGD(lm, { lr = o.lr, momentum = o.momentum, weight_decay = o.weight_decay,
     nesterov = o.nesterov, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
 end
-train.make_optimizer = make_optimizer
 
 -- Mean validation loss over the fixed batches 1..eval_batches, and the
 -- routing statistics of those batches summed over them.
@@ -299,8 +310,8 @@ end
 -- Runs one training run. opts: db (an open database) or db_path, experiment
 -- (name, default config.experiment or "default"), name (run name), label
 -- (prefix of progress lines), checkpoint (function(ctx, step), optional),
--- resume ({run_id, path, step}: go on in that row from the checkpoint at
--- path, or from step 0 when path is nil), on_progress (function(info) at
+-- resume ({run_id}: go on in that row from its newest usable checkpoint;
+-- with from_start = true, from step 0), on_progress (function(info) at
 -- each logging interval: step, steps, loss, tokens_per_s, eta_s),
 -- no_raise (return the summary with status and error instead of raising).
 -- Returns the summary table; raises an error when the run does not finish
@@ -370,12 +381,8 @@ function train.run(user_config, opts)
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()
     if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
-    -- A resume continues from the newest valid checkpoint; a run with none
-    -- (stopped before its first) goes on in its row from step 0.
-    if opts.resume and (opts.resume.path or
-        db:query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", run_id)[1].n > 0) then
-      require("gqe.checkpoint").restore(ctx, opts.resume)
-    end
+    -- A restart (resume.from_start) goes on in its row from step 0.
+    if opts.resume and not opts.resume.from_start then require("gqe.checkpoint").restore(ctx, opts.resume) end
     ctx.restored = true
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
