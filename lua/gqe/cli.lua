@@ -242,7 +242,14 @@ function commands.resume(args)
 end
 
 -- gqe merge OUT.db IN.db...: see gqe/merge.lua.
-function commands.merge(args) return require("gqe.merge").main(args) end
+cli.specs.merge = { usage = "gqe merge OUT.db IN.db...",
+  about = "merges run logs (one per node or array task) into OUT.db: experiments by name, runs once each",
+  args = { min = 2, max = math.huge, names = "OUT.db and at least one IN.db" }, db = false }
+function commands.merge(args)
+  local _, pos = parse("merge", args)
+  if not pos then return 0 end
+  return require("gqe.merge").main(pos)
+end
 
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
 cli.specs.__run = { usage = "gqe __run --db DB JOBFILE (internal: a worker of --jobs N)",
