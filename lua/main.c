@@ -155,6 +155,9 @@ int main(int argc, char **argv) {
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, handled
      * like a full disk, instead of killing the process mid-run. */
     signal(SIGXFSZ, SIG_IGN);
+    /* A closed stdout (`gqe runs | head -3`) ends output, not the process:
+     * writes fail quietly instead, so no run is ever killed by a pipe. */
+    signal(SIGPIPE, SIG_IGN);
     lua_State *L = luaL_newstate();
     if (!L) { fputs("gqe: cannot create the Lua state (out of memory)\n", stderr); return 1; }
     lua_pushcfunction(L, open_all);

@@ -14,7 +14,9 @@
  * changes a view can simply list "analysis/views.sql" again. */
 static const char *const migration_1[] = {"analysis/schema.sql", "analysis/views.sql", NULL};
 static const char *const migration_2[] = {"analysis/migration_2_run_uid.sql", NULL};
-static const char *const *const migrations[] = {migration_1, migration_2};
+/* 3: counted_runs (which row counts for a run) and the views that read it. */
+static const char *const migration_3[] = {"analysis/views.sql", NULL};
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))
 
 int gqe_runlog_schema_version(void) { return N_MIGRATIONS; }

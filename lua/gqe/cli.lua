@@ -69,11 +69,7 @@ end
 -- Fails unless the run log knows the experiment, listing those it knows.
 local function check_experiment(db, path, name)
   if #db:query("SELECT 1 FROM experiments WHERE name = ?", name) > 0 then return end
-  local known = {}
-  for _, r in ipairs(db:query("SELECT name FROM experiments ORDER BY name")) do known[#known + 1] = r.name end
-  local near = strict.closest(name, known)
-  fail("unknown experiment '%s'%s; experiments in %s: %s", name, near and (" (did you mean '" .. near .. "'?)") or "",
-       path, #known > 0 and table.concat(known, ", ") or "(none yet)")
+  results.unknown_experiment(db, name, path)
 end
 cli.check_experiment = check_experiment
 
@@ -128,51 +124,14 @@ function commands.runs(args)
   return 0
 end
 
-cli.specs.compare = { usage = "gqe compare EXPERIMENT [--metric KEY] [--db PATH]",
-  about = "mean and std over seeds of each group of runs that differ only in their seed",
-  flags = { { "metric", value = "KEY", help = "the metric to compare (default val/loss)" } },
-  args = { min = 1, max = 1, names = "EXPERIMENT" } }
-function commands.compare(args)
-  local flags, pos = parse("compare", args)
-  if not flags then return 0 end
-  local exp = pos[1]
-  local db, path = open_db(flags, true)
-  local known, err = pcall(check_experiment, db, path, exp)
-  if not known then db:close(); error(err, 0) end
-  local runs, others = results.runs(db, exp, { status = "finished" })
-  db:close()
-  if #runs == 0 then
-    fail("no finished runs in experiment '%s'%s", exp,
-         #others > 0 and string.format(" (%d runs with another status; see `gqe runs %s`)", #others, exp) or
-         " (see `gqe runs` for the experiments in this database)")
-  end
-  local metric = flags.metric or "val/loss"
-  local groups, keys = results.groups(runs)
-  say("experiment %s: %d finished runs, %d groups%s", exp, #runs, #groups,
-      #keys > 0 and (" by " .. table.concat(keys, ", ")) or "")
-  say("%s", results.format_table(results.summarize(groups, metric), metric))
-  if #others > 0 then say("(%d runs not finished are left out; see `gqe runs %s`)", #others, exp) end
-  return 0
+-- compare, report and sample live in their modules (gqe.compare,
+-- gqe.report, gqe.models), each with its spec and its main.
+for name, mod in pairs { compare = "gqe.compare", report = "gqe.report" } do
+  cli.specs[name] = require(mod).spec
+  commands[name] = function(args) return require(mod).main(args) end
 end
-
-cli.specs.report = { usage = "gqe report EXPERIMENT [--out DIR] [--metric KEY] [--db PATH]",
-  about = "writes an HTML report with plots (default reports/EXPERIMENT/index.html)",
-  flags = { { "out", value = "DIR", help = "output directory (default reports/EXPERIMENT)" },
-            { "metric", value = "KEY", help = "the metric of the summary table (default val/loss)" } },
-  args = { min = 1, max = 1, names = "EXPERIMENT" } }
-function commands.report(args)
-  local flags, pos = parse("report", args)
-  if not flags then return 0 end
-  local exp = pos[1]
-  local db, path = open_db(flags, true)
-  local known, err = pcall(check_experiment, db, path, exp)
-  if not known then db:close(); error(err, 0) end
-  local ok, res = pcall(require("gqe.report").generate, db, exp, { out = flags.out, metric = flags.metric })
-  db:close()
-  if not ok then error(res, 0) end
-  say("report written to %s", res)
-  return 0
-end
+cli.specs.sample = require("gqe.models").spec
+function commands.sample(args) return require("gqe.models").sample_main(args) end
 
 cli.specs.data = { usage = "gqe data", about = "prepares data/brown.txt (the Brown corpus, tags stripped)",
   db = false }
@@ -298,9 +257,13 @@ end
 cli.usage = [[
 usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--restart] [--db PATH]
        gqe runs [EXPERIMENT] [--status S]     list runs (crashed ones marked)
-       gqe compare EXPERIMENT [--metric KEY]  mean/std over seeds per group of varied keys
-       gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
+       gqe compare EXPERIMENT [--metric KEY] [--baseline NAME] [--csv|--json]
+                                              mean, std, 95% CI over seeds per group of varied keys
+       gqe report EXPERIMENT [--out DIR] [--baseline NAME] [--curves mean|seeds] [--loss-axis clip|log|full]
+                                              HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID|EXPERIMENT           continue runs from their last checkpoint
+       gqe sample RUN_ID --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
+                                              text from a run's model
        gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt

@@ -34,21 +34,8 @@ function train.db_path(explicit, c)
   return "runs.db"
 end
 
-local function model_options(c, vocab)
-  local m, t = c.model, c.train
-  local o = {
-    vocab = vocab, dim = m.dim, layers = m.layers,
-    max_seq = math.max(m.max_seq, t.seq),
-    attention = m.attention, experts = m.experts, groups = m.groups,
-    rope = m.rope, rope_theta = m.rope_theta, mlp = m.mlp, tied = m.tied,
-    norm_eps = m.norm_eps, init_std = m.init_std, seed = t.seed, device = t.device,
-    precision = t.precision,
-  }
-  if m.attention == "gqe" then o.k, o.variant, o.router = m.k, m.variant, m.router end
-  if m.head_dim > 0 then o.head_dim = m.head_dim end
-  if m.mlp_hidden > 0 then o.mlp_hidden = m.mlp_hidden end
-  return o
-end
+-- The model's options come from the config description (config.lua).
+local model_options = config.model_options
 train.model_options = model_options
 
 local function data_options(c)
@@ -64,15 +51,17 @@ local function data_options(c)
 end
 train.data_options = data_options
 
+-- The optimizer of a config's optim section for lm.
 local function make_optimizer(c, lm)
   local o = c.optim
   if o.name == "adamw" then
-    return gqe.optim.AdamW(lm, { lr = o.lr, betas = { o.beta1, o.beta2 }, eps = o.eps,
+    return gqe.optim.AdamW(lm, { lr = o.lr, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps,
       weight_decay = o.weight_decay, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
   end
   return gqe.optim.SGD(lm, { lr = o.lr, momentum = o.momentum, weight_decay = o.weight_decay,
     nesterov = o.nesterov, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
 end
+train.make_optimizer = make_optimizer
 
 -- Mean validation loss over the fixed batches 1..eval_batches, and the
 -- routing statistics of those batches summed over them.

@@ -38,3 +38,12 @@ for q in "$tmp"/q*.sql; do
 done
 [ "$count" -ge 5 ] || { echo "FAIL: expected at least 5 SQL recipes, found $count"; exit 1; }
 echo "readme sql: $count recipes ran and returned rows"
+# The first recipe and `gqe compare` read the same rows (view counted_runs):
+# same run count and mean best validation loss per value.
+build/gqe compare quickstart --db "$tmp/runs.db" --json > "$tmp/compare.json" 2>/dev/null
+from_compare=$(sqlite3 :memory: "SELECT group_concat(v, ' ') FROM (SELECT json_extract(g.value, '$.values.\"model.attention\"')
+  || '|' || json_extract(g.value, '$.seeds') || '|' || round(json_extract(g.value, '$.best.mean'), 4) AS v
+  FROM json_each(readfile('$tmp/compare.json'), '$.groups') g ORDER BY v)")
+from_recipe=$(sqlite3 "$tmp/runs.db" < "$tmp/q1.sql" | sort | tr '\n' ' ' | sed 's/ $//')
+[ -n "$from_recipe" ] && [ "$from_compare" = "$from_recipe" ] || { echo "FAIL: compare ($from_compare) and the ablation recipe ($from_recipe) disagree"; exit 1; }
+echo "readme sql: the ablation recipe agrees with gqe compare ($from_recipe)"

@@ -56,7 +56,7 @@ grep -q "1 of 3 runs already finished in $tmp/merged.db - skipped" <<<"$out" || 
 "$GQE" merge "$tmp/merged.db" "$tmp/n1b.db" >/dev/null
 out=$("$GQE" compare sweep --db "$tmp/merged.db")
 echo "$out"
-grep -q "6 finished runs, 2 groups by model.k" <<<"$out" || fail "compare after merging every shard"
+grep -q "6 runs counted, 2 groups by model.k" <<<"$out" || fail "compare after merging every shard"
 "$GQE" report sweep --db "$tmp/merged.db" --out "$tmp/report" >/dev/null || fail "report on the merged log"
 [ "$(grep -o 'k=[12],seed=[123]' "$tmp/report/index.html" | sort -u | wc -l)" = 6 ] || fail "report misses runs"
 if "$GQE" "$tmp/exp.lua" --skip-from "$tmp/none.db" --db "$db" 2>"$tmp/err"; then fail "missing --skip-from accepted"; fi
