@@ -24,7 +24,7 @@ ifeq ($(CUDA),1)
   CU_SRC   := $(sort $(wildcard kernels/*.cu))
   CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(CUDA_HOME)/lib64/libcudart_static.a -lcublas -lcublasLt -lrt -lstdc++
-  CFLAGS   += -DGQE_HAVE_CUDA=1
+  CFLAGS   += -DGQE_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 endif
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 EMBED_SRC := $(sort $(wildcard lua/gqe/*.lua analysis/*.sql analysis/queries/*.sql))
@@ -41,7 +41,7 @@ help:
 	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | fuzz"
 
 # Installs only what is missing; safe to run again.
-DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox
+DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox openmpi-bin libopenmpi-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
