@@ -233,6 +233,10 @@ gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tenso
 static gqe_status pull_stats(gqe_attn *a) {
     if (a->stats_on_host || !attn_is_gqe(a) || !a->have_forward) return GQE_OK;
     int64_t GM = a->G * a->M, R = a->B * a->T;
+    if (a->stats_reduce) {
+        GQE_TRY(a->stats_reduce(a->stats_reduce_ctx, &a->counts));
+        GQE_TRY(a->stats_reduce(a->stats_reduce_ctx, &a->psum));
+    }
     GQE_TRY(gqe_tensor_read_f32(&a->counts, a->host_counts, (size_t)GM));
     GQE_TRY(gqe_tensor_read_f32(&a->psum, a->host_psum, (size_t)GM));
     double aux = 0;
@@ -488,6 +492,11 @@ gqe_status gqe_attn_usage(gqe_attn *a, float *counts, float *mean_prob) {
     }
     free(psum);
     return st;
+}
+
+void gqe_attn_set_stats_reduce(gqe_attn *a, gqe_stats_reduce_fn fn, void *ctx) {
+    a->stats_reduce = fn;
+    a->stats_reduce_ctx = ctx;
 }
 
 gqe_status gqe_attn_after_step(gqe_attn *a) {

@@ -40,6 +40,8 @@ struct gqe_attn {
     gqe_tensor counts, psum, coef;      /* (G, M) */
     float *host_counts, *host_psum;
     float aux;
+    gqe_stats_reduce_fn stats_reduce;   /* data parallel: mean over ranks (or NULL) */
+    void *stats_reduce_ctx;
     bool stats_on_host;                 /* host_counts, host_psum, aux match the last forward */
 
     /* KV cache for decoding: (1, max_len, G, dh) */

@@ -358,6 +358,10 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     return gqe_embedding_backward(&lm->dwte, &dh, &tok1);
 }
 
+void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx) {
+    for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_set_stats_reduce(lm->blocks[l].attn, fn, ctx);
+}
+
 gqe_status gqe_lm_after_step(gqe_lm *lm) {
     for (int64_t l = 0; l < lm->cfg.layers; l++) GQE_TRY(gqe_attn_after_step(lm->blocks[l].attn));
     return GQE_OK;

@@ -54,6 +54,9 @@ gqe_tensor *gqe_lm_logits(gqe_lm *lm);
 float gqe_lm_ce_loss(const gqe_lm *lm);   /* cross-entropy part of the last loss */
 int64_t gqe_lm_layers(const gqe_lm *lm);
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
+/* Data parallel: every layer's routing statistics go through fn (see
+ * gqe_attn_set_stats_reduce). */
+void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx);
 /* After each optimizer step (balanced-router biases). */
 gqe_status gqe_lm_after_step(gqe_lm *lm);
 
