@@ -499,9 +499,12 @@ void gqe_attn_set_stats_reduce(gqe_attn *a, gqe_stats_reduce_fn fn, void *ctx) {
     a->stats_reduce_ctx = ctx;
 }
 
-gqe_status gqe_attn_after_step(gqe_attn *a) {
+gqe_status gqe_attn_after_step(gqe_attn *a) { return gqe_attn_after_step_load(a, NULL); }
+
+gqe_status gqe_attn_after_step_load(gqe_attn *a, const float *load) {
     if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED || !a->have_forward || !a->bias.storage) return GQE_OK;
     GQE_TRY(pull_stats(a));
+    if (!load) load = a->host_counts;
     /* b[g,m] += gamma * sign(mean load - load[g,m]), per group (auxiliary-loss-free balancing) */
     int64_t G = a->G, M = a->M;
     float *b = malloc((size_t)(G * M) * sizeof *b);
@@ -509,10 +512,10 @@ gqe_status gqe_attn_after_step(gqe_attn *a) {
     gqe_status st = gqe_tensor_read_f32(&a->bias, b, (size_t)(G * M));
     for (int64_t g = 0; st == GQE_OK && g < G; g++) {
         double mean = 0;
-        for (int64_t m = 0; m < M; m++) mean += a->host_counts[g * M + m];
+        for (int64_t m = 0; m < M; m++) mean += load[g * M + m];
         mean /= (double)M;
         for (int64_t m = 0; m < M; m++) {
-            double diff = mean - a->host_counts[g * M + m];
+            double diff = mean - load[g * M + m];
             b[g * M + m] += a->cfg.balance_gamma * (float)((diff > 0) - (diff < 0));
         }
     }

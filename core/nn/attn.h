@@ -87,6 +87,9 @@ typedef gqe_status (*gqe_stats_reduce_fn)(void *ctx, gqe_tensor *t);
 void gqe_attn_set_stats_reduce(gqe_attn *a, gqe_stats_reduce_fn fn, void *ctx);
 /* The balanced router's bias step; call after each optimizer step. */
 gqe_status gqe_attn_after_step(gqe_attn *a);
+/* The same step from a given load (G*M tokens per expert): the sum over a
+ * step's micro-batches when gradients accumulate. */
+gqe_status gqe_attn_after_step_load(gqe_attn *a, const float *load);
 /* The random router's call counter (its Philox stream): checkpointed so a
  * resumed run draws the same experts. */
 uint64_t gqe_attn_route_calls(const gqe_attn *a);

@@ -362,8 +362,13 @@ void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx) {
     for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_set_stats_reduce(lm->blocks[l].attn, fn, ctx);
 }
 
-gqe_status gqe_lm_after_step(gqe_lm *lm) {
-    for (int64_t l = 0; l < lm->cfg.layers; l++) GQE_TRY(gqe_attn_after_step(lm->blocks[l].attn));
+gqe_status gqe_lm_after_step(gqe_lm *lm) { return gqe_lm_after_step_loads(lm, NULL); }
+
+gqe_status gqe_lm_after_step_loads(gqe_lm *lm, const float *loads) {
+    const gqe_attn_config *a = gqe_attn_get_config(lm->blocks[0].attn);
+    int64_t GM = a->groups * (a->experts / a->groups);
+    for (int64_t l = 0; l < lm->cfg.layers; l++)
+        GQE_TRY(gqe_attn_after_step_load(lm->blocks[l].attn, loads ? loads + l * GM : NULL));
     return GQE_OK;
 }
 

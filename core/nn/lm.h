@@ -59,6 +59,9 @@ gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
 void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx);
 /* After each optimizer step (balanced-router biases). */
 gqe_status gqe_lm_after_step(gqe_lm *lm);
+/* The same from given loads, layer after layer (L x G x M): a step's
+ * micro-batches summed (gqe_attn_after_step_load). */
+gqe_status gqe_lm_after_step_loads(gqe_lm *lm, const float *loads);
 
 /* Forward and backward FLOPs per token for throughput and MFU reports. */
 double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq);

@@ -78,6 +78,8 @@ S.train = {
   checkpoint_every = { 0, "int", doc = "0: only at the end and on a signal" },
   checkpoint_dir   = { "checkpoints", "string", doc = "<dir>/<experiment>/run<id>/step<N>.safetensors" },
   on_nan           = { "stop", "string", { "stop", "skip" } },
+  grad_accum       = { 1, "int", doc = "micro-batches per step: the global batch is batch x grad_accum x ranks" },
+  dist_timeout     = { 60, "number", doc = "seconds a rank waits for the others before the run fails" },
   progress         = { true, "bool" },
   db               = { "", "string", doc = "empty: --db, GQE_DB or runs.db" },
 }
@@ -85,7 +87,8 @@ S.train = {
 config.sections = { "model", "optim", "schedule", "data", "train" }
 -- Keys that do not change what a run computes: left out of the hash so a
 -- rerun with another database path or without progress lines is skipped.
-config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true }
+config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true,
+                    ["train.dist_timeout"] = true }
 -- Top-level keys besides the sections.
 local toplevel = { name = true, experiment = true }
 
@@ -175,6 +178,8 @@ local function check_ranges(c)
   end
   if o.lr <= 0 then fail("optim.lr must be > 0, got %s", tostring(o.lr)) end
   if o.weight_decay < 0 then fail("optim.weight_decay must be >= 0, got %s", tostring(o.weight_decay)) end
+  pos("train", "grad_accum", t.grad_accum)
+  if not (t.dist_timeout > 0) then fail("train.dist_timeout must be > 0 seconds, got %s", tostring(t.dist_timeout)) end
   if t.grad_clip < 0 then fail("train.grad_clip must be >= 0, got %s", tostring(t.grad_clip)) end
   if d.val_frac < 0 or d.val_frac >= 1 then fail("data.val_frac must be in [0, 1), got %s", tostring(d.val_frac)) end
   if s.min_lr < 0 or s.min_lr > 1 then fail("schedule.min_lr must be in [0, 1], got %s", tostring(s.min_lr)) end

@@ -77,29 +77,32 @@ end
 -- Mean validation loss over the fixed batches 1..eval_batches, and the
 -- routing statistics of those batches summed over them.
 local function evaluate(ctx)
-  local c, lm, ds = ctx.c, ctx.lm, ctx.ds
+  local c, lm, ds, par = ctx.c, ctx.lm, ctx.ds, ctx.par
   local t = c.train
   local total, n = 0.0, t.eval_batches
   local usage = {}
   local gqe_attn = c.model.attention == "gqe"
   for i = 1, n do
-    local tokens, targets = ds:batch("val", i, t.batch, t.seq)
-    local _, ce = lm:loss(tokens, targets, 0)
-    total = total + ce
-    if gqe_attn then
-      for l = 1, c.model.layers do
-        local counts, mean_prob = lm:usage(l)
-        counts, mean_prob = totable(counts), totable(mean_prob)
-        local u = usage[l]
-        if not u then u = { counts = {}, prob = {} }; usage[l] = u end
-        for e = 1, #counts do
-          u.counts[e] = (u.counts[e] or 0) + counts[e]
-          u.prob[e] = (u.prob[e] or 0) + mean_prob[e] / n
+    for micro = 0, par.accum - 1 do
+      local tokens, targets = ds:batch("val", par:val_index(i, micro), t.batch, t.seq)
+      local _, ce = lm:loss(tokens, targets, 0)
+      total = total + ce / par.accum
+      if gqe_attn then
+        for l = 1, c.model.layers do
+          local counts, mean_prob = lm:usage(l)
+          counts, mean_prob = totable(counts), totable(mean_prob)
+          local u = usage[l]
+          if not u then u = { counts = {}, prob = {} }; usage[l] = u end
+          for e = 1, #counts do
+            -- counts are the mean over the ranks: times world, the whole global batch's
+            u.counts[e] = (u.counts[e] or 0) + counts[e] * par.world
+            u.prob[e] = (u.prob[e] or 0) + mean_prob[e] / (n * par.accum)
+          end
         end
       end
     end
   end
-  return total / n, usage
+  return par:agree({ total / n })[1], usage
 end
 
 -- Head usage rows and per-layer balance metrics: routing/entropy_l<i> is the
@@ -152,7 +155,7 @@ end
 
 local function progress(ctx, step, loss, lr, tps)
   local t = ctx.c.train
-  if not t.progress or ctx.evals_only then return end
+  if not t.progress or ctx.evals_only or not ctx.par:is_root() then return end
   local elapsed = gqe.clock() - ctx.t0
   local eta = elapsed / step * (t.steps - step)
   io.stderr:write(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
@@ -168,7 +171,9 @@ local function stop(status, msg) return setmetatable({ status = status, msg = ms
 local function loop(ctx)
   local c, lm, opt, sched, ds, db, run_id = ctx.c, ctx.lm, ctx.opt, ctx.sched, ctx.ds, ctx.db, ctx.run_id
   local t = c.train
-  local tokens_per_step = t.batch * t.seq
+  local par = ctx.par
+  -- the global batch: every rank's micro-batches
+  local tokens_per_step = t.batch * t.seq * par.accum * par.world
   local win_t, win_tokens = gqe.clock(), 0
   local train_time = 0.0
   local first = (ctx.start_step or 0) + 1
@@ -177,14 +182,30 @@ local function loop(ctx)
   for step = first, t.steps do
     local t_step = gqe.clock()
     local lr = sched:lr(step - 1, c.optim.lr)
-    local tokens, targets = ds:batch("train", step, t.batch, t.seq)
-    local loss, _, aux = lm:loss(tokens, targets, t.aux_coef)
+    -- Gradients of the micro-batches accumulate; every rank runs every
+    -- forward (their routing statistics are collective).
+    local loss, aux = 0.0, 0.0
+    local loads = par:balanced_loads(c)   -- the balanced router steps on the whole step's load
+    for micro = 0, par.accum - 1 do
+      local tokens, targets = ds:batch("train", par:train_index(step, micro), t.batch, t.seq)
+      local l, _, a = lm:loss(tokens, targets, t.aux_coef)
+      if finite(l) then lm:backward() end
+      loss, aux = loss + l, aux + (a or 0)
+      if loads then par.add_loads(loads, lm, c.model.layers) end
+    end
+    local sig
+    if par.accum > 1 then loss, aux = loss / par.accum, aux / par.accum end
+    if par.comm then
+      local g
+      g, sig = par:agree({ loss, aux }, gqe.interrupted and gqe.interrupted())
+      loss, aux = g[1], g[2]
+    end
     local gnorm = 0 / 0
     local bad
     if not finite(loss) then
       bad = string.format("train/loss is %s at step %d", tostring(loss), step)
     else
-      lm:backward()
+      par:reduce_grads(lm)
       gnorm = opt:clip(t.grad_clip)
       if not finite(gnorm) then bad = string.format("train/grad_norm is %s at step %d", tostring(gnorm), step) end
     end
@@ -195,7 +216,9 @@ local function loop(ctx)
       if t.on_nan == "skip" then
         ctx.skipped = ctx.skipped + 1
         db:log(run_id, step, "train/skipped", ctx.skipped)
-        io.stderr:write(string.format("%s %s: step skipped (train.on_nan = skip)\n", ctx.label, bad))
+        if par:is_root() then
+          io.stderr:write(string.format("%s %s: step skipped (train.on_nan = skip)\n", ctx.label, bad))
+        end
       else
         db:flush()
         error(stop("diverged", bad .. " (set train.on_nan=skip to skip such steps)"))
@@ -203,7 +226,7 @@ local function loop(ctx)
     else
       opt:step(lr)
       opt:zero_grad()
-      lm:after_step()
+      lm:after_step(loads)
       ctx.tokens = ctx.tokens + tokens_per_step
       win_tokens = win_tokens + tokens_per_step
     end
@@ -226,7 +249,7 @@ local function loop(ctx)
     end
     if step % t.eval_every == 0 or step == t.steps then
       local vl = eval_and_log(ctx, step)
-      if t.progress then
+      if t.progress and par:is_root() then
         io.stderr:write(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
           ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or ""))
       end
@@ -235,7 +258,8 @@ local function loop(ctx)
     if ctx.checkpoint and t.checkpoint_every > 0 and step % t.checkpoint_every == 0 then
       ctx.checkpoint(ctx, step)
     end
-    local sig = gqe.interrupted and gqe.interrupted()
+    -- Several ranks stop together, at the step where any of them saw the signal.
+    if not par.comm then sig = gqe.interrupted and gqe.interrupted() end
     if sig then
       if ctx.checkpoint and ctx.last_checkpoint ~= step then ctx.checkpoint(ctx, step) end
       db:flush()
@@ -257,9 +281,13 @@ function train.run(user_config, opts)
   if t.device == "cuda" and gqe.cuda_available and not gqe.cuda_available() then
     error("train.device is 'cuda' but no CUDA device is available (build with nvcc and run on a GPU machine, or use train.device=cpu)", 0)
   end
+  local parallel = require "gqe.parallel"
+  local par = parallel.setup(c)
   local db = opts.db
   local own_db = false
-  if not db then
+  if not par:is_root() then
+    db = parallel.null_db
+  elseif not db then
     local ok, res = pcall(gqe.db.open, train.db_path(opts.db_path, c))
     -- The message names the file and the reason; this file's line would
     -- only suggest a bug in gqe.
@@ -272,27 +300,30 @@ function train.run(user_config, opts)
   local exp_id = db:experiment(exp_name)
   local commit, dirty
   if gqe.git_commit then commit, dirty = gqe.git_commit() end
-  local hash = config.hash(c)
+  local hash = par:hash(config.hash(c))
   local run_id
   if opts.resume then
     -- The same row goes on: running again, this process, no end yet.
     run_id = opts.resume.run_id
     db:exec(string.format([[UPDATE runs SET status = 'running', ended = NULL, error = NULL, pid = %d,
       host = '%s', heartbeat = CAST(strftime('%%s','now') AS REAL) WHERE id = %d]], gqe.pid(),
-      (gqe.hostname():gsub("'", "''")), run_id))
+      ((par.hosts or gqe.hostname()):gsub("'", "''")), run_id))
   else
+    local params = config.params(c)
+    if par.world > 1 then params["dist.world"] = tostring(par.world) end
     run_id = db:begin_run {
       experiment_id = exp_id, name = run_name, config_json = config.to_json(c), config_hash = hash,
-      params = config.params(c), git_commit = commit, git_dirty = dirty and true or false,
-      host = gqe.hostname(), pid = gqe.pid(), device = t.device, seed = t.seed,
+      params = params, git_commit = commit, git_dirty = dirty and true or false,
+      host = par.hosts or gqe.hostname(), pid = gqe.pid(), device = par.devices or t.device, seed = t.seed,
     }
   end
   if gqe.signals_install then gqe.signals_install() end
   local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(),
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
                 checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
-                evals_only = opts.evals_only }
+                evals_only = opts.evals_only, par = par }
   if ctx.checkpoint == nil then ctx.checkpoint = require("gqe.checkpoint").saver(c) end
+  if not par:is_root() then ctx.checkpoint = false end   -- rank 0 writes the one checkpoint
 
   local ok, err = xpcall(function()
     ctx.ds = gqe.data.open(data_options(c))
@@ -302,6 +333,7 @@ function train.run(user_config, opts)
         .. "set model.vocab=0 to take the data's", vocab, ctx.ds:vocab(), c.data.kind), 0)
     end
     ctx.lm = gqe.nn.LM(model_options(c, vocab))
+    par:share_routing(ctx.lm, true)
     ctx.opt = make_optimizer(c, ctx.lm)
     ctx.sched = gqe.optim.schedule { kind = c.schedule.kind, warmup = c.schedule.warmup, total = t.steps,
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
@@ -326,7 +358,9 @@ function train.run(user_config, opts)
     active_heads = config.active_heads(c), params = ctx.num_params, wall_s = wall,
   }
   local close = function()
+    if ctx.lm then par:share_routing(ctx.lm, false) end
     ctx.lm, ctx.opt, ctx.ds = nil, nil, nil
+    par:close()
     if own_db then db:close() end
   end
   if ok then

@@ -1,0 +1,155 @@
+-- Data parallelism for gqe.train: one run over the ranks a launcher started
+-- (gqe launch, torchrun-style variables, mpirun, srun). The maths is that
+-- of one big batch: a step's global batch is train.batch x train.grad_accum
+-- x ranks sequences; rank r's micro-batch a of step s is the data set's
+-- batch number (s * grad_accum + a) * ranks + r at train.batch rows, i.e.
+-- rows of the step's global batch that no other rank reads, chosen by the
+-- seed, the rank and the step alone. Gradients are summed over ranks and
+-- micro-batches and divided by their count; routing statistics are the
+-- global batch's. Only rank 0 writes the run log and checkpoints.
+--
+-- A single process (no launcher variables) opens no communicator and
+-- loads neither MPI nor NCCL; GQE_DIST=nccl|mpi forces one at world size 1.
+local gqe = require "gqe"
+local config = require "gqe.config"
+
+local parallel = {}
+local P = {}
+P.__index = P
+
+local function getenv(name)
+  local v = gqe.getenv and gqe.getenv(name) or os.getenv(name)
+  return v ~= "" and v or nil
+end
+
+-- The run log of ranks other than 0: every call is accepted and nothing is
+-- written, so the training loop reads the same on every rank.
+local null_db = setmetatable({}, { __index = function(_, k)
+  if k == "query" then return function() return {} end end
+  if k == "begin_run" or k == "experiment" then return function() return 0 end end
+  return function() end
+end })
+parallel.null_db = null_db
+
+-- Opens the job's communicator for config c (resolved) when there is more
+-- than one rank, and checks that every rank resolved the same config.
+function parallel.setup(c)
+  local t = c.train
+  local self = setmetatable({ rank = 0, world = 1, accum = t.grad_accum, local_rank = 0 }, P)
+  local env = gqe.dist.env()
+  local forced = getenv("GQE_DIST")
+  if env.world == 1 and not forced then return self end
+  local backend = forced or (t.device == "cuda" and "nccl" or "mpi")
+  if backend == "mpi" and t.device == "cuda" then
+    error("train.device=cuda runs over NCCL; GQE_DIST=mpi serves only train.device=cpu", 0)
+  elseif backend == "nccl" and t.device ~= "cuda" then
+    error("NCCL serves train.device=cuda only; CPU ranks run over MPI (mpirun or `gqe launch`)", 0)
+  end
+  self.comm = gqe.dist.open { backend = backend, timeout = t.dist_timeout }
+  self.rank, self.world, self.local_rank = self.comm:rank(), self.comm:world(), self.comm:local_rank()
+  self:check_same_config(c)
+  self.hosts, self.devices = self:describe(t.device)
+  return self
+end
+
+-- Each rank hashes its resolved config (overrides and files included); a
+-- mismatch stops every rank before training, naming the ranks that differ.
+function P:check_same_config(c)
+  local mine = config.to_json(c)
+  local theirs = self.comm:broadcast_string(mine, 0)
+  local flags = {}
+  for r = 1, self.world do flags[r] = 0 end
+  if theirs ~= mine then flags[self.rank + 1] = 1 end
+  flags = self.comm:all_reduce_numbers(flags, "sum")
+  local bad = {}
+  for r = 1, self.world do if flags[r] > 0 then bad[#bad + 1] = tostring(r - 1) end end
+  if #bad > 0 then
+    local diff = ""
+    if theirs ~= mine then
+      local a, b = config.flatten(c), config.flatten(gqe.json.decode(theirs))
+      for _, k in ipairs(config.sorted_keys(a)) do
+        if tostring(a[k]) ~= tostring(b[k]) then
+          diff = string.format(" (first difference here: %s = %s, rank 0 has %s)", k, tostring(a[k]), tostring(b[k]))
+          break
+        end
+      end
+    end
+    error(string.format("rank %d: the config differs between ranks: rank%s %s resolved another config than rank 0%s; "
+      .. "every rank must run the same script with the same overrides", self.rank, #bad > 1 and "s" or "",
+      table.concat(bad, ", "), diff), 0)
+  end
+end
+
+-- Host names (distinct, in rank order) and devices of the job, for the runs row.
+function P:describe(device)
+  local hosts, seen = {}, {}
+  for r = 0, self.world - 1 do
+    local h = self.comm:broadcast_string(self.rank == r and gqe.hostname() or "", r)
+    if not seen[h] then seen[h] = true; hosts[#hosts + 1] = h end
+  end
+  return table.concat(hosts, ","), string.format("%s x%d", device, self.world)
+end
+
+function P:is_root() return self.rank == 0 end
+
+-- The data set's batch number of this rank's micro-batch `micro` (0-based) of `step`.
+function P:train_index(step, micro)
+  return (step * self.accum + micro) * self.world + self.rank
+end
+-- Validation batch i is the same global batch, split the same way.
+P.val_index = P.train_index
+
+-- The mean gradient of the global batch from the accumulated sums.
+function P:reduce_grads(lm)
+  if self.comm then
+    self.comm:reduce_grads(lm, 1 / (self.accum * self.world))
+  elseif self.accum > 1 then
+    gqe.dist.scale_grads(lm, 1 / self.accum)
+  end
+end
+
+-- Means over the ranks of a list of numbers, and whether any rank saw a
+-- signal (so that all of them stop after the same step).
+function P:agree(values, signalled)
+  if not self.comm then return values, signalled end
+  local n = #values
+  local v = {}
+  for i = 1, n do v[i] = values[i] end
+  v[n + 1] = signalled and 1 or 0
+  v = self.comm:all_reduce_numbers(v, "sum")
+  local out = {}
+  for i = 1, n do out[i] = v[i] / self.world end
+  return out, v[n + 1] > 0 and (signalled or "SIGTERM") or false
+end
+
+-- With micro-batches, the balanced router's bias step needs the load of
+-- all of them: a table to sum them in (nil when the last forward's will do).
+function P:balanced_loads(c)
+  if self.accum == 1 or c.model.attention ~= "gqe" or c.model.router ~= "balanced" then return nil end
+  return {}
+end
+function P.add_loads(loads, lm, layers)
+  local i = 0
+  for l = 1, layers do
+    local counts = lm:usage(l)
+    if type(counts) == "userdata" then counts = counts:totable() end
+    for e = 1, #counts do i = i + 1; loads[i] = (loads[i] or 0) + counts[e] end
+  end
+end
+
+-- The routing statistics of every forward become the global ones.
+function P:share_routing(lm, on)
+  if self.comm then self.comm:share_routing(lm, on) end
+end
+
+-- The run's hash: a world size other than 1 changes the global batch.
+function P:hash(h)
+  if self.world == 1 then return h end
+  return config.fnv1a64(h .. "|world=" .. self.world)
+end
+
+function P:close()
+  if self.comm then self.comm:close(); self.comm = nil end
+end
+
+return parallel
