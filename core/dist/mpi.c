@@ -40,13 +40,16 @@ static struct {
 static gqe_status load(void) {
     if (M.lib) return GQE_OK;
     /* RTLD_GLOBAL: OpenMPI's own plugins resolve their symbols in libmpi. */
-    void *h = dlopen("libmpi.so.40", RTLD_NOW | RTLD_GLOBAL);
+    const char *name = getenv("GQE_MPI_LIBRARY");   /* another OpenMPI build */
+    if (!name || !*name) name = "libmpi.so.40";
+    void *h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
     if (!h)
-        return gqe_fail(GQE_ERR_DEVICE, "train.device=cpu with several ranks needs MPI, but libmpi.so.40 could not be "
-                        "opened (%s): install OpenMPI (apt-get install openmpi-bin libopenmpi-dev)", dlerror());
-#define SYM(field, name) do { *(void **)&M.field = dlsym(h, name); \
+        return gqe_fail(GQE_ERR_DEVICE, "train.device=cpu with several ranks needs MPI, but %s could not be "
+                        "opened (%s): install OpenMPI (apt-get install openmpi-bin libopenmpi-dev) or set "
+                        "GQE_MPI_LIBRARY to its libmpi.so", name, dlerror());
+#define SYM(field, sym) do { *(void **)&M.field = dlsym(h, sym); \
         if (!M.field) { dlclose(h); memset(&M, 0, sizeof M); \
-            return gqe_fail(GQE_ERR_DEVICE, "libmpi.so.40 lacks %s: gqe needs OpenMPI 4 or later", name); } } while (0)
+            return gqe_fail(GQE_ERR_DEVICE, "%s lacks %s: gqe needs OpenMPI 4 or later", name, sym); } } while (0)
     SYM(Initialized, "MPI_Initialized"); SYM(Init_thread, "MPI_Init_thread"); SYM(Finalized, "MPI_Finalized");
     SYM(Finalize, "MPI_Finalize"); SYM(Comm_rank, "MPI_Comm_rank");
     SYM(Comm_size, "MPI_Comm_size"); SYM(Error_string, "MPI_Error_string"); SYM(Test, "MPI_Test");

@@ -41,11 +41,13 @@ typedef struct {
 
 static gqe_status load(void) {
     if (N.lib) return GQE_OK;
-    void *h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    const char *name = getenv("GQE_NCCL_LIBRARY");   /* e.g. the one a PyTorch wheel ships */
+    if (!name || !*name) name = "libnccl.so.2";
+    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (!h)
-        return gqe_fail(GQE_ERR_DEVICE, "train.device=cuda with several ranks needs NCCL, but libnccl.so.2 could not be "
-                        "opened (%s): install NCCL 2 (e.g. apt-get install libnccl2) or add its directory to LD_LIBRARY_PATH",
-                        dlerror());
+        return gqe_fail(GQE_ERR_DEVICE, "train.device=cuda with several ranks needs NCCL, but %s could not be "
+                        "opened (%s): install NCCL 2 (e.g. apt-get install libnccl2), add its directory to "
+                        "LD_LIBRARY_PATH or set GQE_NCCL_LIBRARY to its path", name, dlerror());
 #define SYM(field, name) do { *(void **)&N.field = dlsym(h, name); \
         if (!N.field) { dlclose(h); memset(&N, 0, sizeof N); \
             return gqe_fail(GQE_ERR_DEVICE, "libnccl.so.2 lacks %s: gqe needs NCCL 2.12 or later", name); } } while (0)

@@ -85,7 +85,9 @@ function checkpoint.resume(db, run_id)
     JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?]], run_id)[1]
   if not r then error(string.format("no run %d in this database (see `gqe runs`)", run_id), 0) end
   if r.status == "finished" then error(string.format("run %d already finished", run_id), 0) end
-  if r.status == "running" then
+  -- Only rank 0 of a data-parallel resume judges the row: the others may
+  -- read it after rank 0 has already set it running again.
+  if r.status == "running" and gqe.dist.env().rank == 0 then
     db:mark_crashed(gqe.hostname(), 600)
     r.status = db:query("SELECT status FROM runs WHERE id = ?", run_id)[1].status
     if r.status == "running" then
