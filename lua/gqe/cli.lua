@@ -192,6 +192,9 @@ function commands.resume(args)
   return 0
 end
 
+-- gqe launch --nproc N FILE.lua [overrides]: one run on N ranks of this node
+function commands.launch(args) return require("gqe.launch").main(args) end
+
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
 commands.__run = function(args)
   local _, flags, pos = config.parse_args(args)
@@ -205,6 +208,7 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe compare EXPERIMENT [--metric KEY]  mean/std over seeds per group of varied keys
        gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID                      continue a run from its last checkpoint
+       gqe launch --nproc N FILE.lua [...]    one run on N ranks (GPUs over NCCL, CPUs over MPI)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
        gqe help                               this text
@@ -222,7 +226,7 @@ function cli.main(command, args)
   end
   local f = commands[command]
   if not f then
-    fail("unknown command '%s'; commands: runs, compare, report, resume, bench, data, help (or a .lua file to run)", tostring(command))
+    fail("unknown command '%s'; commands: runs, compare, report, resume, launch, bench, data, help (or a .lua file to run)", tostring(command))
   end
   local rc = f(args)
   return rc or 0

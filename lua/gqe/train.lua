@@ -370,6 +370,10 @@ function train.run(user_config, opts)
     return summary
   end
   local status, msg = err.status, err.msg
+  if par.world > 1 then
+    local note = require("gqe.launch").fault_note()   -- a rank the launcher saw die
+    if note then msg = string.format("%s (%s)", msg, note) end
+  end
   -- The status must land even if the loop died inside a logging call.
   pcall(db.flush, db)
   local ok_end, end_err = pcall(db.end_run, db, run_id, status, err.trace or msg)
