@@ -8,6 +8,7 @@
 #include "ops.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #define COMM_MT "gqe.Comm"
 
@@ -180,6 +181,14 @@ static int l_scale_grads(lua_State *L) {
     return 0;
 }
 
+/* adopt_orphans(): ranks whose own launcher (mpirun) ended before them
+ * become this process's children, so gqe launch reaps them and a run's
+ * pid check sees them gone. */
+static int l_adopt_orphans(lua_State *L) {
+    lua_pushboolean(L, prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0);
+    return 1;
+}
+
 void gqe_lua_open_dist(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"rank", c_rank}, {"world", c_world}, {"local_rank", c_local_rank}, {"backend", c_backend},
@@ -189,7 +198,8 @@ void gqe_lua_open_dist(lua_State *L) {
         {"reduce_grads", c_reduce_grads}, {"share_routing", c_share_routing}, {NULL, NULL}};
     gqe_lua_new_class(L, COMM_MT, methods, c_close, c_tostring);
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"env", l_env}, {"open", l_open}, {"scale_grads", l_scale_grads}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"env", l_env}, {"open", l_open}, {"scale_grads", l_scale_grads},
+                                   {"adopt_orphans", l_adopt_orphans}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "dist");
 }

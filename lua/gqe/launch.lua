@@ -78,7 +78,9 @@ local function supervise(pids, timeout, on_fault)
       gqe.signals_install()   -- a second signal is forwarded too (ranks then stop at once)
     end
     local ok, code, pid = pcall(gqe.wait, -1, true)
-    if ok and pid then
+    if ok and pid and not alive[pid] then
+      -- an adopted orphan (a rank mpirun left behind): reaped, nothing more
+    elseif ok and pid then
       alive[pid] = nil
       n = n - 1
       if code ~= 0 and rc == 0 then
@@ -94,6 +96,14 @@ local function supervise(pids, timeout, on_fault)
       for other in pairs(alive) do pcall(gqe.kill, other, "SIGKILL") end
       deadline = nil
     end
+  end
+  -- Ranks left behind by their launcher end soon (they were signalled):
+  -- reap them, so that no run looks alive through a zombie.
+  local stop = gqe.clock() + timeout
+  while gqe.clock() < stop do
+    local ok, _, pid = pcall(gqe.wait, -1, true)
+    if not ok then break end          -- no children left
+    if not pid then gqe.sleep(0.05) end
   end
   return rc
 end
@@ -148,6 +158,7 @@ end
 
 function launch.main(args)
   local o = launch.parse(args)
+  gqe.dist.adopt_orphans()
   local exe = self_exe()
   if not exe or exe:match("/lua[%d.]*$") then fail("gqe launch must be run by the gqe program (build/gqe)") end
   if o.backend == "mpi" then return run_mpi(o, exe) end

@@ -66,7 +66,7 @@ function P:check_same_config(c)
   if #bad > 0 then
     local diff = ""
     if theirs ~= mine then
-      local a, b = config.flatten(c), config.flatten(gqe.json.decode(theirs))
+      local a, b = config.flatten(gqe.json.decode(mine)), config.flatten(gqe.json.decode(theirs))
       for _, k in ipairs(config.sorted_keys(a)) do
         if tostring(a[k]) ~= tostring(b[k]) then
           diff = string.format(" (first difference here: %s = %s, rank 0 has %s)", k, tostring(a[k]), tostring(b[k]))
