@@ -34,11 +34,11 @@ TEST_SRC := $(sort $(wildcard tests/c/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 LINK     := $(CUDA_LIBS) $(STATIC_LIBS) $(SYS_LIBS)
 
-.PHONY: all deps test test-asan test-c test-lua test-cli test-cuda bench bench-cuda run data clean help fuzz fuzz-deps
+.PHONY: all deps test test-asan test-c test-lua test-cli test-cuda test-multi bench-multi bench bench-cuda run data clean help fuzz fuzz-deps
 all: $(BUILD)/libgqe.a $(BUILD)/gqe $(BUILD)/gqe.so
 
 help:
-	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | fuzz"
+	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | test-multi | bench-multi | fuzz"
 
 # Installs only what is missing; safe to run again.
 DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox openmpi-bin libopenmpi-dev
@@ -126,6 +126,13 @@ test: deps all $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 
 test-cuda: all $(TEST_BIN)
 	@./tests/run_cuda.sh
+
+# Several GPUs of one node (data parallel): equal losses, then bench-multi.
+test-multi: all
+	@./tests/run_multi.sh
+
+bench-multi: all
+	./bench/run_multi.sh
 
 bench: deps all
 	$(BUILD)/gqe bench/logging.lua 20
