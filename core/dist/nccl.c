@@ -181,10 +181,14 @@ gqe_status gqe_dist_open_nccl(gqe_comm *c, const gqe_dist_env *env) {
     cudaError_t e = cudaGetDeviceCount(&ndev);
     if (e != cudaSuccess || ndev == 0)
         return gqe_fail(GQE_ERR_DEVICE, "rank %d: the NCCL backend needs a CUDA device, none is visible", env->rank);
-    if (env->local_rank >= ndev)
-        return gqe_fail(GQE_ERR_ARG, "rank %d has local rank %d but this node shows %d GPU%s: start at most %d ranks per node",
-                        env->rank, env->local_rank, ndev, ndev == 1 ? "" : "s", ndev);
-    e = cudaSetDevice(env->local_rank);
+    /* One GPU per rank: the local rank's, or the only one a scheduler that
+     * binds GPUs to tasks left visible. */
+    const char *lw = getenv("LOCAL_WORLD_SIZE");
+    int local_world = lw && *lw ? atoi(lw) : 0;
+    if (local_world > ndev || (ndev > 1 && env->local_rank >= ndev))
+        return gqe_fail(GQE_ERR_ARG, "rank %d: %d ranks on this node but it shows %d GPU%s: start at most %d ranks per node",
+                        env->rank, local_world > ndev ? local_world : env->local_rank + 1, ndev, ndev == 1 ? "" : "s", ndev);
+    e = cudaSetDevice(ndev == 1 ? 0 : env->local_rank);
     if (e != cudaSuccess) return cfail(c, "selecting the GPU of the local rank", e);
     GQE_TRY(load());
     ncclUniqueId id;
