@@ -69,6 +69,11 @@ gqe_status gqe_comm_reduce_scatter(gqe_comm *c, gqe_tensor *out, const gqe_tenso
 gqe_status gqe_comm_all_gather(gqe_comm *c, gqe_tensor *out, const gqe_tensor *in);
 gqe_status gqe_comm_broadcast(gqe_comm *c, gqe_tensor *t, int root);
 gqe_status gqe_comm_barrier(gqe_comm *c);
+/* Overlap: a SUM all-reduce of t (in place) started now and finished by
+ * gqe_comm_wait, which waits for every one started; t must stay alive until
+ * then. Gradient buckets go out so while backward computes the next ones. */
+gqe_status gqe_comm_all_reduce_start(gqe_comm *c, gqe_tensor *t);
+gqe_status gqe_comm_wait(gqe_comm *c);
 /* Host doubles (losses, flags, counters), staged through the device when
  * the backend needs one. */
 gqe_status gqe_comm_all_reduce_host(gqe_comm *c, double *vals, int n, gqe_reduce_op op);

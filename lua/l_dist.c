@@ -12,7 +12,7 @@
 
 #define COMM_MT "gqe.Comm"
 
-typedef struct { gqe_comm *c; } l_comm;
+typedef struct { gqe_comm *c; gqe_paramset *ps; } l_comm;   /* ps: the model whose buckets it reduces */
 
 static gqe_comm *check_comm(lua_State *L, int idx) {
     l_comm *u = luaL_checkudata(L, idx, COMM_MT);
@@ -56,6 +56,7 @@ static int l_open(lua_State *L) {
     GQE_LUA_TRY(L, "dist.open", gqe_dist_env_from_process(&e));
     l_comm *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->c = NULL;
+    u->ps = NULL;
     luaL_setmetatable(L, COMM_MT);
     gqe_comm_set_interrupt_check(gqe_lua_signal_pending);
     GQE_LUA_TRY(L, "dist.open", gqe_comm_open(&u->c, &e, &o));
@@ -162,6 +163,36 @@ static int c_reduce_grads(lua_State *L) {
     return 0;
 }
 
+/* A bucket of final gradients: its all-reduce starts now. */
+static gqe_status bucket_ready(void *ctx, size_t offset, size_t count) {
+    l_comm *u = ctx;
+    gqe_tensor v = gqe_tensor_view4(&u->ps->grad, offset, (int64_t)count, 0, 0, 0);
+    return gqe_comm_all_reduce_start(u->c, &v);
+}
+
+/* overlap_grads(lm, on): while on, lm:backward() starts the all-reduce of
+ * each block's gradients as soon as they are final; finish_grads waits. */
+static int c_overlap_grads(lua_State *L) {
+    l_comm *u = luaL_checkudata(L, 1, COMM_MT);
+    check_comm(L, 1);
+    gqe_lm *lm = gqe_lua_check_lm(L, 2);
+    bool on = lua_isnoneornil(L, 3) || lua_toboolean(L, 3);
+    u->ps = gqe_lm_params(lm);
+    GQE_LUA_TRY(L, "overlap_grads", gqe_lm_set_grad_ready(lm, on ? bucket_ready : NULL, on ? u : NULL));
+    return 0;
+}
+
+/* finish_grads(lm [, scale]): waits for the started all-reduces, then
+ * multiplies the gradients by scale (as reduce_grads). */
+static int c_finish_grads(lua_State *L) {
+    gqe_comm *c = check_comm(L, 1);
+    gqe_paramset *ps = gqe_lm_params(gqe_lua_check_lm(L, 2));
+    float scale = (float)luaL_optnumber(L, 3, 1.0);
+    GQE_LUA_TRY(L, "finish_grads", gqe_comm_wait(c));
+    if (scale != 1.0f) GQE_LUA_TRY(L, "finish_grads", gqe_scale(&ps->grad, scale));
+    return 0;
+}
+
 static gqe_status stats_mean(void *ctx, gqe_tensor *t) { return gqe_comm_all_reduce(ctx, t, GQE_REDUCE_MEAN); }
 
 /* share_routing(lm, on): the model's routing statistics become their mean
@@ -195,7 +226,8 @@ void gqe_lua_open_dist(lua_State *L) {
         {"device", c_device}, {"abort", c_abort}, {"barrier", c_barrier}, {"all_reduce", c_all_reduce},
         {"reduce_scatter", c_reduce_scatter}, {"all_gather", c_all_gather}, {"broadcast", c_broadcast},
         {"all_reduce_numbers", c_all_reduce_numbers}, {"broadcast_string", c_broadcast_string},
-        {"reduce_grads", c_reduce_grads}, {"share_routing", c_share_routing}, {NULL, NULL}};
+        {"reduce_grads", c_reduce_grads}, {"share_routing", c_share_routing}, {"overlap_grads", c_overlap_grads},
+        {"finish_grads", c_finish_grads}, {NULL, NULL}};
     gqe_lua_new_class(L, COMM_MT, methods, c_close, c_tostring);
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"env", l_env}, {"open", l_open}, {"scale_grads", l_scale_grads},

@@ -159,6 +159,18 @@ gqe_status gqe_comm_barrier(gqe_comm *c) {
     return c->world > 1 ? c->ops->barrier(c) : GQE_OK;
 }
 
+gqe_status gqe_comm_all_reduce_start(gqe_comm *c, gqe_tensor *t) {
+    GQE_TRY(usable(c, "all_reduce"));
+    GQE_TRY(check_tensor(c, t, "all_reduce"));
+    size_t n = (size_t)gqe_tensor_numel(t);
+    return c->world > 1 && n > 0 ? c->ops->start(c, gqe_tensor_data(t), n) : GQE_OK;
+}
+
+gqe_status gqe_comm_wait(gqe_comm *c) {
+    GQE_TRY(usable(c, "wait"));
+    return c->world > 1 ? c->ops->wait(c) : GQE_OK;
+}
+
 gqe_status gqe_comm_all_reduce_host(gqe_comm *c, double *vals, int n, gqe_reduce_op op) {
     GQE_TRY(usable(c, "all_reduce"));
     if (n < 0) return gqe_fail(GQE_ERR_ARG, "all_reduce: negative count");

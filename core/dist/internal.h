@@ -14,6 +14,9 @@ typedef struct comm_ops {
     gqe_status (*all_gather)(gqe_comm *c, const void *in, void *out, size_t n_in);
     gqe_status (*broadcast)(gqe_comm *c, void *buf, size_t n, dist_dtype dt, int root, bool host);
     gqe_status (*barrier)(gqe_comm *c);
+    /* nonblocking SUM all-reduce in place; wait finishes all started */
+    gqe_status (*start)(gqe_comm *c, void *buf, size_t n);
+    gqe_status (*wait)(gqe_comm *c);
     void (*abort)(gqe_comm *c);
     void (*close)(gqe_comm *c);
 } comm_ops;

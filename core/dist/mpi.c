@@ -30,6 +30,7 @@ static struct {
     int (*Comm_size)(MPI_Comm, int *);
     int (*Error_string)(int, char *, int *);
     int (*Test)(MPI_Request *, int *, void *);
+    int (*Testall)(int, MPI_Request *, int *, void *);
     int (*Iallreduce)(const void *, void *, int, MPI_Datatype, MPI_Op, MPI_Comm, MPI_Request *);
     int (*Ireduce_scatter_block)(const void *, void *, int, MPI_Datatype, MPI_Op, MPI_Comm, MPI_Request *);
     int (*Iallgather)(const void *, int, MPI_Datatype, void *, int, MPI_Datatype, MPI_Comm, MPI_Request *);
@@ -52,7 +53,7 @@ static gqe_status load(void) {
             return gqe_fail(GQE_ERR_DEVICE, "%s lacks %s: gqe needs OpenMPI 4 or later", name, sym); } } while (0)
     SYM(Initialized, "MPI_Initialized"); SYM(Init_thread, "MPI_Init_thread"); SYM(Finalized, "MPI_Finalized");
     SYM(Finalize, "MPI_Finalize"); SYM(Comm_rank, "MPI_Comm_rank");
-    SYM(Comm_size, "MPI_Comm_size"); SYM(Error_string, "MPI_Error_string"); SYM(Test, "MPI_Test");
+    SYM(Comm_size, "MPI_Comm_size"); SYM(Error_string, "MPI_Error_string"); SYM(Test, "MPI_Test"); SYM(Testall, "MPI_Testall");
     SYM(Iallreduce, "MPI_Iallreduce"); SYM(Ireduce_scatter_block, "MPI_Ireduce_scatter_block");
     SYM(Iallgather, "MPI_Iallgather"); SYM(Ibcast, "MPI_Ibcast"); SYM(Ibarrier, "MPI_Ibarrier");
     SYM(world, "ompi_mpi_comm_world"); SYM(f32, "ompi_mpi_float"); SYM(f64, "ompi_mpi_double");
@@ -128,6 +129,40 @@ static gqe_status m_barrier(gqe_comm *c) {
     return finish(c, "barrier", rc, &p);
 }
 
+/* Started all-reduces, finished together by m_wait. */
+static struct { MPI_Request *req; int n, cap, rc; } P;
+
+static gqe_status m_start(gqe_comm *c, void *buf, size_t n) {
+    GQE_TRY(check_count(c, n));
+    if (P.n == P.cap) {
+        int cap = P.cap ? 2 * P.cap : 64;
+        MPI_Request *r = realloc(P.req, (size_t)cap * sizeof *r);
+        if (!r) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+        P.req = r;
+        P.cap = cap;
+    }
+    int rc = M.Iallreduce(MPI_IN_PLACE, buf, (int)n, M.f32, M.sum, M.world, &P.req[P.n]);
+    if (rc != 0) return mpi_fail(c, "all_reduce", rc);
+    P.n++;
+    return GQE_OK;
+}
+
+static int all_done(void *ctx) {
+    (void)ctx;
+    int flag = 0;
+    P.rc = M.Testall(P.n, P.req, &flag, MPI_STATUS_IGNORE);
+    if (P.rc != 0) return -1;
+    return flag ? 1 : 0;
+}
+
+static gqe_status m_wait(gqe_comm *c) {
+    if (P.n == 0) return GQE_OK;
+    gqe_status st = gqe_dist_wait(c, "all_reduce of gradient buckets", all_done, NULL);
+    if (st == GQE_ERR_DEVICE && P.rc != 0) st = mpi_fail(c, "all_reduce", P.rc);
+    if (st == GQE_OK) P.n = 0;
+    return st;
+}
+
 /* Nothing to cancel in MPI: the failing rank records its run and exits
  * non-zero, and mpirun then ends the others. MPI_Abort here would kill
  * this process before the run log knows why. */
@@ -142,7 +177,8 @@ static void finalize_at_exit(void) {
     if (M.lib && !M.broken && M.Finalized(&fin) == 0 && !fin) M.Finalize();
 }
 
-static const comm_ops mpi_ops = {m_all_reduce, m_reduce_scatter, m_all_gather, m_broadcast, m_barrier, m_abort, m_close};
+static const comm_ops mpi_ops = {m_all_reduce, m_reduce_scatter, m_all_gather, m_broadcast, m_barrier,
+                                 m_start, m_wait, m_abort, m_close};
 
 gqe_status gqe_dist_open_mpi(gqe_comm *c, const gqe_dist_env *env) {
     if (strcmp(env->source, "mpirun") != 0 && strcmp(env->source, "slurm") != 0 && env->world > 1)

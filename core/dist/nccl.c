@@ -35,6 +35,9 @@ static struct {
 typedef struct {
     ncclComm_t comm;
     cudaEvent_t done;
+    cudaStream_t side;      /* started all-reduces: overlap with the default stream's backward */
+    cudaEvent_t ready;      /* recorded on the default stream before each */
+    bool side_busy;
     void *scratch;          /* device staging for host buffers */
     size_t scratch_bytes;
 } nccl_impl;
@@ -154,6 +157,28 @@ static gqe_status n_broadcast(gqe_comm *c, void *buf, size_t n, dist_dtype dt, i
     return GQE_OK;
 }
 
+static gqe_status n_start(gqe_comm *c, void *buf, size_t n) {
+    nccl_impl *m = c->impl;
+    cudaError_t e = cudaEventRecord(m->ready, 0);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(m->side, m->ready, 0);
+    if (e != cudaSuccess) return cfail(c, "all_reduce", e);
+    ncclResult_t r = N.AllReduce(buf, buf, n, ncclFloat32, ncclSum, m->comm, m->side);
+    if (r != ncclSuccess) return nfail(c, "all_reduce", r);
+    m->side_busy = true;
+    return GQE_OK;
+}
+
+static gqe_status n_wait(gqe_comm *c) {
+    nccl_impl *m = c->impl;
+    if (!m->side_busy) return GQE_OK;
+    cudaError_t e = cudaEventRecord(m->done, m->side);
+    if (e != cudaSuccess) return cfail(c, "all_reduce", e);
+    waiter w = {c};
+    GQE_TRY(gqe_dist_wait(c, "all_reduce of gradient buckets", stream_done, &w));
+    m->side_busy = false;
+    return GQE_OK;
+}
+
 static gqe_status n_barrier(gqe_comm *c) {
     double one = 1;
     return n_all_reduce(c, &one, &one, 1, DIST_F64, GQE_REDUCE_SUM, true);
@@ -170,11 +195,14 @@ static void n_close(gqe_comm *c) {
     if (m->comm) N.CommDestroy(m->comm);
     if (m->scratch) cudaFree(m->scratch);
     if (m->done) cudaEventDestroy(m->done);
+    if (m->ready) cudaEventDestroy(m->ready);
+    if (m->side) cudaStreamDestroy(m->side);
     free(m);
     c->impl = NULL;
 }
 
-static const comm_ops nccl_ops = {n_all_reduce, n_reduce_scatter, n_all_gather, n_broadcast, n_barrier, n_abort, n_close};
+static const comm_ops nccl_ops = {n_all_reduce, n_reduce_scatter, n_all_gather, n_broadcast, n_barrier,
+                                  n_start, n_wait, n_abort, n_close};
 
 gqe_status gqe_dist_open_nccl(gqe_comm *c, const gqe_dist_env *env) {
     int ndev = 0;
@@ -201,7 +229,10 @@ gqe_status gqe_dist_open_nccl(gqe_comm *c, const gqe_dist_env *env) {
     nccl_impl *m = calloc(1, sizeof *m);
     if (!m) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
     e = cudaEventCreateWithFlags(&m->done, cudaEventDisableTiming);
-    if (e != cudaSuccess) { free(m); return cfail(c, "event", e); }
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&m->ready, cudaEventDisableTiming);
+    /* non-blocking: the legacy default stream would otherwise serialise with it */
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&m->side, cudaStreamNonBlocking);
+    if (e != cudaSuccess) { c->impl = m; n_close(c); c->impl = NULL; return cfail(c, "event", e); }
     c->impl = m;
     c->ops = &nccl_ops;
     /* Every rank has the id: they are all alive and ncclCommInitRank returns. */

@@ -99,11 +99,28 @@ end
 -- Validation batch i is the same global batch, split the same way.
 P.val_index = P.train_index
 
--- The mean gradient of the global batch from the accumulated sums.
-function P:reduce_grads(lm)
+-- Backward of micro-batch `micro`. On several ranks every rank runs it
+-- (a NaN loss included: the collectives must match), and the last
+-- micro-batch's starts each block's all-reduce as soon as its gradients are
+-- final, overlapping the rest of backward.
+function P:backward(lm, micro, loss_finite)
+  if not self.comm then
+    if loss_finite then lm:backward() end
+    return
+  end
+  local last = micro == self.accum - 1
+  if last then self.comm:overlap_grads(lm, true) end
+  local ok, err = pcall(lm.backward, lm)
+  if last then self.comm:overlap_grads(lm, false) end
+  if not ok then error(err, 0) end
+end
+
+-- The mean gradient of the global batch from the accumulated sums (the
+-- all-reduces backward started are waited for in any case).
+function P:reduce_grads(lm, use)
   if self.comm then
-    self.comm:reduce_grads(lm, 1 / (self.accum * self.world))
-  elseif self.accum > 1 then
+    self.comm:finish_grads(lm, use and 1 / (self.accum * self.world) or 1)
+  elseif use and self.accum > 1 then
     gqe.dist.scale_grads(lm, 1 / self.accum)
   end
 end

@@ -189,7 +189,7 @@ local function loop(ctx)
     for micro = 0, par.accum - 1 do
       local tokens, targets = ds:batch("train", par:train_index(step, micro), t.batch, t.seq)
       local l, _, a = lm:loss(tokens, targets, t.aux_coef)
-      if finite(l) then lm:backward() end
+      par:backward(lm, micro, finite(l))
       loss, aux = loss + l, aux + (a or 0)
       if loads then par.add_loads(loads, lm, c.model.layers) end
     end
@@ -202,10 +202,10 @@ local function loop(ctx)
     end
     local gnorm = 0 / 0
     local bad
+    par:reduce_grads(lm, finite(loss))
     if not finite(loss) then
       bad = string.format("train/loss is %s at step %d", tostring(loss), step)
     else
-      par:reduce_grads(lm)
       gnorm = opt:clip(t.grad_clip)
       if not finite(gnorm) then bad = string.format("train/grad_norm is %s at step %d", tostring(gnorm), step) end
     end
