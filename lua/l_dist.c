@@ -6,6 +6,8 @@
 #include "nn/lm.h"
 #include "nn/params.h"
 #include "ops.h"
+#include "optim.h"
+#include "zero.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -220,7 +222,67 @@ static int l_adopt_orphans(lua_State *L) {
     return 1;
 }
 
+/* ---- ZeRO-1 ----------------------------------------------------------- */
+#define ZERO_MT "gqe.Zero"
+typedef struct { gqe_zero *z; } l_zero;
+
+static gqe_zero *check_zero(lua_State *L, int idx) {
+    l_zero *u = luaL_checkudata(L, idx, ZERO_MT);
+    if (!u->z) luaL_error(L, "ZeRO optimizer is closed");
+    return u->z;
+}
+
+/* zero(comm, opt) -> the sharded twin of optimizer opt (its config and
+ * model); opt itself can be closed afterwards. */
+static int l_zero_new(lua_State *L) {
+    gqe_comm *c = check_comm(L, 1);
+    gqe_optimizer *opt = gqe_lua_check_optim(L, 2);
+    l_zero *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->z = NULL;
+    luaL_setmetatable(L, ZERO_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);   /* the communicator lives as long as this */
+    GQE_LUA_TRY(L, "dist.zero", gqe_zero_create(&u->z, gqe_optim_get_config(opt), gqe_optim_paramset(opt), c));
+    return 1;
+}
+static int z_close(lua_State *L) {
+    l_zero *u = luaL_checkudata(L, 1, ZERO_MT);
+    gqe_zero_free(u->z);
+    u->z = NULL;
+    return 0;
+}
+static int z_tostring(lua_State *L) {
+    l_zero *u = luaL_checkudata(L, 1, ZERO_MT);
+    lua_pushfstring(L, "gqe.Zero(%s)", u->z ? "open" : "closed");
+    return 1;
+}
+/* reduce(grad_scale, max_norm) -> global gradient norm */
+static int z_reduce(lua_State *L) {
+    gqe_zero *z = check_zero(L, 1);
+    float norm = 0;
+    GQE_LUA_TRY(L, "zero:reduce", gqe_zero_reduce(z, (float)luaL_checknumber(L, 2), (float)luaL_optnumber(L, 3, 0), &norm));
+    lua_pushnumber(L, norm);
+    return 1;
+}
+static int z_step(lua_State *L) {
+    GQE_LUA_TRY(L, "zero:step", gqe_zero_step(check_zero(L, 1), (float)luaL_checknumber(L, 2)));
+    return 0;
+}
+static int z_gather(lua_State *L) {
+    GQE_LUA_TRY(L, "zero:gather", gqe_zero_gather(check_zero(L, 1), gqe_lua_check_optim(L, 2)));
+    return 0;
+}
+static int z_scatter(lua_State *L) {
+    GQE_LUA_TRY(L, "zero:scatter", gqe_zero_scatter(check_zero(L, 1), gqe_lua_check_optim(L, 2)));
+    return 0;
+}
+static int z_state_bytes(lua_State *L) { lua_pushinteger(L, (lua_Integer)gqe_zero_state_bytes(check_zero(L, 1))); return 1; }
+
 void gqe_lua_open_dist(lua_State *L) {
+    static const luaL_Reg zero_methods[] = {{"reduce", z_reduce}, {"step", z_step}, {"gather", z_gather},
+                                            {"scatter", z_scatter}, {"state_bytes", z_state_bytes}, {NULL, NULL}};
+    gqe_lua_new_class(L, ZERO_MT, zero_methods, z_close, z_tostring);
+    lua_pop(L, 1);
     static const luaL_Reg methods[] = {
         {"rank", c_rank}, {"world", c_world}, {"local_rank", c_local_rank}, {"backend", c_backend},
         {"device", c_device}, {"abort", c_abort}, {"barrier", c_barrier}, {"all_reduce", c_all_reduce},
@@ -231,7 +293,7 @@ void gqe_lua_open_dist(lua_State *L) {
     gqe_lua_new_class(L, COMM_MT, methods, c_close, c_tostring);
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"env", l_env}, {"open", l_open}, {"scale_grads", l_scale_grads},
-                                   {"adopt_orphans", l_adopt_orphans}, {NULL, NULL}};
+                                   {"adopt_orphans", l_adopt_orphans}, {"zero", l_zero_new}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "dist");
 }

@@ -142,7 +142,7 @@ gqe_status gqe_comm_all_gather(gqe_comm *c, gqe_tensor *out, const gqe_tensor *i
     if ((size_t)gqe_tensor_numel(out) != n * (size_t)c->world)
         return gqe_fail(GQE_ERR_SHAPE, "all_gather: output has %lld elements, need world (%d) x input (%zu)",
                         (long long)gqe_tensor_numel(out), c->world, n);
-    if (c->world == 1) return gqe_tensor_copy(out, in);
+    if (c->world == 1) return gqe_tensor_data(out) == gqe_tensor_data(in) ? GQE_OK : gqe_tensor_copy(out, in);
     return n > 0 ? c->ops->all_gather(c, gqe_tensor_data(in), gqe_tensor_data(out), n) : GQE_OK;
 }
 

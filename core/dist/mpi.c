@@ -112,7 +112,9 @@ static gqe_status m_reduce_scatter(gqe_comm *c, const void *in, void *out, size_
 static gqe_status m_all_gather(gqe_comm *c, const void *in, void *out, size_t n_in) {
     GQE_TRY(check_count(c, n_in));
     pending p = {0};
-    int rc = M.Iallgather(in, (int)n_in, M.f32, out, (int)n_in, M.f32, M.world, &p.req);
+    /* in place when this rank's block of out is the input (ZeRO's weights) */
+    bool in_place = (const char *)in == (const char *)out + (size_t)c->rank * n_in * sizeof(float);
+    int rc = M.Iallgather(in_place ? MPI_IN_PLACE : in, (int)n_in, M.f32, out, (int)n_in, M.f32, M.world, &p.req);
     return finish(c, "all_gather", rc, &p);
 }
 

@@ -52,7 +52,10 @@ function checkpoint.saver(c)
     local path = checkpoint.path(ctx, step)
     checkpoint.ensure_dir(ctx)
     -- Batch i is drawn for step i, so the next batch index is step + 1.
-    binding().save(path, ctx.lm, ctx.opt, { step = step, data_index = step + 1, config = cjson })
+    -- a sharded optimizer (train.zero) is gathered into the unsharded format
+    local opt = ctx.opt.gather and ctx.opt:gather() or ctx.opt
+    binding().save(path, ctx.lm, opt, { step = step, data_index = step + 1, config = cjson })
+    if opt ~= ctx.opt then opt:close() end
     ctx.db:checkpoint(ctx.run_id, step, path)
     ctx.last_checkpoint = step
   end
@@ -60,7 +63,12 @@ end
 
 -- Called by train.run after the model and optimizer are built.
 function checkpoint.restore(ctx, resume)
-  local ok, info = pcall(binding().load, resume.path, ctx.lm, ctx.opt)
+  local opt = ctx.opt.full and ctx.opt:full() or ctx.opt   -- sharded: load whole, keep this rank's shard
+  local ok, info = pcall(binding().load, resume.path, ctx.lm, opt)
+  if opt ~= ctx.opt then
+    if ok then ctx.opt:scatter(opt) end
+    opt:close()
+  end
   if not ok then
     -- Most of the core's messages name the file; make sure every one does.
     local msg = tostring(info)

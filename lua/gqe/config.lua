@@ -80,6 +80,7 @@ S.train = {
   on_nan           = { "stop", "string", { "stop", "skip" } },
   grad_accum       = { 1, "int", doc = "micro-batches per step: the global batch is batch x grad_accum x ranks" },
   dist_timeout     = { 60, "number", doc = "seconds a rank waits for the others before the run fails" },
+  zero             = { false, "bool", doc = "several ranks: shard the optimizer state over them (ZeRO-1)" },
   progress         = { true, "bool" },
   db               = { "", "string", doc = "empty: --db, GQE_DB or runs.db" },
 }
@@ -88,7 +89,7 @@ config.sections = { "model", "optim", "schedule", "data", "train" }
 -- Keys that do not change what a run computes: left out of the hash so a
 -- rerun with another database path or without progress lines is skipped.
 config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true,
-                    ["train.dist_timeout"] = true }
+                    ["train.dist_timeout"] = true, ["train.zero"] = true }
 -- Top-level keys besides the sections.
 local toplevel = { name = true, experiment = true }
 

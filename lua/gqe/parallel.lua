@@ -36,6 +36,7 @@ parallel.null_db = null_db
 function parallel.setup(c)
   local t = c.train
   local self = setmetatable({ rank = 0, world = 1, accum = t.grad_accum, local_rank = 0 }, P)
+  self.zero = t.zero
   local env = gqe.dist.env()
   local forced = getenv("GQE_DIST")
   if env.world == 1 and not forced then return self end
@@ -108,6 +109,7 @@ function P:backward(lm, micro, loss_finite)
     if loss_finite then lm:backward() end
     return
   end
+  if self.zero then lm:backward(); return end   -- reduce-scattered after backward
   local last = micro == self.accum - 1
   if last then self.comm:overlap_grads(lm, true) end
   local ok, err = pcall(lm.backward, lm)
@@ -118,6 +120,7 @@ end
 -- The mean gradient of the global batch from the accumulated sums (the
 -- all-reduces backward started are waited for in any case).
 function P:reduce_grads(lm, use)
+  if self.comm and self.zero then return end   -- the sharded optimizer's clip reduces
   if self.comm then
     self.comm:finish_grads(lm, use and 1 / (self.accum * self.world) or 1)
   elseif use and self.accum > 1 then
@@ -151,6 +154,35 @@ function P.add_loads(loads, lm, layers)
     local counts = lm:usage(l)
     if type(counts) == "userdata" then counts = counts:totable() end
     for e = 1, #counts do i = i + 1; loads[i] = (loads[i] or 0) + counts[e] end
+  end
+end
+
+-- The optimizer: opt itself, or with train.zero on several ranks its
+-- sharded twin (ZeRO-1) behind the same methods; make() builds another opt.
+-- Checkpoints keep the unsharded format: gather() returns a whole
+-- optimizer for the time of a save (every rank calls it), full() an empty
+-- one to load into and scatter(full) takes this rank's shard of it.
+function P:optimizer(opt, lm, make)
+  if not (self.comm and self.zero) then return opt end
+  local z = gqe.dist.zero(self.comm, opt)
+  opt:close()
+  local par = self
+  local w = { sharded = z }
+  function w.clip(_, max_norm) return z:reduce(1 / (par.accum * par.world), max_norm) end
+  function w.step(_, lr) z:step(lr) end
+  function w.zero_grad() lm:zero_grad() end
+  function w.full() return make() end
+  function w.gather() local f = make(); z:gather(f); return f end
+  function w.scatter(_, f) z:scatter(f) end
+  return w
+end
+
+-- What ranks other than 0 do at a checkpoint: help gather sharded state.
+function P:follower_checkpoint()
+  if not (self.comm and self.zero) then return false end
+  return function(ctx, step)
+    ctx.opt:gather():close()
+    ctx.last_checkpoint = step
   end
 end
 

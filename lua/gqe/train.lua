@@ -323,7 +323,8 @@ function train.run(user_config, opts)
                 checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
                 evals_only = opts.evals_only, par = par }
   if ctx.checkpoint == nil then ctx.checkpoint = require("gqe.checkpoint").saver(c) end
-  if not par:is_root() then ctx.checkpoint = false end   -- rank 0 writes the one checkpoint
+  -- rank 0 writes the one checkpoint (the others help gather a sharded optimizer state)
+  if not par:is_root() then ctx.checkpoint = ctx.checkpoint and par:follower_checkpoint() end
 
   local ok, err = xpcall(function()
     ctx.ds = gqe.data.open(data_options(c))
@@ -334,7 +335,7 @@ function train.run(user_config, opts)
     end
     ctx.lm = gqe.nn.LM(model_options(c, vocab))
     par:share_routing(ctx.lm, true)
-    ctx.opt = make_optimizer(c, ctx.lm)
+    ctx.opt = par:optimizer(make_optimizer(c, ctx.lm), ctx.lm, function() return make_optimizer(c, ctx.lm) end)
     ctx.sched = gqe.optim.schedule { kind = c.schedule.kind, warmup = c.schedule.warmup, total = t.steps,
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()

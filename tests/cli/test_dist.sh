@@ -90,33 +90,52 @@ echo "ok: grad_accum 2 = batch x 2 on 1 and 2 ranks"
 same launch ref
 echo "ok: gqe launch --nproc 2"
 
-# 4. A stopped 2-rank run resumes to exactly the losses of the uninterrupted one.
+# 4. A stopped 2-rank run resumes to exactly the losses of the uninterrupted
+# one, with the optimizer state whole and sharded (train.zero); a sharded
+# run's checkpoint also resumes on one process.
 long="train.batch=2 train.steps=400 train.log_every=1 train.eval_every=100"
-# shellcheck disable=SC2086
-run full 2 $long
-# shellcheck disable=SC2086
-"$GQE" launch --nproc 2 "$tmp/run.lua" $long train.db="$tmp/stop.db" train.checkpoint_dir="$tmp/ck_stop" \
-  >"$tmp/stop.out" 2>&1 &
-lp=$!
-cleanup() { kill -9 "$lp" 2>/dev/null || true; }
-for _ in $(seq 600); do
-  s=$(sqlite3 -cmd ".timeout 2000" "$tmp/stop.db" "SELECT max(step) FROM metrics" 2>/dev/null || true)
-  [ "${s:-0}" -ge 20 ] 2>/dev/null && break
-  sleep 0.05
-done
-kill -TERM "$lp"
-rc=0; wait "$lp" || rc=$?
-[ "$rc" != 0 ] || fail "a launcher stopped by SIGTERM exited 0"
-st=$(sqlite3 "$tmp/stop.db" "SELECT status || ' ' || step FROM runs")
-[ "${st%% *}" = killed ] || { cat "$tmp/stop.out"; fail "stopped run is '$st', not killed"; }
-stop_step=${st##* }
-[ "$stop_step" -lt 400 ] || fail "the run finished before the signal: make it longer"
-[ "$(sqlite3 "$tmp/stop.db" "SELECT count(*) FROM checkpoints WHERE step=$stop_step")" = 1 ] || fail "no checkpoint at the stop"
-mpi 2 "$GQE" resume 1 --db "$tmp/stop.db" >"$tmp/resume.out" 2>&1 || { cat "$tmp/resume.out"; fail "2-rank resume failed"; }
-[ "$(sqlite3 "$tmp/stop.db" "SELECT status FROM runs")" = finished ] || fail "resumed run not finished"
 losses() { sqlite3 "$1" "SELECT step || ' ' || printf('%.9g', value) FROM metrics WHERE key IN ('train/loss', 'val/loss') ORDER BY key, step"; }
-diff <(losses "$tmp/full.db") <(losses "$tmp/stop.db") >/dev/null || fail "resumed 2-rank run differs from the uninterrupted one"
-echo "ok: SIGTERM to gqe launch stops every rank at step $stop_step with one checkpoint; resume is exact"
+stop_resume() { # NAME override...
+  local name=$1; shift
+  # shellcheck disable=SC2086
+  run "full_$name" 2 $long "$@"
+  # shellcheck disable=SC2086
+  "$GQE" launch --nproc 2 "$tmp/run.lua" $long train.db="$tmp/stop_$name.db" train.checkpoint_dir="$tmp/ck_stop_$name" "$@" \
+    >"$tmp/stop_$name.out" 2>&1 &
+  lp=$!
+  cleanup() { kill -9 "$lp" 2>/dev/null || true; }
+  for _ in $(seq 600); do
+    s=$(sqlite3 -cmd ".timeout 2000" "$tmp/stop_$name.db" "SELECT max(step) FROM metrics" 2>/dev/null || true)
+    [ "${s:-0}" -ge 20 ] 2>/dev/null && break
+    sleep 0.05
+  done
+  kill -TERM "$lp"
+  rc=0; wait "$lp" || rc=$?
+  [ "$rc" != 0 ] || fail "$name: a launcher stopped by SIGTERM exited 0"
+  st=$(sqlite3 "$tmp/stop_$name.db" "SELECT status || ' ' || step FROM runs")
+  [ "${st%% *}" = killed ] || { cat "$tmp/stop_$name.out"; fail "$name: stopped run is '$st', not killed"; }
+  stop_step=${st##* }
+  [ "$stop_step" -lt 400 ] || fail "$name: the run finished before the signal: make it longer"
+  [ "$(sqlite3 "$tmp/stop_$name.db" "SELECT count(*) FROM checkpoints WHERE step=$stop_step")" = 1 ] ||
+    fail "$name: no checkpoint at the stop"
+  cp "$tmp/stop_$name.db" "$tmp/one_$name.db"
+  mpi 2 "$GQE" resume 1 --db "$tmp/stop_$name.db" >"$tmp/resume.out" 2>&1 || { cat "$tmp/resume.out"; fail "$name: 2-rank resume failed"; }
+  [ "$(sqlite3 "$tmp/stop_$name.db" "SELECT status FROM runs")" = finished ] || fail "$name: resumed run not finished"
+  diff <(losses "$tmp/full_$name.db") <(losses "$tmp/stop_$name.db") >/dev/null ||
+    fail "$name: resumed 2-rank run differs from the uninterrupted one"
+  echo "ok ($name): SIGTERM to gqe launch stops every rank at step $stop_step with one checkpoint; resume is exact"
+}
+stop_resume plain
+stop_resume zero train.zero=true
+"$GQE" resume 1 --db "$tmp/one_zero.db" >"$tmp/resume1.out" 2>&1 || { cat "$tmp/resume1.out"; fail "sharded checkpoint: 1-process resume failed"; }
+[ "$(sqlite3 "$tmp/one_zero.db" "SELECT status FROM runs")" = finished ] || fail "sharded checkpoint: 1-process resume not finished"
+echo "ok: a 2-rank sharded checkpoint resumes on one process"
+
+# ZeRO-1 with a world size that leaves elements over (3 ranks): one process's losses.
+run z_ref 1 train.batch=3
+run z3 3 train.batch=1 train.zero=true
+same z3 z_ref
+echo "ok: train.zero on 3 ranks = 1 rank x batch 3"
 
 # 5. A rank killed: the others end (mpirun ends them), the run is not left running.
 "$GQE" launch --nproc 2 "$tmp/run.lua" $long train.db="$tmp/kill.db" train.checkpoint_dir="$tmp/ck_kill" \
