@@ -8,12 +8,13 @@ for line in io.lines(arg[1]) do
   local ok, r = pcall(gqe.json.decode, line)
   if ok and type(r) == "table" and r.bench == "train_multi" then
     rows[#rows + 1] = r
-    if r.world == 1 then base[r.impl] = r.tokens_per_s end
+    if r.world == 1 then base[r.impl] = r.tokens_per_s; base[r.impl .. "_zero1"] = r.tokens_per_s end
   end
 end
-print(string.format("%-10s %5s %12s %10s %10s %10s", "impl", "GPUs", "tokens/s", "step ms", "peak GiB", "efficiency"))
+print(string.format("%-12s %5s %12s %10s %10s %12s %10s", "impl", "GPUs", "tokens/s", "step ms", "peak GiB",
+  "opt GiB/GPU", "efficiency"))
 for _, r in ipairs(rows) do
   local eff = base[r.impl] and string.format("%.3f", r.tokens_per_s / (r.world * base[r.impl])) or "-"
-  print(string.format("%-10s %5d %12.0f %10.1f %10.2f %10s", r.impl, r.world, r.tokens_per_s, r.step_ms,
-    r.peak_gib_per_gpu, eff))
+  print(string.format("%-12s %5d %12.0f %10.1f %10.2f %12s %10s", r.impl, r.world, r.tokens_per_s, r.step_ms,
+    r.peak_gib_per_gpu, r.opt_state_gib_per_gpu and string.format("%.3f", r.opt_state_gib_per_gpu) or "-", eff))
 end

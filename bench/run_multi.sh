@@ -17,6 +17,10 @@ for w in 1 2 4 8 16; do [ "$w" -le "$ngpu" ] && worlds+=("$w"); done
 for w in "${worlds[@]}"; do
     echo "== gqe on $w GPU(s)" >&2
     build/gqe launch --nproc "$w" bench/train_multi.lua "$steps" gqe | grep '^{' | tee -a "$out"
+    if [ "$w" -gt 1 ]; then
+        echo "== gqe ZeRO-1 on $w GPUs" >&2
+        build/gqe launch --nproc "$w" bench/train_multi.lua "$steps" gqe zero | grep '^{' | tee -a "$out"
+    fi
 done
 if [ "${BENCH_TORCH:-1}" = 1 ] && command -v torchrun >/dev/null; then
     for w in "${worlds[@]}"; do
