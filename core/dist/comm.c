@@ -1,5 +1,6 @@
 /* The communicator's front: argument checks, MEAN as SUM then a scale,
- * the deadline every wait runs under. The engines are mpi.c and nccl.c. */
+ * the deadline every wait runs under. The engines are mpi.c and nccl.c;
+ * they run at world size 1 too, so one GPU exercises the NCCL path. */
 #include "internal.h"
 #include "../ops.h"
 #include <stdlib.h>
@@ -114,7 +115,7 @@ gqe_status gqe_comm_all_reduce(gqe_comm *c, gqe_tensor *t, gqe_reduce_op op) {
     GQE_TRY(usable(c, "all_reduce"));
     GQE_TRY(check_tensor(c, t, "all_reduce"));
     size_t n = (size_t)gqe_tensor_numel(t);
-    if (c->world > 1 && n > 0)
+    if (n > 0)
         GQE_TRY(c->ops->all_reduce(c, gqe_tensor_data(t), gqe_tensor_data(t), n, DIST_F32, engine_op(op), false));
     if (op == GQE_REDUCE_MEAN && c->world > 1) GQE_TRY(gqe_scale(t, 1.0f / (float)c->world));
     return GQE_OK;
@@ -128,8 +129,7 @@ gqe_status gqe_comm_reduce_scatter(gqe_comm *c, gqe_tensor *out, const gqe_tenso
     if ((size_t)gqe_tensor_numel(in) != n * (size_t)c->world)
         return gqe_fail(GQE_ERR_SHAPE, "reduce_scatter: input has %lld elements, need world (%d) x output (%zu)",
                         (long long)gqe_tensor_numel(in), c->world, n);
-    if (c->world == 1) GQE_TRY(gqe_tensor_copy(out, in));
-    else if (n > 0) GQE_TRY(c->ops->reduce_scatter(c, gqe_tensor_data(in), gqe_tensor_data(out), n, engine_op(op)));
+    if (n > 0) GQE_TRY(c->ops->reduce_scatter(c, gqe_tensor_data(in), gqe_tensor_data(out), n, engine_op(op)));
     if (op == GQE_REDUCE_MEAN && c->world > 1) GQE_TRY(gqe_scale(out, 1.0f / (float)c->world));
     return GQE_OK;
 }
@@ -142,7 +142,6 @@ gqe_status gqe_comm_all_gather(gqe_comm *c, gqe_tensor *out, const gqe_tensor *i
     if ((size_t)gqe_tensor_numel(out) != n * (size_t)c->world)
         return gqe_fail(GQE_ERR_SHAPE, "all_gather: output has %lld elements, need world (%d) x input (%zu)",
                         (long long)gqe_tensor_numel(out), c->world, n);
-    if (c->world == 1) return gqe_tensor_data(out) == gqe_tensor_data(in) ? GQE_OK : gqe_tensor_copy(out, in);
     return n > 0 ? c->ops->all_gather(c, gqe_tensor_data(in), gqe_tensor_data(out), n) : GQE_OK;
 }
 
@@ -151,30 +150,30 @@ gqe_status gqe_comm_broadcast(gqe_comm *c, gqe_tensor *t, int root) {
     GQE_TRY(check_tensor(c, t, "broadcast"));
     if (root < 0 || root >= c->world) return gqe_fail(GQE_ERR_ARG, "broadcast: root %d outside world size %d", root, c->world);
     size_t n = (size_t)gqe_tensor_numel(t);
-    return c->world > 1 && n > 0 ? c->ops->broadcast(c, gqe_tensor_data(t), n, DIST_F32, root, false) : GQE_OK;
+    return n > 0 ? c->ops->broadcast(c, gqe_tensor_data(t), n, DIST_F32, root, false) : GQE_OK;
 }
 
 gqe_status gqe_comm_barrier(gqe_comm *c) {
     GQE_TRY(usable(c, "barrier"));
-    return c->world > 1 ? c->ops->barrier(c) : GQE_OK;
+    return c->ops->barrier(c);
 }
 
 gqe_status gqe_comm_all_reduce_start(gqe_comm *c, gqe_tensor *t) {
     GQE_TRY(usable(c, "all_reduce"));
     GQE_TRY(check_tensor(c, t, "all_reduce"));
     size_t n = (size_t)gqe_tensor_numel(t);
-    return c->world > 1 && n > 0 ? c->ops->start(c, gqe_tensor_data(t), n) : GQE_OK;
+    return n > 0 ? c->ops->start(c, gqe_tensor_data(t), n) : GQE_OK;
 }
 
 gqe_status gqe_comm_wait(gqe_comm *c) {
     GQE_TRY(usable(c, "wait"));
-    return c->world > 1 ? c->ops->wait(c) : GQE_OK;
+    return c->ops->wait(c);
 }
 
 gqe_status gqe_comm_all_reduce_host(gqe_comm *c, double *vals, int n, gqe_reduce_op op) {
     GQE_TRY(usable(c, "all_reduce"));
     if (n < 0) return gqe_fail(GQE_ERR_ARG, "all_reduce: negative count");
-    if (c->world > 1 && n > 0) GQE_TRY(c->ops->all_reduce(c, vals, vals, (size_t)n, DIST_F64, engine_op(op), true));
+    if (n > 0) GQE_TRY(c->ops->all_reduce(c, vals, vals, (size_t)n, DIST_F64, engine_op(op), true));
     if (op == GQE_REDUCE_MEAN)
         for (int i = 0; i < n; i++) vals[i] /= (double)c->world;
     return GQE_OK;
@@ -183,5 +182,5 @@ gqe_status gqe_comm_all_reduce_host(gqe_comm *c, double *vals, int n, gqe_reduce
 gqe_status gqe_comm_broadcast_bytes(gqe_comm *c, void *buf, size_t n, int root) {
     GQE_TRY(usable(c, "broadcast"));
     if (root < 0 || root >= c->world) return gqe_fail(GQE_ERR_ARG, "broadcast: root %d outside world size %d", root, c->world);
-    return c->world > 1 && n > 0 ? c->ops->broadcast(c, buf, n, DIST_U8, root, true) : GQE_OK;
+    return n > 0 ? c->ops->broadcast(c, buf, n, DIST_U8, root, true) : GQE_OK;
 }

@@ -56,6 +56,10 @@ run ref 1
 run dp2 2 train.batch=2
 same dp2 ref
 echo "ok: 2 ranks x batch 2 = 1 rank x batch 4 (losses, aux, val, head usage)"
+# The communicator's path at world size 1 (GQE_DIST forces it), ZeRO-1 included.
+GQE_DIST=mpi run w1 1 train.zero=true
+same w1 ref
+echo "ok: GQE_DIST=mpi at world size 1 = no communicator"
 
 # One run in the log: rank 0's row, recording the world; one checkpoint.
 [ "$(sqlite3 "$tmp/dp2.db" "SELECT count(*) FROM runs")" = 1 ] || fail "2-rank run: not exactly one runs row"
