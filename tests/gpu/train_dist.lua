@@ -1,7 +1,8 @@
 -- Data parallel on GPUs. With one rank (make test-cuda) it runs the NCCL
 -- path end to end at world size 1 (GQE_DIST=nccl: communicator, TCP
 -- rendezvous, all-reduce of gradients, routing statistics and losses)
--- against the plain run, and grad_accum 2 against a batch twice as large.
+-- against the plain run, grad_accum 2 against a batch twice as large and
+-- ZeRO-1 (train.zero) against the plain run.
 -- With --nproc N (make test-multi) the same model trains on N GPUs under
 -- `gqe launch` at batch 8/N against one GPU at batch 8.
 -- fp32 losses must agree within tol (relative, default 1e-5); with bf16
@@ -19,6 +20,7 @@ end
 -- Child role: one run, its losses into DB.
 if arg[1] == "--rank-run" then
   local db, text, batch, accum, steps, precision = arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5]), tonumber(arg[6]), arg[7]
+  local zero = arg[8] == "zero"
   gqe.train {
     experiment = "dist-gpu", name = string.format("b%d-a%d", batch, accum),
     data = { kind = "text", path = text, seed = 3 },
@@ -26,7 +28,7 @@ if arg[1] == "--rank-run" then
     optim = { lr = 1e-3 },
     train = { steps = steps, batch = batch, seq = 128, grad_accum = accum, device = "cuda", precision = precision,
               log_every = 1, eval_every = steps, eval_batches = 2, db = db, progress = false,
-              checkpoint_dir = db .. ".ckpt", seed = 7 },
+              checkpoint_dir = db .. ".ckpt", seed = 7, zero = zero },
   }
   os.exit(0)
 end
@@ -48,13 +50,15 @@ local exe = self_exe()
 local script = arg[0]
 local port = 29500 + gqe.pid() % 1000
 
-local function child(env, launcher, name, batch, accum)
+local function child(env, launcher, name, batch, accum, zero)
   local db = dir .. "/" .. name .. ".db"
   local argv = { "env" }
   for _, e in ipairs(env) do argv[#argv + 1] = e end
   argv[#argv + 1] = exe
   for _, x in ipairs(launcher) do argv[#argv + 1] = x end
-  for _, x in ipairs { script, "--rank-run", db, text, batch, accum, steps, precision } do argv[#argv + 1] = tostring(x) end
+  for _, x in ipairs { script, "--rank-run", db, text, batch, accum, steps, precision, zero or "plain" } do
+    argv[#argv + 1] = tostring(x)
+  end
   local code = gqe.wait(gqe.spawn(argv))
   if code ~= 0 then print(string.format("FAIL: run %s exited %d", name, code)); os.exit(1) end
   local d = gqe.db.open(db)
@@ -95,10 +99,14 @@ if nproc == 1 then
   ok = compare("NCCL world 1 vs plain", nccl, ref) and ok
   local acc = child({ "GQE_DIST=nccl", "MASTER_PORT=" .. port }, {}, "accum", 4, 2)
   ok = compare("grad_accum 2 x batch 4 vs batch 8", acc, ref) and ok
+  local z = child({ "GQE_DIST=nccl", "MASTER_PORT=" .. port }, {}, "zero", 8, 1, "zero")
+  ok = compare("ZeRO-1 at world size 1 vs plain", z, ref) and ok
 else
   local dp, dev = child({}, { "launch", "--nproc", nproc, "--port", port }, "dp", 8 // nproc, 1)
   print(string.format("%d ranks (%s), batch %d each", nproc, dev, 8 // nproc))
   ok = compare(string.format("%d GPUs x batch %d vs 1 GPU x batch 8", nproc, 8 // nproc), dp, ref) and ok
+  local z = child({}, { "launch", "--nproc", nproc, "--port", port }, "dpzero", 8 // nproc, 1, "zero")
+  ok = compare(string.format("%d GPUs ZeRO-1 vs 1 GPU", nproc), z, ref) and ok
 end
 os.execute("rm -rf " .. dir)
 if not ok then print("FAIL"); os.exit(1) end
