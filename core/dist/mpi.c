@@ -184,8 +184,8 @@ static const comm_ops mpi_ops = {m_all_reduce, m_reduce_scatter, m_all_gather, m
 
 gqe_status gqe_dist_open_mpi(gqe_comm *c, const gqe_dist_env *env) {
     if (strcmp(env->source, "mpirun") != 0 && strcmp(env->source, "slurm") != 0 && env->world > 1)
-        return gqe_fail(GQE_ERR_ARG, "the MPI backend needs ranks started by mpirun or srun (this job came from %s): "
-                        "use `gqe launch`, mpirun -np N or srun", env->source);
+        return gqe_fail(GQE_ERR_ARG, "CPU ranks run over MPI, which needs ranks started by mpirun or srun (these came "
+                        "from %s variables): use mpirun -np N, srun, or `gqe launch --backend mpi`", env->source);
     GQE_TRY(load());
     int inited = 0;
     M.Initialized(&inited);
