@@ -31,13 +31,20 @@ local null_db = setmetatable({}, { __index = function(_, k)
 end })
 parallel.null_db = null_db
 
+-- A binding's error as the user should read it: the core's message alone.
+local function call(f, ...)
+  local ok, res = pcall(f, ...)
+  if not ok then error((tostring(res):gsub("^[^\n]-%.lua:%d+: ", "")), 0) end
+  return res
+end
+
 -- Opens the job's communicator for config c (resolved) when there is more
 -- than one rank, and checks that every rank resolved the same config.
 function parallel.setup(c)
   local t = c.train
   local self = setmetatable({ rank = 0, world = 1, accum = t.grad_accum, local_rank = 0 }, P)
   self.zero = t.zero
-  local env = gqe.dist.env()
+  local env = call(gqe.dist.env)
   local forced = getenv("GQE_DIST")
   if env.world == 1 and not forced then return self end
   local backend = forced or (t.device == "cuda" and "nccl" or "mpi")
@@ -46,7 +53,7 @@ function parallel.setup(c)
   elseif backend == "nccl" and t.device ~= "cuda" then
     error("NCCL serves train.device=cuda only; CPU ranks run over MPI (mpirun or `gqe launch`)", 0)
   end
-  self.comm = gqe.dist.open { backend = backend, timeout = t.dist_timeout }
+  self.comm = call(gqe.dist.open, { backend = backend, timeout = t.dist_timeout })
   self.rank, self.world, self.local_rank = self.comm:rank(), self.comm:world(), self.comm:local_rank()
   self:check_same_config(c)
   self.hosts, self.devices = self:describe(t.device)
