@@ -186,7 +186,42 @@ err=$(sqlite3 "$tmp/hang.db" "SELECT error FROM runs")
 grep -q "did not complete within 3 s: another rank died or hangs" <<<"$err" || fail "reason not recorded: $err"
 echo "ok: a hung rank fails the run after train.dist_timeout"
 
-# 7. Bad launches.
+# 7. gqe launch's own ranks (the GPU way, torchrun's variables), watched by a
+# script that needs no GPU: a rank that fails is named to rank 0 and the
+# others are stopped; a signal to the launcher reaches every rank.
+cat > "$tmp/ranks.lua" <<'LUA'
+local gqe = require "gqe"
+local e = gqe.dist.env()
+print(string.format("rank %d of %d, local %d, master %s:%d, %s", e.rank, e.world, e.local_rank, e.master_addr,
+  e.master_port, e.source))
+io.stdout:flush()
+if e.rank == 1 and arg[1] == "fail" then os.exit(3) end
+gqe.signals_install()
+local t0 = gqe.clock()
+while not gqe.interrupted() and gqe.clock() - t0 < 60 do gqe.sleep(0.05) end
+print(string.format("rank %d stopped by %s; launcher: %s", e.rank, tostring(gqe.interrupted()),
+  tostring(require("gqe.launch").fault_note())))
+os.exit(1)
+LUA
+rc=0; "$GQE" launch --backend nccl --nproc 2 --port 29611 "$tmp/ranks.lua" fail >"$tmp/ranks.out" 2>&1 || rc=$?
+[ "$rc" = 3 ] || { cat "$tmp/ranks.out"; fail "launcher exit $rc, not the failed rank's 3"; }
+for want in "rank 0 of 2, local 0, master 127.0.0.1:29611, torchrun" "rank 1 of 2, local 1, master 127.0.0.1:29611, torchrun" \
+            "gqe launch: rank 1 exited with code 3; stopping the other ranks" \
+            "rank 0 stopped by SIGTERM; launcher: rank 1 exited with code 3"; do
+  grep -q "$want" "$tmp/ranks.out" || { cat "$tmp/ranks.out"; fail "launcher: missing '$want'"; }
+done
+"$GQE" launch --backend nccl --nproc 2 --port 29612 "$tmp/ranks.lua" >"$tmp/sig.out" 2>&1 &
+lp=$!
+for _ in $(seq 200); do [ "$(grep -c '^rank . of 2' "$tmp/sig.out")" = 2 ] && break; sleep 0.05; done
+kill -INT "$lp"
+rc=0; wait "$lp" || rc=$?
+[ "$rc" != 0 ] || fail "an interrupted launcher exited 0"
+for r in 0 1; do
+  grep -q "rank $r stopped by SIGINT; launcher: nil" "$tmp/sig.out" || { cat "$tmp/sig.out"; fail "SIGINT did not reach rank $r"; }
+done
+echo "ok: gqe launch names a failed rank to rank 0 and forwards SIGINT to every rank"
+
+# 8. Bad launches.
 rc=0; mpi 1 "$GQE" "$tmp/run.lua" train.db="$tmp/mm.db" : -np 1 "$GQE" "$tmp/run.lua" train.db="$tmp/mm.db" train.seed=7 \
   >"$tmp/mm.out" 2>&1 || rc=$?
 [ "$rc" != 0 ] || fail "ranks with different configs trained"
