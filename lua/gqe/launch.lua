@@ -63,17 +63,33 @@ function launch.parse(args)
   return o
 end
 
--- Waits for the children, forwarding signals; returns the first failing
--- rank's exit code (0 when all finished). on_fault(pid, code) hears of the
--- first child that failed on its own (not after a forwarded signal).
-local function supervise(pids, timeout, on_fault)
+-- The processes whose parent is pid (the ranks mpirun started).
+local function children_of(pid)
+  local out = {}
+  local p = io.popen("cat /proc/[0-9]*/stat 2>/dev/null")
+  if not p then return out end
+  for line in p:lines() do
+    local child, parent = line:match("^(%d+) %(.*%) %a (%d+) ")
+    if child and tonumber(parent) == pid then out[#out + 1] = tonumber(child) end
+  end
+  p:close()
+  return out
+end
+
+-- Waits for the children, forwarding signals (to targets() when given:
+-- the ranks themselves); returns the first failing rank's exit code (0 when
+-- all finished). on_fault(pid, code) hears of the first child that failed
+-- on its own (not after a forwarded signal).
+local function supervise(pids, timeout, on_fault, targets)
   local alive, n = {}, 0
   for _, pid in pairs(pids) do alive[pid] = true; n = n + 1 end
   local rc, forwarded, deadline = 0, false, nil
   while n > 0 do
     local sig = gqe.interrupted()
     if sig then
-      for pid in pairs(alive) do pcall(gqe.kill, pid, sig) end
+      local to = targets and targets() or {}
+      if #to == 0 then for pid in pairs(alive) do to[#to + 1] = pid end end
+      for _, pid in ipairs(to) do pcall(gqe.kill, pid, sig) end
       forwarded = true
       gqe.signals_install()   -- a second signal is forwarded too (ranks then stop at once)
     end
@@ -130,7 +146,9 @@ local function run_mpi(o, exe)
   for _, a in ipairs(o.rest) do argv[#argv + 1] = a end
   gqe.signals_install()
   local pid = gqe.spawn(argv)
-  return supervise({ pid }, o.timeout)
+  -- Signals go to the ranks directly: through mpirun they arrive late, and
+  -- mpirun then ends the job once they have stopped together.
+  return supervise({ pid }, o.timeout, nil, function() return children_of(pid) end)
 end
 
 local function run_nccl(o, exe)
