@@ -191,12 +191,12 @@ echo "ok: a hung rank fails the run after train.dist_timeout"
 # others are stopped; a signal to the launcher reaches every rank.
 cat > "$tmp/ranks.lua" <<'LUA'
 local gqe = require "gqe"
+gqe.signals_install()   -- before the line the test waits for
 local e = gqe.dist.env()
 print(string.format("rank %d of %d, local %d, master %s:%d, %s", e.rank, e.world, e.local_rank, e.master_addr,
   e.master_port, e.source))
 io.stdout:flush()
 if e.rank == 1 and arg[1] == "fail" then os.exit(3) end
-gqe.signals_install()
 local t0 = gqe.clock()
 while not gqe.interrupted() and gqe.clock() - t0 < 60 do gqe.sleep(0.05) end
 print(string.format("rank %d stopped by %s; launcher: %s", e.rank, tostring(gqe.interrupted()),
