@@ -101,8 +101,12 @@ local function supervise(pids, timeout, on_fault, targets)
       n = n - 1
       if code ~= 0 and rc == 0 then
         rc = code
-        if not forwarded and on_fault then on_fault(pid, code) end
-        for other in pairs(alive) do pcall(gqe.kill, other, "SIGTERM") end
+        -- After a forwarded signal every rank is already stopping (writing
+        -- its checkpoint): another signal would cut that short.
+        if not forwarded then
+          if on_fault then on_fault(pid, code) end
+          for other in pairs(alive) do pcall(gqe.kill, other, "SIGTERM") end
+        end
         deadline = gqe.clock() + timeout
       end
     else

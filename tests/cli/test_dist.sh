@@ -196,21 +196,25 @@ local e = gqe.dist.env()
 print(string.format("rank %d of %d, local %d, master %s:%d, %s", e.rank, e.world, e.local_rank, e.master_addr,
   e.master_port, e.source))
 io.stdout:flush()
-if e.rank == 1 and arg[1] == "fail" then os.exit(3) end
+if e.rank == 0 then io.open(arg[2], "w"):close() end   -- rank 0 is up and handles signals
+if e.rank == 1 and arg[1] == "fail" then
+  while not io.open(arg[2], "r") do gqe.sleep(0.02) end
+  os.exit(3)
+end
 local t0 = gqe.clock()
 while not gqe.interrupted() and gqe.clock() - t0 < 60 do gqe.sleep(0.05) end
 print(string.format("rank %d stopped by %s; launcher: %s", e.rank, tostring(gqe.interrupted()),
   tostring(require("gqe.launch").fault_note())))
 os.exit(1)
 LUA
-rc=0; "$GQE" launch --backend nccl --nproc 2 --port 29611 "$tmp/ranks.lua" fail >"$tmp/ranks.out" 2>&1 || rc=$?
+rc=0; "$GQE" launch --backend nccl --nproc 2 --port 29611 "$tmp/ranks.lua" fail "$tmp/r0.ready" >"$tmp/ranks.out" 2>&1 || rc=$?
 [ "$rc" = 3 ] || { cat "$tmp/ranks.out"; fail "launcher exit $rc, not the failed rank's 3"; }
 for want in "rank 0 of 2, local 0, master 127.0.0.1:29611, torchrun" "rank 1 of 2, local 1, master 127.0.0.1:29611, torchrun" \
             "gqe launch: rank 1 exited with code 3; stopping the other ranks" \
             "rank 0 stopped by SIGTERM; launcher: rank 1 exited with code 3"; do
   grep -q "$want" "$tmp/ranks.out" || { cat "$tmp/ranks.out"; fail "launcher: missing '$want'"; }
 done
-"$GQE" launch --backend nccl --nproc 2 --port 29612 "$tmp/ranks.lua" >"$tmp/sig.out" 2>&1 &
+"$GQE" launch --backend nccl --nproc 2 --port 29612 "$tmp/ranks.lua" wait "$tmp/r0b.ready" >"$tmp/sig.out" 2>&1 &
 lp=$!
 for _ in $(seq 200); do [ "$(grep -c '^rank . of 2' "$tmp/sig.out")" = 2 ] && break; sleep 0.05; done
 kill -INT "$lp"
