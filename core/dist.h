@@ -80,8 +80,4 @@ gqe_status gqe_comm_all_reduce_host(gqe_comm *c, double *vals, int n, gqe_reduce
 /* Host bytes from root to every rank (a config hash, a host name). */
 gqe_status gqe_comm_broadcast_bytes(gqe_comm *c, void *buf, size_t n, int root);
 
-/* A check the waits call about every 10 ms: returning true (a signal
- * arrived) makes the collective fail as interrupted. */
-void gqe_comm_set_interrupt_check(bool (*check)(void));
-
 #endif

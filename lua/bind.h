@@ -58,9 +58,6 @@ void gqe_lua_open_runlog(lua_State *L);   /* lua/l_runlog.c: db.open */
 void gqe_lua_open_sys(lua_State *L);
 void gqe_lua_open_checkpoint(lua_State *L); /* lua/l_checkpoint.c: checkpoint.save, checkpoint.load */
 void gqe_lua_open_dist(lua_State *L);     /* lua/l_dist.c: dist.env, dist.open */
-/* lua/l_sys.c: whether SIGINT or SIGTERM arrived since signals_install. */
-#include <stdbool.h>
-bool gqe_lua_signal_pending(void);
 
 /* The core objects behind the nn and optim userdata, for other bindings. */
 struct gqe_lm;

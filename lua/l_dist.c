@@ -60,7 +60,6 @@ static int l_open(lua_State *L) {
     u->c = NULL;
     u->ps = NULL;
     luaL_setmetatable(L, COMM_MT);
-    gqe_comm_set_interrupt_check(gqe_lua_signal_pending);
     GQE_LUA_TRY(L, "dist.open", gqe_comm_open(&u->c, &e, &o));
     return 1;
 }

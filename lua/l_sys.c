@@ -104,8 +104,6 @@ static int l_signals_reset(lua_State *L) {
     return 0;
 }
 
-bool gqe_lua_signal_pending(void) { return g_signal != 0; }
-
 static int l_interrupted(lua_State *L) {
     int s = g_signal;
     if (s == SIGINT) lua_pushliteral(L, "SIGINT");

@@ -7,12 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-static bool (*g_interrupt_check)(void);
-void gqe_comm_set_interrupt_check(bool (*check)(void)) { g_interrupt_check = check; }
-
-/* After a signal the peers have this long to reach the collective too. */
-#define SIGNAL_GRACE_S 10.0
-
 double gqe_dist_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -20,22 +14,13 @@ double gqe_dist_now(void) {
 }
 
 gqe_status gqe_dist_wait(gqe_comm *c, const char *what, int (*done)(void *ctx), void *ctx) {
-    double start = gqe_dist_now(), deadline = start + c->timeout_s;
-    bool signalled = false;
+    double deadline = gqe_dist_now() + c->timeout_s;
     for (long polls = 0;; polls++) {
         int r = done(ctx);
         if (r > 0) return GQE_OK;
         if (r < 0) return GQE_ERR_DEVICE;
-        double now = gqe_dist_now();
-        if (!signalled && g_interrupt_check && g_interrupt_check()) {
-            signalled = true;
-            if (deadline > now + SIGNAL_GRACE_S) deadline = now + SIGNAL_GRACE_S;
-        }
-        if (now > deadline) {
+        if (gqe_dist_now() > deadline) {
             gqe_comm_abort(c);
-            if (signalled)
-                return gqe_fail(GQE_ERR_INTERRUPTED, "rank %d: %s interrupted by a signal: the other ranks did not "
-                                "reach it within %.0f s", c->rank, what, SIGNAL_GRACE_S);
             return gqe_fail(GQE_ERR_DEVICE, "rank %d: %s did not complete within %.0f s: another rank died or hangs "
                             "(train.dist_timeout sets the limit)", c->rank, what, c->timeout_s);
         }

@@ -36,8 +36,7 @@ gqe_status gqe_dist_open_nccl(gqe_comm *c, const gqe_dist_env *env);
 
 /* Polls done(ctx) (1 done, 0 not yet, -1 failed with gqe_fail set) until it
  * finishes or the communicator's deadline passes; `what` names the
- * collective in the timeout message. A signal shortens the deadline to a
- * grace period: the peers that got it too finish the step together. */
+ * collective in the timeout message. */
 gqe_status gqe_dist_wait(gqe_comm *c, const char *what, int (*done)(void *ctx), void *ctx);
 double gqe_dist_now(void);
 

@@ -204,8 +204,14 @@ function P:hash(h)
   return config.fnv1a64(h .. "|world=" .. self.world)
 end
 
-function P:close()
-  if self.comm then self.comm:close(); self.comm = nil end
+-- The ranks leave together when the run ended the same way on all of them
+-- (finished, killed, diverged): none exits while rank 0 still writes the
+-- checkpoint and the log, for mpirun or srun would then end it.
+function P:close(status)
+  if not self.comm then return end
+  if status ~= "failed" then pcall(self.comm.barrier, self.comm) end
+  self.comm:close()
+  self.comm = nil
 end
 
 return parallel

@@ -358,10 +358,10 @@ function train.run(user_config, opts)
     tokens_per_s = ctx.train_time > 0 and ctx.tokens / ctx.train_time or nil,
     active_heads = config.active_heads(c), params = ctx.num_params, wall_s = wall,
   }
-  local close = function()
+  local close = function(status)
     if ctx.lm then par:share_routing(ctx.lm, false) end
     ctx.lm, ctx.opt, ctx.ds = nil, nil, nil
-    par:close()
+    par:close(status)
     if own_db then db:close() end
   end
   if ok then
