@@ -55,7 +55,8 @@ float gqe_lm_ce_loss(const gqe_lm *lm);   /* cross-entropy part of the last loss
 int64_t gqe_lm_layers(const gqe_lm *lm);
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
 /* Data parallel: every layer's routing statistics go through fn (see
- * gqe_attn_set_stats_reduce). */
+ * gqe_attn_set_stats_reduce), and while fn is set a pending interrupt no
+ * longer abandons a pass (the ranks stop together after a step). */
 void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx);
 /* Data parallel: backward calls fn(ctx, offset, count) on each span of the
  * flat gradient buffer as soon as that span is final (each block's
@@ -73,6 +74,8 @@ gqe_status gqe_lm_after_step_loads(gqe_lm *lm, const float *loads);
 double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq);
 
 typedef struct gqe_sample_opts { float temperature; int64_t top_k; uint64_t seed; } gqe_sample_opts;
+/* temperature finite and >= 0, top_k >= 0; messages name the option. */
+gqe_status gqe_sample_opts_validate(const gqe_sample_opts *o);
 /* Decodes n tokens after prompt (B=1, length P) with the KV cache; out has
  * room for P + n tokens and receives prompt then generated tokens. */
 gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,

@@ -12,6 +12,7 @@ typedef struct block {
     gqe_tensor cfc_in, cfc_out;     /* what the matmuls read (params.h) */
     /* saved activations */
     gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre;
+    uint64_t route_mark;            /* the router's counter when the last forward began */
 } block;
 
 struct gqe_lm {
@@ -38,6 +39,7 @@ struct gqe_lm {
     bool have_forward, have_targets;
     gqe_grad_ready_fn grad_ready;   /* data parallel: spans of final gradients (or NULL) */
     void *grad_ready_ctx;
+    bool collective;                /* data parallel: passes are never abandoned midway */
     size_t *block_span;             /* per block: first and one-past-last element of its parameters */
 };
 

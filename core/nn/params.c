@@ -1,4 +1,5 @@
 #include "params.h"
+#include "../size.h"
 #include "../ops.h"
 #include "../rng.h"
 #include <stdlib.h>
@@ -7,11 +8,18 @@
 
 void gqe_paramset_init(gqe_paramset *ps) { memset(ps, 0, sizeof *ps); }
 
+static gqe_buffer *find_buffer(gqe_paramset *ps, const char *name) {
+    for (int i = 0; i < ps->nbuffers; i++)
+        if (strcmp(ps->buffers[i].name, name) == 0) return &ps->buffers[i];
+    return NULL;
+}
+
 gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
                             gqe_param_role role, gqe_tensor *value, gqe_tensor *grad, gqe_tensor *compute) {
     if (ps->data.storage) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared after allocation", name);
     if (strlen(name) >= sizeof ps->items[0].name) return gqe_fail(GQE_ERR_ARG, "parameter name too long: %s", name);
-    if (gqe_paramset_find(ps, name)) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared twice", name);
+    if (gqe_paramset_find(ps, name) || find_buffer(ps, name))
+        return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared twice", name);
     if (ps->count == ps->cap) {
         int cap = ps->cap ? ps->cap * 2 : 32;
         gqe_param *items = realloc(ps->items, (size_t)cap * sizeof *items);
@@ -19,19 +27,49 @@ gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const 
         ps->items = items;
         ps->cap = cap;
     }
+    if (ndim < 0 || ndim > GQE_MAX_DIMS) return gqe_fail(GQE_ERR_ARG, "parameter '%s': %d dims", name, ndim);
+    int64_t numel, total;
+    GQE_TRY(gqe_shape_numel(name, ndim, shape, &numel));
+    /* Keep every parameter 16-element aligned so vector loads stay aligned. */
+    if (!gqe_add_ok((int64_t)ps->numel, (numel + 15) & ~(int64_t)15, &total))
+        return gqe_fail(GQE_ERR_ARG, "parameter '%s': the model's parameters total more than 2^48 elements", name);
     gqe_param *p = &ps->items[ps->count++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = ndim;
-    p->numel = 1;
-    for (int i = 0; i < ndim; i++) { p->shape[i] = shape[i]; p->numel *= (size_t)shape[i]; }
+    p->numel = (size_t)numel;
+    for (int i = 0; i < ndim; i++) p->shape[i] = shape[i];
     p->offset = ps->numel;
-    /* Keep every parameter 16-element aligned so vector loads stay aligned. */
-    ps->numel += (p->numel + 15) & ~(size_t)15;
+    ps->numel = (size_t)total;
     p->role = role;
     p->value = value;
     p->grad = grad;
     p->compute = compute;
+    return GQE_OK;
+}
+
+gqe_status gqe_paramset_add_buffer(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
+                                   gqe_tensor *value) {
+    if (ps->data.storage) return gqe_fail(GQE_ERR_ARG, "buffer '%s' declared after allocation", name);
+    if (strlen(name) >= sizeof ps->buffers[0].name) return gqe_fail(GQE_ERR_ARG, "buffer name too long: %s", name);
+    if (gqe_paramset_find(ps, name) || find_buffer(ps, name))
+        return gqe_fail(GQE_ERR_ARG, "buffer '%s' declared twice", name);
+    if (ps->nbuffers == ps->buffers_cap) {
+        int cap = ps->buffers_cap ? ps->buffers_cap * 2 : 8;
+        gqe_buffer *items = realloc(ps->buffers, (size_t)cap * sizeof *items);
+        if (!items) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+        ps->buffers = items;
+        ps->buffers_cap = cap;
+    }
+    gqe_buffer *b = &ps->buffers[ps->nbuffers++];
+    memset(b, 0, sizeof *b);
+    snprintf(b->name, sizeof b->name, "%s", name);
+    b->ndim = ndim;
+    b->numel = 1;
+    for (int i = 0; i < ndim; i++) { b->shape[i] = shape[i]; b->numel *= (size_t)shape[i]; }
+    b->offset = ps->buffers_numel;
+    ps->buffers_numel += (b->numel + 15) & ~(size_t)15;
+    b->value = value;
     return GQE_OK;
 }
 
@@ -41,6 +79,16 @@ gqe_status gqe_paramset_alloc(gqe_paramset *ps, gqe_device dev) {
     GQE_TRY(gqe_tensor_zeros(&ps->data, GQE_F32, dev, 1, &n));
     gqe_status st = gqe_tensor_zeros(&ps->grad, GQE_F32, dev, 1, &n);
     if (st != GQE_OK) { gqe_tensor_free(&ps->data); return st; }
+    int64_t nb = (int64_t)(ps->buffers_numel ? ps->buffers_numel : 16);
+    if ((st = gqe_tensor_zeros(&ps->buffer_data, GQE_F32, dev, 1, &nb)) != GQE_OK) {
+        gqe_tensor_free(&ps->data);
+        gqe_tensor_free(&ps->grad);
+        return st;
+    }
+    for (int i = 0; i < ps->nbuffers; i++) {
+        gqe_buffer *b = &ps->buffers[i];
+        *b->value = gqe_tensor_view(&ps->buffer_data, b->offset, b->ndim, b->shape);
+    }
     for (int i = 0; i < ps->count; i++) {
         gqe_param *p = &ps->items[i];
         if (p->value) *p->value = gqe_tensor_view(&ps->data, p->offset, p->ndim, p->shape);
@@ -99,7 +147,9 @@ void gqe_paramset_free(gqe_paramset *ps) {
     gqe_tensor_free(&ps->data);
     gqe_tensor_free(&ps->grad);
     gqe_tensor_free(&ps->data16);
+    gqe_tensor_free(&ps->buffer_data);
     free(ps->items);
+    free(ps->buffers);
     memset(ps, 0, sizeof *ps);
 }
 

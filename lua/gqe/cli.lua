@@ -7,7 +7,7 @@ local results = require "gqe.results"
 
 local cli = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local function say(...) io.stdout:write(string.format(...), "\n") end
 
 local function db_path(flags)
@@ -195,6 +195,9 @@ end
 -- gqe launch --nproc N FILE.lua [overrides]: one run on N ranks of this node
 function commands.launch(args) return require("gqe.launch").main(args) end
 
+-- gqe merge OUT.db IN.db...: see gqe/merge.lua.
+function commands.merge(args) return require("gqe.merge").main(args) end
+
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
 commands.__run = function(args)
   local _, flags, pos = config.parse_args(args)
@@ -209,6 +212,7 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID                      continue a run from its last checkpoint
        gqe launch --nproc N FILE.lua [...]    one run on N ranks (GPUs over NCCL, CPUs over MPI)
+       gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
        gqe help                               this text
@@ -226,7 +230,7 @@ function cli.main(command, args)
   end
   local f = commands[command]
   if not f then
-    fail("unknown command '%s'; commands: runs, compare, report, resume, launch, bench, data, help (or a .lua file to run)", tostring(command))
+    fail("unknown command '%s'; commands: runs, compare, report, resume, launch, merge, bench, data, help (or a .lua file to run)", tostring(command))
   end
   local rc = f(args)
   return rc or 0

@@ -23,13 +23,20 @@ local function getenv(name)
 end
 
 -- The run log of ranks other than 0: every call is accepted and nothing is
--- written, so the training loop reads the same on every rank.
-local null_db = setmetatable({}, { __index = function(_, k)
-  if k == "query" then return function() return {} end end
-  if k == "begin_run" or k == "experiment" then return function() return 0 end end
-  return function() end
-end })
-parallel.null_db = null_db
+-- written, so the training loop reads the same on every rank; SELECTs read
+-- the database `real` when one is open (a resume finds its checkpoints).
+function parallel.follower_db(real)
+  return setmetatable({}, { __index = function(_, k)
+    if k == "query" then
+      return function(_, sql, ...)
+        if real and sql:match("^%s*[Ss][Ee][Ll][Ee][Cc][Tt]") then return real:query(sql, ...) end
+        return {}
+      end
+    end
+    if k == "begin_run" or k == "experiment" then return function() return 0 end end
+    return function() end
+  end })
+end
 
 -- A binding's error as the user should read it: the core's message alone.
 local function call(f, ...)
