@@ -34,6 +34,7 @@ function launch.parse(args)
   local i = 1
   while i <= #args do
     local a = args[i]
+    if a == "--help" or a == "-h" then return nil end
     local key, val = a:match("^%-%-([%w-]+)=(.*)$")
     if not key and a:match("^%-%-") then key, val = a:sub(3), args[i + 1]; i = i + 1 end
     if not key then break end
@@ -180,6 +181,7 @@ end
 
 function launch.main(args)
   local o = launch.parse(args)
+  if not o then io.stdout:write(usage, "\n"); return 0 end
   gqe.dist.adopt_orphans()
   local exe = self_exe()
   if not exe or exe:match("/lua[%d.]*$") then fail("gqe launch must be run by the gqe program (build/gqe)") end
