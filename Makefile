@@ -24,7 +24,7 @@ ifeq ($(CUDA),1)
   CU_SRC   := $(sort $(wildcard kernels/*.cu))
   CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(CUDA_HOME)/lib64/libcudart_static.a -lcublas -lcublasLt -lrt -lstdc++
-  CFLAGS   += -DGQE_HAVE_CUDA=1
+  CFLAGS   += -DGQE_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 endif
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 EMBED_SRC := $(sort $(wildcard lua/gqe/*.lua analysis/*.sql analysis/queries/*.sql))
@@ -34,14 +34,14 @@ TEST_SRC := $(sort $(wildcard tests/c/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 LINK     := $(CUDA_LIBS) $(STATIC_LIBS) $(SYS_LIBS)
 
-.PHONY: all deps test test-asan test-c test-lua test-cli test-cuda bench bench-cuda run data clean help fuzz fuzz-deps
+.PHONY: all deps test test-asan test-c test-lua test-cli test-cuda test-multi bench-multi bench bench-cuda run data clean help fuzz fuzz-deps
 all: $(BUILD)/libgqe.a $(BUILD)/gqe $(BUILD)/gqe.so
 
 help:
-	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | fuzz"
+	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | test-multi | bench-multi | fuzz"
 
 # Installs only what is missing; safe to run again.
-DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox
+DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox openmpi-bin libopenmpi-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
@@ -126,6 +126,13 @@ test: deps all $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 
 test-cuda: all $(TEST_BIN)
 	@./tests/run_cuda.sh
+
+# Several GPUs of one node (data parallel): equal losses, then bench-multi.
+test-multi: all
+	@./tests/run_multi.sh
+
+bench-multi: all
+	./bench/run_multi.sh
 
 bench: deps all
 	$(BUILD)/gqe bench/logging.lua 20

@@ -60,6 +60,7 @@ void gqe_lua_open_data(lua_State *L);     /* lua/l_data.c: data.open */
 void gqe_lua_open_runlog(lua_State *L);   /* lua/l_runlog.c: db.open */
 void gqe_lua_open_sys(lua_State *L);
 void gqe_lua_open_checkpoint(lua_State *L); /* lua/l_checkpoint.c: checkpoint.save, checkpoint.load */
+void gqe_lua_open_dist(lua_State *L);     /* lua/l_dist.c: dist.env, dist.open */
 
 /* The core objects behind the nn and optim userdata, for other bindings. */
 struct gqe_lm;

@@ -668,8 +668,21 @@ static int lm_zero_grad(lua_State *L) {
     return 0;
 }
 static int lm_num_params(lua_State *L) { lua_pushinteger(L, gqe_lm_num_params(check_lm(L, 1)->lm)); return 1; }
+/* after_step([loads]): loads, a flat table of L x G x M token counts, replaces
+ * the last forward's (gradient accumulation sums its micro-batches') */
 static int lm_after_step(lua_State *L) {
-    GQE_LUA_CHECK(L, "LM:after_step", gqe_lm_after_step(check_lm(L, 1)->lm));
+    gqe_lm *lm = check_lm(L, 1)->lm;
+    if (lua_isnoneornil(L, 2)) {
+        GQE_LUA_CHECK(L, "LM:after_step", gqe_lm_after_step(lm));
+        return 0;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const gqe_attn_config *a = gqe_attn_get_config(gqe_lm_attn(lm, 0));
+    lua_Integer n = gqe_lm_layers(lm) * a->groups * (a->experts / a->groups);
+    if (luaL_len(L, 2) != n) return luaL_error(L, "LM:after_step: loads must hold %d numbers (layers x experts)", (int)n);
+    float *loads = lua_newuserdatauv(L, (size_t)n * sizeof *loads, 0);
+    for (lua_Integer i = 0; i < n; i++) { lua_geti(L, 2, i + 1); loads[i] = (float)luaL_checknumber(L, -1); lua_pop(L, 1); }
+    GQE_LUA_CHECK(L, "LM:after_step", gqe_lm_after_step_loads(lm, loads));
     return 0;
 }
 static int lm_flops(lua_State *L) {

@@ -241,6 +241,9 @@ function commands.resume(args)
   return 0
 end
 
+-- gqe launch --nproc N FILE.lua [overrides]: one run on N ranks of this node
+function commands.launch(args) return require("gqe.launch").main(args) end
+
 -- gqe merge OUT.db IN.db...: see gqe/merge.lua.
 cli.specs.merge = { usage = "gqe merge OUT.db IN.db...",
   about = "merges run logs (one per node or array task) into OUT.db: experiments by name, runs once each",
@@ -271,6 +274,7 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--restart] [
        gqe resume RUN_ID|EXPERIMENT           continue runs from their last checkpoint
        gqe sample RUN_ID --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
                                               text from a run's model
+       gqe launch --nproc N FILE.lua [...]    one run on N ranks (GPUs over NCCL, CPUs over MPI)
        gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt

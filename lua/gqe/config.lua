@@ -100,6 +100,12 @@ key("train.checkpoint_dir", "string", "checkpoints", { hashed = false,
 key("train.keep_checkpoints", "int", 2, { min = 0, hashed = false,
     doc = "newest checkpoints a run keeps, plus its final one; 0 keeps all" })
 key("train.on_nan", "string", "stop", { values = { "stop", "skip" }, doc = "a NaN/Inf loss or gradient: stop the run or skip the step" })
+key("train.grad_accum", "int", 1, { min = 1, hashed = function(c) return c.train.grad_accum ~= 1 end,
+    doc = "micro-batches per step: the global batch is batch x grad_accum x ranks" })
+key("train.dist_timeout", "number", 60, { min = 0, min_open = true, hashed = false,
+    doc = "seconds a rank waits for the others in a collective before the run fails (several ranks)" })
+key("train.zero", "bool", false, { hashed = false,
+    doc = "several ranks: shard the optimizer state over them (ZeRO-1)" })
 key("train.progress", "bool", true, { hashed = false, doc = "progress lines on stderr" })
 key("train.db", "string", "", { hashed = false, doc = "run log; empty: --db, GQE_DB or runs.db" })
 
