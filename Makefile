@@ -6,9 +6,10 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Wno-unused-parameter -fopenmp -fPIC -Icore \
            -I/usr/include/lua5.4 -I/usr/include/x86_64-linux-gnu/openblas-openmp
 LIBDIR  := /usr/lib/x86_64-linux-gnu
-# The host and test binaries link Lua, SQLite and OpenBLAS statically so they
-# run on machines that have none of them (the GPU machine); CUDA stays dynamic.
-STATIC_LIBS := $(LIBDIR)/liblua5.4.a $(LIBDIR)/libsqlite3.a $(LIBDIR)/openblas-openmp/libopenblas.a
+# The host and test binaries link Lua, SQLite, OpenBLAS and PCRE2 statically so
+# they run on machines that have none of them (the GPU machine); CUDA stays dynamic.
+STATIC_LIBS := $(LIBDIR)/liblua5.4.a $(LIBDIR)/libsqlite3.a $(LIBDIR)/openblas-openmp/libopenblas.a \
+               $(LIBDIR)/libpcre2-8.a
 SYS_LIBS    := -lm -ldl -lpthread -fopenmp
 
 # CUDA is built whenever nvcc is found (CUDA=0 turns it off).
@@ -41,7 +42,7 @@ help:
 	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | fuzz"
 
 # Installs only what is missing; safe to run again.
-DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox
+DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox libpcre2-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
@@ -72,9 +73,9 @@ $(BUILD)/gqe: $(BUILD)/lua/main.o $(LUA_OBJ) $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LINK) -Wl,-E
 
 # The Lua module for a stock lua5.4: Lua's symbols come from the interpreter;
-# SQLite links shared because Debian's libsqlite3.a is not position-independent.
+# SQLite and PCRE2 link shared because Debian's static archives are not position-independent.
 $(BUILD)/gqe.so: $(LUA_OBJ) $(BUILD)/libgqe.a
-	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
+	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -lpcre2-8 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
 
 $(BUILD)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)

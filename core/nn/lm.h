@@ -52,6 +52,8 @@ gqe_status gqe_lm_backward(gqe_lm *lm);
  * and only until backward when targets were given: backward reuses them). */
 gqe_tensor *gqe_lm_logits(gqe_lm *lm);
 float gqe_lm_ce_loss(const gqe_lm *lm);   /* cross-entropy part of the last loss */
+/* Per-position cross-entropy (B*T) of the last forward with targets (0 where ignored). */
+const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm);
 int64_t gqe_lm_layers(const gqe_lm *lm);
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
 /* After each optimizer step (balanced-router biases). */
