@@ -1,2 +1,126 @@
+/* gqe.eval: multiple-choice tasks and their scoring (core/eval.h).
+ *   eval.task() -> Task;  eval.read_llmc(path) -> Task
+ *   task:add(ctx_ids, {choice_ids, ...}, label [, {choice_bytes, ...}])  (label 0-based)
+ *   task:measure(tokenizer|nil)   task:check_vocab(vocab, name)   #task
+ *   eval.score(lm, task, B, T) -> {n, acc, acc_norm}, {logprob per choice, in order} */
 #include "bind.h"
-void gqe_lua_open_eval(lua_State *L) { (void)L; }
+#include "eval.h"
+#include <stdlib.h>
+
+#define TASK_MT "gqe.Task"
+
+static gqe_mc_task *check_task(lua_State *L, int idx) { return luaL_checkudata(L, idx, TASK_MT); }
+
+static gqe_mc_task *new_task(lua_State *L) {
+    gqe_mc_task *t = lua_newuserdatauv(L, sizeof *t, 0);
+    *t = (gqe_mc_task){0};
+    luaL_setmetatable(L, TASK_MT);
+    return t;
+}
+
+static int l_task(lua_State *L) { new_task(L); return 1; }
+
+static int l_read_llmc(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    GQE_LUA_TRY(L, "eval.read_llmc", gqe_mc_task_read_llmc(new_task(L), path));
+    return 1;
+}
+
+/* A Lua list of integer ids at idx into a new array (freed by the caller). */
+static int32_t *ids_from(lua_State *L, int idx, int64_t *n, const char *what) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = (int64_t)luaL_len(L, idx);
+    int32_t *a = malloc((size_t)(*n ? *n : 1) * sizeof *a);
+    if (!a) luaL_error(L, "%s: out of memory", what);
+    for (int64_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, idx, i + 1);
+        int ok;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok || v < INT32_MIN || v > INT32_MAX) { free(a); luaL_error(L, "%s: entry %d is not a token id", what, (int)i + 1); }
+        a[i] = (int32_t)v;
+    }
+    return a;
+}
+
+static int task_add(lua_State *L) {
+    gqe_mc_task *t = check_task(L, 1);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer label = luaL_checkinteger(L, 4);
+    int nc = (int)luaL_len(L, 3);
+    int has_bytes = !lua_isnoneornil(L, 5);
+    int64_t nctx;
+    int32_t *ctx = ids_from(L, 2, &nctx, "task:add context");
+    int32_t **choice = calloc((size_t)(nc ? nc : 1), sizeof *choice);
+    int64_t *len = calloc((size_t)(nc ? nc : 1), sizeof *len), *bytes = calloc((size_t)(nc ? nc : 1), sizeof *bytes);
+    for (int c = 0; c < nc && choice && len && bytes; c++) {
+        lua_rawgeti(L, 3, c + 1);
+        choice[c] = ids_from(L, lua_gettop(L), &len[c], "task:add choice");   /* leaks only on a Lua error */
+        lua_pop(L, 1);
+        if (has_bytes) { lua_rawgeti(L, 5, c + 1); bytes[c] = lua_tointeger(L, -1); lua_pop(L, 1); }
+    }
+    gqe_status s = choice && len && bytes
+        ? gqe_mc_task_add(t, ctx, nctx, nc, (const int32_t *const *)choice, len, has_bytes ? bytes : NULL,
+                          label < 0 || label > 1 << 30 ? -1 : (int)label)
+        : gqe_fail(GQE_ERR_NOMEM, "out of memory");
+    for (int c = 0; choice && c < nc; c++) free(choice[c]);
+    free(choice); free(len); free(bytes); free(ctx);
+    if (s != GQE_OK) return gqe_lua_fail(L, "task:add");
+    return 0;
+}
+
+static int task_measure(lua_State *L) {
+    gqe_mc_task *t = check_task(L, 1);
+    const gqe_tokenizer *tok = NULL;
+    if (!lua_isnoneornil(L, 2)) tok = *(gqe_tokenizer **)luaL_checkudata(L, 2, "gqe.Tokenizer");
+    GQE_LUA_TRY(L, "task:measure", gqe_mc_task_measure(t, tok));
+    return 0;
+}
+
+static int task_check_vocab(lua_State *L) {
+    gqe_mc_task *t = check_task(L, 1);
+    lua_Integer v = luaL_checkinteger(L, 2);
+    const char *name = luaL_optstring(L, 3, "task");
+    GQE_LUA_TRY(L, "task", gqe_mc_task_check_vocab(t, v, name));
+    return 0;
+}
+
+static int task_len(lua_State *L) { lua_pushinteger(L, check_task(L, 1)->n); return 1; }
+static int task_choices(lua_State *L) { lua_pushinteger(L, check_task(L, 1)->nchoice); return 1; }
+
+static int task_close(lua_State *L) { gqe_mc_task_free(check_task(L, 1)); return 0; }
+static int task_tostring(lua_State *L) {
+    gqe_mc_task *t = check_task(L, 1);
+    lua_pushfstring(L, "gqe.Task(%d examples, %d choices)", (int)t->n, (int)t->nchoice);
+    return 1;
+}
+
+static int l_score(lua_State *L) {
+    gqe_lm *lm = gqe_lua_check_lm(L, 1);
+    gqe_mc_task *t = check_task(L, 2);
+    lua_Integer B = luaL_checkinteger(L, 3), T = luaL_checkinteger(L, 4);
+    double *lp = malloc((size_t)(t->nchoice ? t->nchoice : 1) * sizeof *lp);
+    if (!lp) return luaL_error(L, "eval.score: out of memory");
+    gqe_mc_summary sum;
+    if (gqe_mc_score(lm, t, B, T, lp, &sum) != GQE_OK) { free(lp); return gqe_lua_fail(L, "eval.score"); }
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, sum.n); lua_setfield(L, -2, "n");
+    lua_pushnumber(L, sum.acc); lua_setfield(L, -2, "acc");
+    lua_pushnumber(L, sum.acc_norm); lua_setfield(L, -2, "acc_norm");
+    lua_createtable(L, (int)t->nchoice, 0);
+    for (int64_t i = 0; i < t->nchoice; i++) { lua_pushnumber(L, lp[i]); lua_rawseti(L, -2, i + 1); }
+    free(lp);
+    return 2;
+}
+
+void gqe_lua_open_eval(lua_State *L) {
+    static const luaL_Reg methods[] = {{"add", task_add}, {"measure", task_measure}, {"check_vocab", task_check_vocab},
+                                       {"size", task_len}, {"choices", task_choices}, {NULL, NULL}};
+    gqe_lua_new_class(L, TASK_MT, methods, task_close, task_tostring);
+    lua_pushcfunction(L, task_len);
+    lua_setfield(L, -2, "__len");
+    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {{"task", l_task}, {"read_llmc", l_read_llmc}, {"score", l_score}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lua_setfield(L, -2, "eval");
+}

@@ -9,12 +9,19 @@
 #define CACHE_MAX_KEY 64          /* longer pieces are rare: merged every time */
 #define CACHE_MAX_BYTES (64u << 20)
 
-uint64_t gqe_tok_hash(const void *p, size_t n) {   /* FNV-1a, then a final mix */
+uint64_t gqe_tok_mix(uint64_t h) {   /* splitmix64's finalizer: every bit reaches the low ones */
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+}
+
+uint64_t gqe_tok_hash(const void *p, size_t n) {   /* FNV-1a, then the mix */
     const unsigned char *s = p;
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
-    h ^= h >> 29;
-    return h * 0xbf58476d1ce4e5b9ull;
+    return gqe_tok_mix(h);
 }
 
 void gqe_tok_ids_free(gqe_tok_ids *v) { free(v->ids); v->ids = NULL; v->n = v->cap = 0; }

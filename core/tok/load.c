@@ -133,7 +133,7 @@ static int32_t index_find(const gqe_tokenizer *t, const id_index *ix, const char
 
 static void merge_insert(gqe_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t id) {
     uint64_t key = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1;
-    for (size_t i = gqe_tok_hash(&key, 8) & (t->mcap - 1);; i = (i + 1) & (t->mcap - 1)) {
+    for (size_t i = gqe_tok_mix(key) & (t->mcap - 1);; i = (i + 1) & (t->mcap - 1)) {
         if (t->mkey[i] == key) return;   /* a repeated merge keeps its first (lowest) rank */
         if (t->mkey[i] == 0) { t->mkey[i] = key; t->mrank[i] = rank; t->mid[i] = id; return; }
     }
@@ -141,7 +141,7 @@ static void merge_insert(gqe_tokenizer *t, int32_t a, int32_t b, int32_t rank, i
 
 int32_t gqe_tok_merge_rank(const gqe_tokenizer *t, int32_t a, int32_t b, int32_t *merged) {
     uint64_t key = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1;
-    for (size_t i = gqe_tok_hash(&key, 8) & (t->mcap - 1);; i = (i + 1) & (t->mcap - 1)) {
+    for (size_t i = gqe_tok_mix(key) & (t->mcap - 1);; i = (i + 1) & (t->mcap - 1)) {
         if (t->mkey[i] == key) { *merged = t->mid[i]; return t->mrank[i]; }
         if (t->mkey[i] == 0) return -1;
     }

