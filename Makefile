@@ -122,20 +122,21 @@ test-asan: $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 $(BUILD)/bench_attention: bench/bench_attention.c $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgqe.a $(LINK)
 
-test: deps all $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
+test: deps all data $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 	@./tests/run_all.sh
 
 test-cuda: all $(TEST_BIN)
 	@./tests/run_cuda.sh
 
-bench: deps all
+bench: deps all data
 	$(BUILD)/gqe bench/logging.lua 20
+	$(BUILD)/gqe bench/tokenizer.lua
 	$(BUILD)/gqe bench
 
 bench-cuda: all $(BUILD)/bench_attention
 	./bench/run_cuda.sh
 
-data: deps
+data: deps all
 	./scripts/prepare_data.sh
 
 run: deps all data

@@ -27,7 +27,23 @@ local function read(path)
   return s
 end
 
--- Documents of all inputs in order, as {text, bytes}.
+-- The documents of one text cut at blank lines: a list of {text, offset}
+-- (offset: 0-based byte position in s). A document keeps the newline that
+-- ends its last line.
+function tokenize.split_blank_lines(s)
+  local docs, pos = {}, 1
+  while pos <= #s do
+    local a, b = s:find("\n[ \t\r]*\n", pos)
+    local doc = s:sub(pos, a and a or #s)
+    if doc:match("%S") then docs[#docs + 1] = { doc, pos - 1 } end
+    if not a then break end
+    pos = b + 1
+    while s:sub(pos, pos) == "\n" do pos = pos + 1 end
+  end
+  return docs
+end
+
+-- Documents of all inputs in order (strings), and their total bytes.
 local function documents(paths, mode)
   local docs, total = {}, 0
   for _, p in ipairs(paths) do
@@ -35,19 +51,27 @@ local function documents(paths, mode)
     if mode == "file" then
       if #s > 0 then docs[#docs + 1] = s end
     else
-      local pos = 1
-      while pos <= #s do
-        local a, b = s:find("\n[ \t\r]*\n", pos)
-        local doc = s:sub(pos, a and a or #s)
-        if doc:match("%S") then docs[#docs + 1] = doc end
-        if not a then break end
-        pos = b + 1
-        while s:sub(pos, pos) == "\n" do pos = pos + 1 end
-      end
+      for _, d in ipairs(tokenize.split_blank_lines(s)) do docs[#docs + 1] = d[1] end
     end
   end
   for _, d in ipairs(docs) do total = total + #d end
   return docs, total
+end
+
+-- Index of the first validation document: the first whose start lies in
+-- the last val_frac of the documents' bytes (at least one document on
+-- each side when there are two or more). #docs + 1 when val_frac is 0.
+function tokenize.first_val(sizes, val_frac)
+  if val_frac <= 0 then return #sizes + 1 end
+  local total, pos = 0, 0
+  for _, n in ipairs(sizes) do total = total + n end
+  local first = #sizes
+  for i, n in ipairs(sizes) do
+    if pos >= (1 - val_frac) * total then first = i; break end
+    pos = pos + n
+  end
+  if first == 1 and #sizes > 1 then first = 2 end
+  return first
 end
 
 local function progress_bar(done, total, t0, tokens)
@@ -75,16 +99,9 @@ function tokenize.run(paths, opts)
   local docs, total = documents(paths, mode)
   if #docs == 0 then fail("no text in %s", table.concat(paths, ", ")) end
   if not os.execute(string.format("mkdir -p '%s'", out:gsub("'", "'\\''"))) then fail("cannot create directory %s", out) end
-  -- The first document whose start lies in the last val_frac of the bytes.
-  local first_val, pos = #docs + 1, 0
-  if val_frac > 0 then
-    for i, d in ipairs(docs) do
-      if pos >= (1 - val_frac) * total then first_val = i; break end
-      pos = pos + #d
-    end
-    if first_val > #docs then first_val = #docs end   -- at least one validation document
-    if first_val == 1 and #docs > 1 then first_val = 2 end
-  end
+  local sizes = {}
+  for i, d in ipairs(docs) do sizes[i] = #d end
+  local first_val = tokenize.first_val(sizes, val_frac)
   local writers = { train = gqe.tokenizer.shard_writer(out .. "/" .. name .. "_train", shard_tokens) }
   if val_frac > 0 then writers.val = gqe.tokenizer.shard_writer(out .. "/" .. name .. "_val", shard_tokens) end
   local t0, done, tokens, last = gqe.clock(), 0, 0, -1

@@ -1,0 +1,89 @@
+-- Builds data/brown_cloze.jsonl, a four-way sentence-completion task, from
+-- the held-out Brown documents only: those that start in the last 10% of
+-- data/brown.txt, which is the validation part both of data.kind=text
+-- (val_frac 0.1) and of the shards `gqe data tokenize --val-frac 0.1`
+-- writes; no training split ever sees them.
+--
+-- For each sentence of at least 6 words that has a preceding sentence in
+-- its document: context = the preceding sentence + the first half of its
+-- words; the true choice is the second half; the three others are second
+-- halves of other held-out sentences of about the same length in bytes
+-- (drawn from the 16 nearest in length). The answer's position is random.
+-- Deterministic from --seed.
+--
+--   build/gqe scripts/brown_cloze.lua [IN [OUT [SEED]]]   (defaults: data/brown.txt data/brown_cloze.jsonl 1234)
+local json = require "gqe.json"
+
+local inp, out, seed = arg[1] or "data/brown.txt", arg[2] or "data/brown_cloze.jsonl", tonumber(arg[3] or 1234)
+local VAL_FRAC, MIN_WORDS, WINDOW = 0.1, 6, 16
+
+local f = assert(io.open(inp, "rb"), "cannot read " .. inp .. " (run make data)")
+local text = f:read("a")
+f:close()
+
+-- xorshift64*: the same items on every machine.
+local state = seed ~ 0x2545F4914F6CDD1D
+local function rand(n)   -- 1..n
+  state = state ~ (state >> 12); state = state ~ (state << 25); state = state ~ (state >> 27)
+  return ((state * 0x2545F4914F6CDD1D) >> 33) % n + 1
+end
+
+-- Held-out documents: in the validation split of the shards (the same
+-- rule as `gqe data tokenize --docs blank-line --val-frac 0.1`) and
+-- starting in the last 10% of the file's bytes (data.kind=text's split).
+local tokenize = require "gqe.tokenize"
+local docs = tokenize.split_blank_lines(text)
+local sizes = {}
+for i, d in ipairs(docs) do sizes[i] = #d[1] end
+local first_val = tokenize.first_val(sizes, VAL_FRAC)
+local split_at = #text - math.floor(#text * VAL_FRAC)   -- as core/data/text.c splits
+local items = {}
+for i = first_val, #docs do
+  local doc, offset = docs[i][1], docs[i][2]
+  if offset >= split_at then
+    local prev
+    for line in doc:gmatch("[^\n]+") do
+      local words = {}
+      for w in line:gmatch("%S+") do words[#words + 1] = w end
+      if prev and #words >= MIN_WORDS then
+        local half = #words // 2
+        items[#items + 1] = { context = prev .. " " .. table.concat(words, " ", 1, half),
+                              answer = table.concat(words, " ", half + 1) }
+      end
+      prev = line
+    end
+  end
+end
+
+-- Distractors: neighbours in length order.
+local order = {}
+for i = 1, #items do order[i] = i end
+table.sort(order, function(x, y)
+  local a, b = #items[x].answer, #items[y].answer
+  if a ~= b then return a < b end
+  return x < y
+end)
+local rank = {}
+for r, i in ipairs(order) do rank[i] = r end
+
+local o = assert(io.open(out .. ".tmp", "wb"))
+local n = 0
+for i, it in ipairs(items) do
+  local r = rank[i]
+  local lo = math.max(1, math.min(r - WINDOW // 2, #order - WINDOW))
+  local picks, used = {}, { [it.answer] = true }
+  for _ = 1, 200 do
+    if #picks == 3 then break end
+    local cand = items[order[lo + rand(WINDOW + 1) - 1]].answer
+    if not used[cand] then used[cand] = true; picks[#picks + 1] = cand end
+  end
+  if #picks == 3 then
+    local label = rand(4) - 1
+    table.insert(picks, label + 1, it.answer)
+    o:write(json.encode { context = it.context, choices = picks, label = label }, "\n")
+    n = n + 1
+  end
+end
+o:close()
+assert(os.rename(out .. ".tmp", out))
+print(string.format("brown_cloze: wrote %s: %d examples from the held-out documents (last %d%% of %s)", out, n, VAL_FRAC * 100, inp))
