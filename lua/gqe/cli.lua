@@ -193,6 +193,8 @@ function commands.resume(args)
   return 0
 end
 
+commands.eval = function(args) return require("gqe.evaluate").main(args) end
+
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
 commands.__run = function(args)
   local _, flags, pos = config.parse_args(args)
@@ -225,7 +227,7 @@ function cli.main(command, args)
   end
   local f = commands[command]
   if not f then
-    fail("unknown command '%s'; commands: runs, compare, report, resume, bench, data, help (or a .lua file to run)", tostring(command))
+    fail("unknown command '%s'; commands: runs, compare, report, resume, eval, bench, data, help (or a .lua file to run)", tostring(command))
   end
   local rc = f(args)
   return rc or 0

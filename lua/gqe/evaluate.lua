@@ -174,4 +174,88 @@ function evaluate.at_step(ctx, step)
   return scores
 end
 
+-- The vocabulary a run's model was built with.
+local function run_vocab(c)
+  if c.model.vocab > 0 then return c.model.vocab end
+  if c.data.kind == "text" then return 256 end
+  if c.data.kind == "shards" then return c.data.vocab > 0 and c.data.vocab or 50257 end
+  return gqe.data.open(require("gqe.train").data_options(c)):vocab()
+end
+
+-- `gqe eval RUN_ID --task NAME=PATH ...`: scores a run's latest checkpoint
+-- and logs the results to the run at that checkpoint's step. opts: tasks
+-- ({name = path}; default the run's eval.tasks), device, batch, tokenizer.
+function evaluate.run_checkpoint(db, run_id, opts)
+  local config = require "gqe.config"
+  local train = require "gqe.train"
+  local r = db:query("SELECT config FROM runs WHERE id = ?", run_id)[1]
+  if not r then fail("no run %d in this database (see `gqe runs`)", run_id) end
+  local c = config.resolve(json.decode(r.config))
+  local tasks = opts.tasks
+  if not tasks or next(tasks) == nil then tasks = c.eval.tasks end
+  if next(tasks) == nil then fail("no tasks: pass --task NAME=PATH (run %d has no eval.tasks)", run_id) end
+  local ck = db:query("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id DESC LIMIT 1", run_id)[1]
+  if not ck then fail("run %d has no checkpoint to evaluate", run_id) end
+  local f = io.open(ck.path, "rb")
+  if not f then fail("run %d: checkpoint file %s is missing", run_id, ck.path) end
+  f:close()
+  local vocab = run_vocab(c)
+  local loaded = evaluate.load_all(tasks, vocab, opts.tokenizer or c.eval.tokenizer)
+  if opts.device then c.train.device = opts.device end
+  local mo = train.model_options(c, vocab)
+  local lm = gqe.nn.LM(mo)
+  gqe.checkpoint.load(ck.path, lm, nil)
+  local B = opts.batch or c.train.batch
+  local scores = evaluate.score(lm, loaded, B, mo.max_seq)
+  evaluate.log(db, run_id, ck.step, scores)
+  db:flush()
+  return scores, ck.step
+end
+
+-- The CLI entry: args after `eval`.
+function evaluate.main(args)
+  local config = require "gqe.config"
+  local usage = "usage: gqe eval RUN_ID [--task NAME=PATH ...] [--batch N] [--device cpu|cuda] [--tokenizer DIR] [--db PATH]"
+  -- --task may repeat: collect them before the generic parser sees them.
+  local tasks, rest = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local v = a:match("^%-%-task=(.*)$")
+    if a == "--task" then v = args[i + 1]; i = i + 1; if not v then fail("--task needs NAME=PATH\n%s", usage) end end
+    if v then
+      local name, path = v:match("^([^=]+)=(.+)$")
+      if not name then fail("--task %s must look like NAME=PATH\n%s", v, usage) end
+      tasks[name] = path
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  local with_value = { db = true, batch = true, device = true, tokenizer = true }
+  local overrides, flags, pos = config.parse_args(rest, with_value)
+  if flags.help then print(usage); return 0 end
+  for k in pairs(flags) do if not with_value[k] then fail("unknown flag --%s\n%s", k, usage) end end
+  if #overrides > 0 or #pos ~= 1 then fail("%s", usage) end
+  local id = math.tointeger(tonumber(pos[1]))
+  if not id then fail("RUN_ID must be a run number, got '%s'\n%s", pos[1], usage) end
+  local batch = flags.batch and math.tointeger(tonumber(flags.batch))
+  if flags.batch and (not batch or batch < 1) then fail("--batch must be a positive integer, got %s", flags.batch) end
+  local path = require("gqe.train").db_path(flags.db)
+  local fh = io.open(path, "rb")
+  if not fh then fail("no run log at %s (train something first, or pass --db PATH / set GQE_DB)", path) end
+  fh:close()
+  local db = gqe.db.open(path)
+  local ok, scores, step = pcall(evaluate.run_checkpoint, db, id,
+    { tasks = tasks, batch = batch, device = flags.device, tokenizer = flags.tokenizer })
+  db:close()
+  if not ok then error(scores, 0) end
+  print(string.format("run %d, checkpoint at step %d:", id, step))
+  for _, name in ipairs(sorted_names(scores)) do
+    local s = scores[name]
+    print(string.format("  %-16s acc %.4f  acc_norm %.4f  n %d", name, s.acc, s.acc_norm, s.n))
+  end
+  return 0
+end
+
 return evaluate
