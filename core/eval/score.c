@@ -28,10 +28,6 @@ gqe_status gqe_mc_score(gqe_lm *lm, const gqe_mc_task *t, int64_t B, int64_t T, 
         if (t->ex[i].nchoices > B)
             return gqe_fail(GQE_ERR_ARG, "example %lld has %d choices, more than the %lld rows of an evaluation batch",
                             (long long)i, t->ex[i].nchoices, (long long)B);
-        for (int c = 0; c < t->ex[i].nchoices; c++)
-            if (t->choice_len[t->ex[i].choice_off + c] > T)
-                return gqe_fail(GQE_ERR_ARG, "example %lld: choice %d has %lld tokens, more than the %lld positions of a row",
-                                (long long)i, c, (long long)t->choice_len[t->ex[i].choice_off + c], (long long)T);
     }
     gqe_tensor tok, tgt, losses;
     GQE_TRY(gqe_tensor_new4(&tok, GQE_I32, GQE_CPU, B, T, 0, 0));

@@ -102,7 +102,11 @@ gqe_status gqe_mc_task_parse_llmc(gqe_mc_task *t, const void *buf, size_t len, c
         if (s != GQE_OK) break;
         if (p != end) { s = gqe_fail(GQE_ERR_FORMAT, "%s: example %d: %td bytes left over after its choices", label, i, end - p); break; }
         s = gqe_mc_task_add(t, scratch, nctx, nc, (const int32_t *const *)choice, clen, NULL, label_);
-        if (s != GQE_OK) s = gqe_fail(GQE_ERR_FORMAT, "%s: %s", label, gqe_last_error());
+        if (s != GQE_OK) {
+            char msg[256];   /* gqe_fail writes the buffer it would read */
+            snprintf(msg, sizeof msg, "%s", gqe_last_error());
+            s = gqe_fail(GQE_ERR_FORMAT, "%s: %s", label, msg);
+        }
         pos += nbytes;
     }
     if (s == GQE_OK && pos != len) s = gqe_fail(GQE_ERR_FORMAT, "%s: %zu bytes after the %d examples the header announces", label, len - pos, h[2]);
