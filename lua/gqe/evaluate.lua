@@ -69,7 +69,7 @@ local function load_jsonl(path, enc)
       if type(ex) ~= "table" then f:close(); fail("%s: expected an object {\"context\", \"choices\", \"label\"}", where) end
       if type(ex.context) ~= "string" then f:close(); fail("%s: \"context\" must be a string", where) end
       if type(ex.choices) ~= "table" or #ex.choices == 0 then f:close(); fail("%s: \"choices\" must be a non-empty list of strings", where) end
-      local label = math.tointeger(ex.label)
+      local label = type(ex.label) == "number" and math.tointeger(ex.label)
       if not label then f:close(); fail("%s: \"label\" must be an integer (0-based index into choices)", where) end
       if label < 0 or label >= #ex.choices then
         f:close(); fail("%s: label %d is out of range for %d choices (0..%d)", where, label, #ex.choices, #ex.choices - 1)
