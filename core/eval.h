@@ -57,7 +57,7 @@ gqe_status gqe_mc_task_check_vocab(const gqe_mc_task *t, int64_t vocab, const ch
 /* Scores every choice with forwards of shape (B, T): rows are context +
  * choice, left-truncated to T + 1 tokens as lm-evaluation-harness does (a
  * choice longer than T is scored on its last T tokens); an example's
- * choices share a batch. logprob (one per choice, may be NULL) receives
+ * choices are adjacent rows. logprob (one per choice, may be NULL) receives
  * the sums. */
 gqe_status gqe_mc_score(gqe_lm *lm, const gqe_mc_task *t, int64_t B, int64_t T, double *logprob, gqe_mc_summary *out);
 

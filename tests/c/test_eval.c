@@ -110,8 +110,10 @@ static void check_against_plain(gqe_attn_kind kind, int64_t B, int64_t T) {
     gqe_lm_destroy(lm);
 }
 
-/* Batches of 6 rows hold one or two examples; T = 24 fits every row. */
+/* Batches of 6 rows: examples continue from one batch into the next; T = 24 fits every row. */
 static void test_score_matches_plain_gqa(void **s) { (void)s; check_against_plain(GQE_ATTN_GQA, 6, 24); }
+/* One row per forward. */
+static void test_score_one_row_batches(void **s) { (void)s; check_against_plain(GQE_ATTN_GQA, 1, 24); }
 static void test_score_matches_plain_gqe(void **s) { (void)s; check_against_plain(GQE_ATTN_GQE, 11, 24); }
 /* T = 8: long rows lose their first tokens, as lm-evaluation-harness truncates. */
 static void test_score_truncates_left(void **s) { (void)s; check_against_plain(GQE_ATTN_GQA, 5, 8); }
@@ -122,8 +124,8 @@ static void test_score_errors(void **s) {
     gqe_mc_task t = {0};
     random_task(&t, 3, 4);
     gqe_mc_summary sum;
-    assert_int_not_equal(gqe_mc_score(lm, &t, 1, 8, NULL, &sum), GQE_OK);
-    assert_non_null(strstr(gqe_last_error(), "more than the 1 rows"));
+    assert_int_not_equal(gqe_mc_score(lm, &t, 0, 8, NULL, &sum), GQE_OK);
+    assert_non_null(strstr(gqe_last_error(), "batch shape must be >= 1"));
     assert_int_not_equal(gqe_mc_task_check_vocab(&t, 3, "tiny"), GQE_OK);
     assert_non_null(strstr(gqe_last_error(), "tiny: example 0 holds token"));
     assert_non_null(strstr(gqe_last_error(), "outside the model's vocabulary of 3"));
@@ -240,6 +242,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_score_matches_plain_gqa),
         cmocka_unit_test(test_score_matches_plain_gqe),
+        cmocka_unit_test(test_score_one_row_batches),
         cmocka_unit_test(test_score_truncates_left),
         cmocka_unit_test(test_score_errors),
         cmocka_unit_test(test_add_checks),
