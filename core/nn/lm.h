@@ -62,7 +62,13 @@ gqe_status gqe_lm_after_step(gqe_lm *lm);
 /* Forward and backward FLOPs per token for throughput and MFU reports. */
 double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq);
 
-typedef struct gqe_sample_opts { float temperature; int64_t top_k; uint64_t seed; } gqe_sample_opts;
+typedef struct gqe_sample_opts {
+    float temperature; int64_t top_k; uint64_t seed;
+    /* Optional: called with each new token as it is sampled (streaming);
+     * a non-zero return stops generation with GQE_ERR_INTERRUPTED. */
+    int (*on_token)(void *ctx, int32_t id);
+    void *on_token_ctx;
+} gqe_sample_opts;
 /* Decodes n tokens after prompt (B=1, length P) with the KV cache; out has
  * room for P + n tokens and receives prompt then generated tokens. */
 gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,

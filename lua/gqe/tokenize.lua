@@ -9,7 +9,7 @@
 -- (default 0.1; the same part data.kind=text holds out of one file) go to
 -- DIR/NAME_val_000000.bin..., the rest to DIR/NAME_train_000000.bin...
 local gqe = require "gqe"
-local evaluate = require "gqe.evaluate"
+local text = require "gqe.text"
 
 local tokenize = {}
 
@@ -95,7 +95,7 @@ function tokenize.run(paths, opts)
   if mode ~= "file" and mode ~= "blank-line" then fail("--docs must be file or blank-line, got '%s'", tostring(mode)) end
   local name = opts.name or paths[1]:match("([^/]+)$"):gsub("%.[^.]*$", "")
   if not name:match("^[%w_%-%.]+$") then fail("--name '%s' must be letters, digits, _ - or .", name) end
-  local tok = evaluate.tokenizer(opts.tokenizer)
+  local tok = text.tokenizer(opts.tokenizer)
   local docs, total = documents(paths, mode)
   if #docs == 0 then fail("no text in %s", table.concat(paths, ", ")) end
   if not os.execute(string.format("mkdir -p '%s'", out:gsub("'", "'\\''"))) then fail("cannot create directory %s", out) end
