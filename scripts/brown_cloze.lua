@@ -7,9 +7,12 @@
 -- For each sentence of at least 6 words that has a preceding sentence in
 -- its document: context = the preceding sentence + the first half of its
 -- words; the true choice is the second half; the three others are second
--- halves of other held-out sentences of about the same length in bytes
--- (drawn from the 16 nearest in length). The answer's position is random.
--- Deterministic from --seed.
+-- halves of other held-out sentences of about the same length in bytes:
+-- of the 16 nearest in length, the 3 whose words are about as common
+-- (sum of log unigram frequencies, counted on the training part), so that
+-- no choice wins by being made of frequent words: what tells the answer is
+-- how it continues the context. The answer's position is random.
+-- Deterministic from the seed.
 --
 --   build/gqe scripts/brown_cloze.lua [IN [OUT [SEED]]]   (defaults: data/brown.txt data/brown_cloze.jsonl 1234)
 local json = require "gqe.json"
@@ -55,6 +58,20 @@ for i = first_val, #docs do
   end
 end
 
+-- Word frequencies of the training part (everything before the split).
+local counts, total = {}, 0
+for w in text:sub(1, split_at):gmatch("%S+") do
+  w = w:lower()
+  counts[w] = (counts[w] or 0) + 1
+  total = total + 1
+end
+local function commonness(s)   -- sum of log p(word), add-one smoothed
+  local u = 0
+  for w in s:gmatch("%S+") do u = u + math.log(((counts[w:lower()] or 0) + 1) / (total + 1)) end
+  return u
+end
+for _, it in ipairs(items) do it.u = commonness(it.answer) end
+
 -- Distractors: neighbours in length order.
 local order = {}
 for i = 1, #items do order[i] = i end
@@ -71,12 +88,18 @@ local n = 0
 for i, it in ipairs(items) do
   local r = rank[i]
   local lo = math.max(1, math.min(r - WINDOW // 2, #order - WINDOW))
-  local picks, used = {}, { [it.answer] = true }
-  for _ = 1, 200 do
-    if #picks == 3 then break end
-    local cand = items[order[lo + rand(WINDOW + 1) - 1]].answer
-    if not used[cand] then used[cand] = true; picks[#picks + 1] = cand end
+  local cands, used = {}, { [it.answer] = true }
+  for r2 = lo, math.min(#order, lo + WINDOW) do
+    local other = items[order[r2]]
+    if not used[other.answer] then used[other.answer] = true; cands[#cands + 1] = other end
   end
+  table.sort(cands, function(a, b)
+    local da, db = math.abs(a.u - it.u), math.abs(b.u - it.u)
+    if da ~= db then return da < db end
+    return a.answer < b.answer
+  end)
+  local picks = {}
+  for k = 1, math.min(3, #cands) do picks[k] = cands[k].answer end
   if #picks == 3 then
     local label = rand(4) - 1
     table.insert(picks, label + 1, it.answer)
