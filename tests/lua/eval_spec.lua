@@ -86,3 +86,25 @@ describe("JSONL task errors", function()
     assert.matches("GPT%-2 tokenizer file /nonexistent/gpt2/encoder.json is missing", err)
   end)
 end)
+
+describe("text generation", function()
+  it("streams each new byte of a byte-level model as it is sampled", function()
+    local lm = model("gqa")
+    local parts = {}
+    local out = gqe.text.generate(lm, "The", 12, { seed = 3, temperature = 0.8 }, function(s) parts[#parts + 1] = s end)
+    assert.equal(12, #parts)
+    assert.equal(out, table.concat(parts))
+    local ids = lm:generate({ 84, 104, 101 }, 12, { seed = 3, temperature = 0.8 })
+    local bytes = {}
+    for i = 4, #ids do bytes[#bytes + 1] = string.char(ids[i]) end
+    assert.equal(table.concat(bytes), out)   -- streaming changes nothing sampled
+  end)
+  it("stops when the callback raises, with its error", function()
+    local lm = model("gqa")
+    local n = 0
+    local ok, err = pcall(lm.generate, lm, { 1, 2 }, 10, { on_token = function() n = n + 1; if n == 3 then error("enough") end end })
+    assert.is_false(ok)
+    assert.matches("enough", err)
+    assert.equal(3, n)
+  end)
+end)

@@ -108,3 +108,16 @@ describe("tokenizer files", function()
     assert.matches(":3: merge \"zzzq xqj\" names a token missing from encoder.json", err)
   end)
 end)
+
+describe("text generation with a GPT-2 model", function()
+  it("decodes each sampled token to its text", function()
+    local lm = gqe.nn.LM { vocab = 50304, dim = 16, layers = 1, attention = "gqa", experts = 2, groups = 1, max_seq = 32, seed = 2 }
+    local parts, ids = {}, {}
+    local out = gqe.text.generate(lm, "Hello world", 6, { seed = 1 }, function(s) parts[#parts + 1] = s end)
+    assert.equal(6, #parts)
+    assert.equal(out, table.concat(parts))
+    local all = lm:generate(tok:encode("Hello world"), 6, { seed = 1 })
+    for i = 3, #all do if all[i] < 50257 then ids[#ids + 1] = all[i] end end
+    assert.equal(tok:decode(ids), out)
+  end)
+end)
