@@ -121,3 +121,12 @@ describe("text generation with a GPT-2 model", function()
     assert.equal(tok:decode(ids), out)
   end)
 end)
+
+describe("the codec of a run on GPT-2 shards (gqe sample's hook)", function()
+  it("encodes and decodes with GPT-2 BPE", function()
+    local c = gqe.config.resolve { data = { kind = "shards", path = "x", val_path = "y" } }
+    local codec = require("gqe.tokenizer").codec(c)
+    assert.same({ 15496, 995 }, codec.encode("Hello world"))
+    assert.equal("Hello world<|endoftext|>", codec.decode({ 15496, 995, 50256 }))
+  end)
+end)
