@@ -8,17 +8,17 @@
 -- its document: context = the preceding sentence + the first half of its
 -- words; the true choice is the second half; the three others are second
 -- halves of other held-out sentences of about the same length in bytes:
--- of the 16 nearest in length, the 3 whose words are about as common
--- (sum of log unigram frequencies, counted on the training part), so that
--- no choice wins by being made of frequent words: what tells the answer is
--- how it continues the context. The answer's position is random.
+-- of the 32 nearest in length, the 3 about as likely on their own (under a
+-- byte trigram model of the training part), so that no choice wins by
+-- being common text: what tells the answer is how it continues the
+-- context. The answer's position is random.
 -- Deterministic from the seed.
 --
 --   build/gqe scripts/brown_cloze.lua [IN [OUT [SEED]]]   (defaults: data/brown.txt data/brown_cloze.jsonl 1234)
 local json = require "gqe.json"
 
 local inp, out, seed = arg[1] or "data/brown.txt", arg[2] or "data/brown_cloze.jsonl", tonumber(arg[3] or 1234)
-local VAL_FRAC, MIN_WORDS, WINDOW = 0.1, 6, 16
+local VAL_FRAC, MIN_WORDS, WINDOW = 0.1, 6, 32
 
 local f = assert(io.open(inp, "rb"), "cannot read " .. inp .. " (run make data)")
 local text = f:read("a")
@@ -58,16 +58,25 @@ for i = first_val, #docs do
   end
 end
 
--- Word frequencies of the training part (everything before the split).
-local counts, total = {}, 0
-for w in text:sub(1, split_at):gmatch("%S+") do
-  w = w:lower()
-  counts[w] = (counts[w] or 0) + 1
-  total = total + 1
+-- How likely a choice is on its own: the log-probability of " " + choice
+-- under a byte trigram model of the training part (everything before the
+-- split), add-one smoothed.
+local tri, bi = {}, {}
+do
+  local train = text:sub(1, split_at)
+  for i = 3, #train do
+    local k = train:sub(i - 2, i)
+    tri[k] = (tri[k] or 0) + 1
+    local b = train:sub(i - 2, i - 1)
+    bi[b] = (bi[b] or 0) + 1
+  end
 end
-local function commonness(s)   -- sum of log p(word), add-one smoothed
+local function commonness(s)
+  s = " " .. s
   local u = 0
-  for w in s:gmatch("%S+") do u = u + math.log(((counts[w:lower()] or 0) + 1) / (total + 1)) end
+  for i = 3, #s do
+    u = u + math.log(((tri[s:sub(i - 2, i)] or 0) + 1) / ((bi[s:sub(i - 2, i - 1)] or 0) + 256))
+  end
   return u
 end
 for _, it in ipairs(items) do it.u = commonness(it.answer) end
