@@ -1,7 +1,7 @@
 /* gqe.eval: multiple-choice tasks and their scoring (core/eval.h).
  *   eval.task() -> Task;  eval.read_llmc(path) -> Task
  *   task:add(ctx_ids, {choice_ids, ...}, label [, {choice_bytes, ...}])  (label 0-based)
- *   task:measure(tokenizer|nil)   task:check_vocab(vocab, name)   #task
+ *   task:measure(tokenizer|nil)   task:check_vocab(vocab, name)   #task   task:longest()
  *   eval.score(lm, task, B, T) -> {n, acc, acc_norm}, {logprob per choice, in order} */
 #include "bind.h"
 #include "eval.h"
@@ -86,6 +86,19 @@ static int task_check_vocab(lua_State *L) {
 }
 
 static int task_len(lua_State *L) { lua_pushinteger(L, check_task(L, 1)->n); return 1; }
+
+/* The longest row: context + choice tokens. */
+static int task_longest(lua_State *L) {
+    gqe_mc_task *t = check_task(L, 1);
+    int64_t m = 0;
+    for (int64_t i = 0; i < t->n; i++)
+        for (int c = 0; c < t->ex[i].nchoices; c++) {
+            int64_t n = t->ex[i].nctx + t->choice_len[t->ex[i].choice_off + c];
+            if (n > m) m = n;
+        }
+    lua_pushinteger(L, m);
+    return 1;
+}
 static int task_choices(lua_State *L) { lua_pushinteger(L, check_task(L, 1)->nchoice); return 1; }
 
 static int task_close(lua_State *L) { gqe_mc_task_free(check_task(L, 1)); return 0; }
@@ -115,7 +128,7 @@ static int l_score(lua_State *L) {
 
 void gqe_lua_open_eval(lua_State *L) {
     static const luaL_Reg methods[] = {{"add", task_add}, {"measure", task_measure}, {"check_vocab", task_check_vocab},
-                                       {"size", task_len}, {"choices", task_choices}, {NULL, NULL}};
+                                       {"size", task_len}, {"choices", task_choices}, {"longest", task_longest}, {NULL, NULL}};
     gqe_lua_new_class(L, TASK_MT, methods, task_close, task_tostring);
     lua_pushcfunction(L, task_len);
     lua_setfield(L, -2, "__len");

@@ -100,12 +100,23 @@ function evaluate.load_all(tasks, vocab, tokenizer_dir)
   return loaded
 end
 
+-- The forward shape for a task: rows no longer than they need (the
+-- longest row, rounded up to 32, at most T) and as many as B*T tokens
+-- hold, so short multiple-choice rows are not padded to a training
+-- sequence of thousands of tokens.
+function evaluate.shape(task, B, T)
+  local need = math.max(1, task:longest() - 1)
+  local t = math.min(T, (need + 31) // 32 * 32)
+  local b = math.max(B, (B * T) // t)
+  return math.min(b, math.max(1, task:choices())), t
+end
+
 -- Scores each loaded task; returns {name = {n, acc, acc_norm}}. B, T: the
--- forward's shape (the run's training shape, so no new buffers).
+-- run's batch and sequence length, which bound the tokens per forward.
 function evaluate.score(lm, loaded, B, T)
   local out = {}
   for _, t in ipairs(loaded) do
-    out[t.name] = gqe.eval.score(lm, t.task, B, T)
+    out[t.name] = gqe.eval.score(lm, t.task, evaluate.shape(t.task, B, T))
   end
   return out
 end
