@@ -42,17 +42,38 @@ for _, pass in ipairs({"fwd", "fwd+bwd"}) do
   end
 end
 print()
+-- Training: ours against the fastest PyTorch row of each kind at the same S
+-- (every formulation and compile mode that bench/torch_baseline.py measured).
+local function fastest(kind, S)
+  local best
+  for _, x in ipairs(rows) do
+    if x.bench == "train_torch" and x.kind == kind and x.S == S and x.tokens_per_s
+       and (not best or x.tokens_per_s > best.tokens_per_s) then best = x end
+  end
+  return best
+end
+local function torch_text(t)
+  return t and string.format("%.0f tok/s, %.2f GiB (%s, %s)", t.tokens_per_s, t.peak_mem_gib, t.model, t.mode) or "-"
+end
+local gpu = (find(function(x) return x.gpu end) or {}).gpu or "GPU"
 for _, r in ipairs(rows) do
-  if r.bench == "train" then
-    local t = find(function(x) return x.bench == "train_" .. r.kind end)
-    print(string.format("train %s (%s): ours %.0f tok/s (MFU %.1f%% of 989 TFLOP/s, peak %.2f GiB), PyTorch %s%s",
-      r.kind, r.precision, r.tokens_per_s, 100 * r.mfu_989, r.peak_gib or 0,
-      t and string.format("%.0f tok/s (peak %.2f GiB)", t.tokens_per_s, t.peak_mem_gib) or "-",
-      t and string.format(" -> speed ratio %.2f, memory ratio %.2f", r.tokens_per_s / t.tokens_per_s,
-                          (r.peak_gib or 0) / t.peak_mem_gib) or ""))
-    store("train_" .. r.kind, "tokens_per_s", r.tokens_per_s, "tokens/s", t and t.tokens_per_s or nil, r.precision)
+  if r.bench == "train" and r.kind == "gqe" then
+    local S = r.S or 2048
+    local tg, td = fastest("gqe", S), fastest("gqa", S)
+    local dense = find(function(x) return x.bench == "train" and x.kind == "gqa" and (x.S or 2048) == S end)
+    print(string.format("train S=%d B=%d (%s, %s): ours GQE %.0f tok/s, %.2f GiB, MFU %.1f%% (dense FLOPs) / %.1f%% (computed)%s",
+      S, r.B or 8, r.precision, gpu, r.tokens_per_s, r.peak_gib or 0, 100 * (r.mfu_dense_989 or 0),
+      100 * r.mfu_989, dense and string.format("; ours dense GQA %.0f tok/s", dense.tokens_per_s) or ""))
+    print(string.format("    fastest PyTorch GQE: %s -> %s", torch_text(tg),
+      tg and string.format("ours %.2fx, memory %.2fx", r.tokens_per_s / tg.tokens_per_s, (r.peak_gib or 0) / tg.peak_mem_gib) or "-"))
+    print(string.format("    fastest PyTorch dense GQA: %s -> %s", torch_text(td),
+      td and string.format("ours GQE %.2fx", r.tokens_per_s / td.tokens_per_s) or "-"))
+    store("train_gqe", "S=" .. S .. " tokens_per_s", r.tokens_per_s, "tokens/s", tg and tg.tokens_per_s or nil,
+          "baseline: fastest PyTorch GQE " .. (tg and (tg.model .. " " .. tg.mode) or "-"))
+    store("train_gqe_vs_dense", "S=" .. S .. " tokens_per_s", r.tokens_per_s, "tokens/s", td and td.tokens_per_s or nil,
+          "baseline: fastest PyTorch dense GQA " .. (td and td.mode or "-"))
     if r.peak_gib then
-      store("train_" .. r.kind, "peak_gib", r.peak_gib, "GiB", t and t.peak_mem_gib or nil, r.precision)
+      store("train_gqe", "S=" .. S .. " peak_gib", r.peak_gib, "GiB", tg and tg.peak_mem_gib or nil, r.precision)
     end
   end
 end

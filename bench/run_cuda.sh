@@ -2,7 +2,9 @@
 # make bench-cuda: our GPU numbers and PyTorch's on the same GPU in one run.
 # Writes JSON lines to ${BENCH_OUT:-build/bench_cuda.jsonl} and prints a table.
 #   BENCH_QUICK=1 fewer sizes; BENCH_ONLY=a,c selects parts (a attention core,
-#   b layer forward, c training throughput).
+#   b layer forward, c training throughput); BENCH_TRAIN_SEQ="2048 8192 16384"
+#   the training lengths (16K tokens per step); BENCH_TORCH_MODES=eager,default
+#   PyTorch's compile modes (max-autotune adds minutes of compiling per model).
 set -u
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-build/bench_cuda.jsonl}
@@ -20,9 +22,13 @@ if [[ $only == *b* ]]; then
 fi
 if [[ $only == *c* ]]; then
     echo "== (c) training throughput: ours (bf16 mixed precision)" >&2
-    build/gqe bench/train_cuda.lua 10 both bf16 | tee -a "$out"
+    for S in ${BENCH_TRAIN_SEQ:-2048 8192 16384}; do
+        build/gqe bench/train_cuda.lua 10 both bf16 "$S" | tee -a "$out"
+    done
 fi
 echo "== PyTorch $(python3 -c 'import torch; print(torch.__version__)') on the same GPU" >&2
-python3 bench/torch_baseline.py $quick --only "$only" --out build/bench_torch.jsonl
+seqs=${BENCH_TRAIN_SEQ:-2048 8192 16384}
+python3 bench/torch_baseline.py $quick --only "$only" --train-seq "${seqs// /,}" \
+    --modes "${BENCH_TORCH_MODES:-eager,default}" --out build/bench_torch.jsonl
 cat build/bench_torch.jsonl >> "$out"
 build/gqe bench/report_cuda.lua "$out"

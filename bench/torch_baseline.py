@@ -6,9 +6,20 @@
     8 KV heads, head dim 64, about 64K tokens per call (B = 65536 // S).
 (b) layer_fwd_gqe / layer_fwd_gqa: one attention layer's prefill forward
     (dim 1024, projections included), bf16 weights, torch.compile.
-(c) train_gqe / train_gqa: training step of the 236M model (16 layers, dim
-    1024, N=16, G=8, k=1, MLP 4096 gelu, vocab 50304, seq 2048, batch 8, tied),
-    bf16 autocast, torch.compile, fused AdamW: tokens/s and peak memory.
+(c) train: training step of the 236M model (16 layers, dim 1024, N=16, G=8,
+    k=1, MLP 4096 gelu, vocab 50304, tied) at S=2048 (B=8), 8192 (B=2) and
+    16384 (B=1), bf16 autocast, fused AdamW: tokens/s and peak memory, for
+    every PyTorch formulation of the layer we know to be fast, each eager and
+    compiled (--modes), each in a fresh compile:
+      gqe/fast     this file's FastGQEAttention (gather the chosen queries,
+                   rotate only those, SDPA with native GQA)
+      gqe/authors  the formulation of the paper authors' module: RoPE on all N
+                   query heads, softmax router + topk, gather of the chosen
+                   heads, K/V expanded to G*k heads, one SDPA call, the
+                   renormalised weighted slot, the shared head over mean K/V,
+                   o_proj over the concatenation
+      gqa/dense    dense GQA (SDPA with enable_gqa), RoPE on queries and keys
+    The report compares ours against the fastest row of each kind.
 
 Every result is one JSON line {"bench": ..., "S": ..., "ms": ..., ...} on
 stdout and in --out. Times are CUDA-event medians after warm-up.
@@ -174,6 +185,56 @@ class FastGQEAttention(nn.Module):
         return y, (M * (f * p_aux.mean(dim=(0, 1))).sum(dim=-1)).mean()
 
 
+class AuthorsGQEAttention(FastGQEAttention):
+    """GQE in the formulation of the paper authors' published module: every
+    query head is projected and rotated, the router's top-k heads of each
+    group are gathered, K/V are expanded to the G*k chosen heads and one SDPA
+    call attends them all. Same parameters, maths and outputs as
+    FastGQEAttention (kind 'gqe' only)."""
+
+    def forward_aux(self, x, need_aux):
+        B, T, _ = x.shape
+        G, M, k, dh, N = self.G, self.M, self.k, self.dh, self.N
+        q = self.q_proj(x).view(B, T, N, dh)
+        K = self.k_proj(x).view(B, T, G, dh)
+        V = self.v_proj(x).view(B, T, G, dh)
+        if self.rope:
+            cos, sin = rope_tables(T, dh, self.rope_theta, K.dtype, x.device)
+            q, K = apply_rope(q, cos, sin), apply_rope(K, cos, sin)
+        r = self.router(x).view(B, T, G, M).float()
+        if self.router_kind == "softmax":
+            p = p_aux = torch.softmax(r, dim=-1)
+        else:
+            p = torch.sigmoid(r)
+            p_aux = p / p.sum(dim=-1, keepdim=True)
+        P, I = torch.topk(p, k, dim=-1)
+        qsel = q.view(B, T, G, M, dh).gather(3, I.unsqueeze(-1).expand(B, T, G, k, dh))
+        Ke = K.unsqueeze(3).expand(B, T, G, k, dh).reshape(B, T, G * k, dh)
+        Ve = V.unsqueeze(3).expand(B, T, G, k, dh).reshape(B, T, G * k, dh)
+        o = F.scaled_dot_product_attention(qsel.reshape(B, T, G * k, dh).transpose(1, 2),
+                                           Ke.transpose(1, 2), Ve.transpose(1, 2),
+                                           is_causal=self.causal)
+        o = o.transpose(1, 2).reshape(B, T, G, k, dh)
+        if self.variant == "weighted_concat":
+            parts = [(o * P.unsqueeze(-1).to(o.dtype)).reshape(B, T, G * k * dh)]
+        else:
+            parts = [o.reshape(B, T, G * k * dh)]
+        if self.variant == "gqe":
+            w = P / P.sum(dim=(-2, -1), keepdim=True).clamp_min(EPS_RENORM)
+            parts.append((o * w.unsqueeze(-1).to(o.dtype)).sum(dim=(2, 3)))
+            qs = self.q_shared(x)
+            if self.rope:
+                qs = apply_rope(qs, cos, sin)
+            c = F.scaled_dot_product_attention(qs.unsqueeze(1), K.mean(dim=2).unsqueeze(1),
+                                               V.mean(dim=2).unsqueeze(1), is_causal=self.causal)
+            parts.append(c.squeeze(1))
+        y = self.o_proj(torch.cat(parts, dim=-1))
+        if not need_aux:
+            return y, None
+        f = F.one_hot(I, M).to(p_aux.dtype).sum(dim=(0, 1, 3)) / (B * T)
+        return y, (M * (f * p_aux.mean(dim=(0, 1))).sum(dim=-1)).mean()
+
+
 class FastMLP(nn.Module):
     def __init__(self, dim, hidden, kind):
         super().__init__()
@@ -205,7 +266,9 @@ class FastBlock(nn.Module):
     def __init__(self, dim, attn, mlp, hidden, eps):
         super().__init__()
         self.attn_norm = RMSNorm(dim, eps)
-        self.attn = FastGQEAttention(dim, **attn)
+        attn = dict(attn)
+        layer = AuthorsGQEAttention if attn.pop("formulation", "fast") == "authors" else FastGQEAttention
+        self.attn = layer(dim, **attn)
         self.mlp_norm = RMSNorm(dim, eps)
         self.mlp = FastMLP(dim, hidden, mlp)
 
@@ -379,47 +442,92 @@ def init_for_bench(model, layers):
                 p.normal_(0.0, std)
 
 
-def bench_train(rec, warmup, iters):
-    for kind in ("gqe", "gqa"):
-        torch._dynamo.reset()
-        cfg = dict(MODEL_CFG, attn=dict(MODEL_CFG["attn"], kind=kind))
-        torch.manual_seed(0)
-        model = FastLM(**cfg).cuda()
-        init_for_bench(model, cfg["layers"])
-        nparams = sum(p.numel() for p in model.parameters())
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
-        compiled = torch.compile(model, dynamic=False)
-        gen = torch.Generator(device="cuda").manual_seed(0)
-        tokens = torch.randint(0, cfg["vocab"], (TRAIN_BATCH, TRAIN_SEQ + 1), device="cuda",
-                               generator=gen)
-        inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+TRAIN_SHAPES = ((2048, 8), (8192, 2), (16384, 1))
+# (name, attention kind, layer formulation)
+TRAIN_MODELS = (("gqe/fast", "gqe", "fast"), ("gqe/authors", "gqe", "authors"),
+                ("gqa/dense", "gqa", "fast"))
 
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = compiled(inputs, targets, AUX_COEF)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            return loss
 
-        t0 = time.time()
-        for _ in range(warmup):
-            step()
-        torch.cuda.synchronize()
-        compile_s = time.time() - t0
-        torch.cuda.reset_peak_memory_stats()
-        ms, best = time_cuda(step, 0, iters)
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        tok = TRAIN_BATCH * TRAIN_SEQ
-        rec.emit(bench=f"train_{kind}", S=TRAIN_SEQ, B=TRAIN_BATCH, ms=ms, ms_min=best,
-                 tokens_per_s=tok / ms * 1e3, peak_mem_gib=peak, params=nparams,
-                 warmup_s=compile_s, layers=cfg["layers"], dim=cfg["dim"])
-        del model, compiled, opt, tokens, inputs, targets
-        torch.cuda.empty_cache()
+def bench_train_one(rec, name, kind, formulation, mode, S, B, warmup, iters):
+    """One model, one compile mode, one shape, in a fresh dynamo state (after
+    the recompile limit dynamo would silently fall back to eager)."""
+    torch._dynamo.reset()
+    cfg = dict(MODEL_CFG, attn=dict(MODEL_CFG["attn"], kind=kind, formulation=formulation))
+    torch.manual_seed(0)
+    model = FastLM(**cfg).cuda()
+    init_for_bench(model, cfg["layers"])
+    nparams = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    if mode == "eager":
+        run = model
+    elif mode == "default":
+        run = torch.compile(model, dynamic=False)
+    else:
+        run = torch.compile(model, dynamic=False, mode=mode)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    tokens = torch.randint(0, cfg["vocab"], (B, S + 1), device="cuda", generator=gen)
+    inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = run(inputs, targets, AUX_COEF)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    t0 = time.time()
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    compile_s = time.time() - t0
+    torch.cuda.reset_peak_memory_stats()
+    ms, best = time_cuda(step, 0, iters)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    rec.emit(bench="train_torch", model=name, kind=kind, formulation=formulation, mode=mode,
+             S=S, B=B, ms=ms, ms_min=best, tokens_per_s=B * S / ms * 1e3, peak_mem_gib=peak,
+             params=nparams, warmup_s=compile_s, layers=cfg["layers"], dim=cfg["dim"])
+    del model, run, opt, tokens, inputs, targets
+    torch.cuda.empty_cache()
+
+
+def check_formulations():
+    """The authors' formulation computes what FastGQEAttention computes: the
+    same output and aux loss on one input (float32), or the run stops."""
+    torch.manual_seed(0)
+    a = FastGQEAttention(256, experts=16, groups=8, k=2, head_dim=32).cuda()
+    nn.init.normal_(a.router.weight, std=0.5)
+    b = AuthorsGQEAttention(256, experts=16, groups=8, k=2, head_dim=32).cuda()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 64, 256, device="cuda")
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    with torch.no_grad():
+        ya, auxa = a.forward_aux(x, True)
+        yb, auxb = b.forward_aux(x, True)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    err = max((ya - yb).abs().max().item(), (auxa - auxb).abs().item())
+    if err > 1e-4:
+        sys.exit(f"AuthorsGQEAttention differs from FastGQEAttention by {err:g}")
+
+
+def bench_train(rec, warmup, iters, shapes, models, modes):
+    check_formulations()
+    for S, B in shapes:
+        for name, kind, formulation in TRAIN_MODELS:
+            if name not in models:
+                continue
+            for mode in modes:
+                try:
+                    bench_train_one(rec, name, kind, formulation, mode, S, B, warmup, iters)
+                except Exception as e:  # a failed compile is reported, not fatal
+                    rec.emit(bench="train_torch", model=name, kind=kind, mode=mode, S=S, B=B,
+                             error=f"{type(e).__name__}: {e}"[:300])
+                    torch.cuda.empty_cache()
 
 
 def main():
@@ -428,6 +536,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer sizes and iterations")
     ap.add_argument("--only", default="a,b,c", help="comma list of a (attention core), "
                     "b (layer prefill), c (training)")
+    ap.add_argument("--train-seq", default="2048,8192,16384",
+                    help="training sequence lengths (batch: 16K tokens per step)")
+    ap.add_argument("--models", default=",".join(m[0] for m in TRAIN_MODELS),
+                    help="training models: " + ", ".join(m[0] for m in TRAIN_MODELS))
+    ap.add_argument("--modes", default="eager,default",
+                    help="eager, default (torch.compile), max-autotune, ...")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     if not parts <= {"a", "b", "c"}:
@@ -449,7 +563,15 @@ def main():
     if "b" in parts:
         bench_layer(rec, sizes, warmup, iters)
     if "c" in parts:
-        bench_train(rec, 3 if args.quick else 5, 10 if args.quick else 20)
+        seqs = [int(v) for v in args.train_seq.split(",")]
+        shapes = [(S, B) for S, B in TRAIN_SHAPES if S in seqs]
+        if len(shapes) != len(seqs):
+            sys.exit(f"--train-seq takes some of {[S for S, _ in TRAIN_SHAPES]}; got {args.train_seq!r}")
+        models = set(args.models.split(","))
+        if not models <= {m[0] for m in TRAIN_MODELS}:
+            sys.exit(f"--models takes some of {[m[0] for m in TRAIN_MODELS]}; got {args.models!r}")
+        bench_train(rec, 3 if args.quick else 5, 10 if args.quick else 20, shapes, models,
+                    args.modes.split(","))
 
 
 if __name__ == "__main__":

@@ -1,20 +1,40 @@
 -- Training throughput on the GPU (make bench-cuda, part c): the 236M model of
 -- the benchmark card (16 layers, dim 1024, N=16, G=8, k=1, head dim 64, MLP
--- 4096 gelu, vocab 50304, sequence 2048, batch 8, tied embeddings), or its
--- dense GQA twin, on random tokens. Prints one JSON line per model.
---   build/gqe bench/train_cuda.lua [steps] [gqe|gqa|both] [bf16|fp32]
+-- 4096 gelu, vocab 50304, tied embeddings), or its dense GQA twin, on random
+-- tokens, at one sequence length with 16K tokens per step. Prints one JSON
+-- line per model.
+--   build/gqe bench/train_cuda.lua [steps] [gqe|gqa|both] [bf16|fp32] [S]
 -- bf16 is mixed precision (f32 master weights); fp32 honours GQE_CUDA_TF32.
+-- MFU is given two ways: against the FLOPs of the dense GQA model of the same
+-- size (what the model is "worth"), and against the FLOPs GQE computes.
 local gqe = require "gqe"
 local steps = tonumber(arg[1]) or 10
 local which = arg[2] or "both"
 local precision = arg[3] or "bf16"
-local B, T, V = 8, 2048, 50304
+local T = tonumber(arg[4]) or 2048
+local B, V = math.max(1, 16384 // T), 50304
+local PEAK = 989e12 -- H100/H200 SXM dense bf16
 
+local function model(kind)
+  return gqe.nn.LM{vocab = V, dim = 1024, layers = 16, max_seq = T, attention = kind,
+                   experts = 16, groups = 8, k = 1, head_dim = 64, mlp = "gelu",
+                   mlp_hidden = 4096, tied = true, seed = 1, device = "cuda",
+                   precision = precision}
+end
+
+local dense_flops -- FLOPs per token of the dense twin, computed once
 local function run(kind)
-  local lm = gqe.nn.LM{vocab = V, dim = 1024, layers = 16, max_seq = T, attention = kind,
-                       experts = 16, groups = 8, k = 1, head_dim = 64, mlp = "gelu",
-                       mlp_hidden = 4096, tied = true, seed = 1, device = "cuda",
-                       precision = precision}
+  local lm = model(kind)
+  if not dense_flops then
+    if kind == "gqa" then dense_flops = lm:flops_per_token(T)
+    else
+      local d = gqe.nn.LM{vocab = V, dim = 1024, layers = 16, max_seq = T, attention = "gqa",
+                          experts = 16, groups = 8, head_dim = 64, mlp = "gelu", mlp_hidden = 4096,
+                          tied = true, seed = 1}
+      dense_flops = d:flops_per_token(T)
+      d:close()
+    end
+  end
   local opt = gqe.optim.AdamW(lm, {lr = 1e-4, betas = {0.9, 0.95}, weight_decay = 0.1})
   local tok, tgt = {}, {}
   for b = 1, B do
@@ -41,10 +61,12 @@ local function run(kind)
   local tps = B * T / dt
   local flops = lm:flops_per_token(T) * tps
   local mem = gqe.cuda_memory and gqe.cuda_memory() or {}
-  print(string.format('{"bench": "train", "impl": "gqe_c", "kind": "%s", "precision": "%s", '
-    .. '"tokens_per_s": %.0f, "step_ms": %.1f, "tflops": %.1f, "mfu_989": %.4f, "params": %d, "loss": %.4f, "peak_gib": %.2f}',
+  print(string.format('{"bench": "train", "impl": "gqe_c", "kind": "%s", "precision": "%s", "S": %d, "B": %d, '
+    .. '"tokens_per_s": %.0f, "step_ms": %.1f, "tflops": %.1f, "mfu_989": %.4f, "mfu_dense_989": %.4f, '
+    .. '"params": %d, "loss": %.4f, "peak_gib": %.2f}',
     kind, precision == "bf16" and "bf16" or ("f32" .. (os.getenv("GQE_CUDA_TF32") == "1" and "+tf32" or "")),
-    tps, dt * 1e3, flops / 1e12, flops / 989e12, lm:num_params(), loss, (mem.peak or 0) / 2^30))
+    T, B, tps, dt * 1e3, flops / 1e12, flops / PEAK, dense_flops * tps / PEAK, lm:num_params(), loss,
+    (mem.peak or 0) / 2^30))
   io.stdout:flush()
   lm:close()
 end

@@ -10,6 +10,7 @@ static void no_cuda_release(void *ptr) { (void)ptr; }
 
 const gqe_backend gqe_cuda_backend = { .name = "cuda (not built)", .alloc = no_cuda_alloc, .release = no_cuda_release };
 bool gqe_cuda_available(void) { return false; }
+int gqe_cuda_device_count(void) { return 0; }
 void gqe_cuda_memory_stats(gqe_memory_stats *out, bool reset_peak) {
     (void)reset_peak;
     out->in_use = out->peak = out->reserved = 0;

@@ -11,6 +11,23 @@ const gqe_backend *gqe_backend_for(gqe_device dev) {
     return dev == GQE_CUDA ? &gqe_cuda_backend : &gqe_cpu_backend;
 }
 
+const char *gqe_op_name(gqe_op_id op) {
+    static const char *const names[] = {
+#define GQE_OP(name, params) #name,
+#include "op_list.h"
+    };
+    return (unsigned)op < GQE_OP_COUNT ? names[op] : NULL;
+}
+
+bool gqe_backend_supports(const gqe_backend *be, gqe_op_id op) {
+    switch (op) {
+#define GQE_OP(name, params) case GQE_OP_ID_##name: return be->name != NULL;
+#include "op_list.h"
+    case GQE_OP_COUNT: break;
+    }
+    return false;
+}
+
 /* kind: 'f' float (f32 or bf16, the backend decides), 'F' f32 only,
  * 'i' i32, 'a' any dtype. */
 static gqe_status dtype_ok(const char *op, const char *name, const gqe_tensor *t, char kind) {

@@ -132,69 +132,9 @@ gqe_status gqe_cuda_cublas(cublasHandle_t *h);
 
 /* ---- backend entries (one file per job, like core/cpu) ------------------- */
 gqe_status gqe_cuda_convert(gqe_tensor *dst, const gqe_tensor *src);
-gqe_status gqe_cuda_fill(gqe_tensor *t, float value);
-gqe_status gqe_cuda_scale(gqe_tensor *t, float alpha);
-gqe_status gqe_cuda_axpy(gqe_tensor *y, float alpha, const gqe_tensor *x);
-gqe_status gqe_cuda_add(gqe_tensor *out, const gqe_tensor *a, const gqe_tensor *b);
-gqe_status gqe_cuda_sumsq(const gqe_tensor *t, double *out);
-gqe_status gqe_cuda_sum(const gqe_tensor *t, double *out);
-gqe_status gqe_cuda_copy_cols(gqe_tensor *dst, int64_t dst_col, const gqe_tensor *src,
-                              int64_t src_col, int64_t cols, bool accumulate);
-gqe_status gqe_cuda_matmul(gqe_tensor *c, const gqe_tensor *a, const gqe_tensor *b,
-                           bool trans_a, bool trans_b, float alpha, float beta);
-gqe_status gqe_cuda_embedding_forward(gqe_tensor *out, const gqe_tensor *table, const gqe_tensor *ids);
-gqe_status gqe_cuda_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dout, const gqe_tensor *ids);
-gqe_status gqe_cuda_rmsnorm_forward(gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *x,
-                                    const gqe_tensor *w, float eps);
-gqe_status gqe_cuda_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_tensor *rstd, const gqe_tensor *a,
-                                        const gqe_tensor *b, const gqe_tensor *w, float eps);
-gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_tensor *dout,
-                                     const gqe_tensor *x, const gqe_tensor *w, const gqe_tensor *rstd,
-                                     gqe_tensor *dx_copy);
-gqe_status gqe_cuda_gelu_forward(gqe_tensor *out, const gqe_tensor *x);
-gqe_status gqe_cuda_gelu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout, gqe_tensor *out);
-gqe_status gqe_cuda_swiglu_forward(gqe_tensor *out, const gqe_tensor *x);
-gqe_status gqe_cuda_swiglu_backward(gqe_tensor *dx, const gqe_tensor *x, const gqe_tensor *dout);
-gqe_status gqe_cuda_rope_forward(gqe_tensor *x, float theta, int64_t pos_offset);
-gqe_status gqe_cuda_rope_backward(gqe_tensor *dx, float theta, int64_t pos_offset);
-gqe_status gqe_cuda_attention_forward(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,
-                                      const gqe_tensor *k, const gqe_tensor *v, bool causal, float scale);
-gqe_status gqe_cuda_attention_backward(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv,
-                                       const gqe_tensor *dout, const gqe_tensor *q, const gqe_tensor *k,
-                                       const gqe_tensor *v, const gqe_tensor *out, const gqe_tensor *lse,
-                                       bool causal, float scale, bool accumulate);
-gqe_status gqe_cuda_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets);
-gqe_status gqe_cuda_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *logits,
-                                           const gqe_tensor *targets, float scale);
-gqe_status gqe_cuda_router_topk(gqe_tensor *probs, gqe_tensor *idx, gqe_tensor *topv,
-                                const gqe_tensor *logits, gqe_score_fn fn, const gqe_tensor *bias);
-gqe_status gqe_cuda_router_score_backward(gqe_tensor *dlogits, const gqe_tensor *probs,
-                                          const gqe_tensor *dprobs, gqe_score_fn fn);
-gqe_status gqe_cuda_router_random(gqe_tensor *idx, gqe_tensor *topv, int64_t M, uint64_t seed, uint64_t stream);
-gqe_status gqe_cuda_router_hash(gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens, int64_t M);
-gqe_status gqe_cuda_router_scatter_probs(gqe_tensor *dprobs, const gqe_tensor *dtopv, const gqe_tensor *idx);
-gqe_status gqe_cuda_router_stats(gqe_tensor *counts, gqe_tensor *psum, const gqe_tensor *idx,
-                                 const gqe_tensor *probs, bool normalise);
-gqe_status gqe_cuda_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
-                                        const gqe_tensor *coef, bool normalise);
-gqe_status gqe_cuda_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx);
-gqe_status gqe_cuda_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx,
-                                      float theta, int64_t pos_offset);
-gqe_status gqe_cuda_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx);
-gqe_status gqe_cuda_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
-                                     const gqe_tensor *p, float eps);
-gqe_status gqe_cuda_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
-                                      const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
-                                      const gqe_tensor *w, float eps);
-gqe_status gqe_cuda_slot_scale_forward(gqe_tensor *out, const gqe_tensor *o, const gqe_tensor *p);
-gqe_status gqe_cuda_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
-                                        const gqe_tensor *o, const gqe_tensor *p);
-gqe_status gqe_cuda_group_mean_forward(gqe_tensor *out, const gqe_tensor *x);
-gqe_status gqe_cuda_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout);
-gqe_status gqe_cuda_adamw_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *m, gqe_tensor *v,
-                                 float lr, float beta1, float beta2, float eps, float wd, int64_t step, float grad_scale);
-gqe_status gqe_cuda_sgd_update(gqe_tensor *p, const gqe_tensor *g, gqe_tensor *buf, float lr,
-                               float momentum, float wd, bool nesterov, int64_t step, float grad_scale);
+/* gqe_cuda_<name> for every op of core/op_list.h. */
+#define GQE_OP(name, params) gqe_status gqe_cuda_##name params;
+#include "op_list.h"
 
 /* Attention variants (cuda_attention.cu dispatches between them). */
 gqe_status gqe_cuda_attn_fwd_generic(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor *q,

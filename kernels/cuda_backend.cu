@@ -223,16 +223,18 @@ gqe_status gqe_cuda_need_i32(const gqe_tensor *t, const char *op, const char *na
 }
 
 /* ---- availability and the table ------------------------------------------ */
-extern "C" bool gqe_cuda_available(void) {
+extern "C" int gqe_cuda_device_count(void) {
     static int cached = -1;
     if (cached < 0) {
         int n = 0;
         cudaError_t e = cudaGetDeviceCount(&n);
-        if (e != cudaSuccess) cudaGetLastError(); /* no driver or no device: clear and say no */
-        cached = (e == cudaSuccess && n > 0) ? 1 : 0;
+        if (e != cudaSuccess) { cudaGetLastError(); n = 0; } /* no driver or no device: clear and say none */
+        cached = n;
     }
-    return cached == 1;
+    return cached;
 }
+
+extern "C" bool gqe_cuda_available(void) { return gqe_cuda_device_count() > 0; }
 
 extern "C" const gqe_backend gqe_cuda_backend = {
     /* .name */ "cuda",
@@ -246,45 +248,8 @@ extern "C" const gqe_backend gqe_cuda_backend = {
     cu_mark,
     cu_marks_elapsed,
     cu_mark_free,
-    gqe_cuda_fill,
-    gqe_cuda_scale,
-    gqe_cuda_axpy,
-    gqe_cuda_add,
-    gqe_cuda_sumsq,
-    gqe_cuda_sum,
-    gqe_cuda_copy_cols,
-    gqe_cuda_matmul,
-    gqe_cuda_embedding_forward,
-    gqe_cuda_embedding_backward,
-    gqe_cuda_rmsnorm_forward,
-    gqe_cuda_rmsnorm_backward,
-    gqe_cuda_add_rmsnorm_forward,
-    gqe_cuda_gelu_forward,
-    gqe_cuda_gelu_backward,
-    gqe_cuda_swiglu_forward,
-    gqe_cuda_swiglu_backward,
-    gqe_cuda_rope_forward,
-    gqe_cuda_rope_backward,
-    gqe_cuda_attention_forward,
-    gqe_cuda_attention_backward,
-    gqe_cuda_cross_entropy_forward,
-    gqe_cuda_cross_entropy_backward,
-    gqe_cuda_router_topk,
-    gqe_cuda_router_score_backward,
-    gqe_cuda_router_random,
-    gqe_cuda_router_hash,
-    gqe_cuda_router_scatter_probs,
-    gqe_cuda_router_stats,
-    gqe_cuda_router_aux_backward,
-    gqe_cuda_gather_slots,
-    gqe_cuda_gather_slots_rope,
-    gqe_cuda_scatter_slots,
-    gqe_cuda_slot_mix_forward,
-    gqe_cuda_slot_mix_backward,
-    gqe_cuda_slot_scale_forward,
-    gqe_cuda_slot_scale_backward,
-    gqe_cuda_group_mean_forward,
-    gqe_cuda_group_mean_backward,
-    gqe_cuda_adamw_update,
-    gqe_cuda_sgd_update,
+    /* every op of core/op_list.h, in list order (C++ has no designated
+     * initialisers before C++20) */
+#define GQE_OP(name, params) gqe_cuda_##name,
+#include "op_list.h"
 };

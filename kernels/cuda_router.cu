@@ -4,8 +4,9 @@
  * and k are small, which they are (M = N/G, a handful).
  * Shapes: probs/logits (R, G, M); idx/topv (R, G, k); Q (R, G*M, D).
  * Random and hash routing reproduce core/cpu/cpu_router.c bit for bit: the
- * same Philox counters and the same murmur3 finaliser. */
+ * same Philox counters (core/philox.h) and the same murmur3 finaliser. */
 #include "common.cuh"
+#include "philox.h"
 
 #define THREADS 256
 
@@ -106,37 +107,6 @@ gqe_status gqe_cuda_router_score_backward(gqe_tensor *dlogits, const gqe_tensor 
 }
 
 /* ---- random and hash routing ---------------------------------------------- */
-/* Philox 4x32-10 exactly as core/rng.c: key = seed, counter = (lo, hi). */
-__device__ void philox4x32(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
-    uint32_t c0 = (uint32_t)counter_lo, c1 = (uint32_t)(counter_lo >> 32);
-    uint32_t c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-#pragma unroll
-    for (int round = 0; round < 10; round++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0;
-        uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
-}
-
-/* gqe_rng_u32_at: element i of stream is word i % 4 of counter i / 4. */
-__device__ uint32_t rng_u32_at(uint64_t seed, uint64_t stream, uint64_t i) {
-    uint32_t out[4];
-    philox4x32(seed, stream, i / 4, out);
-    uint32_t r = out[0];
-    if ((i & 3) == 1) r = out[1];
-    else if ((i & 3) == 2) r = out[2];
-    else if ((i & 3) == 3) r = out[3];
-    return r;
-}
-
 /* Partial Fisher-Yates over the identity permutation, as the CPU does: pick j
  * swaps position j with j + u_j mod (M - j), u_j being element
  * (r*G+g)*M + j of the stream, and takes the value now at j. The
@@ -144,7 +114,7 @@ __device__ uint32_t rng_u32_at(uint64_t seed, uint64_t stream, uint64_t i) {
  * the earlier swaps backwards (their picks are recomputed from the
  * counter-based stream), so any M works with no per-thread array. */
 __device__ int64_t random_pick(uint64_t seed, uint64_t stream, int64_t rg, int64_t M, int64_t j) {
-    uint32_t u = rng_u32_at(seed, stream, (uint64_t)(rg * M + j));
+    uint32_t u = gqe_philox_u32_at(seed, stream, (uint64_t)(rg * M + j));
     return j + (int64_t)(u % (uint32_t)(M - j));
 }
 

@@ -1,8 +1,8 @@
 /* gqe.nn: GQEAttention (one attention layer that owns its parameters) and LM.
  * State and gradients go out as host copies by PyTorch name, so Lua code can
- * keep them across steps without pinning the model's buffers. The balanced
- * router's bias is not a parameter but is model state: state() adds it as
- * "<prefix>router_bias" and load() restores it when present. */
+ * keep them across steps without pinning the model's buffers. state() and
+ * load() also carry the paramset's buffers (the balanced router's bias),
+ * which are model state but not trained: grads() has none. */
 #include "bind.h"
 #include "ops.h"
 #include "nn/lm.h"
@@ -42,13 +42,18 @@ static void push_host_copy(lua_State *L, const gqe_tensor *t, const char *what) 
     gqe_lua_push_tensor(L, c);
 }
 
-/* name -> host copy of each parameter's value (or gradient). */
+/* name -> host copy of each parameter's value and each buffer, or of each
+ * parameter's gradient. */
 static void push_params(lua_State *L, gqe_paramset *ps, bool grads, const char *what) {
     lua_createtable(L, 0, ps->count);
     for (int i = 0; i < ps->count; i++) {
         gqe_param *p = &ps->items[i];
         push_host_copy(L, grads ? p->grad : p->value, what);
         lua_setfield(L, -2, p->name);
+    }
+    for (int i = 0; !grads && i < ps->nbuffers; i++) {
+        push_host_copy(L, ps->buffers[i].value, what);
+        lua_setfield(L, -2, ps->buffers[i].name);
     }
 }
 
@@ -77,25 +82,12 @@ static void load_one(lua_State *L, int tbl, const char *prefix, const char *name
     lua_pop(L, 2);
 }
 
+/* Every parameter (required) and buffer (restored when present). */
 static void load_params(lua_State *L, gqe_paramset *ps, int tbl, const char *prefix, const char *what) {
     for (int i = 0; i < ps->count; i++)
         load_one(L, tbl, prefix, ps->items[i].name, ps->items[i].value, true, what);
-}
-
-/* The balanced router's bias name next to the layer's router weight
- * ("blocks.<l>.attn.router_bias", as core/io/checkpoint.c names it). */
-static const char *bias_name(lua_State *L, gqe_paramset *ps, int64_t layer) {
-    int64_t seen = 0;
-    for (int i = 0; i < ps->count; i++) {
-        const char *n = ps->items[i].name;
-        size_t len = strlen(n), suf = strlen("router.weight");
-        if (len >= suf && strcmp(n + len - suf, "router.weight") == 0 && seen++ == layer) {
-            char buf[sizeof ps->items[0].name + 16];
-            snprintf(buf, sizeof buf, "%.*srouter_bias", (int)(len - suf), n);
-            return lua_pushstring(L, buf);
-        }
-    }
-    return lua_pushfstring(L, "blocks.%d.attn.router_bias", (int)layer);
+    for (int i = 0; i < ps->nbuffers; i++)
+        load_one(L, tbl, prefix, ps->buffers[i].name, ps->buffers[i].value, false, what);
 }
 
 static void push_floats(lua_State *L, const float *v, int64_t n) {
@@ -285,8 +277,6 @@ static int attn_backward(lua_State *L) {
 static int attn_state(lua_State *L) {
     l_attn *u = check_attn(L, 1);
     push_params(L, &u->ps, false, "GQEAttention:state");
-    gqe_tensor *b = gqe_attn_router_bias(u->a);
-    if (b) { push_host_copy(L, b, "GQEAttention:state"); lua_setfield(L, -2, "router_bias"); }
     return 1;
 }
 static int attn_grads(lua_State *L) {
@@ -298,8 +288,6 @@ static int attn_load(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     const char *prefix = luaL_optstring(L, 3, "");
     load_params(L, &u->ps, 2, prefix, "GQEAttention:load");
-    gqe_tensor *b = gqe_attn_router_bias(u->a);
-    if (b) load_one(L, 2, prefix, "router_bias", b, false, "GQEAttention:load");
     lua_settop(L, 1);
     return 1;
 }
@@ -496,14 +484,6 @@ static int lm_state(lua_State *L) {
     l_lm *u = check_lm(L, 1);
     gqe_paramset *ps = gqe_lm_params(u->lm);
     push_params(L, ps, false, "LM:state");
-    for (int64_t l = 0; l < gqe_lm_layers(u->lm); l++) {
-        gqe_tensor *b = gqe_attn_router_bias(gqe_lm_attn(u->lm, l));
-        if (!b) continue;
-        const char *name = bias_name(L, ps, l);
-        push_host_copy(L, b, "LM:state");
-        lua_setfield(L, -3, name);
-        lua_pop(L, 1);
-    }
     return 1;
 }
 static int lm_grads(lua_State *L) { push_params(L, gqe_lm_params(check_lm(L, 1)->lm), true, "LM:grads"); return 1; }
@@ -513,12 +493,6 @@ static int lm_load(lua_State *L) {
     const char *prefix = luaL_optstring(L, 3, "");
     gqe_paramset *ps = gqe_lm_params(u->lm);
     load_params(L, ps, 2, prefix, "LM:load");
-    for (int64_t l = 0; l < gqe_lm_layers(u->lm); l++) {
-        gqe_tensor *b = gqe_attn_router_bias(gqe_lm_attn(u->lm, l));
-        if (!b) continue;
-        load_one(L, 2, prefix, bias_name(L, ps, l), b, false, "LM:load");
-        lua_pop(L, 1);
-    }
     lua_settop(L, 1);
     return 1;
 }

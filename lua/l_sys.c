@@ -3,9 +3,9 @@
  * sgemm peak used as the CPU baseline of `gqe bench`. */
 #include "bind.h"
 #include "backend.h"
+#include "ops.h"
 #include "profile.h"
 #include "rng.h"
-#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -25,6 +25,7 @@ static double now(void) {
 static int l_clock(lua_State *L) { lua_pushnumber(L, now()); return 1; }
 static int l_pid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 static int l_cuda_available(lua_State *L) { lua_pushboolean(L, gqe_cuda_available()); return 1; }
+static int l_cuda_device_count(lua_State *L) { lua_pushinteger(L, gqe_cuda_device_count()); return 1; }
 
 /* gqe.profile_reset(): drops the GQE_PROFILE table so far (call after a warm-up). */
 static int l_profile_reset(lua_State *L) { (void)L; gqe_profile_reset(); return 0; }
@@ -142,25 +143,35 @@ static int l_git_commit(lua_State *L) {
 
 /* ---- sgemm peak --------------------------------------------------------- */
 
-/* Best of iters runs of an n x n x n sgemm on normal(0, 1) matrices, GFLOP/s. */
+/* Best of iters runs of an n x n x n f32 matmul on the CPU backend
+ * (gqe_matmul, so the same threads and BLAS as training) on normal(0, 1)
+ * matrices, GFLOP/s. The tensors belong to Lua from the start, so an
+ * error leaks nothing. */
+static gqe_tensor *bench_matrix(lua_State *L, int64_t n) {
+    gqe_tensor t;
+    GQE_LUA_CHECK(L, "sgemm_bench", gqe_tensor_new4(&t, GQE_F32, GQE_CPU, n, n, 0, 0));
+    gqe_lua_push_tensor(L, t);
+    return gqe_lua_check_tensor(L, -1);
+}
+
 static int l_sgemm_bench(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1), iters = luaL_optinteger(L, 2, 5);
     luaL_argcheck(L, n >= 1 && n <= 16384, 1, "n must be in 1..16384");
     luaL_argcheck(L, iters >= 1, 2, "iters must be >= 1");
     size_t nn = (size_t)n * (size_t)n;
-    float *m = lua_newuserdatauv(L, 3 * nn * sizeof(float), 0);
-    float *a = m, *b = m + nn, *c = m + 2 * nn;
-    for (size_t i = 0; i < 2 * nn; i++) m[i] = gqe_rng_normal_at(1, 0, i);
-    memset(c, 0, nn * sizeof(float));
-    int ni = (int)n;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a, ni, b, ni, 0.0f, c, ni);
+    gqe_tensor *a = bench_matrix(L, n), *b = bench_matrix(L, n), *c = bench_matrix(L, n);
+    float *pa = gqe_f32(a), *pb = gqe_f32(b);
+    for (size_t i = 0; i < nn; i++) pa[i] = gqe_rng_normal_at(1, 0, i);
+    for (size_t i = 0; i < nn; i++) pb[i] = gqe_rng_normal_at(1, 0, nn + i);
+    GQE_LUA_TRY(L, "sgemm_bench", gqe_matmul(c, a, b, false, false, 1.0f, 0.0f));
     double best = 1e30;
     for (lua_Integer it = 0; it < iters; it++) {
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a, ni, b, ni, 0.0f, c, ni);
+        GQE_LUA_TRY(L, "sgemm_bench", gqe_matmul(c, a, b, false, false, 1.0f, 0.0f));
         double dt = now() - t0;
         if (dt < best) best = dt;
     }
+    lua_pop(L, 3);
     lua_pushnumber(L, 2.0 * (double)n * (double)n * (double)n / (best > 1e-12 ? best : 1e-12) / 1e9);
     return 1;
 }
@@ -245,7 +256,7 @@ static const luaL_Reg sys_funcs[] = {
     {"signals_install", l_signals_install}, {"signals_reset", l_signals_reset},
     {"interrupted", l_interrupted}, {"git_commit", l_git_commit}, {"sgemm_bench", l_sgemm_bench},
     {"wait", l_wait}, {"kill", l_kill}, {"sleep", l_sleep}, {"getenv", l_getenv},
-    {"isatty", l_isatty}, {"spawn", l_spawn}, {NULL, NULL}};
+    {"isatty", l_isatty}, {"spawn", l_spawn}, {"cuda_device_count", l_cuda_device_count}, {NULL, NULL}};
 
 void gqe_lua_open_sys(lua_State *L) {
     luaL_setfuncs(L, sys_funcs, 0);

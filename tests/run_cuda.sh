@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # GPU test suite (`make test-cuda`), run on a machine with a CUDA device.
-# Ends with one summary line "N passed, N failed".
+# Ends with one summary line "N passed, N failed, N skipped". Everything
+# here must run: without a usable device the suite fails at once, and a test
+# that skips (status 77) counts as failed.
 #
 # GPU test binaries, in order (add new ones here):
 GPU_TESTS=(
@@ -10,6 +12,7 @@ GPU_TESTS=(
     "build/gqe tests/gpu/train_parity.lua 200 gqa softmax data/brown.txt 1e-3"
     "build/gqe tests/gpu/train_bf16.lua 200 gqe data/brown.txt 1e-3"
     "build/gqe tests/gpu/train_bf16.lua 200 gqa data/brown.txt 1e-3"
+    tests/gpu/sweep_per_gpu.sh
 )
 # Binaries that also run under compute-sanitizer memcheck, with their
 # small-size flag (keeps the instrumented run short):
@@ -24,12 +27,13 @@ cd "$(dirname "$0")/.."
 if [ -z "${GQE_TEST_REQUIRE_CUDNN+x}" ] && ldconfig -p 2>/dev/null | grep -q 'libcudnn\.so\.9'; then
     export GQE_TEST_REQUIRE_CUDNN=1
 fi
-passed=0; failed=0; failures=()
-run() { # name, command...
-    local name=$1; shift
-    printf '== %s\n' "$name"
-    if "$@"; then passed=$((passed+1)); else failed=$((failed+1)); failures+=("$name"); fi
-}
+. tests/suite.sh
+SKIP_FAILS=1
+if [ ! -x build/gqe ] || ! build/gqe tests/gpu/device.lua; then
+    echo "make test-cuda needs a usable CUDA device and build/gqe built with nvcc"
+    echo "0 passed, 1 failed, 0 skipped"
+    exit 1
+fi
 for entry in "${GPU_TESTS[@]}"; do
     read -r -a cmd <<< "$entry"
     bin=${cmd[-1]}
@@ -41,6 +45,7 @@ done
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -z "$SAN" ]; then
     echo "compute-sanitizer not found: memcheck runs skipped"
+    skipped=$((skipped+1)); skips+=("memcheck (no compute-sanitizer)")
 else
     for entry in "${SANITIZE_TESTS[@]}"; do
         read -r -a cmd <<< "$entry"
@@ -49,6 +54,4 @@ else
             --leak-check no "${cmd[@]}"
     done
 fi
-[ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[*]}"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -72,12 +72,9 @@ gqe_status gqe_checkpoint_save(const char *path, gqe_lm *lm, gqe_optimizer *opt,
         gqe_attn *a = gqe_lm_attn(lm, l);
         snprintf(name, sizeof name, "route_calls.%" PRId64, l);
         META(name, "%" PRIu64, gqe_attn_route_calls(a));
-        gqe_tensor *bias = gqe_attn_router_bias(a);
-        if (bias) {
-            snprintf(name, sizeof name, "blocks.%" PRId64 ".attn.router_bias", l);
-            st = push(&e, name, bias);
-        }
     }
+    /* buffers (the balanced routers' biases), by the names they registered */
+    for (int i = 0; st == GQE_OK && i < ps->nbuffers; i++) st = push(&e, ps->buffers[i].name, ps->buffers[i].value);
 #undef META
     if (info->config_json && nm < MAXMETA) { keys[nm] = strdup("config"); vals[nm++] = strdup(info->config_json); }
     for (int i = 0; i < nm; i++) if (!keys[i] || !vals[i]) st = gqe_fail(GQE_ERR_NOMEM, "out of host memory");
@@ -135,12 +132,8 @@ gqe_status gqe_checkpoint_load(const char *path, gqe_lm *lm, gqe_optimizer *opt,
         gqe_attn *a = gqe_lm_attn(lm, l);
         snprintf(name, sizeof name, "route_calls.%" PRId64, l);
         if ((st = meta_int(&f, path, name, &x)) == GQE_OK) gqe_attn_set_route_calls(a, (uint64_t)x);
-        gqe_tensor *bias = gqe_attn_router_bias(a);
-        if (st == GQE_OK && bias) {
-            snprintf(name, sizeof name, "blocks.%" PRId64 ".attn.router_bias", l);
-            st = restore(&f, path, name, bias);
-        }
     }
+    for (int i = 0; st == GQE_OK && i < ps->nbuffers; i++) st = restore(&f, path, ps->buffers[i].name, ps->buffers[i].value);
     if (st == GQE_OK) st = meta_int(&f, path, "step", &info->step);
     if (st == GQE_OK) st = meta_int(&f, path, "data_index", &info->data_index);
     if (st == GQE_OK && opt && (st = meta_int(&f, path, "optim_step", &x)) == GQE_OK) st = gqe_optim_set_step_count(opt, x);

@@ -25,23 +25,33 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
     a->scratch = &a->own_scratch;
     a->S = gqe_attn_slots(&cfg);
     a->has_router = attn_is_gqe(a) && cfg.router != GQE_ROUTER_RANDOM && cfg.router != GQE_ROUTER_HASH;
-    a->host_counts = calloc((size_t)(a->G * a->M), sizeof(float));
-    a->host_psum = calloc((size_t)(a->G * a->M), sizeof(float));
-    if (!a->host_counts || !a->host_psum) { gqe_attn_destroy(a); return gqe_fail(GQE_ERR_NOMEM, "out of host memory"); }
+    size_t GM = (size_t)(a->G * a->M);
+    a->stats.host_counts = calloc(GM, sizeof(float));
+    a->stats.host_psum = calloc(GM, sizeof(float));
+    a->stats.host_coef = calloc(GM, sizeof(float));
+    if (!a->stats.host_counts || !a->stats.host_psum || !a->stats.host_coef) {
+        gqe_attn_destroy(a);
+        return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+    }
 
     char name[160];
     gqe_status st = GQE_OK;
-#define ADD(suffix, r, c, role, val, grad, comp) do { if (st == GQE_OK) { \
+#define ADD(suffix, r, c, role, wt) do { if (st == GQE_OK) { \
         int64_t shp[2] = {(r), (c)}; snprintf(name, sizeof name, "%s%s", prefix, suffix); \
-        st = gqe_paramset_add(ps, name, 2, shp, role, val, grad, comp); } } while (0)
-    ADD("q_proj.weight", a->N * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wq, &a->dwq, &a->cwq);
-    ADD("k_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wk, &a->dwk, &a->cwk);
-    ADD("v_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &a->wv, &a->dwv, &a->cwv);
-    if (a->has_router) ADD("router.weight", a->G * a->M, a->d, GQE_PARAM_ROUTER, &a->wr, &a->dwr, &a->cwr);
-    if (attn_is_gqe(a) && cfg.variant == GQE_VARIANT_GQE)
-        ADD("q_shared.weight", a->dh, a->d, GQE_PARAM_WEIGHT, &a->wqs, &a->dwqs, &a->cwqs);
-    ADD("o_proj.weight", a->d, a->S * a->dh, GQE_PARAM_WEIGHT, &a->wo, &a->dwo, &a->cwo);
+        st = gqe_paramset_add(ps, name, 2, shp, role, &(wt)->w, &(wt)->dw, &(wt)->cw); } } while (0)
+    attn_params *p = &a->p;
+    ADD("q_proj.weight", a->N * a->dh, a->d, GQE_PARAM_WEIGHT, &p->q);
+    ADD("k_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &p->k);
+    ADD("v_proj.weight", a->G * a->dh, a->d, GQE_PARAM_WEIGHT, &p->v);
+    if (a->has_router) ADD("router.weight", a->G * a->M, a->d, GQE_PARAM_ROUTER, &p->r);
+    if (attn_is_gqe(a) && cfg.variant == GQE_VARIANT_GQE) ADD("q_shared.weight", a->dh, a->d, GQE_PARAM_WEIGHT, &p->qs);
+    ADD("o_proj.weight", a->d, a->S * a->dh, GQE_PARAM_WEIGHT, &p->o);
 #undef ADD
+    /* The balanced router's bias: state that checkpoints keep, not trained. */
+    if (st == GQE_OK && attn_is_gqe(a) && cfg.router == GQE_ROUTER_BALANCED) {
+        snprintf(name, sizeof name, "%srouter_bias", prefix);
+        st = gqe_paramset_add_buffer(ps, name, 2, (int64_t[]){a->G, a->M}, &p->bias);
+    }
     if (st != GQE_OK) { gqe_attn_destroy(a); return st; }
     *out = a;
     return GQE_OK;
@@ -51,11 +61,13 @@ void gqe_attn_destroy(gqe_attn *a) {
     if (!a) return;
     gqe_arena_free(&a->arena);
     gqe_arena_free(&a->own_scratch);
-    gqe_tensor_free(&a->bias);
-    gqe_tensor_free(&a->kcache);
-    gqe_tensor_free(&a->vcache);
-    free(a->host_counts);
-    free(a->host_psum);
+    gqe_tensor_free(&a->cache.k);
+    gqe_tensor_free(&a->cache.v);
+    gqe_tensor_free(&a->cache.kbar);
+    gqe_tensor_free(&a->cache.vbar);
+    free(a->stats.host_counts);
+    free(a->stats.host_psum);
+    free(a->stats.host_coef);
     free(a);
 }
 
@@ -70,158 +82,156 @@ void gqe_attn_borrow_input(gqe_attn *a, bool on) {
     if (a->borrow_x == on) return;
     a->borrow_x = on;
     a->B = a->T = 0;   /* lay the arena out again */
-    memset(&a->x, 0, sizeof a->x);
+    memset(&a->s.x, 0, sizeof a->s.x);
 }
 
 gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, float std, float out_std) {
-    GQE_TRY(gqe_fill_normal(&a->wq, seed, stream + 0, std));
-    GQE_TRY(gqe_fill_normal(&a->wk, seed, stream + 1, std));
-    GQE_TRY(gqe_fill_normal(&a->wv, seed, stream + 2, std));
-    if (a->has_router) GQE_TRY(gqe_fill(&a->wr, 0.0f)); /* uniform routing at start */
-    if (a->wqs.storage) GQE_TRY(gqe_fill_normal(&a->wqs, seed, stream + 3, std));
-    GQE_TRY(gqe_fill_normal(&a->wo, seed, stream + 4, out_std));
+    attn_params *p = &a->p;
+    GQE_TRY(gqe_fill_normal(&p->q.w, seed, stream + 0, std));
+    GQE_TRY(gqe_fill_normal(&p->k.w, seed, stream + 1, std));
+    GQE_TRY(gqe_fill_normal(&p->v.w, seed, stream + 2, std));
+    if (a->has_router) GQE_TRY(gqe_fill(&p->r.w, 0.0f)); /* uniform routing at start */
+    if (p->qs.w.storage) GQE_TRY(gqe_fill_normal(&p->qs.w, seed, stream + 3, std));
+    GQE_TRY(gqe_fill_normal(&p->o.w, seed, stream + 4, out_std));
     return GQE_OK;
 }
 
-/* Views w_in and dw_in over the router and shared-query projections when
- * the parameter buffers hold them back to back (gqe_paramset_add keeps
+/* Views p.in over the router and shared-query projections when the
+ * parameter buffers hold them back to back (gqe_paramset_add keeps
  * declaration order; 16-element padding can separate them in small models):
  * their backward then runs as one matmul pair instead of two with a narrow
  * output each. q, k and v keep their own matmuls: those are wide enough, and
  * gathering their gradients into one buffer cost more in copies than the
  * fused matmul saved. */
 static bool bind_input_projections(gqe_attn *a) {
-    if (!a->has_router || !a->cwqs.storage) return false;
-    const gqe_tensor *w[2] = {&a->cwr, &a->cwqs};
-    const gqe_tensor *g[2] = {&a->dwr, &a->dwqs};
-    size_t wnext = a->cwr.offset, gnext = a->dwr.offset;
+    attn_params *p = &a->p;
+    memset(&p->in, 0, sizeof p->in);
+    if (!a->has_router || !p->qs.cw.storage) return false;
+    const attn_weight *w[2] = {&p->r, &p->qs};
+    size_t wnext = p->r.cw.offset, gnext = p->r.dw.offset;
     int64_t rows = 0;
     for (int i = 0; i < 2; i++) {
-        if (w[i]->storage != a->cwr.storage || w[i]->offset != wnext || g[i]->storage != a->dwr.storage ||
-            g[i]->offset != gnext)
+        if (w[i]->cw.storage != p->r.cw.storage || w[i]->cw.offset != wnext || w[i]->dw.storage != p->r.dw.storage ||
+            w[i]->dw.offset != gnext)
             return false;
-        wnext += (size_t)gqe_tensor_numel(w[i]);
-        gnext += (size_t)gqe_tensor_numel(g[i]);
-        rows += w[i]->shape[0];
+        wnext += (size_t)gqe_tensor_numel(&w[i]->cw);
+        gnext += (size_t)gqe_tensor_numel(&w[i]->dw);
+        rows += w[i]->cw.shape[0];
     }
-    a->in_rows = rows;
-    a->w_in = gqe_tensor_view(&a->cwr, 0, 2, (int64_t[]){rows, a->d});
-    a->dw_in = gqe_tensor_view(&a->dwr, 0, 2, (int64_t[]){rows, a->d});
+    p->in.cw = gqe_tensor_view(&p->r.cw, 0, 2, (int64_t[]){rows, a->d});
+    p->in.dw = gqe_tensor_view(&p->r.dw, 0, 2, (int64_t[]){rows, a->d});
     return true;
 }
+static bool fused_in(const gqe_attn *a) { return a->p.in.cw.storage != NULL; }
+static int64_t in_rows(const gqe_attn *a) { return fused_in(a) ? a->p.in.cw.shape[0] : 0; }
 
-/* Lays out (or counts) every buffer of a (B, T) forward and backward. */
-static void plan(gqe_attn *a, int64_t B, int64_t T) {
+/* Lays out (or counts) every buffer of a (B, T) forward and backward. A
+ * decoding layout copies its input even where training borrows it. */
+static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
     gqe_arena *ar = &a->arena, *sc = a->scratch;
+    attn_saved *s = &a->s;
+    attn_scratch *g = &a->g;
     int64_t R = B * T, G = a->G, M = a->M, k = a->k, dh = a->dh;
     gqe_dtype C = a->cdt;   /* matmul operands and attention tensors */
-    if (!a->borrow_x) a->x = gqe_arena_take(ar, C, R, a->d, 0, 0);
+    if (!a->borrow_x || decoding) s->x = gqe_arena_take(ar, C, R, a->d, 0, 0);
     /* GQE's backward reads the gathered slots, never q: q is a temporary */
-    a->q = gqe_arena_take(attn_is_gqe(a) ? sc : ar, C, R, a->N * dh, 0, 0);
-    a->kk = gqe_arena_take(ar, C, R, G * dh, 0, 0);
-    a->v = gqe_arena_take(ar, C, R, G * dh, 0, 0);
-    a->o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-    a->lse = gqe_arena_take(ar, GQE_F32, B, a->SK, T, 0);
-    a->dcat = gqe_arena_take(sc, C, R, a->S * dh, 0, 0);
-    a->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
-    a->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
-    a->dv = gqe_arena_take(sc, C, R, G * dh, 0, 0);
-    if (a->in_rows) {
+    s->q = gqe_arena_take(attn_is_gqe(a) ? sc : ar, C, R, a->N * dh, 0, 0);
+    s->kk = gqe_arena_take(ar, C, R, G * dh, 0, 0);
+    s->v = gqe_arena_take(ar, C, R, G * dh, 0, 0);
+    s->o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
+    s->lse = gqe_arena_take(ar, GQE_F32, B, a->SK, T, 0);
+    g->dcat = gqe_arena_take(sc, C, R, a->S * dh, 0, 0);
+    g->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
+    g->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
+    g->dv = gqe_arena_take(sc, C, R, G * dh, 0, 0);
+    if (fused_in(a)) {
         /* f32 like the router's own logits; a temporary of the forward */
-        a->y_in = gqe_arena_take(sc, GQE_F32, R, a->in_rows, 0, 0);
-        a->dy_in = gqe_arena_take(sc, C, R, a->in_rows, 0, 0);
+        g->y_in = gqe_arena_take(sc, GQE_F32, R, in_rows(a), 0, 0);
+        g->dy_in = gqe_arena_take(sc, C, R, in_rows(a), 0, 0);
     }
-    a->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
+    s->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
     if (!attn_is_gqe(a)) return;
-    a->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
-    a->probs = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
-    a->idx = gqe_arena_take(ar, GQE_I32, R, G, k, 0);
-    a->topv = gqe_arena_take(ar, GQE_F32, R, G, k, 0);
-    a->slots = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-    a->dslots = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
-    a->dp = gqe_arena_take(sc, GQE_F32, R, a->SK, 0, 0);
-    a->dprobs = gqe_arena_take(sc, GQE_F32, R, G, M, 0);
-    a->dlogits = gqe_arena_take(sc, C, R, G * M, 0, 0);
-    a->counts = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
-    a->psum = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
-    a->coef = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
+    s->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
+    s->probs = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
+    s->idx = gqe_arena_take(ar, GQE_I32, R, G, k, 0);
+    s->topv = gqe_arena_take(ar, GQE_F32, R, G, k, 0);
+    s->slots = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
+    g->dslots = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
+    g->dp = gqe_arena_take(sc, GQE_F32, R, a->SK, 0, 0);
+    g->dprobs = gqe_arena_take(sc, GQE_F32, R, G, M, 0);
+    g->dlogits = gqe_arena_take(sc, C, R, G * M, 0, 0);
+    a->stats.counts = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
+    a->stats.psum = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
+    a->stats.coef = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) {
-        a->scaled = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-        a->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
+        s->scaled = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
+        g->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
     }
     if (a->cfg.variant == GQE_VARIANT_GQE) {
-        a->cat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
-        a->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
-        a->w = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
-        a->mix = gqe_arena_take(ar, C, R, dh, 0, 0);
-        a->qs = gqe_arena_take(ar, C, R, dh, 0, 0);
-        a->kbar = gqe_arena_take(ar, C, R, dh, 0, 0);
-        a->vbar = gqe_arena_take(ar, C, R, dh, 0, 0);
-        a->os = gqe_arena_take(ar, C, R, dh, 0, 0);
-        a->lse_s = gqe_arena_take(ar, GQE_F32, B, 1, T, 0);
-        a->dqs = gqe_arena_take(sc, C, R, dh, 0, 0);
-        a->dkbar = gqe_arena_take(sc, C, R, dh, 0, 0);
-        a->dvbar = gqe_arena_take(sc, C, R, dh, 0, 0);
+        s->cat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
+        g->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
+        s->w = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
+        s->mix = gqe_arena_take(ar, C, R, dh, 0, 0);
+        s->qs = gqe_arena_take(ar, C, R, dh, 0, 0);
+        s->kbar = gqe_arena_take(ar, C, R, dh, 0, 0);
+        s->vbar = gqe_arena_take(ar, C, R, dh, 0, 0);
+        s->os = gqe_arena_take(ar, C, R, dh, 0, 0);
+        s->lse_s = gqe_arena_take(ar, GQE_F32, B, 1, T, 0);
+        g->dmix = gqe_arena_take(sc, C, R, dh, 0, 0);
+        g->dos = gqe_arena_take(sc, C, R, dh, 0, 0);
+        g->dqs = gqe_arena_take(sc, C, R, dh, 0, 0);
+        g->dkbar = gqe_arena_take(sc, C, R, dh, 0, 0);
+        g->dvbar = gqe_arena_take(sc, C, R, dh, 0, 0);
     }
 }
 
-static gqe_status ensure_shape(gqe_attn *a, int64_t B, int64_t T) {
-    gqe_device dev = a->wq.device;
-    gqe_dtype cdt = a->cwq.storage ? a->cwq.dtype : GQE_F32;
-    if (a->arena.buf.storage && a->B == B && a->T == T && a->arena.device == dev && a->cdt == cdt) return GQE_OK;
+static gqe_status ensure_shape(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
+    gqe_device dev = a->p.q.w.device;
+    gqe_dtype cdt = attn_compute_dtype(a);
+    if (a->arena.buf.storage && a->B == B && a->T == T && a->planned_decoding == decoding && a->arena.device == dev &&
+        a->cdt == cdt)
+        return GQE_OK;
     a->cdt = cdt;
-    if (!bind_input_projections(a)) a->in_rows = 0;
+    bind_input_projections(a);
     gqe_arena_begin(&a->arena, dev);
     gqe_arena_begin(a->scratch, dev);
-    plan(a, B, T);
+    plan(a, B, T, decoding);
     GQE_TRY(gqe_arena_commit(&a->arena));
     GQE_TRY(gqe_arena_commit(a->scratch));
-    plan(a, B, T);
+    plan(a, B, T, decoding);
     a->B = B;
     a->T = T;
+    a->planned_decoding = decoding;
     return GQE_OK;
 }
 
-gqe_status gqe_attn_linear(gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *w) {
+static gqe_status linear(gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *w) {
     return gqe_matmul(y, x, w, false, true, 1.0f, 0.0f);
 }
-/* dW += dy^T x and dx (=|+=) dy W for y = x W^T. *dx_beta is 0 until the
- * first projection writes dx, so the layer's input gradient needs no fill. */
-static gqe_status linear_backward(gqe_tensor *dx, float *dx_beta, gqe_tensor *dw, const gqe_tensor *dy,
-                                  const gqe_tensor *x, const gqe_tensor *w) {
-    GQE_TRY(gqe_matmul(dw, dy, x, true, false, 1.0f, 1.0f));
-    GQE_TRY(gqe_matmul(dx, dy, w, false, false, 1.0f, *dx_beta));
-    *dx_beta = 1.0f;
-    return GQE_OK;
-}
 
-/* Routing of the rows x into idx, topv, probs; x NULL: logits already hold
- * the router's output. */
-gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tensor *logits, gqe_tensor *probs,
-                          gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens) {
+/* Routing of the R rows of x into probs, idx, topv; x NULL: logits already
+ * hold the router's output. */
+static gqe_status route(gqe_attn *a, int64_t R, const gqe_tensor *x) {
+    attn_saved *s = &a->s;
     int64_t G = a->G, M = a->M;
     switch (a->cfg.router) {
     case GQE_ROUTER_SOFTMAX:
     case GQE_ROUTER_SIGMOID:
     case GQE_ROUTER_BALANCED: {
-        gqe_tensor lg = view2(logits, R, G * M);
-        if (x) GQE_TRY(gqe_attn_linear(&lg, x, &a->cwr));
+        gqe_tensor lg = view2(&s->logits, R, G * M);
+        if (x) GQE_TRY(linear(&lg, x, &a->p.r.cw));
         gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
-        const gqe_tensor *bias = NULL;
-        if (a->cfg.router == GQE_ROUTER_BALANCED) {
-            if (!a->bias.storage) GQE_TRY(gqe_tensor_zeros(&a->bias, GQE_F32, a->wq.device, 2, (int64_t[]){G, M}));
-            bias = &a->bias;
-        }
-        return gqe_router_topk(probs, idx, topv, logits, fn, bias);
+        const gqe_tensor *bias = a->cfg.router == GQE_ROUTER_BALANCED ? &a->p.bias : NULL;
+        return gqe_router_topk(&s->probs, &s->idx, &s->topv, &s->logits, fn, bias);
     }
     case GQE_ROUTER_RANDOM:
-        GQE_TRY(gqe_fill(probs, 1.0f / (float)M));
-        return gqe_router_random(idx, topv, M, a->cfg.seed, a->route_calls++);
+        GQE_TRY(gqe_fill(&s->probs, 1.0f / (float)M));
+        return gqe_router_random(&s->idx, &s->topv, M, a->cfg.seed, a->route_calls++);
     case GQE_ROUTER_HASH:
-        if (!tokens || !tokens->storage)
+        if (!a->tokens_given)
             return gqe_fail(GQE_ERR_ARG, "router 'hash' needs the token ids: pass tokens to forward");
-        GQE_TRY(gqe_fill(probs, 1.0f / (float)M));
-        return gqe_router_hash(idx, topv, tokens, M);
+        GQE_TRY(gqe_fill(&s->probs, 1.0f / (float)M));
+        return gqe_router_hash(&s->idx, &s->topv, &s->tokens, M);
     }
     return gqe_fail(GQE_ERR_ARG, "unknown router");
 }
@@ -231,18 +241,42 @@ gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tenso
  * (aux loss, usage, backward, balancing), so a forward never waits on the
  * device. */
 static gqe_status pull_stats(gqe_attn *a) {
-    if (a->stats_on_host || !attn_is_gqe(a) || !a->have_forward) return GQE_OK;
+    attn_stats *st = &a->stats;
+    if (st->on_host || !attn_is_gqe(a) || !a->have_forward) return GQE_OK;
     int64_t GM = a->G * a->M, R = a->B * a->T;
-    GQE_TRY(gqe_tensor_read_f32(&a->counts, a->host_counts, (size_t)GM));
-    GQE_TRY(gqe_tensor_read_f32(&a->psum, a->host_psum, (size_t)GM));
+    GQE_TRY(gqe_tensor_read_f32(&st->counts, st->host_counts, (size_t)GM));
+    GQE_TRY(gqe_tensor_read_f32(&st->psum, st->host_psum, (size_t)GM));
     double aux = 0;
-    for (int64_t i = 0; i < GM; i++) aux += (double)a->host_counts[i] / R * ((double)a->host_psum[i] / R);
-    a->aux = (float)(aux * (double)a->M / (double)a->G);
-    a->stats_on_host = true;
+    for (int64_t i = 0; i < GM; i++) aux += (double)st->host_counts[i] / R * ((double)st->host_psum[i] / R);
+    st->aux = (float)(aux * (double)a->M / (double)a->G);
+    st->on_host = true;
+    return GQE_OK;
+}
+
+/* Where attention reads keys and values: this call's rows (training), or
+ * the cache after this call's rows are appended to it at pos (decoding).
+ * rows holds T rows of `heads` heads; *out is the (B, P, heads, dh) view
+ * attention reads, P = T or pos + T. */
+static gqe_status kv_source(gqe_attn *a, gqe_tensor *out, const gqe_tensor *rows, gqe_tensor *cached, int64_t heads,
+                            int64_t B, int64_t T, int64_t pos) {
+    int64_t dh = a->dh;
+    if (!cached) {
+        *out = view4(rows, B, T, heads, dh);
+        return GQE_OK;
+    }
+    int64_t width = heads * dh;
+    gqe_tensor dst = view2(cached, 1, a->cache.max * width), src = view2(rows, 1, T * width);
+    GQE_TRY(gqe_copy_cols(&dst, pos * width, &src, 0, T * width, false));
+    *out = view4(cached, 1, pos + T, heads, dh);
     return GQE_OK;
 }
 
 gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *tokens) {
+    return gqe_attn_forward_at(a, y, x, tokens, NULL);
+}
+
+gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *tokens,
+                               attn_cache *cache) {
     char s1[64], s2[64];
     if (x->ndim != 3 || x->shape[2] != a->d)
         return gqe_fail(GQE_ERR_SHAPE, "attention forward: x must be (B, S, %lld), got %s", (long long)a->d, gqe_tensor_shape_str(x, s1, 64));
@@ -250,215 +284,310 @@ gqe_status gqe_attn_forward(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, con
         return gqe_fail(GQE_ERR_SHAPE, "attention forward: y %s must match x %s", gqe_tensor_shape_str(y, s1, 64), gqe_tensor_shape_str(x, s2, 64));
     int64_t B = x->shape[0], T = x->shape[1], R = B * T, G = a->G, dh = a->dh;
     if (B < 1 || T < 1) return gqe_fail(GQE_ERR_SHAPE, "attention forward: x must have B, S >= 1, got %s", gqe_tensor_shape_str(x, s1, 64));
-    GQE_TRY(ensure_shape(a, B, T));
+    bool decoding = cache != NULL;
+    int64_t pos = decoding ? cache->len : 0;   /* position of the first row */
+    GQE_TRY(ensure_shape(a, B, T, decoding));
+    attn_saved *s = &a->s;
+    const attn_params *p = &a->p;
     a->have_forward = false;
-    if (a->borrow_x) {
+    if (a->borrow_x && !decoding) {
         if (x->dtype != a->cdt)
             return gqe_fail(GQE_ERR_ARG, "attention forward: a borrowed input must be %s, got %s",
                             gqe_dtype_name(a->cdt), gqe_dtype_name(x->dtype));
-        a->x = view2(x, R, a->d);
+        s->x = view2(x, R, a->d);
     } else {
-        GQE_TRY(gqe_tensor_copy(&a->x, x));
+        GQE_TRY(gqe_tensor_copy(&s->x, x));
     }
-    if (tokens && tokens->storage) {
+    a->tokens_given = tokens && tokens->storage;
+    if (a->tokens_given) {
         if (gqe_tensor_numel(tokens) != R)
             return gqe_fail(GQE_ERR_SHAPE, "attention forward: tokens must have B*S = %lld elements", (long long)R);
-        GQE_TRY(gqe_tensor_copy(&a->tokens, tokens));
+        GQE_TRY(gqe_tensor_copy(&s->tokens, tokens));
     }
     float scale = 1.0f / sqrtf((float)dh);
+    bool causal = a->cfg.causal;
     gqe_tensor y2 = view2(y, R, a->d);
-    GQE_TRY(gqe_attn_linear(&a->q, &a->x, &a->cwq));
-    GQE_TRY(gqe_attn_linear(&a->kk, &a->x, &a->cwk));
-    GQE_TRY(gqe_attn_linear(&a->v, &a->x, &a->cwv));
-    gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
+    GQE_TRY(linear(&s->q, &s->x, &p->q.cw));
+    GQE_TRY(linear(&s->kk, &s->x, &p->k.cw));
+    GQE_TRY(linear(&s->v, &s->x, &p->v.cw));
+    gqe_tensor q4 = view4(&s->q, B, T, a->N, dh), k4 = view4(&s->kk, B, T, G, dh);
 
     /* RoPE rotates by position only, so GQE rotates its slots as it gathers
      * them rather than all N query heads: fewer rows, same values. */
     if (a->cfg.rope) {
-        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, 0));
-        GQE_TRY(gqe_rope_forward(&k4, a->cfg.rope_theta, 0));
+        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, pos));
+        GQE_TRY(gqe_rope_forward(&k4, a->cfg.rope_theta, pos));
     }
+    gqe_tensor K, V;
+    GQE_TRY(kv_source(a, &K, &s->kk, decoding ? &cache->k : NULL, G, B, T, pos));
+    GQE_TRY(kv_source(a, &V, &s->v, decoding ? &cache->v : NULL, G, B, T, pos));
     if (!attn_is_gqe(a)) {
-        gqe_tensor o4 = view4(&a->o, B, T, a->N, dh);
-        GQE_TRY(gqe_attention_forward(&o4, &a->lse, &q4, &k4, &v4, a->cfg.causal, scale));
-        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->cwo));
-        a->aux = 0;
-        a->have_forward = true;
+        gqe_tensor o4 = view4(&s->o, B, T, a->N, dh);
+        GQE_TRY(gqe_attention_forward(&o4, &s->lse, &q4, &K, &V, causal, scale));
+        GQE_TRY(linear(&y2, &s->o, &p->o.cw));
+        a->stats.aux = 0;
+        a->have_forward = !decoding;
         return GQE_OK;
     }
-    const gqe_tensor *route_x = &a->x;
-    if (a->in_rows) {
+    const gqe_tensor *route_x = &s->x;
+    if (fused_in(a)) {
         /* router and shared query in one matmul: x is read once for both */
-        GQE_TRY(gqe_attn_linear(&a->y_in, &a->x, &a->w_in));
+        GQE_TRY(linear(&a->g.y_in, &s->x, &p->in.cw));
         int64_t wl = G * a->M;
-        gqe_tensor lg2 = view2(&a->logits, R, wl);
-        GQE_TRY(gqe_copy_cols(&lg2, 0, &a->y_in, 0, wl, false));
-        GQE_TRY(gqe_copy_cols(&a->qs, 0, &a->y_in, wl, dh, false));
+        gqe_tensor lg2 = view2(&s->logits, R, wl);
+        GQE_TRY(gqe_copy_cols(&lg2, 0, &a->g.y_in, 0, wl, false));
+        GQE_TRY(gqe_copy_cols(&s->qs, 0, &a->g.y_in, wl, dh, false));
         route_x = NULL;
     }
-    GQE_TRY(gqe_attn_route(a, R, route_x, &a->logits, &a->probs, &a->idx, &a->topv, &a->tokens));
-    gqe_tensor q3 = view3(&a->q, R, a->N, dh), slots3 = view3(&a->slots, R, a->SK, dh);
-    gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
-    if (a->cfg.rope) GQE_TRY(gqe_gather_slots_rope(&slots4, &q3, &a->idx, a->cfg.rope_theta, 0));
-    else GQE_TRY(gqe_gather_slots(&slots3, &q3, &a->idx));
-    GQE_TRY(gqe_attention_forward(&o4, &a->lse, &slots4, &k4, &v4, a->cfg.causal, scale));
-    gqe_tensor o3 = view3(&a->o, R, a->SK, dh), p2 = view2(&a->topv, R, a->SK);
+    GQE_TRY(route(a, R, route_x));
+    gqe_tensor q3 = view3(&s->q, R, a->N, dh), slots3 = view3(&s->slots, R, a->SK, dh);
+    gqe_tensor slots4 = view4(&s->slots, B, T, a->SK, dh), o4 = view4(&s->o, B, T, a->SK, dh);
+    if (a->cfg.rope) GQE_TRY(gqe_gather_slots_rope(&slots4, &q3, &s->idx, a->cfg.rope_theta, pos));
+    else GQE_TRY(gqe_gather_slots(&slots3, &q3, &s->idx));
+    GQE_TRY(gqe_attention_forward(&o4, &s->lse, &slots4, &K, &V, causal, scale));
+    gqe_tensor o3 = view3(&s->o, R, a->SK, dh), p2 = view2(&s->topv, R, a->SK);
     switch (a->cfg.variant) {
     case GQE_VARIANT_HARD_CONCAT:
-        GQE_TRY(gqe_attn_linear(&y2, &a->o, &a->cwo));
+        GQE_TRY(linear(&y2, &s->o, &p->o.cw));
         break;
     case GQE_VARIANT_WEIGHTED_CONCAT: {
-        gqe_tensor sc3 = view3(&a->scaled, R, a->SK, dh);
+        gqe_tensor sc3 = view3(&s->scaled, R, a->SK, dh);
         GQE_TRY(gqe_slot_scale_forward(&sc3, &o3, &p2));
-        GQE_TRY(gqe_attn_linear(&y2, &a->scaled, &a->cwo));
+        GQE_TRY(linear(&y2, &s->scaled, &p->o.cw));
         break;
     }
     case GQE_VARIANT_GQE: {
         int64_t w_a = a->SK * dh;
-        GQE_TRY(gqe_copy_cols(&a->cat, 0, &a->o, 0, w_a, false));
-        GQE_TRY(gqe_slot_mix_forward(&a->mix, &a->w, &o3, &p2, SLOT_EPS));
-        GQE_TRY(gqe_copy_cols(&a->cat, w_a, &a->mix, 0, dh, false));
+        GQE_TRY(gqe_copy_cols(&s->cat, 0, &s->o, 0, w_a, false));
+        GQE_TRY(gqe_slot_mix_forward(&s->mix, &s->w, &o3, &p2, SLOT_EPS));
+        GQE_TRY(gqe_copy_cols(&s->cat, w_a, &s->mix, 0, dh, false));
         /* Shared head: one query over the group means of K and V (after RoPE). */
-        if (!a->in_rows) GQE_TRY(gqe_attn_linear(&a->qs, &a->x, &a->cwqs));
-        gqe_tensor qs4 = view4(&a->qs, B, T, 1, dh), kb4 = view4(&a->kbar, B, T, 1, dh), vb4 = view4(&a->vbar, B, T, 1, dh);
-        if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&qs4, a->cfg.rope_theta, 0));
-        gqe_tensor k3 = view3(&a->kk, R, G, dh), v3 = view3(&a->v, R, G, dh);
-        gqe_tensor kb3 = view3(&a->kbar, R, 1, dh), vb3 = view3(&a->vbar, R, 1, dh);
+        if (!fused_in(a)) GQE_TRY(linear(&s->qs, &s->x, &p->qs.cw));
+        gqe_tensor qs4 = view4(&s->qs, B, T, 1, dh);
+        if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&qs4, a->cfg.rope_theta, pos));
+        gqe_tensor k3 = view3(&s->kk, R, G, dh), v3 = view3(&s->v, R, G, dh);
+        gqe_tensor kb3 = view3(&s->kbar, R, 1, dh), vb3 = view3(&s->vbar, R, 1, dh);
         GQE_TRY(gqe_group_mean_forward(&kb3, &k3));
         GQE_TRY(gqe_group_mean_forward(&vb3, &v3));
-        gqe_tensor os4 = view4(&a->os, B, T, 1, dh);
-        GQE_TRY(gqe_attention_forward(&os4, &a->lse_s, &qs4, &kb4, &vb4, a->cfg.causal, scale));
-        GQE_TRY(gqe_copy_cols(&a->cat, w_a + dh, &a->os, 0, dh, false));
-        GQE_TRY(gqe_attn_linear(&y2, &a->cat, &a->cwo));
+        gqe_tensor Kbar, Vbar;
+        GQE_TRY(kv_source(a, &Kbar, &s->kbar, decoding ? &cache->kbar : NULL, 1, B, T, pos));
+        GQE_TRY(kv_source(a, &Vbar, &s->vbar, decoding ? &cache->vbar : NULL, 1, B, T, pos));
+        gqe_tensor os4 = view4(&s->os, B, T, 1, dh);
+        GQE_TRY(gqe_attention_forward(&os4, &s->lse_s, &qs4, &Kbar, &Vbar, causal, scale));
+        GQE_TRY(gqe_copy_cols(&s->cat, w_a + dh, &s->os, 0, dh, false));
+        GQE_TRY(linear(&y2, &s->cat, &p->o.cw));
         break;
     }
     }
-    GQE_TRY(gqe_router_stats(&a->counts, &a->psum, &a->idx, &a->probs, a->cfg.router == GQE_ROUTER_SIGMOID));
-    a->stats_on_host = false;
+    if (decoding) return GQE_OK;   /* decoding trains nothing: no statistics */
+    GQE_TRY(gqe_router_stats(&a->stats.counts, &a->stats.psum, &s->idx, &s->probs, a->cfg.router == GQE_ROUTER_SIGMOID));
+    a->stats.on_host = false;
     a->have_forward = true;
     return GQE_OK;
 }
 
+/* ---- backward ----------------------------------------------------------------
+ * In the reverse order of forward: o_proj; the output slots of the variant
+ * (one function each), giving the gradient of the routed slots' outputs and
+ * of their scores P; the routed attention; the shared head (variant gqe);
+ * the router; RoPE and the input projections. Each step reads the saved
+ * activations (a->s) and writes its own scratch gradients (a->g). */
+
+/* The layer's input gradient, which every projection adds into; the first
+ * writes it (beta 0), so it needs no fill. */
+typedef struct dx_acc { gqe_tensor dx; float beta; } dx_acc;
+
+/* dW += dy^T x and dx (=|+=) dy W for y = x W^T. */
+static gqe_status linear_backward(gqe_attn *a, dx_acc *acc, attn_weight *w, const gqe_tensor *dy) {
+    GQE_TRY(gqe_matmul(&w->dw, dy, &a->s.x, true, false, 1.0f, 1.0f));
+    GQE_TRY(gqe_matmul(&acc->dx, dy, &w->cw, false, false, 1.0f, acc->beta));
+    acc->beta = 1.0f;
+    return GQE_OK;
+}
+
+/* dcat = dy Wo (overwrites); dWo += dy^T (o_proj's input). */
+static gqe_status out_proj_backward(gqe_attn *a, const gqe_tensor *dy2, const gqe_tensor *o_in) {
+    gqe_tensor dcat = view2(&a->g.dcat, a->B * a->T, a->S * a->dh);
+    GQE_TRY(gqe_matmul(&dcat, dy2, &a->p.o.cw, false, false, 1.0f, 0.0f));
+    return gqe_matmul(&a->p.o.dw, dy2, o_in, true, false, 1.0f, 1.0f);
+}
+
+/* Dense kinds: every head attends; dq, dk, dv are overwritten. */
+static gqe_status dense_backward(gqe_attn *a) {
+    int64_t B = a->B, T = a->T, G = a->G, dh = a->dh, N = a->N;
+    attn_saved *s = &a->s;
+    attn_scratch *g = &a->g;
+    gqe_tensor q4 = view4(&s->q, B, T, N, dh), k4 = view4(&s->kk, B, T, G, dh), v4 = view4(&s->v, B, T, G, dh);
+    gqe_tensor o4 = view4(&s->o, B, T, N, dh), do4 = view4(&g->dcat, B, T, N, dh);
+    gqe_tensor dq4 = view4(&g->dq, B, T, N, dh), dk4 = view4(&g->dk, B, T, G, dh), dv4 = view4(&g->dv, B, T, G, dh);
+    return gqe_attention_backward(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, &s->lse, a->cfg.causal,
+                                  1.0f / sqrtf((float)dh), false);
+}
+
+/* Output slots, one function per variant: each sets *d_o to the gradient of
+ * o (the routed slots' outputs) and adds the gradient of their scores P
+ * into g->dp (zeroed by the caller). */
+
+/* hard_concat: o feeds o_proj as it is; P gets no gradient. */
+static gqe_status hard_concat_backward(gqe_attn *a, const gqe_tensor **d_o) {
+    *d_o = &a->g.dcat;
+    return GQE_OK;
+}
+
+/* weighted_concat: o_proj reads P * o. */
+static gqe_status weighted_concat_backward(gqe_attn *a, const gqe_tensor **d_o) {
+    int64_t R = a->B * a->T, SK = a->SK, dh = a->dh;
+    attn_scratch *g = &a->g;
+    gqe_tensor o3 = view3(&a->s.o, R, SK, dh), p2 = view2(&a->s.topv, R, SK), dp2 = view2(&g->dp, R, SK);
+    gqe_tensor do3 = view3(&g->d_o, R, SK, dh), dsc3 = view3(&g->dcat, R, SK, dh);
+    GQE_TRY(gqe_fill(&g->d_o, 0.0f));
+    GQE_TRY(gqe_slot_scale_backward(&do3, &dp2, &dsc3, &o3, &p2));
+    *d_o = &g->d_o;
+    return GQE_OK;
+}
+
+/* gqe: o_proj reads [o | mix | os]; slot B's mixture sends dmix into d_o
+ * and dp. dos waits for the shared head. */
+static gqe_status gqe_slots_backward(gqe_attn *a, const gqe_tensor **d_o) {
+    int64_t R = a->B * a->T, SK = a->SK, dh = a->dh, w_a = SK * dh;
+    attn_saved *s = &a->s;
+    attn_scratch *g = &a->g;
+    gqe_tensor dcat = view2(&g->dcat, R, a->S * dh);
+    gqe_tensor o3 = view3(&s->o, R, SK, dh), p2 = view2(&s->topv, R, SK), dp2 = view2(&g->dp, R, SK);
+    gqe_tensor do3 = view3(&g->d_o, R, SK, dh);
+    GQE_TRY(gqe_copy_cols(&g->d_o, 0, &dcat, 0, w_a, false));
+    GQE_TRY(gqe_copy_cols(&g->dmix, 0, &dcat, w_a, dh, false));
+    GQE_TRY(gqe_copy_cols(&g->dos, 0, &dcat, w_a + dh, dh, false));
+    GQE_TRY(gqe_slot_mix_backward(&do3, &dp2, &g->dmix, &o3, &p2, &s->mix, &s->w, SLOT_EPS));
+    *d_o = &g->d_o;
+    return GQE_OK;
+}
+
+/* The routed slots' attention: overwrites dk, dv and dslots, takes RoPE off
+ * dslots and scatters them into dq (zeroed) at the chosen experts. */
+static gqe_status routed_attention_backward(gqe_attn *a, const gqe_tensor *d_o) {
+    int64_t B = a->B, T = a->T, R = B * T, G = a->G, SK = a->SK, dh = a->dh;
+    attn_saved *s = &a->s;
+    attn_scratch *g = &a->g;
+    gqe_tensor k4 = view4(&s->kk, B, T, G, dh), v4 = view4(&s->v, B, T, G, dh);
+    gqe_tensor dk4 = view4(&g->dk, B, T, G, dh), dv4 = view4(&g->dv, B, T, G, dh);
+    gqe_tensor slots4 = view4(&s->slots, B, T, SK, dh), o4 = view4(&s->o, B, T, SK, dh);
+    gqe_tensor ds4 = view4(&g->dslots, B, T, SK, dh), do4 = view4(d_o, B, T, SK, dh);
+    GQE_TRY(gqe_attention_backward(&ds4, &dk4, &dv4, &do4, &slots4, &k4, &v4, &o4, &s->lse, a->cfg.causal,
+                                   1.0f / sqrtf((float)dh), false));
+    if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&ds4, a->cfg.rope_theta, 0));
+    gqe_tensor dq3 = view3(&g->dq, R, a->N, dh), ds3 = view3(&g->dslots, R, SK, dh);
+    return gqe_scatter_slots(&dq3, &ds3, &s->idx);
+}
+
+/* Slot C, the shared head, whose K and V are group means: its dk and dv
+ * spread back over the groups (added to the routed slots'). Without the
+ * fused input projection, q_shared's backward runs here. */
+static gqe_status shared_head_backward(gqe_attn *a, dx_acc *acc) {
+    int64_t B = a->B, T = a->T, R = B * T, G = a->G, dh = a->dh;
+    attn_saved *s = &a->s;
+    attn_scratch *g = &a->g;
+    gqe_tensor qs4 = view4(&s->qs, B, T, 1, dh), kb4 = view4(&s->kbar, B, T, 1, dh), vb4 = view4(&s->vbar, B, T, 1, dh);
+    gqe_tensor os4 = view4(&s->os, B, T, 1, dh), dos4 = view4(&g->dos, B, T, 1, dh);
+    gqe_tensor dqs4 = view4(&g->dqs, B, T, 1, dh), dkb4 = view4(&g->dkbar, B, T, 1, dh), dvb4 = view4(&g->dvbar, B, T, 1, dh);
+    GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &s->lse_s, a->cfg.causal,
+                                   1.0f / sqrtf((float)dh), false));
+    if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
+    if (!fused_in(a)) GQE_TRY(linear_backward(a, acc, &a->p.qs, &g->dqs));
+    gqe_tensor dk3 = view3(&g->dk, R, G, dh), dv3 = view3(&g->dv, R, G, dh);
+    gqe_tensor dkb3 = view3(&g->dkbar, R, 1, dh), dvb3 = view3(&g->dvbar, R, 1, dh);
+    GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
+    return gqe_group_mean_backward(&dv3, &dvb3);
+}
+
+/* The router learns through P (slot B or the scaling) and the aux loss
+ * (softmax and sigmoid routers); dlogits is zero where neither reaches it. */
+static gqe_status router_backward(gqe_attn *a, float aux_coef, dx_acc *acc) {
+    if (!a->has_router) return GQE_OK;
+    int64_t R = a->B * a->T, G = a->G, M = a->M;
+    attn_saved *s = &a->s;
+    attn_scratch *g = &a->g;
+    bool through_p = a->cfg.variant != GQE_VARIANT_HARD_CONCAT;
+    bool through_aux = aux_trains(a) && aux_coef != 0.0f;
+    if (!through_p && !through_aux) return fused_in(a) ? gqe_fill(&g->dlogits, 0.0f) : GQE_OK;
+    GQE_TRY(gqe_fill(&g->dprobs, 0.0f));
+    if (through_p) {
+        gqe_tensor dp3 = view3(&g->dp, R, G, a->k);
+        GQE_TRY(gqe_router_scatter_probs(&g->dprobs, &dp3, &s->idx));
+    }
+    if (through_aux) {
+        attn_stats *st = &a->stats;
+        GQE_TRY(pull_stats(a));
+        int64_t GM = G * M;
+        float c = aux_coef * (float)M / ((float)G * (float)R);
+        for (int64_t i = 0; i < GM; i++) st->host_coef[i] = c * st->host_counts[i] / (float)R;
+        GQE_TRY(gqe_tensor_write_f32(&st->coef, st->host_coef, (size_t)GM));
+        GQE_TRY(gqe_router_aux_backward(&g->dprobs, &s->probs, &st->coef, a->cfg.router == GQE_ROUTER_SIGMOID));
+    }
+    gqe_tensor dl3 = view3(&g->dlogits, R, G, M);
+    GQE_TRY(gqe_fill(&g->dlogits, 0.0f));
+    gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
+    GQE_TRY(gqe_router_score_backward(&dl3, &s->probs, &g->dprobs, fn));
+    return fused_in(a) ? GQE_OK : linear_backward(a, acc, &a->p.r, &g->dlogits);
+}
+
+/* RoPE off dq (dense; GQE took it off its slots) and dk, then the q, k, v
+ * projections, then router and shared query as one pair over [dlogits | dqs]. */
+static gqe_status input_backward(gqe_attn *a, dx_acc *acc) {
+    int64_t B = a->B, T = a->T, dh = a->dh;
+    attn_scratch *g = &a->g;
+    if (a->cfg.rope) {
+        gqe_tensor dq4 = view4(&g->dq, B, T, a->N, dh), dk4 = view4(&g->dk, B, T, a->G, dh);
+        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
+        GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
+    }
+    GQE_TRY(linear_backward(a, acc, &a->p.q, &g->dq));
+    GQE_TRY(linear_backward(a, acc, &a->p.k, &g->dk));
+    GQE_TRY(linear_backward(a, acc, &a->p.v, &g->dv));
+    if (!fused_in(a)) return GQE_OK;
+    int64_t wl = a->G * a->M;
+    GQE_TRY(gqe_copy_cols(&g->dy_in, 0, &g->dlogits, 0, wl, false));
+    GQE_TRY(gqe_copy_cols(&g->dy_in, wl, &g->dqs, 0, dh, false));
+    return linear_backward(a, acc, &a->p.in, &g->dy_in);
+}
+
 gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, float aux_coef) {
     if (!a->have_forward) return gqe_fail(GQE_ERR_ARG, "attention backward called before forward");
-    int64_t B = a->B, T = a->T, R = B * T, G = a->G, dh = a->dh;
+    int64_t B = a->B, T = a->T, R = B * T;
     char s1[64];
     if (gqe_tensor_numel(dy) != R * a->d || gqe_tensor_numel(dx) != R * a->d)
         return gqe_fail(GQE_ERR_SHAPE, "attention backward: dy and dx must be (%lld, %lld, %lld), got dy %s",
                         (long long)B, (long long)T, (long long)a->d, gqe_tensor_shape_str(dy, s1, 64));
-    float scale = 1.0f / sqrtf((float)dh), dx_beta = 0.0f;
-    gqe_tensor dy2 = view2(dy, R, a->d), dx2 = view2(dx, R, a->d);
-    gqe_tensor k4 = view4(&a->kk, B, T, G, dh), v4 = view4(&a->v, B, T, G, dh);
-    gqe_tensor dk4 = view4(&a->dk, B, T, G, dh), dv4 = view4(&a->dv, B, T, G, dh);
-    gqe_tensor dcat = view2(&a->dcat, R, a->S * dh);
-    /* dk and dv are first written by an attention backward that overwrites
-     * them; dq is only overwritten on the dense path (GQE scatters into it). */
+    gqe_tensor dy2 = view2(dy, R, a->d);
+    dx_acc acc = {view2(dx, R, a->d), 0.0f};
     if (!attn_is_gqe(a)) {
-        GQE_TRY(gqe_matmul(&dcat, &dy2, &a->cwo, false, false, 1.0f, 0.0f));
-        GQE_TRY(gqe_matmul(&a->dwo, &dy2, &a->o, true, false, 1.0f, 1.0f));
-        gqe_tensor q4 = view4(&a->q, B, T, a->N, dh), o4 = view4(&a->o, B, T, a->N, dh);
-        gqe_tensor dq4 = view4(&a->dq, B, T, a->N, dh), do4 = view4(&a->dcat, B, T, a->N, dh);
-        GQE_TRY(gqe_attention_backward(&dq4, &dk4, &dv4, &do4, &q4, &k4, &v4, &o4, &a->lse, a->cfg.causal, scale,
-                                       false));
-    } else {
-        GQE_TRY(gqe_fill(&a->dq, 0.0f));
-        const gqe_tensor *cat_in = a->cfg.variant == GQE_VARIANT_GQE ? &a->cat
-                                 : a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT ? &a->scaled : &a->o;
-        GQE_TRY(gqe_matmul(&dcat, &dy2, &a->cwo, false, false, 1.0f, 0.0f));
-        GQE_TRY(gqe_matmul(&a->dwo, &dy2, cat_in, true, false, 1.0f, 1.0f));
-        gqe_tensor o3 = view3(&a->o, R, a->SK, dh), p2 = view2(&a->topv, R, a->SK);
-        gqe_tensor dp2 = view2(&a->dp, R, a->SK);
-        GQE_TRY(gqe_fill(&a->dp, 0.0f));
-        const gqe_tensor *d_o = &a->dcat;   /* gradient of the routed slots' outputs */
-        if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) {
-            gqe_tensor do3 = view3(&a->d_o, R, a->SK, dh), dsc3 = view3(&a->dcat, R, a->SK, dh);
-            GQE_TRY(gqe_fill(&a->d_o, 0.0f));
-            GQE_TRY(gqe_slot_scale_backward(&do3, &dp2, &dsc3, &o3, &p2));
-            d_o = &a->d_o;
-        } else if (a->cfg.variant == GQE_VARIANT_GQE) {
-            int64_t w_a = a->SK * dh;
-            gqe_tensor do3 = view3(&a->d_o, R, a->SK, dh);
-            GQE_TRY(gqe_copy_cols(&a->d_o, 0, &dcat, 0, w_a, false));
-            /* slot B: dmix lives in dcat's next dh columns; reuse dqs as its buffer */
-            GQE_TRY(gqe_copy_cols(&a->dqs, 0, &dcat, w_a, dh, false));
-            GQE_TRY(gqe_slot_mix_backward(&do3, &dp2, &a->dqs, &o3, &p2, &a->mix, &a->w, SLOT_EPS));
-            d_o = &a->d_o;
-        }
-        /* the routed slots first: their backward overwrites dk, dv, dslots */
-        gqe_tensor slots4 = view4(&a->slots, B, T, a->SK, dh), o4 = view4(&a->o, B, T, a->SK, dh);
-        gqe_tensor ds4 = view4(&a->dslots, B, T, a->SK, dh), do4 = view4(d_o, B, T, a->SK, dh);
-        GQE_TRY(gqe_attention_backward(&ds4, &dk4, &dv4, &do4, &slots4, &k4, &v4, &o4, &a->lse, a->cfg.causal, scale,
-                                       false));
-        if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&ds4, a->cfg.rope_theta, 0));
-        gqe_tensor dq3 = view3(&a->dq, R, a->N, dh), ds3 = view3(&a->dslots, R, a->SK, dh);
-        GQE_TRY(gqe_scatter_slots(&dq3, &ds3, &a->idx));
-        if (a->cfg.variant == GQE_VARIANT_GQE) {
-            /* slot C: the shared head, whose K and V are group means: its
-             * dk and dv spread back over the groups (added to the slots') */
-            int64_t w_a = a->SK * dh;
-            gqe_tensor dos = a->mix; /* mix is no longer needed: hold dos there */
-            GQE_TRY(gqe_copy_cols(&dos, 0, &dcat, w_a + dh, dh, false));
-            gqe_tensor qs4 = view4(&a->qs, B, T, 1, dh), kb4 = view4(&a->kbar, B, T, 1, dh), vb4 = view4(&a->vbar, B, T, 1, dh);
-            gqe_tensor os4 = view4(&a->os, B, T, 1, dh), dos4 = view4(&dos, B, T, 1, dh);
-            gqe_tensor dqs4 = view4(&a->dqs, B, T, 1, dh), dkb4 = view4(&a->dkbar, B, T, 1, dh), dvb4 = view4(&a->dvbar, B, T, 1, dh);
-            GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &a->lse_s, a->cfg.causal,
-                                           scale, false));
-            if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
-            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwqs, &a->dqs, &a->x, &a->cwqs));
-            gqe_tensor dk3 = view3(&a->dk, R, G, dh), dv3 = view3(&a->dv, R, G, dh);
-            gqe_tensor dkb3 = view3(&a->dkbar, R, 1, dh), dvb3 = view3(&a->dvbar, R, 1, dh);
-            GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
-            GQE_TRY(gqe_group_mean_backward(&dv3, &dvb3));
-        }
-
-        /* Router: through slot B or the scaling, plus the aux loss. */
-        bool through_p = a->cfg.variant != GQE_VARIANT_HARD_CONCAT;
-        bool through_aux = aux_trains(a) && aux_coef != 0.0f;
-        if (a->has_router && (through_p || through_aux)) {
-            GQE_TRY(gqe_fill(&a->dprobs, 0.0f));
-            if (through_p) {
-                gqe_tensor dp3 = view3(&a->dp, R, G, a->k);
-                GQE_TRY(gqe_router_scatter_probs(&a->dprobs, &dp3, &a->idx));
-            }
-            if (through_aux) {
-                GQE_TRY(pull_stats(a));
-                int64_t GM = G * a->M;
-                float *coef = a->host_psum; /* psum's host copy is spent: reuse it */
-                float c = aux_coef * (float)a->M / ((float)G * (float)R);
-                for (int64_t i = 0; i < GM; i++) coef[i] = c * a->host_counts[i] / (float)R;
-                GQE_TRY(gqe_tensor_write_f32(&a->coef, coef, (size_t)GM));
-                GQE_TRY(gqe_router_aux_backward(&a->dprobs, &a->probs, &a->coef, a->cfg.router == GQE_ROUTER_SIGMOID));
-            }
-            gqe_tensor dl3 = view3(&a->dlogits, R, G, a->M);
-            GQE_TRY(gqe_fill(&a->dlogits, 0.0f));
-            gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
-            GQE_TRY(gqe_router_score_backward(&dl3, &a->probs, &a->dprobs, fn));
-            if (!a->in_rows) GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwr, &a->dlogits, &a->x, &a->cwr));
-        } else if (a->has_router && a->in_rows) {
-            GQE_TRY(gqe_fill(&a->dlogits, 0.0f));   /* no gradient reaches the router */
-        }
+        GQE_TRY(out_proj_backward(a, &dy2, &a->s.o));
+        GQE_TRY(dense_backward(a));
+        return input_backward(a, &acc);
     }
-    if (a->cfg.rope) {
-        gqe_tensor dq4 = view4(&a->dq, B, T, a->N, dh);
-        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
-        GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
+    /* o_proj's input and the output slots' backward, per variant */
+    const gqe_tensor *o_in = &a->s.o, *d_o = NULL;
+    if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) o_in = &a->s.scaled;
+    if (a->cfg.variant == GQE_VARIANT_GQE) o_in = &a->s.cat;
+    GQE_TRY(gqe_fill(&a->g.dq, 0.0f));   /* the slots scatter into it */
+    GQE_TRY(out_proj_backward(a, &dy2, o_in));
+    GQE_TRY(gqe_fill(&a->g.dp, 0.0f));
+    switch (a->cfg.variant) {
+    case GQE_VARIANT_HARD_CONCAT: GQE_TRY(hard_concat_backward(a, &d_o)); break;
+    case GQE_VARIANT_WEIGHTED_CONCAT: GQE_TRY(weighted_concat_backward(a, &d_o)); break;
+    case GQE_VARIANT_GQE: GQE_TRY(gqe_slots_backward(a, &d_o)); break;
     }
-    GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwq, &a->dq, &a->x, &a->cwq));
-    GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwk, &a->dk, &a->x, &a->cwk));
-    GQE_TRY(linear_backward(&dx2, &dx_beta, &a->dwv, &a->dv, &a->x, &a->cwv));
-    if (!a->in_rows) return GQE_OK;
-    /* router and shared query: one matmul pair over [dlogits | dqs] */
-    int64_t wl = G * a->M;
-    GQE_TRY(gqe_copy_cols(&a->dy_in, 0, &a->dlogits, 0, wl, false));
-    GQE_TRY(gqe_copy_cols(&a->dy_in, wl, &a->dqs, 0, dh, false));
-    return linear_backward(&dx2, &dx_beta, &a->dw_in, &a->dy_in, &a->x, &a->w_in);
+    GQE_TRY(routed_attention_backward(a, d_o));
+    if (a->cfg.variant == GQE_VARIANT_GQE) GQE_TRY(shared_head_backward(a, &acc));
+    GQE_TRY(router_backward(a, aux_coef, &acc));
+    return input_backward(a, &acc);
 }
 
 gqe_status gqe_attn_aux(gqe_attn *a, float *aux) {
     *aux = 0.0f;
     if (!a->have_forward || !attn_is_gqe(a)) return GQE_OK;
     GQE_TRY(pull_stats(a));
-    *aux = a->aux;
+    *aux = a->stats.aux;
     return GQE_OK;
 }
 
@@ -468,8 +597,8 @@ gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *id
     memset(probs, 0, sizeof *probs);
     memset(idx, 0, sizeof *idx);
     if (!attn_is_gqe(a) || !a->have_forward) return GQE_OK;
-    *probs = view4(&a->probs, a->B, a->T, a->G, a->M);
-    *idx = view4(&a->idx, a->B, a->T, a->G, a->k);
+    *probs = view4(&a->s.probs, a->B, a->T, a->G, a->M);
+    *idx = view4(&a->s.idx, a->B, a->T, a->G, a->k);
     return GQE_OK;
 }
 
@@ -478,36 +607,31 @@ gqe_status gqe_attn_usage(gqe_attn *a, float *counts, float *mean_prob) {
     if (!a->have_forward) return gqe_fail(GQE_ERR_ARG, "head usage: no forward pass yet");
     GQE_TRY(pull_stats(a));
     int64_t GM = a->G * a->M, R = a->B * a->T;
-    /* host_psum is reused by backward; recompute the mean from the device copy */
-    float *psum = malloc((size_t)GM * sizeof *psum);
-    if (!psum) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
-    gqe_status st = gqe_tensor_read_f32(&a->psum, psum, (size_t)GM);
-    for (int64_t i = 0; st == GQE_OK && i < GM; i++) {
-        counts[i] = a->host_counts[i];
-        mean_prob[i] = psum[i] / (float)R;
+    for (int64_t i = 0; i < GM; i++) {
+        counts[i] = a->stats.host_counts[i];
+        mean_prob[i] = a->stats.host_psum[i] / (float)R;
     }
-    free(psum);
-    return st;
+    return GQE_OK;
 }
 
 gqe_status gqe_attn_after_step(gqe_attn *a) {
-    if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED || !a->have_forward || !a->bias.storage) return GQE_OK;
+    if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED || !a->have_forward) return GQE_OK;
     GQE_TRY(pull_stats(a));
     /* b[g,m] += gamma * sign(mean load - load[g,m]), per group (auxiliary-loss-free balancing) */
     int64_t G = a->G, M = a->M;
     float *b = malloc((size_t)(G * M) * sizeof *b);
     if (!b) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
-    gqe_status st = gqe_tensor_read_f32(&a->bias, b, (size_t)(G * M));
+    gqe_status st = gqe_tensor_read_f32(&a->p.bias, b, (size_t)(G * M));
     for (int64_t g = 0; st == GQE_OK && g < G; g++) {
         double mean = 0;
-        for (int64_t m = 0; m < M; m++) mean += a->host_counts[g * M + m];
+        for (int64_t m = 0; m < M; m++) mean += a->stats.host_counts[g * M + m];
         mean /= (double)M;
         for (int64_t m = 0; m < M; m++) {
-            double diff = mean - a->host_counts[g * M + m];
+            double diff = mean - a->stats.host_counts[g * M + m];
             b[g * M + m] += a->cfg.balance_gamma * (float)((diff > 0) - (diff < 0));
         }
     }
-    if (st == GQE_OK) st = gqe_tensor_write_f32(&a->bias, b, (size_t)(G * M));
+    if (st == GQE_OK) st = gqe_tensor_write_f32(&a->p.bias, b, (size_t)(G * M));
     free(b);
     return st;
 }
@@ -515,8 +639,4 @@ gqe_status gqe_attn_after_step(gqe_attn *a) {
 uint64_t gqe_attn_route_calls(const gqe_attn *a) { return a->route_calls; }
 void gqe_attn_set_route_calls(gqe_attn *a, uint64_t n) { a->route_calls = n; }
 
-gqe_tensor *gqe_attn_router_bias(gqe_attn *a) {
-    if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED) return NULL;
-    if (!a->bias.storage && gqe_tensor_zeros(&a->bias, GQE_F32, a->wq.device, 2, (int64_t[]){a->G, a->M}) != GQE_OK) return NULL;
-    return &a->bias;
-}
+gqe_tensor *gqe_attn_router_bias(gqe_attn *a) { return a->p.bias.storage ? &a->p.bias : NULL; }

@@ -84,13 +84,17 @@ gqe_status gqe_attn_after_step(gqe_attn *a);
  * resumed run draws the same experts. */
 uint64_t gqe_attn_route_calls(const gqe_attn *a);
 void gqe_attn_set_route_calls(gqe_attn *a, uint64_t n);
-/* Balanced router bias (G, M), or NULL: saved and restored by checkpoints. */
+/* Balanced router bias (G, M), or NULL: the paramset buffer
+ * "<prefix>router_bias", which checkpoints and state()/load() carry. */
 gqe_tensor *gqe_attn_router_bias(gqe_attn *a);
 
-/* Decoding with a KV cache holding only the G dense KV heads (and nothing for
- * the shared head: its K and V are means of the cached ones). */
+/* Decoding with a KV cache (batch 1) of the G KV heads, and for variant gqe
+ * their group means (the shared head's K and V), in the compute dtype.
+ * Reset after changing the precision. */
 gqe_status gqe_attn_cache_reset(gqe_attn *a, int64_t batch, int64_t max_len);
-/* Appends T new positions of x (B, T, d) to the cache and writes y. */
+/* Appends T new positions of x (1, T, d) to the cache and writes y: the
+ * training forward at positions cache length + t, attending to every cached
+ * position. Leaves nothing for backward. */
 gqe_status gqe_attn_forward_cached(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *tokens);
 
 #endif

@@ -1,5 +1,12 @@
-/* The attention layer's state, shared by attn.c (training passes) and
- * attn_cache.c (decoding with the KV cache). Not a public header. */
+/* The attention layer's state, shared by attn.c (the forward pass, used for
+ * training and decoding alike, and backward) and attn_cache.c (the KV
+ * cache). Not a public header.
+ *
+ * Sizes: d model width, N query heads (experts), G KV heads (groups),
+ * M = N/G experts per group, k experts chosen per group, dh head dim,
+ * SK = G*k routed slots (N for dense kinds), S output slots (gqe: SK + 2),
+ * R = B*T rows of the last forward. "cdt" is the compute dtype: f32, or
+ * bf16 in mixed precision. */
 #ifndef GQE_ATTN_INTERNAL_H
 #define GQE_ATTN_INTERNAL_H
 #include "attn.h"
@@ -8,53 +15,127 @@
 
 #define SLOT_EPS 1e-9f
 
+/* One projection y = x W^T: views into the paramset. */
+typedef struct attn_weight {
+    gqe_tensor w;    /* f32 master weight, what the optimizer updates */
+    gqe_tensor dw;   /* f32 gradient, same shape */
+    gqe_tensor cw;   /* what matmuls read: w, or its bf16 copy (cdt) */
+} attn_weight;
+
+/* Parameters and buffers, declared into the paramset by gqe_attn_create. */
+typedef struct attn_params {
+    attn_weight q;    /* (N*dh, d)   q_proj.weight */
+    attn_weight k;    /* (G*dh, d)   k_proj.weight */
+    attn_weight v;    /* (G*dh, d)   v_proj.weight */
+    attn_weight r;    /* (G*M, d)    router.weight; empty unless a learned router */
+    attn_weight qs;   /* (dh, d)     q_shared.weight; variant gqe only */
+    attn_weight o;    /* (d, S*dh)   o_proj.weight */
+    /* (G*M + dh, d): r and qs as one matrix where the buffers hold them back
+     * to back (cw and dw only; empty otherwise). Forward runs router and
+     * shared query as one matmul, backward as one pair. */
+    attn_weight in;
+    gqe_tensor bias;  /* (G, M) f32 router_bias buffer (balanced router), else empty */
+} attn_params;
+
+/* Activations of the last forward that backward reads, in the layer's arena. */
+typedef struct attn_saved {
+    gqe_tensor x;        /* (R, d) cdt: the input (a view of the caller's when borrowed) */
+    gqe_tensor q;        /* (R, N*dh) cdt: queries after RoPE (dense). GQE backward reads
+                            the slots instead, so there q is a scratch temporary */
+    gqe_tensor kk, v;    /* (R, G*dh) cdt: keys after RoPE, values */
+    gqe_tensor o;        /* (R, SK*dh) cdt: attention output per routed slot or head */
+    gqe_tensor lse;      /* (B, SK, T) f32: its log-sum-exp */
+    gqe_tensor tokens;   /* (R) i32: token ids (hash router) */
+    /* routing (gqe) */
+    gqe_tensor logits;   /* (R, G, M) f32 */
+    gqe_tensor probs;    /* (R, G, M) f32: router scores */
+    gqe_tensor idx;      /* (R, G, k) i32: chosen experts */
+    gqe_tensor topv;     /* (R, G, k) f32: their scores, P of the routed slots */
+    gqe_tensor slots;    /* (R, SK*dh) cdt: the chosen queries, gathered, after RoPE */
+    /* weighted_concat */
+    gqe_tensor scaled;   /* (R, SK*dh) cdt: P-scaled slot outputs, o_proj's input */
+    /* variant gqe: slot B (mixture) and slot C (shared head) */
+    gqe_tensor cat;      /* (R, S*dh) cdt: o_proj's input [o | mix | os] */
+    gqe_tensor w;        /* (R, SK) f32: slot B's mixing weights */
+    gqe_tensor mix;      /* (R, dh) cdt: slot B's output */
+    gqe_tensor qs;       /* (R, dh) cdt: shared query after RoPE */
+    gqe_tensor kbar;     /* (R, dh) cdt: group mean of the keys */
+    gqe_tensor vbar;     /* (R, dh) cdt: group mean of the values */
+    gqe_tensor os;       /* (R, dh) cdt: slot C's output */
+    gqe_tensor lse_s;    /* (B, 1, T) f32: its log-sum-exp */
+} attn_saved;
+
+/* Temporaries, in *scratch: the layer's own arena or one the LM shares
+ * between its layers (only one layer runs backward at a time). Each has one
+ * job; nothing is reused under another name. */
+typedef struct attn_scratch {
+    gqe_tensor y_in;     /* (R, G*M + dh) f32: fused router/shared-query output (forward) */
+    gqe_tensor dy_in;    /* (R, G*M + dh) cdt: [dlogits | dqs] for the fused backward */
+    gqe_tensor dcat;     /* (R, S*dh) cdt: gradient of o_proj's input */
+    gqe_tensor dq;       /* (R, N*dh) cdt */
+    gqe_tensor dk, dv;   /* (R, G*dh) cdt */
+    gqe_tensor d_o;      /* (R, SK*dh) cdt: gradient of o (weighted_concat, gqe) */
+    gqe_tensor dslots;   /* (R, SK*dh) cdt */
+    gqe_tensor dp;       /* (R, SK) f32: gradient of topv */
+    gqe_tensor dprobs;   /* (R, G, M) f32 */
+    gqe_tensor dlogits;  /* (R, G*M) cdt */
+    gqe_tensor dmix;     /* (R, dh) cdt: gradient of slot B's output */
+    gqe_tensor dos;      /* (R, dh) cdt: gradient of slot C's output */
+    gqe_tensor dqs;      /* (R, dh) cdt */
+    gqe_tensor dkbar;    /* (R, dh) cdt */
+    gqe_tensor dvbar;    /* (R, dh) cdt */
+} attn_scratch;
+
+/* Routing statistics of the last forward (gqe): launched by forward, read
+ * to the host only when something asks (aux loss, usage, balancing). */
+typedef struct attn_stats {
+    gqe_tensor counts;   /* (G, M) f32: tokens routed to each expert */
+    gqe_tensor psum;     /* (G, M) f32: summed router probability */
+    gqe_tensor coef;     /* (G, M) f32: aux-loss gradient coefficients */
+    float *host_counts, *host_psum, *host_coef;  /* G*M each */
+    float aux;
+    bool on_host;        /* host arrays and aux match the last forward */
+} attn_stats;
+
+/* KV cache for decoding (batch 1): every position decoded so far, in cdt. */
+typedef struct attn_cache {
+    gqe_tensor k, v;         /* (1, max, G, dh): keys after RoPE, values */
+    gqe_tensor kbar, vbar;   /* (1, max, 1, dh): their group means (variant gqe) */
+    int64_t len, max;
+} attn_cache;
+
 struct gqe_attn {
     gqe_attn_config cfg;
-    int64_t d, N, G, M, k, dh, S, SK;   /* SK = G*k routed slots */
+    int64_t d, N, G, M, k, dh, S, SK;
     bool has_router;                    /* router.weight exists */
-    gqe_tensor wq, wk, wv, wr, wqs, wo;
-    gqe_tensor dwq, dwk, dwv, dwr, dwqs, dwo;
-    /* what the matmuls read: the weights, or their bf16 copies in mixed
-     * precision; activations then take the same dtype (cdt) */
-    gqe_tensor cwq, cwk, cwv, cwr, cwqs, cwo;
+    attn_params p;
     gqe_dtype cdt;
     bool borrow_x;                      /* forward keeps a view of its input, no copy */
-    gqe_tensor bias;                    /* balanced router, (G, M) */
     uint64_t route_calls;               /* stream of the random router */
+    bool tokens_given;                  /* the last forward had token ids (s.tokens) */
 
-    /* activations of the last forward, laid out per (B, T) */
-    gqe_arena arena;
+    /* layout of the arenas: for (B, T), and whether for decoding */
     int64_t B, T;
-    bool have_forward;
-    gqe_tensor x, q, kk, v, logits, probs, idx, topv, slots, o, lse, w, mix,
-        qs, kbar, vbar, os, lse_s, scaled, cat, tokens;
-    /* backward scratch: *scratch, the layer's own arena or one the LM shares
-     * between its layers (only one layer runs backward at a time) */
-    gqe_arena own_scratch, *scratch;
-    /* The router and shared-query weights sit back to back in the parameter
-     * buffers: forward runs them as one matmul into y_in = [logits | qs] and
-     * backward as one pair over dy_in = [dlogits | dqs] (attn.c). */
-    gqe_tensor w_in, dw_in, y_in, dy_in;
-    int64_t in_rows;
-    gqe_tensor dcat, d_o, dslots, dq, dk, dv, dp, dprobs, dlogits, dqs, dkbar, dvbar;
-    gqe_tensor counts, psum, coef;      /* (G, M) */
-    float *host_counts, *host_psum;
-    float aux;
-    bool stats_on_host;                 /* host_counts, host_psum, aux match the last forward */
-
-    /* KV cache for decoding: (1, max_len, G, dh) */
-    gqe_tensor kcache, vcache;
-    int64_t cache_len, cache_max;
+    bool planned_decoding;
+    gqe_arena arena;                    /* holds s and the device side of stats */
+    gqe_arena own_scratch, *scratch;    /* holds g */
+    attn_saved s;
+    attn_scratch g;
+    attn_stats stats;
+    bool have_forward;                  /* s holds a training forward backward may use */
+    attn_cache cache;
 };
 
 static inline gqe_tensor view2(const gqe_tensor *t, int64_t r, int64_t c) { return gqe_tensor_view4(t, 0, r, c, 0, 0); }
 static inline gqe_tensor view3(const gqe_tensor *t, int64_t a, int64_t b, int64_t c) { return gqe_tensor_view4(t, 0, a, b, c, 0); }
 static inline gqe_tensor view4(const gqe_tensor *t, int64_t a, int64_t b, int64_t c, int64_t d) { return gqe_tensor_view4(t, 0, a, b, c, d); }
 static inline bool attn_is_gqe(const gqe_attn *a) { return a->cfg.kind == GQE_ATTN_GQE; }
+/* The dtype activations take: that of the compute copies. */
+static inline gqe_dtype attn_compute_dtype(const gqe_attn *a) { return a->p.q.cw.storage ? a->p.q.cw.dtype : GQE_F32; }
 
-/* y = x W^T */
-gqe_status gqe_attn_linear(gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *w);
-/* Routing of R rows of x: logits, probs, idx, topv (tokens for the hash router). */
-gqe_status gqe_attn_route(gqe_attn *a, int64_t R, const gqe_tensor *x, gqe_tensor *logits, gqe_tensor *probs,
-                          gqe_tensor *idx, gqe_tensor *topv, const gqe_tensor *tokens);
+/* The forward pass. cache NULL: training, K and V of these positions only.
+ * With a cache (batch 1): positions start at cache->len, this call's K and
+ * V are appended to it and attention reads every cached position. */
+gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, const gqe_tensor *tokens,
+                               attn_cache *cache);
 #endif

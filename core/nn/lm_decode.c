@@ -31,6 +31,9 @@ gqe_status gqe_lm_forward_cached(gqe_lm *lm, const gqe_tensor *tokens, gqe_tenso
     }
     gqe_status st = GQE_OK;
 #define TRY(e) do { if ((st = (e)) != GQE_OK) goto done; } while (0)
+    /* attention reads the compute copies, as in training: round them from
+     * the master weights an optimizer step may have changed */
+    TRY(gqe_paramset_refresh_compute(&lm->ps));
     TRY(gqe_tensor_copy(&tok, tokens));
     TRY(gqe_embedding_forward(&h, &lm->wte, &tok));
     gqe_tensor n2 = lm_rows(&n, T), y2 = lm_rows(&y, T);

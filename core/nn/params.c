@@ -7,11 +7,18 @@
 
 void gqe_paramset_init(gqe_paramset *ps) { memset(ps, 0, sizeof *ps); }
 
+static gqe_buffer *find_buffer(gqe_paramset *ps, const char *name) {
+    for (int i = 0; i < ps->nbuffers; i++)
+        if (strcmp(ps->buffers[i].name, name) == 0) return &ps->buffers[i];
+    return NULL;
+}
+
 gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
                             gqe_param_role role, gqe_tensor *value, gqe_tensor *grad, gqe_tensor *compute) {
     if (ps->data.storage) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared after allocation", name);
     if (strlen(name) >= sizeof ps->items[0].name) return gqe_fail(GQE_ERR_ARG, "parameter name too long: %s", name);
-    if (gqe_paramset_find(ps, name)) return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared twice", name);
+    if (gqe_paramset_find(ps, name) || find_buffer(ps, name))
+        return gqe_fail(GQE_ERR_ARG, "parameter '%s' declared twice", name);
     if (ps->count == ps->cap) {
         int cap = ps->cap ? ps->cap * 2 : 32;
         gqe_param *items = realloc(ps->items, (size_t)cap * sizeof *items);
@@ -35,12 +42,47 @@ gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const 
     return GQE_OK;
 }
 
+gqe_status gqe_paramset_add_buffer(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
+                                   gqe_tensor *value) {
+    if (ps->data.storage) return gqe_fail(GQE_ERR_ARG, "buffer '%s' declared after allocation", name);
+    if (strlen(name) >= sizeof ps->buffers[0].name) return gqe_fail(GQE_ERR_ARG, "buffer name too long: %s", name);
+    if (gqe_paramset_find(ps, name) || find_buffer(ps, name))
+        return gqe_fail(GQE_ERR_ARG, "buffer '%s' declared twice", name);
+    if (ps->nbuffers == ps->buffers_cap) {
+        int cap = ps->buffers_cap ? ps->buffers_cap * 2 : 8;
+        gqe_buffer *items = realloc(ps->buffers, (size_t)cap * sizeof *items);
+        if (!items) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+        ps->buffers = items;
+        ps->buffers_cap = cap;
+    }
+    gqe_buffer *b = &ps->buffers[ps->nbuffers++];
+    memset(b, 0, sizeof *b);
+    snprintf(b->name, sizeof b->name, "%s", name);
+    b->ndim = ndim;
+    b->numel = 1;
+    for (int i = 0; i < ndim; i++) { b->shape[i] = shape[i]; b->numel *= (size_t)shape[i]; }
+    b->offset = ps->buffers_numel;
+    ps->buffers_numel += (b->numel + 15) & ~(size_t)15;
+    b->value = value;
+    return GQE_OK;
+}
+
 gqe_status gqe_paramset_alloc(gqe_paramset *ps, gqe_device dev) {
     int64_t n = (int64_t)(ps->numel ? ps->numel : 16);
     ps->device = dev;
     GQE_TRY(gqe_tensor_zeros(&ps->data, GQE_F32, dev, 1, &n));
     gqe_status st = gqe_tensor_zeros(&ps->grad, GQE_F32, dev, 1, &n);
     if (st != GQE_OK) { gqe_tensor_free(&ps->data); return st; }
+    int64_t nb = (int64_t)(ps->buffers_numel ? ps->buffers_numel : 16);
+    if ((st = gqe_tensor_zeros(&ps->buffer_data, GQE_F32, dev, 1, &nb)) != GQE_OK) {
+        gqe_tensor_free(&ps->data);
+        gqe_tensor_free(&ps->grad);
+        return st;
+    }
+    for (int i = 0; i < ps->nbuffers; i++) {
+        gqe_buffer *b = &ps->buffers[i];
+        *b->value = gqe_tensor_view(&ps->buffer_data, b->offset, b->ndim, b->shape);
+    }
     for (int i = 0; i < ps->count; i++) {
         gqe_param *p = &ps->items[i];
         if (p->value) *p->value = gqe_tensor_view(&ps->data, p->offset, p->ndim, p->shape);
@@ -99,7 +141,9 @@ void gqe_paramset_free(gqe_paramset *ps) {
     gqe_tensor_free(&ps->data);
     gqe_tensor_free(&ps->grad);
     gqe_tensor_free(&ps->data16);
+    gqe_tensor_free(&ps->buffer_data);
     free(ps->items);
+    free(ps->buffers);
     memset(ps, 0, sizeof *ps);
 }
 

@@ -25,9 +25,25 @@ typedef struct gqe_param {
                                copy in mixed precision; NULL if not needed */
 } gqe_param;
 
+/* A buffer: model state that is saved, loaded and named like a parameter
+ * but never trained (no gradient, no optimizer state), such as the balanced
+ * router's bias. Buffers share one f32 allocation of their own. */
+typedef struct gqe_buffer {
+    char name[128];
+    int ndim;
+    int64_t shape[GQE_MAX_DIMS];
+    size_t offset;          /* element offset in buffer_data */
+    size_t numel;
+    gqe_tensor *value;      /* the owning layer's field, filled by alloc (zeros) */
+} gqe_buffer;
+
 typedef struct gqe_paramset {
     gqe_param *items;
     int count, cap;
+    gqe_buffer *buffers;
+    int nbuffers, buffers_cap;
+    size_t buffers_numel;
+    gqe_tensor buffer_data; /* (buffers_numel) f32 */
     size_t numel;
     gqe_device device;
     gqe_tensor data;        /* (numel) f32 */
@@ -40,7 +56,12 @@ void gqe_paramset_init(gqe_paramset *ps);
  * (compute may be NULL for parameters that are only read in f32). */
 gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
                             gqe_param_role role, gqe_tensor *value, gqe_tensor *grad, gqe_tensor *compute);
-/* Allocate both buffers on dev (data uninitialised, grads zero) and set views. */
+/* Declare a buffer (see gqe_buffer); names are unique across parameters and
+ * buffers. */
+gqe_status gqe_paramset_add_buffer(gqe_paramset *ps, const char *name, int ndim, const int64_t *shape,
+                                   gqe_tensor *value);
+/* Allocate the parameter and gradient buffers on dev (data zero, grads
+ * zero) and the buffers' storage (zeros), and set every view. */
 gqe_status gqe_paramset_alloc(gqe_paramset *ps, gqe_device dev);
 /* Mixed precision (dtype GQE_BF16): matmuls read a bf16 copy of the f32
  * master weights, which stay what the optimizer updates and checkpoints

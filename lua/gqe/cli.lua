@@ -7,7 +7,7 @@ local results = require "gqe.results"
 
 local cli = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local function say(...) io.stdout:write(string.format(...), "\n") end
 
 local function db_path(flags)
@@ -193,6 +193,10 @@ function commands.resume(args)
   return 0
 end
 
+-- gqe merge OUT.db IN.db...: see gqe/merge.lua.
+function commands.merge(args) return require("gqe.merge").main(args) end
+
+-- gqe eval RUN_ID --task NAME=PATH: see gqe/evaluate.lua.
 commands.eval = function(args) return require("gqe.evaluate").main(args) end
 
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
@@ -208,6 +212,7 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe compare EXPERIMENT [--metric KEY]  mean/std over seeds per group of varied keys
        gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
        gqe resume RUN_ID                      continue a run from its last checkpoint
+       gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/brown.txt
        gqe data tokenize IN.txt... --out DIR  GPT-2 token shards (llm.c format) from text
@@ -227,7 +232,7 @@ function cli.main(command, args)
   end
   local f = commands[command]
   if not f then
-    fail("unknown command '%s'; commands: runs, compare, report, resume, eval, bench, data, help (or a .lua file to run)", tostring(command))
+    fail("unknown command '%s'; commands: runs, compare, report, resume, merge, eval, bench, data, help (or a .lua file to run)", tostring(command))
   end
   local rc = f(args)
   return rc or 0

@@ -128,7 +128,7 @@ function config.defaults()
   return c
 end
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 -- The value converted to the key's type, or an error naming the key.
 local function check_value(sec, key, v)

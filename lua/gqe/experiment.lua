@@ -8,10 +8,12 @@ local config = require "gqe.config"
 local json = require "gqe.json"
 local results = require "gqe.results"
 local train = require "gqe.train"
+local shard = require "gqe.shard"
+local placement = require "gqe.placement"
 
 local experiment = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 -- grid may be {["model.k"] = {1, 2}} (axes in sorted key order) or a list
 -- {{"model.k", {1, 2}}, ...} (axes in the given order).
@@ -161,13 +163,16 @@ end
 -- or a stock Lua interpreter that loads gqe.so again). Each of the N
 -- workers gets cores/N OpenMP threads unless OMP_NUM_THREADS is set:
 -- N processes spinning N*cores threads run several times slower.
-function experiment.worker_argv(db_path, job_file, jobs)
+-- env: more VAR=value settings for the worker (its GPUs).
+function experiment.worker_argv(db_path, job_file, jobs, env)
   local exe = self_exe() or "gqe"
-  local argv = {}
+  local argv = { "env", table.unpack(env or {}) }
   if not os.getenv("OMP_NUM_THREADS") then
     local threads = math.max(1, cpu_count() // (jobs or 1))
-    argv = { "env", "OMP_NUM_THREADS=" .. threads, "OPENBLAS_NUM_THREADS=" .. threads }
+    argv[#argv + 1] = "OMP_NUM_THREADS=" .. threads
+    argv[#argv + 1] = "OPENBLAS_NUM_THREADS=" .. threads
   end
+  if #argv == 1 then argv = {} end
   if exe:match("/lua[%d.]*$") then
     for _, a in ipairs { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))",
                                                    db_path, job_file) } do argv[#argv + 1] = a end
@@ -209,9 +214,16 @@ end
 -- --dry-run, --db PATH); defaults to the global `arg`.
 function experiment.run(def, args)
   args = args or _G.arg or {}
-  local overrides, flags = config.parse_args(args)
-  local runs = experiment.expand(def, overrides)
-  local jobs = tonumber(flags.jobs or def.jobs or 1)
+  local overrides, flags = config.parse_args(args, { db = true, jobs = true, shard = true, ["skip-from"] = true,
+                                                     gpus = true, ["per-gpu"] = true })
+  local runs = shard.apply(experiment.expand(def, overrides), flags, def.name, function(s) line("%s", s) end)
+  if #runs == 0 then
+    line("experiment %s: nothing to run here", def.name)
+    return { experiment = def.name }
+  end
+  -- GPUs for runs with train.device=cuda: every slot busy unless --jobs says less.
+  local gpus = placement.for_sweep(runs, flags, function() return gqe.cuda_device_count() end)
+  local jobs = tonumber(flags.jobs or def.jobs or (gpus and gpus:slots()) or 1)
   if not jobs or jobs < 1 or math.tointeger(jobs) == nil then fail("--jobs must be a positive integer, got %s", tostring(flags.jobs)) end
   local n = #runs
   local width = #tostring(n)
@@ -257,7 +269,7 @@ function experiment.run(def, args)
     end
   end
 
-  if jobs == 1 then
+  if jobs == 1 and not flags.gpus then
     for _, i in ipairs(todo) do
       if gqe.interrupted and gqe.interrupted() then break end
       local r = runs[i]
@@ -273,16 +285,23 @@ function experiment.run(def, args)
     -- as it starts and as it ends.
     local running, next_i, dir = {}, 1, tmpname()
     os.execute("mkdir -p '" .. dir .. "'")
+    -- Starts run i, or returns false while the GPUs it needs are taken.
     local function start(i)
       local r = runs[i]
+      local need = gpus and placement.need(r.config) or 0
+      local got = need > 0 and gpus:acquire(need) or nil
+      if need > 0 and not got then return false end
       local c = config.deepcopy(r.config)
       local file = string.format("%s/job%d.json", dir, i)
       local f = assert(io.open(file, "w"))
-      f:write(json.encode { config = c, experiment = def.name, name = r.name, label = string.format("[%d/%d %s]", i, n, r.name) })
+      f:write(json.encode { config = c, experiment = def.name, name = r.name,
+                            label = string.format("[%d/%d %s%s]", i, n, r.name, got and " " .. placement.describe(got) or "") })
       f:close()
-      local pid = gqe.spawn(experiment.worker_argv(db_path, file, jobs))
-      running[#running + 1] = { pid = pid, i = i, file = file }
-      line("[%" .. width .. "d/%d] %s: started (pid %d)", i, n, r.name, pid)
+      local pid = gqe.spawn(experiment.worker_argv(db_path, file, jobs, got and { placement.env(got) }))
+      running[#running + 1] = { pid = pid, i = i, file = file, gpus = got }
+      line("[%" .. width .. "d/%d] %s: started %s(pid %d)", i, n, r.name,
+           got and ("on " .. placement.describe(got) .. " ") or "", pid)
+      return true
     end
     local function reap(slot, code)
       local s
@@ -293,13 +312,14 @@ function experiment.run(def, args)
                                                        slot.pid, tostring(code)) }
       end
       os.remove(slot.file); os.remove(slot.file .. ".out.json")
+      if slot.gpus then gpus:release(slot.gpus) end   -- reused whatever the run's end
       finished(slot.i, s)
     end
     local forwarded = false
     while next_i <= #todo or #running > 0 do
       local sig = gqe.interrupted and gqe.interrupted()
-      while not sig and #running < jobs and next_i <= #todo do
-        start(todo[next_i]); next_i = next_i + 1
+      while not sig and #running < jobs and next_i <= #todo and start(todo[next_i]) do
+        next_i = next_i + 1
       end
       if #running == 0 then break end
       if sig and not forwarded then

@@ -197,11 +197,13 @@ static void test_lm_gradients(void **state) {
 }
 
 /* Step-by-step decoding with the cache must give the logits of a full prefill. */
-static void run_cache(gqe_attn_kind kind, gqe_variant variant) {
+static void run_cache(gqe_attn_kind kind, gqe_variant variant, gqe_router_kind router, int64_t k) {
     gqe_lm_config c;
     gqe_lm_config_default(&c);
     c.vocab = 19; c.dim = 16; c.layers = 2; c.max_seq = 12; c.mlp_hidden = 16;
-    c.attn.experts = 4; c.attn.groups = 2; c.attn.head_dim = 4; c.attn.kind = kind; c.attn.variant = variant;
+    c.attn.experts = 4; c.attn.head_dim = 4; c.attn.kind = kind; c.attn.variant = variant;
+    c.attn.router = router; c.attn.k = k;
+    c.attn.groups = kind == GQE_ATTN_MHA || kind == GQE_ATTN_MQA ? 0 : 2;   /* implied by the kind */
     gqe_lm *lm;
     CHECK_OK(gqe_lm_create(&lm, &c, GQE_CPU));
     randomize(gqe_lm_params(lm), 0.5f, 8);
@@ -233,11 +235,17 @@ static void run_cache(gqe_attn_kind kind, gqe_variant variant) {
     gqe_lm_destroy(lm);
 }
 
+/* Every kind, every variant, and the routers that route a token the same
+ * way whatever else is in the batch (random routing draws per call). */
 static void test_kv_cache(void **state) {
     (void)state;
-    run_cache(GQE_ATTN_GQE, GQE_VARIANT_GQE);
-    run_cache(GQE_ATTN_GQE, GQE_VARIANT_WEIGHTED_CONCAT);
-    run_cache(GQE_ATTN_GQA, GQE_VARIANT_GQE);
+    const gqe_variant variants[] = {GQE_VARIANT_GQE, GQE_VARIANT_HARD_CONCAT, GQE_VARIANT_WEIGHTED_CONCAT};
+    for (int v = 0; v < 3; v++)
+        for (int64_t k = 1; k <= 2; k++) run_cache(GQE_ATTN_GQE, variants[v], GQE_ROUTER_SOFTMAX, k);
+    const gqe_router_kind routers[] = {GQE_ROUTER_SIGMOID, GQE_ROUTER_BALANCED, GQE_ROUTER_HASH};
+    for (int r = 0; r < 3; r++) run_cache(GQE_ATTN_GQE, GQE_VARIANT_GQE, routers[r], 1);
+    const gqe_attn_kind dense[] = {GQE_ATTN_GQA, GQE_ATTN_MHA, GQE_ATTN_MQA};
+    for (int d = 0; d < 3; d++) run_cache(dense[d], GQE_VARIANT_GQE, GQE_ROUTER_SOFTMAX, 1);
 }
 
 static void test_lm_bad_tokens(void **state) {

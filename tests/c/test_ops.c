@@ -2,6 +2,7 @@
  * every backward op against central finite differences of its forward op
  * with the scalar loss sum(out * w), w random. */
 #include "testutil.h"
+#include "backend.h"
 #include <string.h>
 
 #define NARGS(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
@@ -696,6 +697,28 @@ static void test_rejects_bad_arguments(void **state) {
     FREE(&a, &b, &c, &w, &rs, &ids, &lg, &pr, &ix, &tv, &h);
 }
 
+/* The op list drives every table: the CPU backend fills every slot, each op
+ * has a distinct name, and a backend without an op (here the CUDA table of
+ * a build without nvcc, which has none) says so through the table. */
+static void test_op_list(void **state) {
+    (void)state;
+    const gqe_backend *cpu = gqe_backend_for(GQE_CPU);
+    for (int i = 0; i < GQE_OP_COUNT; i++) {
+        const char *name = gqe_op_name((gqe_op_id)i);
+        assert_non_null(name);
+        if (!gqe_backend_supports(cpu, (gqe_op_id)i)) fail_msg("the cpu backend lacks op %s", name);
+        for (int j = 0; j < i; j++) assert_string_not_equal(name, gqe_op_name((gqe_op_id)j));
+    }
+    assert_null(gqe_op_name(GQE_OP_COUNT));
+    assert_string_equal(gqe_op_name(GQE_OP_ID_matmul), "matmul");
+    assert_false(gqe_backend_supports(cpu, GQE_OP_COUNT));
+    const gqe_backend *cuda = gqe_backend_for(GQE_CUDA);
+    if (strstr(cuda->name, "not built"))
+        for (int i = 0; i < GQE_OP_COUNT; i++)
+            if (gqe_backend_supports(cuda, (gqe_op_id)i))
+                fail_msg("the CUDA stub claims op %s", gqe_op_name((gqe_op_id)i));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_elementwise),
@@ -722,6 +745,7 @@ int main(void) {
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_sgd),
         cmocka_unit_test(test_rejects_bad_arguments),
+        cmocka_unit_test(test_op_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

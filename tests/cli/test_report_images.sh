@@ -12,7 +12,7 @@ if [ -z "$CHROME" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 if [ -z "$CHROME" ]; then
   echo "SKIP: chromium is not installed and could not be installed (apt-get install chromium)"
-  exit 0
+  exit 77
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 bash tests/cli/test_report.sh --keep "$tmp" >/dev/null || { echo "FAIL: report generation"; exit 1; }

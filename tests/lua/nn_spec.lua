@@ -239,7 +239,22 @@ describe("LM", function()
 end)
 
 describe("wrong argument types", function()
-  it("raise Lua errors and never crash, for every binding", function()
+  -- Every binding called with every pair of wrong values either works or
+  -- raises a clear error: a string in luaL_argerror's form ("bad argument
+  -- #n to 'f' (reason)") or one that names the function or its object. A
+  -- Lua runtime error ("attempt to index ...") means an argument went
+  -- unchecked; a crash ends the run.
+  local function clear(err, name, owner)
+    if type(err) ~= "string" or err == "" then return false end
+    if err:find("attempt to ", 1, true) or err:find("stack overflow", 1, true) then return false end
+    if err:match("^bad argument #%d+ to '[^']*' %(.+%)$") then return true end
+    -- sizes like 1e12 are legal numbers that exhaust memory: the allocator says so
+    if err:match("^cpu: cannot allocate %d+ bytes$") or err == "not enough memory" then return true end
+    local low = err:lower()
+    return low:find(name:lower(), 1, true) ~= nil or low:find(owner:lower(), 1, true) ~= nil
+  end
+
+  it("raise clear Lua errors and never crash, for every binding", function()
     local t = gqe.randn({2, 3}, {seed = 1})
     local layer = gqe.nn.GQEAttention(small())
     local lm = gqe.nn.LM{vocab = 16, dim = 16, layers = 1, max_seq = 8, experts = 4, groups = 2}
@@ -247,25 +262,38 @@ describe("wrong argument types", function()
     -- side effects on the host (processes, sleeping, signals, git) are not fuzzed
     local skip = {sleep = true, kill = true, spawn = true, sgemm_bench = true, wait = true,
                   signals_install = true, git_commit = true, close = true}
-    local function try(f, self)
+    local calls, errors = 0, 0
+    local function try(name, owner, f, self)
       for i = 1, #vals + 1 do
         for j = 1, #vals + 1 do
-          if self then pcall(f, self, vals[i], vals[j]) else pcall(f, vals[i], vals[j]) end
+          local ok, err
+          if self then ok, err = pcall(f, self, vals[i], vals[j]) else ok, err = pcall(f, vals[i], vals[j]) end
+          calls = calls + 1
+          if not ok then
+            errors = errors + 1
+            assert(clear(err, name, owner), ("%s(%s, %s): unclear error %s"):format(name, tostring(vals[i]),
+                                                                                  tostring(vals[j]), tostring(err)))
+          end
         end
       end
     end
-    local function all(tbl, self)
+    local function all(tbl, owner, self)
       for name, f in pairs(tbl) do
-        if type(f) == "function" and not skip[name] then try(f, self); if self then try(f) end end
+        if type(f) == "function" and not skip[name] then
+          try(name, owner, f, self)
+          if self then try(name, owner, f) end
+        end
       end
     end
-    all(gqe.nn)
-    all({gqe.tensor, gqe.zeros, gqe.ones, gqe.full, gqe.randn, gqe.arange, gqe.matmul,
-         gqe.load_safetensors, gqe.getenv, gqe.isatty})
-    all(getmetatable(t).__index, t)
-    all(getmetatable(layer).__index, layer)
-    all(getmetatable(lm).__index, lm)
+    all(gqe.nn, "gqe.nn")
+    all({tensor = gqe.tensor, zeros = gqe.zeros, ones = gqe.ones, full = gqe.full, randn = gqe.randn,
+         arange = gqe.arange, matmul = gqe.matmul, load_safetensors = gqe.load_safetensors, getenv = gqe.getenv,
+         isatty = gqe.isatty}, "gqe")
+    all(getmetatable(t).__index, "tensor", t)
+    all(getmetatable(layer).__index, "GQEAttention", layer)
+    all(getmetatable(lm).__index, "LM", lm)
     collectgarbage()
+    assert.is_true(errors > calls / 2, ("only %d of %d wrong calls raised an error"):format(errors, calls))
     assert.are.same({2, 3}, t:shape())
     assert.is_number(lm:loss({{1, 2}}, {{2, 3}}))
   end)
