@@ -6,6 +6,7 @@
 #include "bind.h"
 #include "eval.h"
 #include <stdlib.h>
+#include <stdint.h>
 
 #define TASK_MT "gqe.Task"
 
@@ -26,46 +27,52 @@ static int l_read_llmc(lua_State *L) {
     return 1;
 }
 
-/* A Lua list of integer ids at idx into a new array (freed by the caller). */
-static int32_t *ids_from(lua_State *L, int idx, int64_t *n, const char *what) {
-    luaL_checktype(L, idx, LUA_TTABLE);
-    *n = (int64_t)luaL_len(L, idx);
-    int32_t *a = malloc((size_t)(*n ? *n : 1) * sizeof *a);
-    if (!a) luaL_error(L, "%s: out of memory", what);
-    for (int64_t i = 0; i < *n; i++) {
+/* The integer ids of the Lua list at idx, copied to dst (n entries). */
+static void ids_into(lua_State *L, int idx, int32_t *dst, int64_t n, const char *what) {
+    for (int64_t i = 0; i < n; i++) {
         lua_rawgeti(L, idx, i + 1);
         int ok;
         lua_Integer v = lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
-        if (!ok || v < INT32_MIN || v > INT32_MAX) { free(a); luaL_error(L, "%s: entry %d is not a token id", what, (int)i + 1); }
-        a[i] = (int32_t)v;
+        if (!ok || v < INT32_MIN || v > INT32_MAX) luaL_error(L, "%s: entry %d is not a token id", what, (int)i + 1);
+        dst[i] = (int32_t)v;
     }
-    return a;
 }
 
 static int task_add(lua_State *L) {
     gqe_mc_task *t = check_task(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_Integer label = luaL_checkinteger(L, 4);
-    int nc = (int)luaL_len(L, 3);
     int has_bytes = !lua_isnoneornil(L, 5);
-    int64_t nctx;
-    int32_t *ctx = ids_from(L, 2, &nctx, "task:add context");
-    int32_t **choice = calloc((size_t)(nc ? nc : 1), sizeof *choice);
-    int64_t *len = calloc((size_t)(nc ? nc : 1), sizeof *len), *bytes = calloc((size_t)(nc ? nc : 1), sizeof *bytes);
-    for (int c = 0; c < nc && choice && len && bytes; c++) {
+    if (has_bytes) luaL_checktype(L, 5, LUA_TTABLE);
+    int nc = (int)luaL_len(L, 3);
+    int64_t nctx = (int64_t)luaL_len(L, 2), total = nctx;
+    for (int c = 0; c < nc; c++) {
         lua_rawgeti(L, 3, c + 1);
-        choice[c] = ids_from(L, lua_gettop(L), &len[c], "task:add choice");   /* leaks only on a Lua error */
+        luaL_argcheck(L, lua_istable(L, -1), 3, "task:add: every choice must be a list of token ids");
+        total += (int64_t)luaL_len(L, -1);
         lua_pop(L, 1);
-        if (has_bytes) { lua_rawgeti(L, 5, c + 1); bytes[c] = lua_tointeger(L, -1); lua_pop(L, 1); }
     }
-    gqe_status s = choice && len && bytes
-        ? gqe_mc_task_add(t, ctx, nctx, nc, (const int32_t *const *)choice, len, has_bytes ? bytes : NULL,
-                          label < 0 || label > 1 << 30 ? -1 : (int)label)
-        : gqe_fail(GQE_ERR_NOMEM, "out of memory");
-    for (int c = 0; choice && c < nc; c++) free(choice[c]);
-    free(choice); free(len); free(bytes); free(ctx);
-    if (s != GQE_OK) return gqe_lua_fail(L, "task:add");
+    /* One buffer the garbage collector owns: a Lua error below leaks nothing. */
+    size_t bytes = (size_t)(total + 1) * sizeof(int32_t) + (size_t)(nc + 1) * (sizeof(int32_t *) + 2 * sizeof(int64_t));
+    char *mem = lua_newuserdatauv(L, bytes, 0);
+    int32_t **choice = (int32_t **)mem;
+    int64_t *len = (int64_t *)(choice + nc + 1), *nbytes = len + nc + 1;
+    int32_t *tok = (int32_t *)(nbytes + nc + 1);
+    ids_into(L, 2, tok, nctx, "task:add context");
+    int32_t *p = tok + nctx;
+    for (int c = 0; c < nc; c++) {
+        lua_rawgeti(L, 3, c + 1);
+        len[c] = (int64_t)luaL_len(L, -1);
+        choice[c] = p;
+        ids_into(L, lua_gettop(L), p, len[c], "task:add choice");
+        p += len[c];
+        lua_pop(L, 1);
+        if (has_bytes) { lua_rawgeti(L, 5, c + 1); nbytes[c] = lua_tointeger(L, -1); lua_pop(L, 1); }
+    }
+    GQE_LUA_TRY(L, "task:add", gqe_mc_task_add(t, tok, nctx, nc, (const int32_t *const *)choice, len,
+                                                has_bytes ? nbytes : NULL, label < 0 || label > 1 << 30 ? -1 : (int)label));
     return 0;
 }
 
