@@ -7,7 +7,8 @@
 #include <string.h>
 
 #define CACHE_MAX_KEY 64          /* longer pieces are rare: merged every time */
-#define CACHE_MAX_BYTES (64u << 20)
+#define CACHE_MAX_BYTES (16u << 20)
+#define CACHE_MAX_ENTRIES (1u << 20)   /* then the cache starts again: about 50 MB at most */
 
 uint64_t gqe_tok_mix(uint64_t h) {   /* splitmix64's finalizer: every bit reaches the low ones */
     h ^= h >> 30;
@@ -107,7 +108,7 @@ static gqe_status encode_piece(gqe_tokenizer *t, const unsigned char *p, size_t 
     int64_t first = out->n;
     GQE_TRY(bpe(t, p, n, out));
     size_t nids = (size_t)(out->n - first);
-    if (t->ckeys_len + n > CACHE_MAX_BYTES) { cache_clear(t); return GQE_OK; }
+    if (t->ckeys_len + n > CACHE_MAX_BYTES || t->cache_used >= CACHE_MAX_ENTRIES) { cache_clear(t); return GQE_OK; }
     if ((t->cache_used + 1) * 2 > t->cache_cap) {   /* keep the table at most half full */
         size_t ncap = t->cache_cap * 2;
         tok_cache_slot *nc = calloc(ncap, sizeof *nc);
