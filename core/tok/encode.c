@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define CACHE_MAX_KEY 64          /* longer pieces are rare: merged every time */
+#define LONG_PIECE 256            /* above this, merging by heap (bpe_long) beats the plain scan */
 #define CACHE_MAX_BYTES (16u << 20)
 #define CACHE_MAX_ENTRIES (1u << 20)   /* then the cache starts again: about 50 MB at most */
 
@@ -83,13 +84,87 @@ static gqe_status bpe(gqe_tokenizer *t, const unsigned char *p, size_t n, gqe_to
     return GQE_OK;
 }
 
+/* The same merges for a long piece in O(n log n): the symbols as a linked
+ * list, candidate pairs in a min-heap ordered by (rank, position), so the
+ * lowest rank and, among equals, the leftmost pair comes first as in bpe();
+ * entries made stale by an earlier merge are skipped when popped. */
+typedef struct { int32_t rank; int32_t pos; int32_t left, right; } heap_item;
+
+static int item_less(heap_item a, heap_item b) { return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos); }
+
+static void heap_push(heap_item *h, size_t *n, heap_item x) {
+    size_t i = (*n)++;
+    while (i > 0 && item_less(x, h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = x;
+}
+
+static heap_item heap_pop(heap_item *h, size_t *n) {
+    heap_item top = h[0], x = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && item_less(h[c + 1], h[c])) c++;
+        if (!item_less(h[c], x)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0) h[i] = x;
+    return top;
+}
+
+static gqe_status bpe_long(gqe_tokenizer *t, const unsigned char *p, size_t n, gqe_tok_ids *out) {
+    int32_t *sym = malloc(n * sizeof *sym), *next = malloc(n * sizeof *next), *prev = malloc(n * sizeof *prev);
+    heap_item *heap = malloc(3 * n * sizeof *heap);   /* n - 1 pairs at first, at most 2 more per merge */
+    gqe_status st = GQE_OK;
+    if (!sym || !next || !prev || !heap) { st = gqe_fail(GQE_ERR_NOMEM, "tokenizer: out of memory for a %zu-byte piece", n); goto done; }
+    size_t hn = 0;
+    int32_t merged;
+    for (size_t i = 0; i < n; i++) {
+        sym[i] = t->byte_id[p[i]];
+        next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+        prev[i] = (int32_t)i - 1;
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        int32_t r = gqe_tok_merge_rank(t, sym[i], sym[i + 1], &merged);
+        if (r >= 0) heap_push(heap, &hn, (heap_item){r, (int32_t)i, sym[i], sym[i + 1]});
+    }
+    while (hn > 0) {
+        heap_item it = heap_pop(heap, &hn);
+        int32_t i = it.pos, j = next[i];
+        /* stale: i was merged away (its prev link is cut), or a side changed */
+        if (j < 0 || sym[i] != it.left || sym[j] != it.right || (i > 0 && prev[i] == -2)) continue;
+        gqe_tok_merge_rank(t, sym[i], sym[j], &sym[i]);
+        next[i] = next[j];
+        if (next[j] >= 0) prev[next[j]] = i;
+        prev[j] = -2;
+        next[j] = -1;
+        if (prev[i] >= 0) {
+            int32_t a = prev[i], r = gqe_tok_merge_rank(t, sym[a], sym[i], &merged);
+            if (r >= 0) heap_push(heap, &hn, (heap_item){r, a, sym[a], sym[i]});
+        }
+        if (next[i] >= 0) {
+            int32_t r = gqe_tok_merge_rank(t, sym[i], sym[next[i]], &merged);
+            if (r >= 0) heap_push(heap, &hn, (heap_item){r, i, sym[i], sym[next[i]]});
+        }
+    }
+    int64_t count = 0;
+    for (int32_t i = 0; i >= 0; i = next[i]) count++;
+    st = ids_reserve(out, count);
+    if (st == GQE_OK)
+        for (int32_t i = 0; i >= 0; i = next[i]) out->ids[out->n++] = sym[i];
+done:
+    free(sym); free(next); free(prev); free(heap);
+    return st;
+}
+
 static void cache_clear(gqe_tokenizer *t) {
     if (t->cache) memset(t->cache, 0, t->cache_cap * sizeof *t->cache);
     t->cache_used = t->ckeys_len = t->cids_len = 0;
 }
 
 static gqe_status encode_piece(gqe_tokenizer *t, const unsigned char *p, size_t n, gqe_tok_ids *out) {
-    if (n > CACHE_MAX_KEY) return bpe(t, p, n, out);
+    if (n > CACHE_MAX_KEY) return n > LONG_PIECE ? bpe_long(t, p, n, out) : bpe(t, p, n, out);
     if (!t->cache) {
         t->cache_cap = 1 << 16;
         if (!(t->cache = calloc(t->cache_cap, sizeof *t->cache))) return gqe_fail(GQE_ERR_NOMEM, "tokenizer: out of memory");

@@ -68,6 +68,8 @@ describe("GPT-2 tokenizer", function()
       local s = table.concat(t)
       assert.equal(s, tok:decode(tok:encode(s)))
     end
+    local long = string.rep("ab", 50000) .. string.rep(" ", 3000) .. string.rep("!?", 2000)   -- pieces merged by heap
+    assert.equal(long, tok:decode(tok:encode(long)))
     assert.same({}, tok:encode(""))
     assert.equal("", tok:decode({}))
   end)
