@@ -157,11 +157,11 @@ fuzz-deps:
 	  echo "installing: clang-14 libclang-rt-14-dev"; SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null; fi
 
-# fuzz_config embeds Lua: it also takes the bindings (lua/*.c), instrumented.
+# fuzz_config and fuzz_lua_api embed Lua: they also take the bindings (lua/*.c), instrumented.
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(LUA_SRC) $(BUILD)/libgqe.a | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
-	  -Icore -Ilua -I/usr/include/lua5.4 -o $@ $< $(FUZZ_SRC) $(if $(filter config,$*),$(LUA_SRC)) \
+	  -Icore -Ilua -I/usr/include/lua5.4 -o $@ $< $(FUZZ_SRC) $(if $(filter config lua_api,$*),$(LUA_SRC)) \
 	  $(BUILD)/libgqe.a $(FUZZ_LINK)
 
 # Seeds (tests/fuzz/seeds/<target>/, valid files so the fuzzers start from

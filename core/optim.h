@@ -78,6 +78,9 @@ float gqe_optim_lr(const gqe_optimizer *opt);
 gqe_status gqe_optim_set_lr(gqe_optimizer *opt, float lr);
 const gqe_optim_config *gqe_optim_get_config(const gqe_optimizer *opt);
 gqe_paramset *gqe_optim_paramset(const gqe_optimizer *opt);
+/* GQE_OK when opt was created over ps and ps still has the size it had then;
+ * otherwise GQE_ERR_ARG: "<what>: the optimizer belongs to another model". */
+gqe_status gqe_optim_check_owner(const gqe_optimizer *opt, const gqe_paramset *ps, const char *what);
 /* Number of decay runs gqe_optim_step issues per step (one op call each). */
 int gqe_optim_run_count(const gqe_optimizer *opt);
 

@@ -51,8 +51,21 @@ typedef struct gqe_run_info {
  * Every flush on this handle refreshes the heartbeat of its running runs. */
 gqe_status gqe_runlog_run_begin(gqe_runlog *db, const gqe_run_info *info, int64_t *run_id);
 /* Flushes, then sets status (finished|failed|killed|diverged|crashed), the end
- * time and the error message (NULL for none). */
+ * time and the error message (NULL for none). A failed flush blocks only
+ * "finished": a stopped run gets its status, and its rows stay buffered. */
 gqe_status gqe_runlog_run_end(gqe_runlog *db, int64_t run_id, const char *status, const char *error);
+
+/* What a claimed run was before its claim (strings malloc'd; ended < 0: NULL). */
+typedef struct gqe_run_prev { char *status, *error; double ended; } gqe_run_prev;
+void gqe_run_prev_free(gqe_run_prev *p);
+/* Claims a stopped run (killed, crashed, failed, diverged) for this process,
+ * atomically: in one write transaction it becomes running here (host, pid,
+ * heartbeat now, no end, no error) and *prev receives what it was. A running
+ * or queued run is refused with a message naming the process and host that
+ * hold it; a finished one too. Flushes on this handle beat for it. */
+gqe_status gqe_runlog_run_claim(gqe_runlog *db, int64_t run_id, gqe_run_prev *prev);
+/* Puts a claimed run back as it was (a resume that failed before training). */
+gqe_status gqe_runlog_run_unclaim(gqe_runlog *db, int64_t run_id, const gqe_run_prev *prev);
 
 /* Buffered. A NaN value is stored as NULL. Logging a (run, key, step) twice
  * keeps the last value. */
@@ -64,6 +77,14 @@ gqe_status gqe_runlog_eval(gqe_runlog *db, int64_t run_id, int64_t step, const c
                            const char *key, double value);
 /* Written at once. */
 gqe_status gqe_runlog_checkpoint(gqe_runlog *db, int64_t run_id, int64_t step, const char *path);
+/* The same, and in the same transaction deletes the run's checkpoint rows
+ * beyond the newest `keep` (by step; 0 keeps all). Each deleted path that no
+ * remaining row names goes to pruned(ud, path), called inside the
+ * transaction: collect the paths there, remove the files after the call
+ * returns GQE_OK (a callback may run again if the write is retried). */
+typedef void (*gqe_runlog_path_fn)(void *ud, const char *path);
+gqe_status gqe_runlog_checkpoint_keep(gqe_runlog *db, int64_t run_id, int64_t step, const char *path,
+                                      int64_t keep, gqe_runlog_path_fn pruned, void *ud);
 
 /* Writes the buffer in one transaction, retrying while other writers hold the
  * lock. On failure returns GQE_ERR_DB and keeps the buffer. */

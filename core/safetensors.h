@@ -35,7 +35,8 @@ void gqe_st_file_free(gqe_st_file *f);
 
 /* Writes n tensors (any device; f32, bf16 or i32) and meta_n metadata
  * strings. Names are sorted in the file and must be unique. The file appears
- * atomically: written to PATH.tmp, synced, then renamed over PATH. */
+ * atomically: written to a temporary file created exclusively beside PATH
+ * (PATH.tmpXXXXXX, mkstemp), synced, then renamed over PATH. */
 gqe_status gqe_safetensors_write(const char *path, int n, const char *const *names,
                                  const gqe_tensor *const *tensors, int meta_n,
                                  const char *const *meta_keys, const char *const *meta_values);

@@ -1,5 +1,6 @@
 #include "tensor.h"
 #include "backend.h"
+#include "size.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +47,8 @@ static gqe_status set_shape(gqe_tensor *t, int ndim, const int64_t *shape) {
         return gqe_fail(GQE_ERR_SHAPE, "tensors have 0 to %d dims, got %d", GQE_MAX_DIMS, ndim);
     t->ndim = ndim;
     for (int i = 0; i < GQE_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) return gqe_fail(GQE_ERR_SHAPE, "negative dimension %lld", (long long)shape[i]);
-    return GQE_OK;
+    int64_t numel;
+    return gqe_shape_numel("tensor", ndim, shape, &numel);
 }
 
 gqe_status gqe_tensor_new(gqe_tensor *t, gqe_dtype dtype, gqe_device dev, int ndim, const int64_t *shape) {

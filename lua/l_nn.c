@@ -580,6 +580,12 @@ static int lm_generate(lua_State *L) {
     }
     lua_Integer P = luaL_len(L, 2);
     luaL_argcheck(L, P >= 1, 2, "prompt must hold at least one token id");
+    /* Validated before the buffer of P + n tokens is sized from them. */
+    GQE_LUA_CHECK(L, NULL, gqe_sample_opts_validate(&o));
+    int64_t max_seq = gqe_lm_get_config(u->lm)->max_seq;
+    if (P > max_seq || n > max_seq - P)
+        return luaL_error(L, "LM:generate: prompt (%I tokens) + new tokens (%I) exceed model.max_seq %I",
+                          (LUAI_UACINT)P, (LUAI_UACINT)n, (LUAI_UACINT)max_seq);
     int32_t *buf = lua_newuserdatauv(L, (size_t)(P + n) * sizeof(int32_t), 0);
     for (lua_Integer i = 0; i < P; i++) {
         lua_geti(L, 2, i + 1);
@@ -632,12 +638,40 @@ static int lm_paramset(lua_State *L) {
     return 1;
 }
 
+/* router_calls() -> {n per layer}: the random routers' draw counters (a
+ * checkpoint holds them); set_router_calls(t) puts them back. */
+static int lm_router_calls(lua_State *L) {
+    l_lm *u = check_lm(L, 1);
+    int64_t n = gqe_lm_layers(u->lm);
+    lua_createtable(L, (int)n, 0);
+    for (int64_t l = 0; l < n; l++) {
+        lua_pushinteger(L, (lua_Integer)gqe_attn_route_calls(gqe_lm_attn(u->lm, l)));
+        lua_rawseti(L, -2, l + 1);
+    }
+    return 1;
+}
+static int lm_set_router_calls(lua_State *L) {
+    l_lm *u = check_lm(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int64_t n = gqe_lm_layers(u->lm);
+    luaL_argcheck(L, luaL_len(L, 2) == n, 2, "one counter per layer");
+    for (int64_t l = 0; l < n; l++) {
+        lua_rawgeti(L, 2, l + 1);
+        lua_Integer v = luaL_checkinteger(L, -1);
+        luaL_argcheck(L, v >= 0, 2, "counters are >= 0");
+        gqe_attn_set_route_calls(gqe_lm_attn(u->lm, l), (uint64_t)v);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 static const luaL_Reg lm_methods[] = {
     {"loss", lm_loss}, {"forward", lm_forward}, {"backward", lm_backward}, {"state", lm_state},
     {"grads", lm_grads}, {"load", lm_load}, {"zero_grad", lm_zero_grad}, {"num_params", lm_num_params},
     {"after_step", lm_after_step}, {"flops_per_token", lm_flops}, {"device", lm_device},
     {"parameters", lm_parameters}, {"usage", lm_usage}, {"aux_losses", lm_aux_losses},
-    {"routing", lm_routing}, {"generate", lm_generate}, {"config", lm_config}, {NULL, NULL}};
+    {"routing", lm_routing}, {"generate", lm_generate}, {"config", lm_config},
+    {"router_calls", lm_router_calls}, {"set_router_calls", lm_set_router_calls}, {NULL, NULL}};
 
 static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
                       lua_CFunction tostring, lua_CFunction paramset) {

@@ -7,6 +7,17 @@
 
 #define RUNLOG_MT "gqe.RunLog"
 
+/* Run-log failures (corrupt, full, locked, read-only database) are the
+ * user's to read: the message names the database and the cause, so it is
+ * raised without a "file:line:" prefix, which the host would take for a bug
+ * in the code and print a traceback under. */
+#undef GQE_LUA_TRY
+#define GQE_LUA_TRY(L, what, expr) do { if ((expr) != GQE_OK) return runlog_fail(L, what); } while (0)
+static int runlog_fail(lua_State *L, const char *what) {
+    lua_pushfstring(L, "%s: %s", what, gqe_last_error());
+    return lua_error(L);
+}
+
 typedef struct { gqe_runlog *db; } l_runlog;
 
 static gqe_runlog *check_db(lua_State *L) {
@@ -160,10 +171,52 @@ static int l_eval(lua_State *L) {
     return 0;
 }
 
+/* A set (path -> true): a retried write may report a path twice. */
+static void collect_path(void *ud, const char *path) {
+    lua_State *L = ud;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, path);
+}
+
+/* checkpoint(run, step, path[, keep]) -> list of the paths pruned (keep > 0:
+ * the run keeps its newest `keep` checkpoint rows; remove the files). */
 static int l_checkpoint(lua_State *L) {
     gqe_runlog *db = check_db(L);
-    GQE_LUA_TRY(L, "db:checkpoint", gqe_runlog_checkpoint(db, luaL_checkinteger(L, 2), luaL_checkinteger(L, 3),
-                luaL_checkstring(L, 4)));
+    lua_Integer run = luaL_checkinteger(L, 2), step = luaL_checkinteger(L, 3), keep = luaL_optinteger(L, 5, 0);
+    const char *path = luaL_checkstring(L, 4);
+    lua_newtable(L);
+    GQE_LUA_TRY(L, "db:checkpoint", gqe_runlog_checkpoint_keep(db, run, step, path, keep, collect_path, L));
+    lua_newtable(L);
+    int i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -3)) { lua_pop(L, 1); lua_pushvalue(L, -1); lua_rawseti(L, -3, ++i); }
+    return 1;
+}
+
+/* claim_run(id) -> {status=, error=, ended=}: what the run was (see
+ * gqe_runlog_run_claim); unclaim_run(id, that table) puts it back. */
+static int l_claim_run(lua_State *L) {
+    gqe_runlog *db = check_db(L);
+    gqe_run_prev prev;
+    GQE_LUA_TRY(L, "db:claim_run", gqe_runlog_run_claim(db, luaL_checkinteger(L, 2), &prev));
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, prev.status);
+    lua_setfield(L, -2, "status");
+    if (prev.error) { lua_pushstring(L, prev.error); lua_setfield(L, -2, "error"); }
+    if (prev.ended >= 0) { lua_pushnumber(L, prev.ended); lua_setfield(L, -2, "ended"); }
+    gqe_run_prev_free(&prev);
+    return 1;
+}
+
+static int l_unclaim_run(lua_State *L) {
+    gqe_runlog *db = check_db(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "status");
+    lua_getfield(L, 3, "error");
+    lua_getfield(L, 3, "ended");
+    gqe_run_prev prev = {(char *)luaL_checkstring(L, -3), (char *)luaL_optstring(L, -2, NULL), luaL_optnumber(L, -1, -1)};
+    GQE_LUA_TRY(L, "db:unclaim_run", gqe_runlog_run_unclaim(db, id, &prev));
     return 0;
 }
 
@@ -303,6 +356,7 @@ void gqe_lua_open_runlog(lua_State *L) {
         {"experiment", l_experiment}, {"find_finished", l_find_finished}, {"begin_run", l_begin_run},
         {"log", l_log}, {"head_usage", l_head_usage}, {"eval", l_eval}, {"checkpoint", l_checkpoint},
         {"flush", l_flush}, {"pending", l_pending}, {"end_run", l_end_run}, {"mark_crashed", l_mark_crashed},
+        {"claim_run", l_claim_run}, {"unclaim_run", l_unclaim_run},
         {"bench", l_bench}, {"query", l_query}, {"exec", l_exec}, {"set_timeout", l_set_timeout},
         {NULL, NULL}};
     gqe_lua_new_class(L, RUNLOG_MT, methods, l_close, l_tostring);

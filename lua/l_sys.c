@@ -3,6 +3,7 @@
  * sgemm peak used as the CPU baseline of `gqe bench`. */
 #include "bind.h"
 #include "backend.h"
+#include "interrupt.h"
 #include "ops.h"
 #include "profile.h"
 #include "rng.h"
@@ -80,6 +81,7 @@ static int l_sleep(lua_State *L) {
 static void on_signal(int sig) {
     if (g_signal) _exit(sig == SIGTERM ? 143 : 130);
     g_signal = sig;
+    gqe_interrupt_request(sig);   /* long computations in the core stop too */
 }
 
 static int l_signals_install(lua_State *L) {
@@ -89,7 +91,9 @@ static int l_signals_install(lua_State *L) {
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
         return luaL_error(L, "gqe.signals_install: sigaction failed: %s", strerror(errno));
+    signal(SIGXFSZ, SIG_IGN);   /* over a file-size limit, writes fail (EFBIG) like a full disk */
     g_signal = 0;
+    gqe_interrupt_clear();
     return 0;
 }
 
@@ -101,6 +105,7 @@ static int l_signals_reset(lua_State *L) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     g_signal = 0;
+    gqe_interrupt_clear();
     (void)L;
     return 0;
 }

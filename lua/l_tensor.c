@@ -6,6 +6,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "size.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,7 +204,10 @@ static int l_arange(lua_State *L) {
     gqe_dtype dt = GQE_F32;
     gqe_device dev;
     read_opts(L, opt, "gqe.arange", TENSOR_OPTS, &dt, &dev);
-    int64_t n = b > a ? b - a : 0;
+    /* b - a itself can overflow (arange(-2^62, 2^62)). */
+    int64_t n = 0;
+    if (b > a && __builtin_sub_overflow(b, a, &n))
+        return luaL_error(L, "gqe.arange: the range [%I, %I) is too large", (LUAI_UACINT)a, (LUAI_UACINT)b);
     gqe_tensor *t = push_new(L, dt, 1, &n);
     for (int64_t i = 0; i < n; i++) put(dt, gqe_tensor_data(t), (size_t)i, (lua_Number)(a + i));
     move_top(L, dev);
@@ -311,7 +315,7 @@ static int m_view(lua_State *L) {
     gqe_tensor *t = gqe_lua_check_tensor(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer n = luaL_len(L, 2);
-    luaL_argcheck(L, n <= GQE_MAX_DIMS, 2, "too many dimensions");
+    luaL_argcheck(L, n >= 0 && n <= GQE_MAX_DIMS, 2, "too many dimensions");
     int64_t shape[GQE_MAX_DIMS], known = 1;
     int infer = -1;
     for (int i = 0; i < n; i++) {
@@ -320,19 +324,20 @@ static int m_view(lua_State *L) {
         lua_Integer d = lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
         luaL_argcheck(L, ok, 2, "dimensions must be integers");
-        if (d == -1 && infer < 0) { infer = i; continue; }
+        if (d == -1 && infer < 0) { infer = i; shape[i] = 1; continue; }
         luaL_argcheck(L, d >= 0, 2, "negative dimension (only one -1 is allowed)");
         shape[i] = d;
-        known *= d;
     }
+    /* Checked: a product that wraps could otherwise match numel by accident. */
+    GQE_LUA_CHECK(L, NULL, gqe_shape_numel("view", (int)n, shape, &known));
     int64_t numel = gqe_tensor_numel(t);
     if (infer >= 0) shape[infer] = known ? numel / known : 0;
-    int64_t total = 1;
-    for (int i = 0; i < n; i++) total *= shape[i];
+    int64_t total;
+    GQE_LUA_CHECK(L, NULL, gqe_shape_numel("view", (int)n, shape, &total));
     if (total != numel) {
         char buf[96];
-        return luaL_error(L, "view: a tensor of shape %s (%d elements) cannot be viewed as %d elements",
-                          gqe_tensor_shape_str(t, buf, sizeof buf), (int)numel, (int)total);
+        return luaL_error(L, "view: a tensor of shape %s (%I elements) cannot be viewed as %I elements",
+                          gqe_tensor_shape_str(t, buf, sizeof buf), (LUAI_UACINT)numel, (LUAI_UACINT)total);
     }
     gqe_tensor r = gqe_tensor_ref(t);
     gqe_lua_push_tensor(L, gqe_tensor_reshape(&r, (int)n, shape));

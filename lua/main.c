@@ -4,6 +4,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -147,6 +148,9 @@ static int open_all(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+    /* A file-size limit (ulimit -f) then fails the write with EFBIG, handled
+     * like a full disk, instead of killing the process mid-run. */
+    signal(SIGXFSZ, SIG_IGN);
     lua_State *L = luaL_newstate();
     if (!L) { fputs("gqe: cannot create the Lua state (out of memory)\n", stderr); return 1; }
     lua_pushcfunction(L, open_all);

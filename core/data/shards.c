@@ -3,6 +3,7 @@
  * then `count` uint16 tokens. Each file is read whole and checked fully at
  * open, so a bad shard fails the run before the first step, not hours in. */
 #include "kinds.h"
+#include "../interrupt.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -105,6 +106,12 @@ static gqe_status open_split(shard_impl *si, gqe_token_split *sp, const char *pa
     for (size_t i = 0; s == GQE_OK && i < g.gl_pathc; i++) {   /* glob sorts the names */
         size_t len = 0;
         unsigned char *buf = NULL;
+        /* Many shards take long to read: a signal stops between two. */
+        if (gqe_interrupt_pending()) {
+            s = gqe_fail(GQE_ERR_INTERRUPTED, "%s: interrupted by signal %d while reading shards", pattern,
+                         gqe_interrupt_pending());
+            break;
+        }
         s = read_file(g.gl_pathv[i], &buf, &len);
         if (s != GQE_OK) break;
         si->bufs[si->nbufs++] = buf;

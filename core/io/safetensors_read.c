@@ -269,6 +269,7 @@ static int by_range(const void *a, const void *b) {
 /* Duplicate names and overlapping byte ranges are corrupt files (two tensors
  * would alias), so both are refused. Leaves the entries sorted by name. */
 static gqe_status check_entries(st_parser *p) {
+    if (p->n < 2) return GQE_OK;   /* nothing to compare; ents may be NULL (qsort must not see it) */
     qsort(p->ents, (size_t)p->n, sizeof *p->ents, by_range);
     for (int i = 1; i < p->n; i++)
         if (p->ents[i].begin < p->ents[i - 1].end)

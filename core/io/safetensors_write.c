@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct sbuf { char *p; size_t len, cap; int failed; } sbuf;
@@ -147,15 +148,26 @@ gqe_status gqe_safetensors_write(const char *path, int n, const char *const *nam
     gqe_status s = check_inputs(path, o, n);
     if (s == GQE_OK) s = build_header(&h, path, o, n, meta_n, meta_keys, meta_values);
 
+    /* The temporary file is created exclusively (mkstemp: O_CREAT|O_EXCL, so
+     * a planted file or symlink is never opened) under an unpredictable name
+     * in the target's directory, so the rename stays on one file system. */
     size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
+    char *tmp = malloc(plen + 12);
     if (s == GQE_OK && !tmp) s = gqe_fail(GQE_ERR_NOMEM, "out of host memory");
     FILE *f = NULL;
     if (s == GQE_OK) {
         memcpy(tmp, path, plen);
-        memcpy(tmp + plen, ".tmp", 5);
-        f = fopen(tmp, "wb");
-        if (!f) s = gqe_fail(GQE_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        memcpy(tmp + plen, ".tmpXXXXXX", 11);
+        int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) s = gqe_fail(GQE_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        else {
+            /* mkstemp makes the file 0600; give it what a plain create would. */
+            mode_t mask = umask(0);
+            umask(mask);
+            (void)fchmod(fd, 0666 & ~mask);
+            f = fdopen(fd, "wb");
+            if (!f) { s = gqe_fail(GQE_ERR_IO, "%s: %s", tmp, strerror(errno)); close(fd); unlink(tmp); }
+        }
     }
     if (s == GQE_OK) {
         unsigned char len8[8];

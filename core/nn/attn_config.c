@@ -1,6 +1,7 @@
 /* Names, defaults and validation of attention configurations. Messages name
  * the key and the allowed values, since users meet them as config errors. */
 #include "attn.h"
+#include "../size.h"
 #include <string.h>
 
 static const char *const kind_names[] = {"gqe", "gqa", "mha", "mqa"};
@@ -82,7 +83,10 @@ gqe_status gqe_attn_config_validate(gqe_attn_config *c) {
         if (c->router == GQE_ROUTER_BALANCED && !(c->balance_gamma >= 0))
             return gqe_fail(GQE_ERR_ARG, "balance_gamma must be >= 0, got %g", (double)c->balance_gamma);
     }
-    return GQE_OK;
+    /* The largest projection's size, checked before anything multiplies it. */
+    int64_t n;
+    const int64_t q[] = {c->experts, c->head_dim, c->dim};
+    return gqe_size_product("experts x head_dim x dim (the query projection)", 3, q, &n);
 }
 
 int64_t gqe_attn_slots(const gqe_attn_config *c) {

@@ -1,6 +1,8 @@
 /* The language model: a stack of pre-norm blocks over one parameter buffer.
  * Activations for backward live in one arena per (B, T). */
 #include "lm_internal.h"
+#include "../size.h"
+#include "../interrupt.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +43,17 @@ gqe_status gqe_lm_config_validate(gqe_lm_config *c) {
     if ((unsigned)c->mlp > GQE_MLP_SWIGLU) return gqe_fail(GQE_ERR_ARG, "unknown mlp (allowed: gelu, swiglu)");
     if (!(c->norm_eps > 0)) return gqe_fail(GQE_ERR_ARG, "norm_eps must be positive, got %g", (double)c->norm_eps);
     if (!(c->init_std > 0)) return gqe_fail(GQE_ERR_ARG, "init_std must be positive, got %g", (double)c->init_std);
-    if (c->mlp_hidden == 0) c->mlp_hidden = 4 * c->dim;
+    /* Sizes from the config, checked before anything is allocated: the
+     * largest weights and the activations of one sequence. */
+    if (c->mlp_hidden == 0 && !gqe_mul_ok(4, c->dim, &c->mlp_hidden))
+        return gqe_fail(GQE_ERR_ARG, "dim %lld is too large (the MLP would be 4 x dim wide)", (long long)c->dim);
+    int64_t n;
+    const int64_t emb[] = {c->vocab, c->dim}, mlp[] = {c->mlp == GQE_MLP_SWIGLU ? 2 : 1, c->mlp_hidden, c->dim};
+    const int64_t seq[] = {c->max_seq, c->dim}, heads[] = {c->attn.experts, c->attn.head_dim, c->dim};
+    GQE_TRY(gqe_size_product("vocab x dim (the embedding)", 2, emb, &n));
+    GQE_TRY(gqe_size_product("mlp_hidden x dim (an MLP weight)", 3, mlp, &n));
+    GQE_TRY(gqe_size_product("max_seq x dim (one sequence's activations)", 2, seq, &n));
+    GQE_TRY(gqe_size_product("experts x head_dim x dim (the query projection)", 3, heads, &n));
     c->attn.dim = c->dim;
     return gqe_attn_config_validate(&c->attn);
 }
@@ -218,6 +230,17 @@ gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, in
     return GQE_OK;
 }
 
+/* Between layers: a pending interrupt abandons the pass. The random
+ * routers' counters go back to where this forward found them, so the step
+ * can be run again from a checkpoint with the same routing. */
+static gqe_status check_interrupt(gqe_lm *lm) {
+    int sig = gqe_interrupt_pending();
+    if (!sig) return GQE_OK;
+    for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_set_route_calls(lm->blocks[l].attn, lm->blocks[l].route_mark);
+    lm->have_forward = false;
+    return gqe_fail(GQE_ERR_INTERRUPTED, "interrupted by signal %d: the pass was abandoned", sig);
+}
+
 gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor *targets,
                           float aux_coef, float *loss, float *aux) {
     char s[64];
@@ -270,8 +293,10 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     } else {
         GQE_TRY(gqe_rmsnorm_forward(&lm->nf, &lm->rstd_f, &h0, &lm->normf, eps));
     }
+    for (int64_t l = 0; l < L; l++) lm->blocks[l].route_mark = gqe_attn_route_calls(lm->blocks[l].attn);
     for (int64_t l = 0; l < L; l++) {
         block *b = &lm->blocks[l];
+        GQE_TRY(check_interrupt(lm));
         gqe_tensor hl = lm_rows(&lm->h[l], R), y = lm_rows(&lm->y, R);
         GQE_TRY(gqe_attn_forward(b->attn, &lm->y, &b->n1, &lm->tokens));
         GQE_TRY(gqe_add_rmsnorm_forward(&b->h_mid, &b->n2, &b->rstd2, &hl, &y, &b->norm2, eps));
@@ -336,6 +361,7 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     GQE_TRY(gqe_rmsnorm_backward(&dh, &lm->dnormf, &dn, &hL, &lm->normf, &lm->rstd_f, dy_copy));
     for (int64_t l = lm->cfg.layers - 1; l >= 0; l--) {
         block *b = &lm->blocks[l];
+        GQE_TRY(check_interrupt(lm));
         /* MLP branch: dh is the gradient of its output (residual). */
         GQE_TRY(gqe_matmul(&lm->dact, &dy, &b->cfc_out, false, false, 1.0f, 0.0f));
         /* GELU's backward recomputes act in the same pass (see mlp_activation) */

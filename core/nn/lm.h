@@ -69,6 +69,8 @@ typedef struct gqe_sample_opts {
     int (*on_token)(void *ctx, int32_t id);
     void *on_token_ctx;
 } gqe_sample_opts;
+/* temperature finite and >= 0, top_k >= 0; messages name the option. */
+gqe_status gqe_sample_opts_validate(const gqe_sample_opts *o);
 /* Decodes n tokens after prompt (B=1, length P) with the KV cache; out has
  * room for P + n tokens and receives prompt then generated tokens. */
 gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,

@@ -88,13 +88,25 @@ static int32_t sample(const float *logits, int64_t V, const gqe_sample_opts *o, 
     return (int32_t)best;
 }
 
+gqe_status gqe_sample_opts_validate(const gqe_sample_opts *o) {
+    if (!(o->temperature >= 0) || isinf(o->temperature))
+        return gqe_fail(GQE_ERR_ARG, "generate: temperature must be finite and >= 0 (0 is greedy), got %g",
+                        (double)o->temperature);
+    if (o->top_k < 0)
+        return gqe_fail(GQE_ERR_ARG, "generate: top_k must be >= 0 (0 keeps every token), got %lld", (long long)o->top_k);
+    return GQE_OK;
+}
+
 gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t n,
                            const gqe_sample_opts *opts, int32_t *out) {
     int64_t V = lm->cfg.vocab;
     if (P < 1) return gqe_fail(GQE_ERR_ARG, "generate: the prompt needs at least one token");
-    if (P + n > lm->cfg.max_seq)
+    /* Compared without adding, so a huge n cannot wrap around the bound. */
+    if (n < 0) return gqe_fail(GQE_ERR_ARG, "generate: number of new tokens must be >= 0, got %lld", (long long)n);
+    if (P > lm->cfg.max_seq || n > lm->cfg.max_seq - P)
         return gqe_fail(GQE_ERR_ARG, "generate: prompt (%lld) + new tokens (%lld) exceed model.max_seq %lld",
                         (long long)P, (long long)n, (long long)lm->cfg.max_seq);
+    GQE_TRY(gqe_sample_opts_validate(opts));
     for (int64_t i = 0; i < P; i++)
         if (prompt[i] < 0 || prompt[i] >= V)
             return gqe_fail(GQE_ERR_ARG, "generate: prompt token %d is outside the vocabulary [0, %lld)", prompt[i], (long long)V);

@@ -12,6 +12,7 @@ typedef struct block {
     gqe_tensor cfc_in, cfc_out;     /* what the matmuls read (params.h) */
     /* saved activations */
     gqe_tensor n1, rstd1, h_mid, n2, rstd2, pre;
+    uint64_t route_mark;            /* the router's counter when the last forward began */
 } block;
 
 struct gqe_lm {

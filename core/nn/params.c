@@ -1,4 +1,5 @@
 #include "params.h"
+#include "../size.h"
 #include "../ops.h"
 #include "../rng.h"
 #include <stdlib.h>
@@ -26,15 +27,20 @@ gqe_status gqe_paramset_add(gqe_paramset *ps, const char *name, int ndim, const 
         ps->items = items;
         ps->cap = cap;
     }
+    if (ndim < 0 || ndim > GQE_MAX_DIMS) return gqe_fail(GQE_ERR_ARG, "parameter '%s': %d dims", name, ndim);
+    int64_t numel, total;
+    GQE_TRY(gqe_shape_numel(name, ndim, shape, &numel));
+    /* Keep every parameter 16-element aligned so vector loads stay aligned. */
+    if (!gqe_add_ok((int64_t)ps->numel, (numel + 15) & ~(int64_t)15, &total))
+        return gqe_fail(GQE_ERR_ARG, "parameter '%s': the model's parameters total more than 2^48 elements", name);
     gqe_param *p = &ps->items[ps->count++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = ndim;
-    p->numel = 1;
-    for (int i = 0; i < ndim; i++) { p->shape[i] = shape[i]; p->numel *= (size_t)shape[i]; }
+    p->numel = (size_t)numel;
+    for (int i = 0; i < ndim; i++) p->shape[i] = shape[i];
     p->offset = ps->numel;
-    /* Keep every parameter 16-element aligned so vector loads stay aligned. */
-    ps->numel += (p->numel + 15) & ~(size_t)15;
+    ps->numel = (size_t)total;
     p->role = role;
     p->value = value;
     p->grad = grad;

@@ -176,6 +176,16 @@ gqe_status gqe_optim_set_lr(gqe_optimizer *opt, float lr) {
 
 const gqe_optim_config *gqe_optim_get_config(const gqe_optimizer *opt) { return &opt->cfg; }
 gqe_paramset *gqe_optim_paramset(const gqe_optimizer *opt) { return opt->ps; }
+gqe_status gqe_optim_check_owner(const gqe_optimizer *opt, const gqe_paramset *ps, const char *what) {
+    if (opt->ps != ps)
+        return gqe_fail(GQE_ERR_ARG, "%s: the optimizer belongs to another model (its parameters are not this "
+                        "model's; create it over this model)", what);
+    if (ps->numel != opt->numel)
+        return gqe_fail(GQE_ERR_ARG, "%s: the model's parameters changed after its optimizer was created "
+                        "(%zu elements, was %zu)", what, ps->numel, opt->numel);
+    return GQE_OK;
+}
+
 int gqe_optim_run_count(const gqe_optimizer *opt) { return opt->nruns; }
 int gqe_optim_state_count(const gqe_optimizer *opt) { return opt->nstates; }
 

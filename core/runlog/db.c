@@ -13,7 +13,8 @@
  * one. views.sql drops its views before creating them, so a migration that
  * changes a view can simply list "analysis/views.sql" again. */
 static const char *const migration_1[] = {"analysis/schema.sql", "analysis/views.sql", NULL};
-static const char *const *const migrations[] = {migration_1};
+static const char *const migration_2[] = {"analysis/migration_2_run_uid.sql", NULL};
+static const char *const *const migrations[] = {migration_1, migration_2};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))
 
 int gqe_runlog_schema_version(void) { return N_MIGRATIONS; }
@@ -167,6 +168,11 @@ static gqe_status open_db(gqe_runlog *db, const char *path) {
 gqe_status gqe_runlog_open(gqe_runlog **out, const char *path) {
     *out = NULL;
     if (!path || !*path) return gqe_fail(GQE_ERR_ARG, "runlog: database path is empty");
+    /* An in-memory or temporary database dies with its process: runs logged
+     * there are lost, and two processes opening it would each see their own. */
+    if (path[0] == ':' || strncmp(path, "file:", 5) == 0)
+        return gqe_fail(GQE_ERR_ARG, "runlog: '%s' is not a file path; the run log must be a file (e.g. runs.db) "
+                        "that outlives the process and that every worker shares", path);
     gqe_runlog *db = calloc(1, sizeof *db);
     if (!db || !(db->path = strdup(path))) { free(db); return gqe_fail(GQE_ERR_NOMEM, "runlog: out of memory"); }
     gqe_status s = open_db(db, path);

@@ -113,8 +113,8 @@ static int begin_body(gqe_runlog *db, void *ud) {
     double now = rl_now();
     sqlite3_stmt *st;
     int rc = prep(db, "INSERT INTO runs(experiment_id, name, status, config, config_hash, git_commit, git_dirty, "
-                      "host, pid, device, seed, started, heartbeat) "
-                      "VALUES(?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)", &st);
+                      "host, pid, device, seed, started, heartbeat, uid) "
+                      "VALUES(?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, lower(hex(randomblob(8))))", &st);
     if (rc != SQLITE_OK) return rc;
     sqlite3_bind_int64(st, 1, in->experiment_id);
     rl_bind_text(st, 2, in->name);
@@ -197,10 +197,130 @@ gqe_status gqe_runlog_run_end(gqe_runlog *db, int64_t run_id, const char *status
     if (!ok || strcmp(status, "running") == 0 || strcmp(status, "queued") == 0)
         return gqe_fail(GQE_ERR_ARG, "runlog end_run: status '%s' must be one of finished, failed, killed, "
                         "diverged, crashed", status ? status : "(null)");
-    GQE_TRY(gqe_runlog_flush(db));
+    /* A run ends finished only with everything it logged written. A run
+     * that stopped gets its status even when the flush fails (a full disk
+     * may still take one small row while the buffer does not fit); the rows
+     * stay buffered for a later flush or close. */
+    gqe_status flushed = gqe_runlog_flush(db);
+    if (flushed != GQE_OK && strcmp(status, "finished") == 0) return flushed;
     end_args a = {run_id, status, error, 0};
-    GQE_TRY(rl_write(db, "end run", end_body, &a));
+    if (rl_write(db, "end run", end_body, &a) != GQE_OK) {
+        /* A WAL that cannot grow (a file-size limit, a full disk) can often
+         * be folded back into the database and then reused from its start:
+         * try that once for the status row. */
+        sqlite3_wal_checkpoint_v2(db->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        GQE_TRY(rl_write(db, "end run", end_body, &a));
+    }
     if (!a.changed) return gqe_fail(GQE_ERR_ARG, "%s: end_run: no run with id %lld", db->path, (long long)run_id);
+    for (int i = 0; i < db->nactive; i++)
+        if (db->active[i] == run_id) { db->active[i] = db->active[--db->nactive]; break; }
+    return GQE_OK;
+}
+
+/* ---- claiming a stopped run ---- */
+
+typedef struct {
+    int64_t id, pid;
+    const char *host;
+    gqe_run_prev *prev;
+    char why[512];
+} claim_args;
+
+static char *col_dup(sqlite3_stmt *st, int c) {
+    const unsigned char *t = sqlite3_column_text(st, c);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static int claim_body(gqe_runlog *db, void *ud) {
+    claim_args *a = ud;
+    sqlite3_stmt *st;
+    int rc = prep(db, "SELECT status, error, ended, host, pid FROM runs WHERE id = ?1", &st);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(st, 1, a->id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        snprintf(a->why, sizeof a->why, "no run %lld in this database", (long long)a->id);
+        sqlite3_finalize(st);
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_ROW) { sqlite3_finalize(st); return rc; }
+    const char *status = (const char *)sqlite3_column_text(st, 0);
+    const char *host = (const char *)sqlite3_column_text(st, 3);
+    if (status && (strcmp(status, "running") == 0 || strcmp(status, "queued") == 0)) {
+        snprintf(a->why, sizeof a->why, "run %lld is %s: held by process %lld on %s; stop it first",
+                 (long long)a->id, status, (long long)sqlite3_column_int64(st, 4), host ? host : "an unknown host");
+    } else if (status && strcmp(status, "finished") == 0) {
+        snprintf(a->why, sizeof a->why, "run %lld already finished", (long long)a->id);
+    } else {
+        a->prev->status = col_dup(st, 0);
+        a->prev->error = col_dup(st, 1);
+        a->prev->ended = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 2);
+    }
+    sqlite3_finalize(st);
+    if (a->why[0]) return SQLITE_OK;
+    if (!a->prev->status) return SQLITE_NOMEM;
+    /* The status is checked again in the UPDATE itself, under the same
+     * write lock: two claims cannot both see the run stopped. */
+    rc = prep(db, "UPDATE runs SET status = 'running', ended = NULL, error = NULL, host = ?2, pid = ?3, "
+                  "heartbeat = ?4 WHERE id = ?1 AND status NOT IN ('running', 'queued', 'finished')", &st);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(st, 1, a->id);
+    rl_bind_text(st, 2, a->host);
+    sqlite3_bind_int64(st, 3, a->pid);
+    sqlite3_bind_double(st, 4, rl_now());
+    rc = rl_step_done(st);
+    if (rc == SQLITE_OK && sqlite3_changes(db->db) != 1)
+        snprintf(a->why, sizeof a->why, "run %lld changed status while being claimed", (long long)a->id);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void gqe_run_prev_free(gqe_run_prev *p) {
+    free(p->status);
+    free(p->error);
+    p->status = p->error = NULL;
+}
+
+gqe_status gqe_runlog_run_claim(gqe_runlog *db, int64_t run_id, gqe_run_prev *prev) {
+    memset(prev, 0, sizeof *prev);
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+    claim_args a = {run_id, (int64_t)getpid(), host[0] ? host : NULL, prev, ""};
+    gqe_status s = rl_write(db, "claim run", claim_body, &a);
+    if (s == GQE_OK && a.why[0]) s = gqe_fail(GQE_ERR_ARG, "%s", a.why);
+    if (s != GQE_OK) { gqe_run_prev_free(prev); return s; }
+    if (db->nactive == db->capactive) {
+        int nc = db->capactive ? db->capactive * 2 : 8;
+        int64_t *q = realloc(db->active, (size_t)nc * sizeof *q);
+        if (!q) return gqe_fail(GQE_ERR_NOMEM, "runlog: out of memory");
+        db->active = q; db->capactive = nc;
+    }
+    db->active[db->nactive++] = run_id;
+    remember(db, run_id);
+    return GQE_OK;
+}
+
+typedef struct { int64_t id; const gqe_run_prev *prev; } unclaim_args;
+
+static int unclaim_body(gqe_runlog *db, void *ud) {
+    unclaim_args *a = ud;
+    sqlite3_stmt *st;
+    int rc = prep(db, "UPDATE runs SET status = ?2, error = ?3, ended = ?4 WHERE id = ?1", &st);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(st, 1, a->id);
+    rl_bind_text(st, 2, a->prev->status);
+    rl_bind_text(st, 3, a->prev->error);
+    if (a->prev->ended >= 0) sqlite3_bind_double(st, 4, a->prev->ended); else sqlite3_bind_null(st, 4);
+    rc = rl_step_done(st);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+gqe_status gqe_runlog_run_unclaim(gqe_runlog *db, int64_t run_id, const gqe_run_prev *prev) {
+    if (!prev->status) return gqe_fail(GQE_ERR_ARG, "runlog unclaim: no previous status");
+    GQE_TRY(gqe_runlog_flush(db));
+    unclaim_args a = {run_id, prev};
+    GQE_TRY(rl_write(db, "restore run status", unclaim_body, &a));
     for (int i = 0; i < db->nactive; i++)
         if (db->active[i] == run_id) { db->active[i] = db->active[--db->nactive]; break; }
     return GQE_OK;
@@ -208,12 +328,79 @@ gqe_status gqe_runlog_run_end(gqe_runlog *db, int64_t run_id, const char *status
 
 /* ---- checkpoints ---- */
 
-typedef struct { int64_t run, step; const char *path; } ckpt_args;
+typedef struct {
+    int64_t run, step, keep;
+    const char *path;
+    gqe_runlog_path_fn pruned;
+    void *ud;
+} ckpt_args;
+
+/* The rows beyond the newest `keep` of the run, deleted; a path no other row
+ * still names is handed to the callback (after the delete, in the same
+ * transaction, so a failure rolls the whole thing back). */
+static int prune(gqe_runlog *db, ckpt_args *a) {
+    sqlite3_stmt *sel, *del, *used;
+    int rc = prep(db, "SELECT id, path FROM checkpoints WHERE run_id = ?1 ORDER BY step DESC, id DESC "
+                      "LIMIT -1 OFFSET ?2", &sel);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(sel, 1, a->run);
+    sqlite3_bind_int64(sel, 2, a->keep);
+    int64_t *ids = NULL;
+    char **paths = NULL;
+    int n = 0, cap = 0;
+    while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            int64_t *ni = realloc(ids, (size_t)cap * sizeof *ni);
+            if (ni) ids = ni;
+            char **np = realloc(paths, (size_t)cap * sizeof *np);
+            if (np) paths = np;
+            if (!ni || !np) { rc = SQLITE_NOMEM; break; }
+        }
+        ids[n] = sqlite3_column_int64(sel, 0);
+        paths[n] = col_dup(sel, 1);
+        n++;
+    }
+    sqlite3_finalize(sel);
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    if (rc == SQLITE_OK) rc = prep(db, "DELETE FROM checkpoints WHERE id = ?1", &del);
+    if (rc == SQLITE_OK) {
+        for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+            sqlite3_bind_int64(del, 1, ids[i]);
+            rc = rl_step_done(del);
+        }
+        sqlite3_finalize(del);
+    }
+    if (rc == SQLITE_OK && (rc = prep(db, "SELECT 1 FROM checkpoints WHERE path = ?1", &used)) == SQLITE_OK) {
+        for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+            if (!paths[i]) continue;
+            sqlite3_bind_text(used, 1, paths[i], -1, SQLITE_STATIC);
+            int r = sqlite3_step(used);
+            sqlite3_reset(used);
+            if (r == SQLITE_DONE) { if (a->pruned) a->pruned(a->ud, paths[i]); }
+            else if (r != SQLITE_ROW) rc = r;
+        }
+        sqlite3_finalize(used);
+    }
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    free(ids);
+    return rc;
+}
 
 static int ckpt_body(gqe_runlog *db, void *ud) {
     ckpt_args *a = ud;
     sqlite3_stmt *st;
-    int rc = prep(db, "INSERT INTO checkpoints(run_id, step, path, created) VALUES(?1, ?2, ?3, ?4)", &st);
+    /* A file written again (a resumed run passing the same step) is one
+     * checkpoint: its old row goes. */
+    int rc = prep(db, "DELETE FROM checkpoints WHERE run_id = ?1 AND path = ?2", &st);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_bind_int64(st, 1, a->run);
+    sqlite3_bind_text(st, 2, a->path, -1, SQLITE_STATIC);
+    rc = rl_step_done(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) return rc;
+    rc = prep(db, "INSERT INTO checkpoints(run_id, step, path, created) VALUES(?1, ?2, ?3, ?4)", &st);
     if (rc != SQLITE_OK) return rc;
     sqlite3_bind_int64(st, 1, a->run);
     sqlite3_bind_int64(st, 2, a->step);
@@ -221,12 +408,20 @@ static int ckpt_body(gqe_runlog *db, void *ud) {
     sqlite3_bind_double(st, 4, rl_now());
     rc = rl_step_done(st);
     sqlite3_finalize(st);
+    if (rc == SQLITE_OK && a->keep > 0) rc = prune(db, a);
     return rc;
 }
 
 gqe_status gqe_runlog_checkpoint(gqe_runlog *db, int64_t run_id, int64_t step, const char *path) {
+    return gqe_runlog_checkpoint_keep(db, run_id, step, path, 0, NULL, NULL);
+}
+
+gqe_status gqe_runlog_checkpoint_keep(gqe_runlog *db, int64_t run_id, int64_t step, const char *path,
+                                      int64_t keep, gqe_runlog_path_fn pruned, void *ud) {
     if (!path || !*path) return gqe_fail(GQE_ERR_ARG, "runlog checkpoint: path is empty");
-    ckpt_args a = {run_id, step, path};
+    if (keep < 0) return gqe_fail(GQE_ERR_ARG, "runlog checkpoint: keep must be >= 0 (0 keeps all), got %lld",
+                                  (long long)keep);
+    ckpt_args a = {run_id, step, keep, path, pruned, ud};
     return rl_write(db, "record checkpoint", ckpt_body, &a);
 }
 

@@ -76,7 +76,8 @@ S.train = {
   eval_every       = { 100, "int" },
   eval_batches     = { 8, "int" },
   checkpoint_every = { 0, "int", doc = "0: only at the end and on a signal" },
-  checkpoint_dir   = { "checkpoints", "string", doc = "<dir>/<experiment>/run<id>/step<N>.safetensors" },
+  checkpoint_dir   = { "checkpoints", "string", doc = "<dir>/<experiment>/run<id>-<uid>/step<N>.safetensors" },
+  keep_checkpoints = { 2, "int", doc = "newest checkpoints a run keeps, plus its final one; 0 keeps all" },
   on_nan           = { "stop", "string", { "stop", "skip" } },
   progress         = { true, "bool" },
   db               = { "", "string", doc = "empty: --db, GQE_DB or runs.db" },
@@ -95,7 +96,7 @@ config.optional = { eval = true }
 -- Keys that do not change what a run computes: left out of the hash so a
 -- rerun with another database path or without progress lines is skipped.
 config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true,
-                    ["eval.tasks"] = true, ["eval.tokenizer"] = true }
+                    ["train.keep_checkpoints"] = true, ["eval.tasks"] = true, ["eval.tokenizer"] = true }
 -- Top-level keys besides the sections.
 local toplevel = { name = true, experiment = true }
 
@@ -184,6 +185,7 @@ local function check_ranges(c)
   pos("train", "steps", t.steps); pos("train", "batch", t.batch); pos("train", "seq", t.seq)
   pos("train", "log_every", t.log_every); pos("train", "eval_every", t.eval_every)
   pos("train", "eval_batches", t.eval_batches); pos("train", "checkpoint_every", t.checkpoint_every, 0)
+  pos("train", "keep_checkpoints", t.keep_checkpoints, 0)
   pos("schedule", "warmup", s.warmup, 0)
   if m.attention == "gqe" then
     if m.experts % m.groups ~= 0 then

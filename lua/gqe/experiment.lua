@@ -146,10 +146,14 @@ local function self_exe()
   return exe
 end
 
-local function tmpname()
-  local n = os.tmpname()
-  os.remove(n)
-  return n
+-- A fresh private directory (mktemp -d: created exclusively, mode 0700), so
+-- nobody can plant a link where the job files go.
+local function tmpdir()
+  local p = io.popen("mktemp -d 2>/dev/null")
+  local d = p and p:read("l")
+  if p then p:close() end
+  if not d or d == "" then error("cannot create a temporary directory for the workers (mktemp -d failed)", 0) end
+  return d
 end
 
 local function cpu_count()
@@ -283,8 +287,7 @@ function experiment.run(def, args)
     -- Separate processes writing to the same database (WAL). Workers
     -- print progress at evaluations only; this process one line per run
     -- as it starts and as it ends.
-    local running, next_i, dir = {}, 1, tmpname()
-    os.execute("mkdir -p '" .. dir .. "'")
+    local running, next_i, dir = {}, 1, tmpdir()
     -- Starts run i, or returns false while the GPUs it needs are taken.
     local function start(i)
       local r = runs[i]

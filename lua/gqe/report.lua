@@ -231,7 +231,7 @@ function report.generate(db, experiment, opts)
   if not report.have_gnuplot() then
     fail("gnuplot not found: install it (apt-get install gnuplot-nox, or `make deps`)")
   end
-  local dir = opts.out or ("reports/" .. file_name(experiment))
+  local dir = opts.out or ("reports/" .. require("gqe.paths").component(experiment))
   if os.execute("mkdir -p " .. shell_quote(dir)) ~= true then fail("cannot create directory %s", dir) end
   local groups, keys = results.groups(runs)
   local ctx = { db = db, dir = dir, runs = runs, groups = groups, keys = keys, script = {} }

@@ -82,9 +82,28 @@ local function evaluate(ctx)
   local total, n = 0.0, t.eval_batches
   local usage = {}
   local gqe_attn = c.model.attention == "gqe"
+  -- A signal abandons the evaluation (the loop then checkpoints and stops),
+  -- so a long one cannot outlast a scheduler's grace period. The random
+  -- routers' counters are left where the whole evaluation would leave them
+  -- (one draw per batch and layer), so a resume routes as an uninterrupted
+  -- run does.
+  local marks = lm.router_calls and lm:router_calls()
+  local function abandon()
+    if marks and gqe_attn and c.model.router == "random" then
+      for l = 1, #marks do marks[l] = marks[l] + n end
+    end
+    if marks then lm:set_router_calls(marks) end
+    return nil
+  end
+  local function interrupted() return gqe.interrupted and gqe.interrupted() end
   for i = 1, n do
+    if interrupted() then return abandon() end
     local tokens, targets = ds:batch("val", i, t.batch, t.seq)
-    local _, ce = lm:loss(tokens, targets, 0)
+    local ok, _, ce = pcall(lm.loss, lm, tokens, targets, 0)
+    if not ok then
+      if interrupted() then return abandon() end
+      error(_, 0)
+    end
     total = total + ce
     if gqe_attn then
       for l = 1, c.model.layers do
@@ -136,6 +155,7 @@ end
 
 local function eval_and_log(ctx, step)
   local loss, usage = evaluate(ctx)
+  if not loss then return nil end
   local db, run_id = ctx.db, ctx.run_id
   db:eval(run_id, step, "val", "loss", loss)
   ctx.final_val = loss
@@ -209,7 +229,7 @@ local function loop(ctx)
       win_tokens = win_tokens + tokens_per_step
     end
     train_time = train_time + (gqe.clock() - t_step)
-    ctx.step = step
+    ctx.step, ctx.last_loss = step, loss
     ctx.train_time = train_time
 
     if step % t.log_every == 0 or step == t.steps then
@@ -227,23 +247,25 @@ local function loop(ctx)
     end
     if step % t.eval_every == 0 or step == t.steps then
       local vl = eval_and_log(ctx, step)
-      if t.progress then
+      if vl and t.progress then
         io.stderr:write(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
           ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or ""))
       end
       win_t = gqe.clock()   -- evaluation time is not training throughput
     end
     if ctx.checkpoint and t.checkpoint_every > 0 and step % t.checkpoint_every == 0 then
-      ctx.checkpoint(ctx, step)
+      ctx.checkpoint(ctx, step, step == t.steps)
     end
     local sig = gqe.interrupted and gqe.interrupted()
     if sig then
-      if ctx.checkpoint and ctx.last_checkpoint ~= step then ctx.checkpoint(ctx, step) end
+      if ctx.checkpoint and ctx.last_checkpoint ~= step then ctx.checkpoint(ctx, step, true) end
+      -- runs.step (the highest step logged) then names the step of the error text.
+      db:log(run_id, step, "train/loss", loss)
       db:flush()
       error(stop("killed", string.format("%s at step %d", sig, step)))
     end
   end
-  if ctx.checkpoint and ctx.step > (ctx.last_checkpoint or -1) then ctx.checkpoint(ctx, ctx.step) end
+  if ctx.checkpoint and ctx.step > (ctx.last_checkpoint or -1) then ctx.checkpoint(ctx, ctx.step, true) end
 end
 
 -- Runs one training run. opts: db (an open database) or db_path, experiment
@@ -275,12 +297,18 @@ function train.run(user_config, opts)
   if gqe.git_commit then commit, dirty = gqe.git_commit() end
   local hash = config.hash(c)
   local run_id
+  local resume_prev
   if opts.resume then
-    -- The same row goes on: running again, this process, no end yet.
+    -- The same row goes on, claimed atomically (a run another process holds
+    -- is refused, naming it); resume_prev puts it back if the resume fails
+    -- before training.
     run_id = opts.resume.run_id
-    db:exec(string.format([[UPDATE runs SET status = 'running', ended = NULL, error = NULL, pid = %d,
-      host = '%s', heartbeat = CAST(strftime('%%s','now') AS REAL) WHERE id = %d]], gqe.pid(),
-      (gqe.hostname():gsub("'", "''")), run_id))
+    local ok_claim, prev = pcall(db.claim_run, db, run_id)
+    if not ok_claim then
+      if own_db then db:close() end
+      error((tostring(prev):gsub("^db:claim_run: ", "")), 0)
+    end
+    resume_prev = prev
   else
     run_id = db:begin_run {
       experiment_id = exp_id, name = run_name, config_json = config.to_json(c), config_hash = hash,
@@ -289,7 +317,10 @@ function train.run(user_config, opts)
     }
   end
   if gqe.signals_install then gqe.signals_install() end
-  local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(),
+  -- The run's identity, which its checkpoints carry and resume checks.
+  local ident = db:query("SELECT uid, config_hash FROM runs WHERE id = ?", run_id)[1] or {}
+  local ctx = { c = c, db = db, run_id = run_id, step = 0, t0 = gqe.clock(), run_uid = ident.uid,
+                config_hash = ident.config_hash,
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
                 checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
                 evals_only = opts.evals_only }
@@ -312,10 +343,17 @@ function train.run(user_config, opts)
     ctx.num_params = ctx.lm:num_params()
     if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
     if opts.resume then require("gqe.checkpoint").restore(ctx, opts.resume) end
+    ctx.restored = true
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
   end, function(e)
     if getmetatable(e) == Stop then return e end
+    -- A signal that stopped a long computation inside a step: that step is
+    -- abandoned (the core undid what it had advanced); see below.
+    local sig = gqe.interrupted and gqe.interrupted()
+    if sig and tostring(e):find("interrupted by signal", 1, true) then
+      return setmetatable({ status = "killed", interrupted = sig }, Stop)
+    end
     -- The user sees the core's message; the run log keeps the traceback.
     local msg = tostring(e):gsub("^[^:\n]*gqe[/.][%w_]+%.lua:%d+: ", "")
     return setmetatable({ status = "failed", msg = msg, trace = debug.traceback(msg, 2) }, Stop)
@@ -339,9 +377,28 @@ function train.run(user_config, opts)
     close()
     return summary
   end
+  if err.interrupted then
+    -- The run checkpoints at its last complete step, and logs its loss so
+    -- runs.step names the step the error names.
+    err.msg = string.format("%s at step %d (step %d abandoned)", err.interrupted, ctx.step, ctx.step + 1)
+    if ctx.restored and ctx.checkpoint and (ctx.last_checkpoint or -1) < ctx.step then
+      local ok_ck, ck_err = pcall(ctx.checkpoint, ctx, ctx.step, true)
+      if not ok_ck then err.msg = err.msg .. "; the checkpoint failed: " .. tostring(ck_err) end
+    end
+    if ctx.last_loss then pcall(db.log, db, run_id, ctx.step, "train/loss", ctx.last_loss) end
+  end
   local status, msg = err.status, err.msg
   -- The status must land even if the loop died inside a logging call.
   pcall(db.flush, db)
+  if resume_prev and not ctx.restored then
+    -- Nothing was trained: the run stays as it was (status and reason).
+    local ok_un, un_err = pcall(db.unclaim_run, db, run_id, resume_prev)
+    close()
+    local text = string.format("run %d (%s %s) not resumed: %s\n(it stays %s)", run_id, exp_name, run_name, msg,
+                               resume_prev.status)
+    if not ok_un then text = text .. "\n(and the run log could not restore its status: " .. tostring(un_err) .. ")" end
+    error(text, 0)
+  end
   local ok_end, end_err = pcall(db.end_run, db, run_id, status, err.trace or msg)
   close()
   local text = string.format("run %d (%s %s) %s: %s", run_id, exp_name, run_name, status, msg)

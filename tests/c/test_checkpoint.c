@@ -59,7 +59,7 @@ static void resume_case(gqe_router_kind router) {
     lm = make_lm(router);
     opt = make_opt(lm);
     for (int s = 0; s < 8; s++) resumed[s] = train_step(lm, opt, s);
-    gqe_checkpoint_info info = {8, 8, (char *)"{\"k\":1}"};
+    gqe_checkpoint_info info = {.step = 8, .data_index = 8, .config_json = (char *)"{\"k\":1}"};
     CHECK_OK(gqe_checkpoint_save(path, lm, opt, &info));
     gqe_optim_free(opt);
     gqe_lm_destroy(lm);
@@ -71,7 +71,8 @@ static void resume_case(gqe_router_kind router) {
     assert_int_equal(back.step, 8);
     assert_int_equal(back.data_index, 8);
     assert_string_equal(back.config_json, "{\"k\":1}");
-    free(back.config_json);
+    assert_int_equal(back.verified, 1);
+    gqe_checkpoint_info_free(&back);
     for (int s = 8; s < 16; s++) resumed[s] = train_step(lm, opt, s);
     for (int s = 0; s < 16; s++)
         if (memcmp(&straight[s], &resumed[s], sizeof(float)) != 0)
@@ -94,7 +95,7 @@ static void test_mismatched_checkpoint(void **state) {
     int fd = mkstemp(path);
     close(fd);
     gqe_lm *lm = make_lm(GQE_ROUTER_SOFTMAX);
-    gqe_checkpoint_info info = {1, 1, NULL};
+    gqe_checkpoint_info info = {.step = 1, .data_index = 1};
     CHECK_OK(gqe_checkpoint_save(path, lm, NULL, &info));
     gqe_lm_config c = *gqe_lm_get_config(lm);
     c.mlp_hidden = 48;
@@ -114,10 +115,98 @@ static void test_mismatched_checkpoint(void **state) {
     unlink(path);
 }
 
+/* An optimizer of another model: refused before reading or writing (it used
+ * to read past the end of the other model's buffers into the file, and to
+ * write 64 KB past them on load). */
+static void test_foreign_optimizer(void **state) {
+    (void)state;
+    char path[] = "/tmp/gqe_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    unlink(path);
+    gqe_lm *lm = make_lm(GQE_ROUTER_SOFTMAX);
+    gqe_lm_config c = *gqe_lm_get_config(lm);
+    c.layers = 1;
+    gqe_lm *small;
+    CHECK_OK(gqe_lm_create(&small, &c, GQE_CPU));
+    gqe_optimizer *small_opt = make_opt(small);
+    gqe_checkpoint_info info = {.step = 1, .data_index = 1};
+    assert_int_equal(gqe_checkpoint_save(path, lm, small_opt, &info), GQE_ERR_ARG);
+    assert_non_null(strstr(gqe_last_error(), "belongs to another model"));
+    assert_int_equal(access(path, F_OK), -1);
+    gqe_optimizer *opt = make_opt(lm);
+    CHECK_OK(gqe_checkpoint_save(path, lm, opt, &info));
+    gqe_checkpoint_info back;
+    assert_int_equal(gqe_checkpoint_load(path, lm, small_opt, &back), GQE_ERR_ARG);
+    CHECK_OK(gqe_checkpoint_load(path, lm, opt, &back));
+    gqe_checkpoint_info_free(&back);
+    gqe_optim_free(opt);
+    gqe_optim_free(small_opt);
+    gqe_lm_destroy(small);
+    gqe_lm_destroy(lm);
+    unlink(path);
+}
+
+/* Identity in the metadata; a flipped bit in tensor data fails the checksum
+ * and leaves the model as it was. */
+static void test_identity_and_checksum(void **state) {
+    (void)state;
+    char path[] = "/tmp/gqe_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    gqe_lm *lm = make_lm(GQE_ROUTER_SOFTMAX);
+    gqe_checkpoint_info info = {.step = 5, .data_index = 6, .run_uid = (char *)"0123abcd", .config_hash = (char *)"feed"};
+    CHECK_OK(gqe_checkpoint_save(path, lm, NULL, &info));
+    gqe_checkpoint_info back;
+    CHECK_OK(gqe_checkpoint_load(path, lm, NULL, &back));
+    assert_string_equal(back.run_uid, "0123abcd");
+    assert_string_equal(back.config_hash, "feed");
+    assert_int_equal(back.verified, 1);
+    gqe_checkpoint_info_free(&back);
+    gqe_checkpoint_info bad = {.step = 5, .run_uid = (char *)"../x"};
+    assert_int_equal(gqe_checkpoint_save(path, lm, NULL, &bad), GQE_ERR_ARG);
+    /* Another run's, another config's or another step's file: refused
+     * before anything is restored. */
+    gqe_lm *fresh = make_lm(GQE_ROUTER_SOFTMAX);
+    CHECK_OK(gqe_fill(&gqe_lm_params(fresh)->data, 0.25f));
+    gqe_checkpoint_info want_uid = {.step = -1, .run_uid = (char *)"ffff"};
+    gqe_checkpoint_info want_hash = {.step = -1, .config_hash = (char *)"beef"};
+    gqe_checkpoint_info want_step = {.step = 4};
+    assert_int_equal(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_uid, &back), GQE_ERR_FORMAT);
+    assert_non_null(strstr(gqe_last_error(), "belongs to another run (uid 0123abcd"));
+    assert_int_equal(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_hash, &back), GQE_ERR_FORMAT);
+    assert_int_equal(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_step, &back), GQE_ERR_FORMAT);
+    assert_non_null(strstr(gqe_last_error(), "holds step 5"));
+    assert_true(gqe_f32(&gqe_lm_params(fresh)->data)[0] == 0.25f);
+    gqe_checkpoint_info want_all = {.step = 5, .run_uid = (char *)"0123abcd", .config_hash = (char *)"feed"};
+    CHECK_OK(gqe_checkpoint_load_expecting(path, fresh, NULL, &want_all, &back));
+    gqe_checkpoint_info_free(&back);
+    gqe_lm_destroy(fresh);
+
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -3, SEEK_END), 0);
+    int ch = fgetc(f);
+    assert_int_equal(fseek(f, -3, SEEK_END), 0);
+    fputc(ch ^ 0x10, f);
+    fclose(f);
+    gqe_lm *other = make_lm(GQE_ROUTER_SOFTMAX);
+    gqe_paramset *ps = gqe_lm_params(other);
+    CHECK_OK(gqe_fill(&ps->data, 0.5f));
+    assert_int_equal(gqe_checkpoint_load(path, other, NULL, &back), GQE_ERR_FORMAT);
+    assert_non_null(strstr(gqe_last_error(), "checksum mismatch"));
+    assert_true(gqe_f32(&ps->data)[0] == 0.5f);
+    gqe_lm_destroy(other);
+    gqe_lm_destroy(lm);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_bit_exact),
         cmocka_unit_test(test_mismatched_checkpoint),
+        cmocka_unit_test(test_foreign_optimizer),
+        cmocka_unit_test(test_identity_and_checksum),
     };
     return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);
 }

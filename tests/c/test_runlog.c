@@ -428,6 +428,65 @@ static void test_failed_flush_keeps_buffer(void **state) {
     gqe_runlog_close(db);
 }
 
+/* Claiming a stopped run: atomic, refused for a running or finished one
+ * (naming the holder), undone by unclaim with the old status and reason. */
+static void test_claim_run(void **state) {
+    tmpdb *t = *state;
+    gqe_runlog *db;
+    CHECK_OK(gqe_runlog_open(&db, t->path));
+    int64_t exp;
+    CHECK_OK(gqe_runlog_experiment(db, "claim", &exp));
+    int64_t r = begin(db, exp, "r", 0, NULL, NULL, "hostA", 4242);
+    assert_int_equal(q(db, "SELECT length(uid) FROM runs").i, 16);
+    gqe_run_prev prev;
+    assert_int_equal(gqe_runlog_run_claim(db, r, &prev), GQE_ERR_ARG);
+    assert_non_null(strstr(gqe_last_error(), "held by process 4242 on hostA"));
+    CHECK_OK(gqe_runlog_run_end(db, r, "killed", "SIGINT at step 3"));
+    CHECK_OK(gqe_runlog_run_claim(db, r, &prev));
+    assert_string_equal(prev.status, "killed");
+    assert_string_equal(prev.error, "SIGINT at step 3");
+    assert_string_equal(q(db, "SELECT status FROM runs").s, "running");
+    gqe_run_prev again;
+    assert_int_equal(gqe_runlog_run_claim(db, r, &again), GQE_ERR_ARG);
+    CHECK_OK(gqe_runlog_run_unclaim(db, r, &prev));
+    assert_string_equal(q(db, "SELECT status || '|' || error FROM runs").s, "killed|SIGINT at step 3");
+    gqe_run_prev_free(&prev);
+    assert_int_equal(gqe_runlog_run_claim(db, 999, &prev), GQE_ERR_ARG);
+    gqe_runlog_close(db);
+    gqe_runlog *mem;
+    assert_int_equal(gqe_runlog_open(&mem, ":memory:"), GQE_ERR_ARG);
+    assert_null(mem);
+}
+
+static void collect(void *ud, const char *path) { strcat((char *)ud, path); strcat((char *)ud, ";"); }
+
+/* Retention: rows beyond the newest `keep` go in the same transaction and
+ * their paths are reported; a path still named by a kept row is not. */
+static void test_checkpoint_retention(void **state) {
+    tmpdb *t = *state;
+    gqe_runlog *db;
+    CHECK_OK(gqe_runlog_open(&db, t->path));
+    int64_t exp;
+    CHECK_OK(gqe_runlog_experiment(db, "keep", &exp));
+    int64_t r = begin(db, exp, "r", 0, NULL, NULL, NULL, 0);
+    char pruned[256] = "";
+    CHECK_OK(gqe_runlog_checkpoint_keep(db, r, 2, "s2", 2, collect, pruned));
+    CHECK_OK(gqe_runlog_checkpoint_keep(db, r, 4, "s4", 2, collect, pruned));
+    assert_string_equal(pruned, "");
+    CHECK_OK(gqe_runlog_checkpoint_keep(db, r, 6, "s6", 2, collect, pruned));
+    assert_string_equal(pruned, "s2;");
+    CHECK_OK(gqe_runlog_checkpoint_keep(db, r, 6, "s6", 2, collect, pruned));   /* rewritten: one row */
+    assert_string_equal(pruned, "s2;");
+    assert_int_equal(q(db, "SELECT count(*) FROM checkpoints").i, 2);
+    CHECK_OK(gqe_runlog_checkpoint_keep(db, r, 8, "s8", 3, collect, pruned));
+    assert_string_equal(pruned, "s2;");
+    CHECK_OK(gqe_runlog_checkpoint_keep(db, r, 10, "s10", 1, collect, pruned));
+    assert_string_equal(pruned, "s2;s8;s6;s4;");
+    assert_string_equal(q(db, "SELECT group_concat(step) FROM checkpoints").s, "10");
+    assert_int_equal(gqe_runlog_checkpoint_keep(db, r, 9, "s9", -1, NULL, NULL), GQE_ERR_ARG);
+    gqe_runlog_close(db);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_and_migrate, setup, teardown),
@@ -438,6 +497,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark_crashed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_flush_keeps_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_retention, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include "testutil.h"
 #include <string.h>
 #include "backend.h"
+#include "size.h"
 
 static void test_new_and_zeros(void **state) {
     (void)state;
@@ -139,6 +140,29 @@ static void test_names(void **state) {
     assert_string_equal(gqe_backend_for(GQE_CPU)->name, "cpu");
 }
 
+/* Sizes from user input are checked, and messages show the operands, not a
+ * wrapped product. */
+static void test_checked_sizes(void **state) {
+    (void)state;
+    int64_t out = -7;
+    assert_true(gqe_mul_ok(3, 4, &out) && out == 12);
+    assert_false(gqe_mul_ok(INT64_C(1) << 31, INT64_C(1) << 31, &out));
+    assert_false(gqe_mul_ok(-1, 2, &out));
+    assert_false(gqe_mul_ok(INT64_MAX, INT64_MAX, &out));
+    assert_true(gqe_mul_ok(GQE_MAX_NUMEL, 1, &out) && out == GQE_MAX_NUMEL);
+    assert_false(gqe_add_ok(GQE_MAX_NUMEL, 1, &out));
+    int64_t shape[2] = {INT64_C(1) << 31, INT64_C(1) << 31};
+    assert_int_equal(gqe_shape_numel("zeros", 2, shape, &out), GQE_ERR_ARG);
+    assert_non_null(strstr(gqe_last_error(), "zeros: shape (2147483648, 2147483648) has too many elements"));
+    gqe_tensor t;
+    assert_int_equal(gqe_tensor_new(&t, GQE_F32, GQE_CPU, 2, shape), GQE_ERR_ARG);
+    int64_t wrap[3] = {INT64_C(1) << 32, INT64_C(1) << 32, 4};   /* the product wraps to 0 in 64 bits */
+    assert_int_equal(gqe_tensor_new(&t, GQE_F32, GQE_CPU, 3, wrap), GQE_ERR_ARG);
+    int64_t f[3] = {1, 4000000000, 1000000000};
+    assert_int_equal(gqe_size_product("mlp_hidden x dim", 3, f, &out), GQE_ERR_ARG);
+    assert_non_null(strstr(gqe_last_error(), "1 x 4000000000 x 1000000000 is too large"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_and_zeros),
@@ -147,6 +171,7 @@ int main(void) {
         cmocka_unit_test(test_bf16_rounding),
         cmocka_unit_test(test_read_write),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_checked_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,10 @@ expect "model.rope_theta must be finite, got inf" model.rope_theta=1e999
 expect "model.mlp_hidden must be >= 0, got -1" model.mlp_hidden=-1
 expect "experts \(6\) must be divisible by groups \(4\)" model.attention=gqa model.experts=6 model.groups=4
 expect "groups must be 1 for attention 'mqa', got 3" model.attention=mqa model.groups=3
-expect "cannot allocate [0-9]+ bytes" model.dim=100000000 model.head_dim=0
+expect "cannot allocate [0-9]+ bytes" model.dim=5000000 model.head_dim=0
+# sizes that overflow are refused naming the key and the size, never a wrapped number
+expect "mlp_hidden x dim \(an MLP weight\): size 1 x 4000000000 x 1000000000 is too large" model.dim=1000000000
+expect "dim 4611686018427387904 is too large" model.dim=4611686018427387904
 # optim
 expect "optim.name must be one of adamw, sgd, got 'adam'" optim.name=adam
 expect "optim.lr must be > 0, got 0" optim.lr=0
