@@ -657,8 +657,9 @@ static int lm_set_router_calls(lua_State *L) {
     luaL_argcheck(L, luaL_len(L, 2) == n, 2, "one counter per layer");
     for (int64_t l = 0; l < n; l++) {
         lua_rawgeti(L, 2, l + 1);
-        lua_Integer v = luaL_checkinteger(L, -1);
-        luaL_argcheck(L, v >= 0, 2, "counters are >= 0");
+        int ok = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        luaL_argcheck(L, ok && v >= 0, 2, "counters are integers >= 0");
         gqe_attn_set_route_calls(gqe_lm_attn(u->lm, l), (uint64_t)v);
         lua_pop(L, 1);
     }
