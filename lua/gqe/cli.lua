@@ -214,7 +214,7 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
        gqe resume RUN_ID                      continue a run from its last checkpoint
        gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
-       gqe data                               prepare data/brown.txt
+       gqe data                               prepare data/ (Brown text, GPT-2 tokenizer and shards, cloze task)
        gqe data tokenize IN.txt... --out DIR  GPT-2 token shards (llm.c format) from text
        gqe eval RUN_ID --task NAME=PATH       multiple-choice accuracy of a run's last checkpoint
        gqe help                               this text
