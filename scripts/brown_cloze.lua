@@ -31,17 +31,14 @@ local function rand(n)   -- 1..n
   return ((state * 0x2545F4914F6CDD1D) >> 33) % n + 1
 end
 
--- Held-out documents: in the validation split of the shards (the same
--- rule as `gqe data tokenize --docs blank-line --val-frac 0.1`) and
--- starting in the last 10% of the file's bytes (data.kind=text's split).
+-- Held-out documents: those that start in the last 10% of the file's
+-- bytes, the validation split both of data.kind=text and of the shards
+-- `gqe data tokenize --docs blank-line --val-frac 0.1` writes.
 local tokenize = require "gqe.tokenize"
 local docs = tokenize.split_blank_lines(text)
-local sizes = {}
-for i, d in ipairs(docs) do sizes[i] = #d[1] end
-local first_val = tokenize.first_val(sizes, VAL_FRAC)
-local split_at = #text - math.floor(#text * VAL_FRAC)   -- as core/data/text.c splits
+local split_at = tokenize.val_from(#text, VAL_FRAC)
 local items = {}
-for i = first_val, #docs do
+for i = 1, #docs do
   local doc, offset = docs[i][1], docs[i][2]
   if offset >= split_at then
     local prev

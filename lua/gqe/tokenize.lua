@@ -5,9 +5,11 @@
 -- Documents: each input file is one (--docs file), or the files are cut at
 -- blank lines (--docs blank-line, as data/brown.txt is laid out). Each
 -- document is preceded by <|endoftext|> (50256), as llm.c's scripts do.
--- Validation: the trailing documents that hold the last F of the bytes
--- (default 0.1; the same part data.kind=text holds out of one file) go to
+-- Validation: the documents that start in the last F of the input bytes
+-- (default 0.1; of one file, the part data.kind=text holds out) go to
 -- DIR/NAME_val_000000.bin..., the rest to DIR/NAME_train_000000.bin...
+-- Files are read in chunks, so a corpus larger than memory streams through
+-- (one document must fit).
 local gqe = require "gqe"
 local text = require "gqe.text"
 
@@ -18,18 +20,9 @@ local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
 tokenize.usage = "usage: gqe data tokenize IN.txt... --out DIR [--name NAME] [--val-frac F] [--shard-tokens N]"
   .. " [--docs file|blank-line] [--tokenizer DIR]"
 
-local function read(path)
-  local f, err = io.open(path, "rb")
-  if not f then fail("cannot read %s: %s", path, err) end
-  local s = f:read("a")
-  f:close()
-  if not s then fail("cannot read %s (a directory?)", path) end
-  return s
-end
-
 -- The documents of one text cut at blank lines: a list of {text, offset}
 -- (offset: 0-based byte position in s). A document keeps the newline that
--- ends its last line.
+-- ends its last line. (each_document cuts the same way, chunk by chunk.)
 function tokenize.split_blank_lines(s)
   local docs, pos = {}, 1
   while pos <= #s do
@@ -43,35 +36,71 @@ function tokenize.split_blank_lines(s)
   return docs
 end
 
--- Documents of all inputs in order (strings), and their total bytes.
-local function documents(paths, mode)
-  local docs, total = {}, 0
-  for _, p in ipairs(paths) do
-    local s = read(p)
-    if mode == "file" then
-      if #s > 0 then docs[#docs + 1] = s end
-    else
-      for _, d in ipairs(tokenize.split_blank_lines(s)) do docs[#docs + 1] = d[1] end
-    end
-  end
-  for _, d in ipairs(docs) do total = total + #d end
-  return docs, total
+-- The first byte offset of the validation part of total bytes: the last
+-- val_frac of them, as core/data/text.c splits a file (math.huge for 0).
+function tokenize.val_from(total, val_frac)
+  if val_frac <= 0 then return math.huge end
+  return total - math.floor(total * val_frac)
 end
 
--- Index of the first validation document: the first whose start lies in
--- the last val_frac of the documents' bytes (at least one document on
--- each side when there are two or more). #docs + 1 when val_frac is 0.
-function tokenize.first_val(sizes, val_frac)
-  if val_frac <= 0 then return #sizes + 1 end
-  local total, pos = 0, 0
-  for _, n in ipairs(sizes) do total = total + n end
-  local first = #sizes
-  for i, n in ipairs(sizes) do
-    if pos >= (1 - val_frac) * total then first = i; break end
-    pos = pos + n
+tokenize.chunk_bytes = 8 << 20   -- how much of a file is read at once
+
+local function open_input(path)
+  local f, err = io.open(path, "rb")
+  if not f then fail("cannot read %s: %s", path, err) end
+  local size = f:seek("end")
+  f:seek("set", 0)
+  if not size or (size > 0 and not f:read(0)) then f:close(); fail("cannot read %s (a directory?)", path) end
+  return f, size
+end
+
+-- Total bytes of the inputs, each checked readable before anything is written.
+local function input_bytes(paths)
+  local total = 0
+  for _, p in ipairs(paths) do
+    local f, size = open_input(p)
+    f:close()
+    total = total + size
   end
-  if first == 1 and #sizes > 1 then first = 2 end
-  return first
+  return total
+end
+
+-- Calls emit(doc, offset) for every document of the inputs in order;
+-- offset counts bytes from the start of the first input.
+local function each_document(paths, mode, emit)
+  local base = 0
+  for _, p in ipairs(paths) do
+    local f, size = open_input(p)
+    if mode == "file" then
+      local s = f:read("a") or ""
+      if #s > 0 then emit(s, base) end
+    else
+      local buf, off, eof = "", base, false
+      while not eof do
+        local chunk = f:read(tokenize.chunk_bytes)
+        if chunk then buf = buf .. chunk else eof = true end
+        local pos = 1
+        while true do
+          local a, b = buf:find("\n[ \t\r]*\n", pos)
+          if not a then break end
+          local e = b + 1
+          while buf:sub(e, e) == "\n" do e = e + 1 end
+          if e > #buf and not eof then break end   -- the blank lines may go on in the next chunk
+          local doc = buf:sub(pos, a)
+          if doc:match("%S") then emit(doc, off + pos - 1) end
+          pos = e
+        end
+        if eof then
+          local doc = buf:sub(pos)
+          if doc:match("%S") then emit(doc, off + pos - 1) end
+        else
+          off, buf = off + pos - 1, buf:sub(pos)
+        end
+      end
+    end
+    f:close()
+    base = base + size
+  end
 end
 
 local function progress_bar(done, total, t0, tokens)
@@ -96,30 +125,33 @@ function tokenize.run(paths, opts)
   local name = opts.name or paths[1]:match("([^/]+)$"):gsub("%.[^.]*$", "")
   if not name:match("^[%w_%-%.]+$") then fail("--name '%s' must be letters, digits, _ - or .", name) end
   local tok = text.tokenizer(opts.tokenizer)
-  local docs, total = documents(paths, mode)
-  if #docs == 0 then fail("no text in %s", table.concat(paths, ", ")) end
+  local total = input_bytes(paths)
+  if total == 0 then fail("no text in %s", table.concat(paths, ", ")) end
   if not os.execute(string.format("mkdir -p '%s'", out:gsub("'", "'\\''"))) then fail("cannot create directory %s", out) end
-  local sizes = {}
-  for i, d in ipairs(docs) do sizes[i] = #d end
-  local first_val = tokenize.first_val(sizes, val_frac)
+  local val_from = tokenize.val_from(total, val_frac)
   local writers = { train = gqe.tokenizer.shard_writer(out .. "/" .. name .. "_train", shard_tokens) }
   if val_frac > 0 then writers.val = gqe.tokenizer.shard_writer(out .. "/" .. name .. "_val", shard_tokens) end
-  local t0, done, tokens, last = gqe.clock(), 0, 0, -1
+  local ndocs = { train = 0, val = 0 }
+  local t0, tokens, last = gqe.clock(), 0, -1
   local show = opts.progress ~= false
-  for i, d in ipairs(docs) do
-    local w = i >= first_val and writers.val or writers.train
-    tokens = tokens + w:add(tok, d, true)
-    done = done + #d
-    if show and (gqe.clock() - last > 0.2 or i == #docs) then progress_bar(done, total, t0, tokens); last = gqe.clock() end
+  each_document(paths, mode, function(doc, offset)
+    local split = offset >= val_from and "val" or "train"
+    tokens = tokens + writers[split]:add(tok, doc, true)
+    ndocs[split] = ndocs[split] + 1
+    if show and gqe.clock() - last > 0.2 then progress_bar(offset + #doc, total, t0, tokens); last = gqe.clock() end
+  end)
+  if show then progress_bar(total, total, t0, tokens); io.stderr:write("\n") end
+  if ndocs.train + ndocs.val == 0 then fail("no text in %s", table.concat(paths, ", ")) end
+  if val_frac > 0 and ndocs.val == 0 then
+    fail("no document starts in the last %g of the bytes: the validation split would be empty "
+      .. "(more documents, --docs blank-line, a larger --val-frac, or --val-frac 0)", val_frac)
   end
-  if show then io.stderr:write("\n") end
-  local summary = { documents = #docs, bytes = total }
+  local summary = { documents = ndocs.train + ndocs.val, bytes = total }
   for _, split in ipairs { "train", "val" } do
     if writers[split] then
       local n, files = writers[split]:finish()
-      summary[split] = { tokens = n, files = files,
-                         glob = string.format("%s/%s_%s_*.bin", out, name, split),
-                         docs = split == "train" and first_val - 1 or #docs - first_val + 1 }
+      summary[split] = { tokens = n, files = files, docs = ndocs[split],
+                         glob = string.format("%s/%s_%s_*.bin", out, name, split) }
     end
   end
   summary.seconds = gqe.clock() - t0

@@ -132,3 +132,37 @@ describe("the codec of a run on GPT-2 shards (gqe sample's hook)", function()
     assert.equal("Hello world<|endoftext|>", codec.decode({ 15496, 995, 50256 }))
   end)
 end)
+
+describe("gqe data tokenize", function()
+  local tokenize = require "gqe.tokenize"
+  local dir = os.tmpname()
+  os.remove(dir)
+  teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
+  local function shards(sub, chunk)
+    tokenize.chunk_bytes = chunk
+    local s = tokenize.run({ "tests/golden/tokenizer/stress.txt", "README.md" },
+      { out = dir .. "/" .. sub, name = "x", docs = "blank-line", val_frac = 0.2, progress = false })
+    tokenize.chunk_bytes = 8 << 20
+    local out = {}
+    for _, split in ipairs { "train", "val" } do
+      local f = assert(io.open(dir .. "/" .. sub .. "/x_" .. split .. "_000000.bin", "rb"))
+      out[split] = f:read("a")
+      f:close()
+    end
+    return s, out
+  end
+  it("cuts documents the same whatever the chunks files are read in", function()
+    local s1, a = shards("big", 8 << 20)
+    local s2, b = shards("small", 7)
+    assert.equal(a.train, b.train)
+    assert.equal(a.val, b.val)
+    assert.equal(s1.documents, s2.documents)
+    assert.is_true(s1.val.docs > 0 and s1.train.docs > 0)
+    -- the same documents as split_blank_lines finds in each file
+    local n = 0
+    for _, p in ipairs { "tests/golden/tokenizer/stress.txt", "README.md" } do
+      local f = io.open(p, "rb"); n = n + #tokenize.split_blank_lines(f:read("a")); f:close()
+    end
+    assert.equal(n, s1.documents)
+  end)
+end)
