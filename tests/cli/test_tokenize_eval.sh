@@ -55,6 +55,9 @@ q "SELECT value FROM params WHERE key='eval.tasks'" | grep -q '"tiny":' || fail 
 "$GQE" eval 1 --task again="$tmp/task.jsonl" --db "$db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "gqe eval failed"; }
 grep -q "again *acc [0-9.]*  acc_norm [0-9.]*  n 3" "$tmp/out" || { cat "$tmp/out"; fail "gqe eval output"; }
 [ "$(q "SELECT count(*) FROM evals WHERE split='again' AND step=4")" = 2 ] || fail "gqe eval not logged at the checkpoint's step"
+# An llm.c eval file (GPT-2 ids) on the same model.
+"$GQE" eval 1 --task hs=tests/golden/eval/tiny_llmc.bin --db "$db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "gqe eval of an llm.c file failed"; }
+grep -q "hs *acc [0-9.]*  acc_norm [0-9.]*  n 12" "$tmp/out" || { cat "$tmp/out"; fail "gqe eval llm.c output"; }
 
 # 4. Bad inputs, each failing before the first training step.
 bad() { # message-pattern, overrides...
