@@ -17,7 +17,7 @@ for _, S in ipairs(sizes) do
   local B = math.max(1, 65536 // S)
   for _, kind in ipairs({"gqe", "gqa"}) do
     local layer = gqe.nn.GQEAttention{dim = 1024, experts = 16, groups = 8, k = 1, head_dim = 64,
-                                      kind = kind, device = "cuda", seed = 1, precision = precision}
+                                      attention = kind, device = "cuda", seed = 1, precision = precision}
     local x = gqe.randn({B, S, 1024}, {seed = 2, device = "cuda", dtype = precision == "bf16" and "bf16" or "f32"})
     layer:forward(x); layer:forward(x)
     gqe.profile_reset()               -- GQE_PROFILE=1: time the measured calls only

@@ -35,7 +35,7 @@ local function run(kind)
       d:close()
     end
   end
-  local opt = gqe.optim.AdamW(lm, {lr = 1e-4, betas = {0.9, 0.95}, weight_decay = 0.1})
+  local opt = gqe.optim.AdamW(lm, {lr = 1e-4, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1})
   local tok, tgt = {}, {}
   for b = 1, B do
     tok[b], tgt[b] = {}, {}

@@ -1,6 +1,7 @@
 /* The helpers of bind.h: tensor userdata and option-table readers shared by
  * every binding file. */
 #include "bind.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,19 @@ int gqe_lua_opt_bool(lua_State *L, int idx, const char *what, const char *key, i
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void gqe_lua_deprecated(lua_State *L, const char *what, const char *old_name, const char *new_name) {
+    /* once per (what, old name): the registry remembers what was said */
+    lua_pushfstring(L, "gqe.deprecated %s.%s", what, old_name);
+    if (lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TNIL) {
+        lua_pushfstring(L, "gqe.deprecated %s.%s", what, old_name);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, LUA_REGISTRYINDEX);
+        fprintf(stderr, "gqe: warning: %s: '%s' is deprecated and goes in the next release; use '%s'\n",
+                what, old_name, new_name);
+    }
+    lua_pop(L, 1);
 }
 
 void gqe_lua_check_keys(lua_State *L, int idx, const char *what, const char *const *allowed) {

@@ -27,6 +27,9 @@ lua_Integer gqe_lua_opt_int(lua_State *L, int idx, const char *what, const char 
 lua_Number gqe_lua_opt_num(lua_State *L, int idx, const char *what, const char *key, lua_Number def);
 const char *gqe_lua_opt_str(lua_State *L, int idx, const char *what, const char *key, const char *def);
 int gqe_lua_opt_bool(lua_State *L, int idx, const char *what, const char *key, int def);
+/* The old name of an option: warns once per process on stderr
+ * ("<what>: '<old>' is deprecated, use '<new>'"). */
+void gqe_lua_deprecated(lua_State *L, const char *what, const char *old_name, const char *new_name);
 /* Error listing the valid keys when the table at idx has any other key. */
 void gqe_lua_check_keys(lua_State *L, int idx, const char *what, const char *const *allowed);
 

@@ -111,9 +111,22 @@ static void set_num(lua_State *L, const char *k, lua_Number v) { lua_pushnumber(
 static void set_str(lua_State *L, const char *k, const char *v) { lua_pushstring(L, v); lua_setfield(L, -2, k); }
 static void set_bool(lua_State *L, const char *k, int v) { lua_pushboolean(L, v); lua_setfield(L, -2, k); }
 
-/* Attention fields of the config table into c (kind under kind_key). */
-static void read_attn_fields(lua_State *L, int idx, const char *what, const char *kind_key, gqe_attn_config *c) {
+/* Attention fields of the config table into c. The kind is `attention`;
+ * `kind`, its former name on GQEAttention, is read with a deprecation
+ * warning. */
+static void read_attn_fields(lua_State *L, int idx, const char *what, gqe_attn_config *c) {
     char key[64];
+    const char *kind_key = "attention";
+    lua_getfield(L, idx, "kind");
+    bool has_kind = !lua_isnil(L, -1);
+    lua_getfield(L, idx, "attention");
+    bool has_attention = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    if (has_kind && has_attention) luaL_error(L, "%s: give attention only ('kind' is its deprecated name)", what);
+    if (has_kind) {
+        gqe_lua_deprecated(L, what, "kind", "attention");
+        kind_key = "kind";
+    }
     const char *s = gqe_lua_opt_str(L, idx, what, kind_key, gqe_attn_kind_name(c->kind));
     snprintf(key, sizeof key, "%s.%s", what, kind_key);
     GQE_LUA_CHECK(L, key, gqe_attn_kind_parse(s, &c->kind));
@@ -144,12 +157,12 @@ static void read_attn_fields(lua_State *L, int idx, const char *what, const char
     c->seed = (uint64_t)gqe_lua_opt_int(L, idx, what, "seed", (lua_Integer)c->seed);
 }
 
-static void push_attn_config(lua_State *L, const gqe_attn_config *c, const char *kind_key) {
+static void push_attn_config(lua_State *L, const gqe_attn_config *c) {
     set_int(L, "experts", c->experts);
     set_int(L, "groups", c->groups);
     set_int(L, "k", c->k);
     set_int(L, "head_dim", c->head_dim);
-    set_str(L, kind_key, gqe_attn_kind_name(c->kind));
+    set_str(L, "attention", gqe_attn_kind_name(c->kind));
     set_str(L, "variant", gqe_variant_name(c->variant));
     set_str(L, "router", gqe_router_name(c->router));
     set_bool(L, "rope", c->rope);
@@ -173,7 +186,7 @@ static void push_params_views(lua_State *L, gqe_paramset *ps) {
 /* ---- GQEAttention -------------------------------------------------------- */
 
 static const char *const ATTN_KEYS[] = {
-    "balance_gamma", "causal", "device", "dim", "experts", "groups", "head_dim", "init_std",
+    "attention", "balance_gamma", "causal", "device", "dim", "experts", "groups", "head_dim", "init_std",
     "k", "kind", "precision", "rope", "rope_theta", "router", "seed", "variant", NULL};
 
 static l_attn *check_attn(lua_State *L, int idx) {
@@ -192,7 +205,7 @@ static int attn_new(lua_State *L) {
     if (lua_isnil(L, -1)) luaL_error(L, "GQEAttention.dim is required (model width)");
     lua_pop(L, 1);
     c.dim = gqe_lua_opt_int(L, 1, what, "dim", 0);
-    read_attn_fields(L, 1, what, "kind", &c);
+    read_attn_fields(L, 1, what, &c);
     c.causal = gqe_lua_opt_bool(L, 1, what, "causal", c.causal);
     float std = (float)gqe_lua_opt_num(L, 1, what, "init_std", 0.02);
     gqe_device dev = read_device(L, 1, what);
@@ -324,7 +337,7 @@ static int attn_config(lua_State *L) {
     const gqe_attn_config *c = gqe_attn_get_config(u->a);
     lua_newtable(L);
     set_int(L, "dim", c->dim);
-    push_attn_config(L, c, "kind");
+    push_attn_config(L, c);
     set_bool(L, "causal", c->causal);
     set_int(L, "seed", (lua_Integer)c->seed);
     set_num(L, "init_std", u->init_std);
@@ -339,7 +352,7 @@ static int attn_tostring(lua_State *L) {
     l_attn *u = luaL_checkudata(L, 1, ATTN_MT);
     if (!u->a) { lua_pushstring(L, "gqe.nn.GQEAttention (closed)"); return 1; }
     const gqe_attn_config *c = gqe_attn_get_config(u->a);
-    lua_pushfstring(L, "gqe.nn.GQEAttention{kind=%s, variant=%s, router=%s, dim=%d, experts=%d, groups=%d, k=%d} %s",
+    lua_pushfstring(L, "gqe.nn.GQEAttention{attention=%s, variant=%s, router=%s, dim=%d, experts=%d, groups=%d, k=%d} %s",
                     gqe_attn_kind_name(c->kind), gqe_variant_name(c->variant), gqe_router_name(c->router),
                     (int)c->dim, (int)c->experts, (int)c->groups, (int)c->k, gqe_device_name(u->device));
     return 1;
@@ -381,27 +394,89 @@ static int64_t required_int(lua_State *L, int idx, const char *what, const char 
     return gqe_lua_opt_int(L, idx, what, key, 0);
 }
 
+/* The LM options table at idx into c, validated by the core (derived sizes
+ * filled in); device and precision are returned separately. */
+static void read_lm_config(lua_State *L, int idx, const char *what, gqe_lm_config *cfg, gqe_device *dev,
+                           const char **precision) {
+    gqe_lm_config c;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    gqe_lua_check_keys(L, idx, what, LM_KEYS);
+    gqe_lm_config_default(&c);
+    c.vocab = required_int(L, idx, what, "vocab", "vocabulary size");
+    c.dim = required_int(L, idx, what, "dim", "model width");
+    c.layers = required_int(L, idx, what, "layers", "number of blocks");
+    c.max_seq = gqe_lua_opt_int(L, idx, what, "max_seq", c.max_seq);
+    read_attn_fields(L, idx, what, &c.attn);
+    c.attn.dim = c.dim;
+    char key[64];
+    snprintf(key, sizeof key, "%s.mlp", what);
+    GQE_LUA_CHECK(L, key, gqe_mlp_parse(gqe_lua_opt_str(L, idx, what, "mlp", gqe_mlp_name(c.mlp)), &c.mlp));
+    c.mlp_hidden = gqe_lua_opt_int(L, idx, what, "mlp_hidden", c.mlp_hidden);
+    c.tied = gqe_lua_opt_bool(L, idx, what, "tied", c.tied);
+    c.norm_eps = (float)gqe_lua_opt_num(L, idx, what, "norm_eps", c.norm_eps);
+    c.init_std = (float)gqe_lua_opt_num(L, idx, what, "init_std", c.init_std);
+    c.seed = (uint64_t)gqe_lua_opt_int(L, idx, what, "seed", (lua_Integer)c.seed);
+    *dev = read_device(L, idx, what);
+    *precision = gqe_lua_opt_str(L, idx, what, "precision", "fp32");
+    GQE_LUA_CHECK(L, what, gqe_lm_config_validate(&c));
+    *cfg = c;
+}
+
+static void push_lm_config(lua_State *L, const gqe_lm_config *c) {
+    lua_newtable(L);
+    set_int(L, "vocab", c->vocab);
+    set_int(L, "dim", c->dim);
+    set_int(L, "layers", c->layers);
+    set_int(L, "max_seq", c->max_seq);
+    push_attn_config(L, &c->attn);
+    set_str(L, "mlp", gqe_mlp_name(c->mlp));
+    set_int(L, "mlp_hidden", c->mlp_hidden);
+    set_bool(L, "tied", c->tied);
+    set_num(L, "norm_eps", c->norm_eps);
+    set_num(L, "init_std", c->init_std);
+    set_int(L, "seed", (lua_Integer)c->seed);
+}
+
+/* gqe.nn.check_lm(options) -> the config LM(options) would build (derived
+ * sizes filled in), or the error LM(options) would raise (named
+ * gqe.nn.check_lm instead of LM); allocates nothing. */
+static int lm_check(lua_State *L) {
+    gqe_lm_config c;
+    gqe_device dev;
+    const char *precision;
+    read_lm_config(L, 1, "gqe.nn.check_lm", &c, &dev, &precision);
+    push_lm_config(L, &c);
+    return 1;
+}
+
+/* gqe.nn.active_heads{attention=, experts=, groups=, k=, variant=} -> the
+ * query heads a token uses (the core's count; GQE.md): G*k (+1 shared head
+ * in variant gqe), all N for the dense kinds. */
+static int lm_active_heads(lua_State *L) {
+    const char *what = "gqe.nn.active_heads";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const keys[] = {"attention", "experts", "groups", "k", "variant", NULL};
+    gqe_lua_check_keys(L, 1, what, keys);
+    gqe_attn_config c;
+    gqe_attn_config_default(&c);
+    char key[64];
+    snprintf(key, sizeof key, "%s.attention", what);
+    GQE_LUA_CHECK(L, key, gqe_attn_kind_parse(gqe_lua_opt_str(L, 1, what, "attention", "gqe"), &c.kind));
+    snprintf(key, sizeof key, "%s.variant", what);
+    GQE_LUA_CHECK(L, key, gqe_variant_parse(gqe_lua_opt_str(L, 1, what, "variant", "gqe"), &c.variant));
+    c.experts = gqe_lua_opt_int(L, 1, what, "experts", 0);
+    c.groups = gqe_lua_opt_int(L, 1, what, "groups", 0);
+    c.k = gqe_lua_opt_int(L, 1, what, "k", c.k);
+    lua_pushinteger(L, gqe_attn_active_heads(&c));
+    return 1;
+}
+
 static int lm_new(lua_State *L) {
     const char *what = "LM";
-    luaL_checktype(L, 1, LUA_TTABLE);
-    gqe_lua_check_keys(L, 1, what, LM_KEYS);
     gqe_lm_config c;
-    gqe_lm_config_default(&c);
-    c.vocab = required_int(L, 1, what, "vocab", "vocabulary size");
-    c.dim = required_int(L, 1, what, "dim", "model width");
-    c.layers = required_int(L, 1, what, "layers", "number of blocks");
-    c.max_seq = gqe_lua_opt_int(L, 1, what, "max_seq", c.max_seq);
-    read_attn_fields(L, 1, what, "attention", &c.attn);
-    c.attn.dim = c.dim;
-    GQE_LUA_CHECK(L, "LM.mlp", gqe_mlp_parse(gqe_lua_opt_str(L, 1, what, "mlp", gqe_mlp_name(c.mlp)), &c.mlp));
-    c.mlp_hidden = gqe_lua_opt_int(L, 1, what, "mlp_hidden", c.mlp_hidden);
-    c.tied = gqe_lua_opt_bool(L, 1, what, "tied", c.tied);
-    c.norm_eps = (float)gqe_lua_opt_num(L, 1, what, "norm_eps", c.norm_eps);
-    c.init_std = (float)gqe_lua_opt_num(L, 1, what, "init_std", c.init_std);
-    c.seed = (uint64_t)gqe_lua_opt_int(L, 1, what, "seed", (lua_Integer)c.seed);
-    gqe_device dev = read_device(L, 1, what);
-    const char *precision = gqe_lua_opt_str(L, 1, what, "precision", "fp32");
-    GQE_LUA_CHECK(L, what, gqe_lm_config_validate(&c));
+    gqe_device dev;
+    const char *precision;
+    read_lm_config(L, 1, what, &c, &dev, &precision);
 
     l_lm *u = lua_newuserdatauv(L, sizeof *u, 0);
     memset(u, 0, sizeof *u);
@@ -487,14 +562,106 @@ static int lm_state(lua_State *L) {
     return 1;
 }
 static int lm_grads(lua_State *L) { push_params(L, gqe_lm_params(check_lm(L, 1)->lm), true, "LM:grads"); return 1; }
+/* Appends name to the list table at idx. */
+static void list_add(lua_State *L, int idx, const char *name) {
+    lua_pushstring(L, name);
+    lua_seti(L, idx, (lua_Integer)luaL_len(L, idx) + 1);
+}
+
+/* "'a', 'b', 'c' and 7 more" from the list table at idx. */
+static const char *list_text(lua_State *L, int idx) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer n = luaL_len(L, idx);
+    for (lua_Integer i = 1; i <= n && i <= 5; i++) {
+        if (i > 1) luaL_addstring(&b, ", ");
+        lua_geti(L, idx, i);
+        luaL_addchar(&b, '\'');
+        luaL_addvalue(&b);
+        luaL_addchar(&b, '\'');
+    }
+    if (n > 5) {
+        lua_pushfstring(L, " and %d more", (int)(n - 5));
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* lm:load(tensors [, prefix] [, {strict = true}]) -> lm, missing, unexpected.
+ * Every parameter must be present and every key under the prefix must name
+ * a parameter (or a balanced router's bias, which older files lack); with
+ * strict = false the missing ones keep their values and both lists are
+ * returned instead of raising. */
 static int lm_load(lua_State *L) {
     l_lm *u = check_lm(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    const char *prefix = luaL_optstring(L, 3, "");
+    int opts = 4;
+    const char *prefix = "";
+    if (lua_istable(L, 3)) opts = 3;
+    else prefix = luaL_optstring(L, 3, "");
+    static const char *const LOAD_OPTS[] = {"strict", NULL};
+    gqe_lua_check_keys(L, opts, "LM:load", LOAD_OPTS);
+    bool strict = lua_isnoneornil(L, opts) ? true : gqe_lua_opt_bool(L, opts, "LM:load", "strict", 1);
     gqe_paramset *ps = gqe_lm_params(u->lm);
-    load_params(L, ps, 2, prefix, "LM:load");
-    lua_settop(L, 1);
-    return 1;
+    lua_newtable(L);
+    int missing = lua_gettop(L);
+    lua_newtable(L);
+    int unexpected = lua_gettop(L);
+    lua_newtable(L);   /* names the model knows (full, with prefix) */
+    int known = lua_gettop(L);
+    for (int i = 0; i < ps->count; i++) {
+        lua_pushfstring(L, "%s%s", prefix, ps->items[i].name);
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, known);
+        if (lua_rawget(L, 2) == LUA_TNIL) list_add(L, missing, ps->items[i].name);
+        lua_pop(L, 1);
+    }
+    /* buffers (the balanced router's bias) are known but optional: older
+     * files lack them */
+    for (int i = 0; i < ps->nbuffers; i++) {
+        lua_pushfstring(L, "%s%s", prefix, ps->buffers[i].name);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, known);
+    }
+    size_t plen = strlen(prefix);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            list_add(L, unexpected, luaL_tolstring(L, -1, NULL));
+            lua_pop(L, 1);
+            continue;
+        }
+        const char *k = lua_tostring(L, -1);
+        if (strncmp(k, prefix, plen) != 0) continue;
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, known) == LUA_TNIL) list_add(L, unexpected, k);
+        lua_pop(L, 1);
+    }
+    lua_Integer nm = luaL_len(L, missing), nu = luaL_len(L, unexpected);
+    if (strict && (nm > 0 || nu > 0)) {
+        /* the unexpected keys are sorted so the message is stable */
+        lua_getglobal(L, "table");
+        lua_getfield(L, -1, "sort");
+        lua_pushvalue(L, unexpected);
+        lua_call(L, 1, 0);
+        lua_pop(L, 1);
+        const char *m = nm > 0 ? list_text(L, missing) : "";
+        const char *x = nu > 0 ? list_text(L, unexpected) : "";
+        return luaL_error(L, "LM:load: %s%s%s%s%s (the model has %d layers; {strict = false} loads what matches)",
+                          nm > 0 ? "missing " : "", m, nm > 0 && nu > 0 ? "; " : "", nu > 0 ? "unexpected " : "", x,
+                          (int)gqe_lm_layers(u->lm));
+    }
+    for (int i = 0; i < ps->count; i++)
+        load_one(L, 2, prefix, ps->items[i].name, ps->items[i].value, false, "LM:load");
+    for (int i = 0; i < ps->nbuffers; i++)
+        load_one(L, 2, prefix, ps->buffers[i].name, ps->buffers[i].value, false, "LM:load");
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, missing);
+    lua_pushvalue(L, unexpected);
+    return 3;
 }
 static int lm_zero_grad(lua_State *L) {
     GQE_LUA_CHECK(L, "LM:zero_grad", gqe_paramset_zero_grad(gqe_lm_params(check_lm(L, 1)->lm)));
@@ -606,19 +773,7 @@ static int lm_generate(lua_State *L) {
 
 static int lm_config(lua_State *L) {
     l_lm *u = check_lm(L, 1);
-    const gqe_lm_config *c = gqe_lm_get_config(u->lm);
-    lua_newtable(L);
-    set_int(L, "vocab", c->vocab);
-    set_int(L, "dim", c->dim);
-    set_int(L, "layers", c->layers);
-    set_int(L, "max_seq", c->max_seq);
-    push_attn_config(L, &c->attn, "attention");
-    set_str(L, "mlp", gqe_mlp_name(c->mlp));
-    set_int(L, "mlp_hidden", c->mlp_hidden);
-    set_bool(L, "tied", c->tied);
-    set_num(L, "norm_eps", c->norm_eps);
-    set_num(L, "init_std", c->init_std);
-    set_int(L, "seed", (lua_Integer)c->seed);
+    push_lm_config(L, gqe_lm_get_config(u->lm));
     set_str(L, "device", gqe_device_name(lm_dev(u)));
     set_str(L, "precision", gqe_lm_precision(u->lm));
     return 1;
@@ -674,6 +829,31 @@ static const luaL_Reg lm_methods[] = {
     {"routing", lm_routing}, {"generate", lm_generate}, {"config", lm_config},
     {"router_calls", lm_router_calls}, {"set_router_calls", lm_set_router_calls}, {NULL, NULL}};
 
+/* gqe.nn.names: the values the core accepts for each named choice, in the
+ * core's order (config.lua's description takes its allowed values here). */
+static void push_name_list(lua_State *L, const char *(*name)(int)) {
+    lua_newtable(L);
+    for (int i = 0; strcmp(name(i), "?") != 0; i++) {
+        lua_pushstring(L, name(i));
+        lua_seti(L, -2, i + 1);
+    }
+}
+static const char *attention_name(int i) { return gqe_attn_kind_name((gqe_attn_kind)i); }
+static const char *variant_name(int i) { return gqe_variant_name((gqe_variant)i); }
+static const char *router_name(int i) { return gqe_router_name((gqe_router_kind)i); }
+static const char *mlp_name(int i) { return gqe_mlp_name((gqe_mlp_kind)i); }
+static void push_names(lua_State *L) {
+    lua_newtable(L);
+    push_name_list(L, attention_name);
+    lua_setfield(L, -2, "attention");
+    push_name_list(L, variant_name);
+    lua_setfield(L, -2, "variant");
+    push_name_list(L, router_name);
+    lua_setfield(L, -2, "router");
+    push_name_list(L, mlp_name);
+    lua_setfield(L, -2, "mlp");
+}
+
 static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
                       lua_CFunction tostring, lua_CFunction paramset) {
     gqe_lua_new_class(L, mt, methods, gc, tostring);
@@ -696,5 +876,11 @@ void gqe_lua_open_nn(lua_State *L) {
     lua_setfield(L, -2, "GQEAttention");
     lua_pushcfunction(L, lm_new);
     lua_setfield(L, -2, "LM");
+    lua_pushcfunction(L, lm_check);
+    lua_setfield(L, -2, "check_lm");
+    lua_pushcfunction(L, lm_active_heads);
+    lua_setfield(L, -2, "active_heads");
+    push_names(L);
+    lua_setfield(L, -2, "names");
     lua_pop(L, 1);
 }

@@ -102,13 +102,24 @@ static gqe_paramset *optim_begin(lua_State *L, const char *what, const char *con
 
 static int l_adamw(lua_State *L) {
     const char *what = "optim.AdamW";
-    static const char *const keys[] = {"lr", "betas", "eps", "weight_decay", "decay_norms",
+    static const char *const keys[] = {"lr", "beta1", "beta2", "betas", "eps", "weight_decay", "decay_norms",
                                        "decay_embeddings", "decay_router", NULL};
     gqe_optim_config c;
     gqe_paramset *ps = optim_begin(L, what, keys, GQE_OPTIM_ADAMW, &c);
     c.eps = (float)gqe_lua_opt_num(L, 2, what, "eps", c.eps);
     read_decay_flags(L, what, &c);
+    c.beta1 = (float)gqe_lua_opt_num(L, 2, what, "beta1", c.beta1);
+    c.beta2 = (float)gqe_lua_opt_num(L, 2, what, "beta2", c.beta2);
+    /* betas = {beta1, beta2}: the former name, as in torch.optim.AdamW */
     int t = lua_getfield(L, 2, "betas");
+    if (t != LUA_TNIL) {
+        lua_getfield(L, 2, "beta1");
+        lua_getfield(L, 2, "beta2");
+        bool both = !lua_isnil(L, -1) || !lua_isnil(L, -2);
+        lua_pop(L, 2);
+        if (both) return luaL_error(L, "%s: give beta1 and beta2 only ('betas' is their deprecated form)", what);
+        gqe_lua_deprecated(L, what, "betas", "beta1 and beta2");
+    }
     if (t == LUA_TTABLE) {
         int ok1, ok2;
         lua_geti(L, -1, 1);

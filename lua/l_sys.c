@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,7 +67,10 @@ static int l_isatty(lua_State *L) {
 }
 
 /* Sleeps the full time unless a signal handled by signals_install arrives. */
-static volatile sig_atomic_t g_signal;   /* 0, SIGINT or SIGTERM */
+static volatile sig_atomic_t g_signal;   /* 0, SIGINT or SIGTERM: the first interrupt */
+static volatile sig_atomic_t g_direct;   /* an interrupt came straight to this process */
+static int g_installed;
+static int g_quiet;   /* a --jobs worker: its sweep speaks for it */
 
 static int l_sleep(lua_State *L) {
     double s = luaL_checknumber(L, 1);
@@ -78,22 +82,65 @@ static int l_sleep(lua_State *L) {
 
 /* ---- signals: the first asks the loop to stop, the second stops now ----- */
 
+/* SIGUSR1 / SIGUSR2 are SIGINT / SIGTERM forwarded by the parent of a --jobs
+ * sweep. They ask for a clean stop but never count as the second signal: the
+ * same Ctrl-C usually reaches the worker directly too (a terminal signals
+ * the whole process group, Slurm every process of the job), and one Ctrl-C
+ * must not kill a run without its checkpoint. */
 static void on_signal(int sig) {
-    if (g_signal) _exit(sig == SIGTERM ? 143 : 130);
-    g_signal = sig;
-    gqe_interrupt_request(sig);   /* long computations in the core stop too */
+    if (sig == SIGUSR1 || sig == SIGUSR2) {
+        if (!g_signal) {
+            g_signal = sig == SIGUSR1 ? SIGINT : SIGTERM;
+            gqe_interrupt_request(g_signal);   /* long computations in the core stop too */
+        }
+        return;
+    }
+    if (g_direct) {
+        static const char msg[] = "gqe: stopped at once (second signal); rerun to resume from the last checkpoints\n";
+        if (!g_quiet) {
+            ssize_t w = write(2, msg, sizeof msg - 1);   /* async-signal-safe; best-effort */
+            (void)w;
+        }
+        _exit(sig == SIGTERM ? 143 : 130);
+    }
+    g_direct = 1;
+    if (!g_signal) {
+        g_signal = sig;
+        gqe_interrupt_request(sig);   /* long computations in the core stop too */
+    }
 }
 
+static const int STOP_SIGNALS[] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+#define N_STOP_SIGNALS (int)(sizeof STOP_SIGNALS / sizeof STOP_SIGNALS[0])
+
+static void stop_signal_set(sigset_t *set) {
+    sigemptyset(set);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaddset(set, STOP_SIGNALS[i]);
+}
+
+/* Installs the handlers (idempotent: a signal already caught stays caught)
+ * and unblocks the signals a --jobs worker starts with blocked. A closed
+ * stdout (`gqe resume 7 | head`) must not kill a run: SIGPIPE is ignored
+ * and progress output is best-effort. */
 static int l_signals_install(lua_State *L) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-        return luaL_error(L, "gqe.signals_install: sigaction failed: %s", strerror(errno));
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        if (sigaction(STOP_SIGNALS[i], &sa, NULL) != 0)
+            return luaL_error(L, "gqe.signals_install: sigaction failed: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);   /* over a file-size limit, writes fail (EFBIG) like a full disk */
-    g_signal = 0;
-    gqe_interrupt_clear();
+    if (!g_installed) {
+        g_signal = g_direct = 0;
+        gqe_interrupt_clear();
+    }
+    g_installed = 1;
+    g_quiet = getenv("GQE_WORKER") != NULL;
+    sigset_t set;
+    stop_signal_set(&set);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
     return 0;
 }
 
@@ -102,9 +149,9 @@ static int l_signals_reset(lua_State *L) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    g_signal = 0;
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(STOP_SIGNALS[i], &sa, NULL);
+    g_signal = g_direct = 0;
+    g_installed = 0;
     gqe_interrupt_clear();
     (void)L;
     return 0;
@@ -183,7 +230,7 @@ static int l_sgemm_bench(lua_State *L) {
 
 /* ---- child processes ---------------------------------------------------- */
 
-static const char *const SPAWN_OPTS[] = {"stderr", "stdout", NULL};
+static const char *const SPAWN_OPTS[] = {"stderr", "stdout", "worker", NULL};
 
 static void redirect(const char *path, int fd) {
     if (!path) return;
@@ -193,9 +240,13 @@ static void redirect(const char *path, int fd) {
     close(f);
 }
 
-/* spawn(argv [, {stdout=path, stderr=path}]) -> pid. argv[1] == "gqe" runs
- * this very executable (/proc/self/exe) so child runs use the same build;
- * any other argv[1] is looked up on PATH. Output paths are appended to. */
+/* spawn(argv [, {stdout=path, stderr=path, worker=bool}]) -> pid. argv[1] ==
+ * "gqe" runs this very executable (/proc/self/exe) so child runs use the
+ * same build; any other argv[1] is looked up on PATH. Output paths are
+ * appended to. A worker starts with the stop signals blocked (an interrupt
+ * that arrives while it starts waits for its signals_install instead of
+ * killing it) and gets SIGTERM when this process dies, so no run is left
+ * behind by a killed sweep. */
 static int l_spawn(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     gqe_lua_check_keys(L, 2, "gqe.spawn", SPAWN_OPTS);
@@ -213,11 +264,25 @@ static int l_spawn(lua_State *L) {
     }
     argv[n] = NULL;
     bool self = strcmp(argv[0], "gqe") == 0;
+    bool worker = false;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "worker");
+        worker = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    pid_t parent = getpid();
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) return luaL_error(L, "gqe.spawn: fork failed: %s", strerror(errno));
     if (pid == 0) {
+        if (worker) {
+            sigset_t set;
+            stop_signal_set(&set);
+            sigprocmask(SIG_BLOCK, &set, NULL);
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) _exit(143);   /* the parent died before prctl */
+        }
         redirect(out, 1);
         redirect(err, 2);
         if (self) execv("/proc/self/exe", (char *const *)argv);
@@ -244,10 +309,11 @@ static int l_wait(lua_State *L) {
     return 2;
 }
 
-/* kill(pid [, "SIGTERM"|"SIGINT"|"SIGKILL"]): for stopping child runs. */
+/* kill(pid [, "SIGTERM"|"SIGINT"|"SIGKILL"|"SIGUSR1"|"SIGUSR2"]): for
+ * stopping child runs (SIGUSR1/2: a forwarded SIGINT/SIGTERM, see on_signal). */
 static int l_kill(lua_State *L) {
-    static const char *const names[] = {"SIGTERM", "SIGINT", "SIGKILL", NULL};
-    static const int sigs[] = {SIGTERM, SIGINT, SIGKILL};
+    static const char *const names[] = {"SIGTERM", "SIGINT", "SIGKILL", "SIGUSR1", "SIGUSR2", NULL};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGKILL, SIGUSR1, SIGUSR2};
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
     luaL_argcheck(L, pid > 0, 1, "pid must be positive");
     int s = sigs[luaL_checkoption(L, 2, "SIGTERM", names)];
@@ -265,4 +331,10 @@ static const luaL_Reg sys_funcs[] = {
 
 void gqe_lua_open_sys(lua_State *L) {
     luaL_setfuncs(L, sys_funcs, 0);
+#ifdef GQE_HAVE_CUDA
+    lua_pushboolean(L, 1);
+#else
+    lua_pushboolean(L, 0);
+#endif
+    lua_setfield(L, -2, "cuda_built");
 }

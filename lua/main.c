@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int luaopen_gqe(lua_State *L);
 
@@ -151,12 +152,25 @@ int main(int argc, char **argv) {
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, handled
      * like a full disk, instead of killing the process mid-run. */
     signal(SIGXFSZ, SIG_IGN);
+    /* A closed stdout (`gqe runs | head -3`) ends output, not the process:
+     * writes fail quietly instead, so no run is ever killed by a pipe. */
+    signal(SIGPIPE, SIG_IGN);
     lua_State *L = luaL_newstate();
     if (!L) { fputs("gqe: cannot create the Lua state (out of memory)\n", stderr); return 1; }
     lua_pushcfunction(L, open_all);
     if (docall(L, 0, 0) != LUA_OK) { lua_close(L); return 1; }
     int code;
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    if (argc < 2) {
+        /* Like git or make with nothing to do: the usage, and a failure. */
+        set_arg(L, argc, argv, 0);
+        int out = dup(1);
+        dup2(2, 1);
+        run_command(L, "help", argc, argv, argc);
+        fflush(stdout);
+        dup2(out, 1);
+        close(out);
+        code = 2;
+    } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         set_arg(L, argc, argv, 0);
         code = run_command(L, "help", argc, argv, argc);
     } else if (!is_command(argv[1]) && is_script(argv[1])) {

@@ -29,9 +29,9 @@ gqe_status gqe_variant_parse(const char *s, gqe_variant *out) {
 gqe_status gqe_router_parse(const char *s, gqe_router_kind *out) {
     int v; GQE_TRY(parse(s, router_names, COUNT(router_names), "router", &v)); *out = (gqe_router_kind)v; return GQE_OK;
 }
-const char *gqe_attn_kind_name(gqe_attn_kind k) { return (unsigned)k < 4 ? kind_names[k] : "?"; }
-const char *gqe_variant_name(gqe_variant v) { return (unsigned)v < 3 ? variant_names[v] : "?"; }
-const char *gqe_router_name(gqe_router_kind r) { return (unsigned)r < 5 ? router_names[r] : "?"; }
+const char *gqe_attn_kind_name(gqe_attn_kind k) { return (unsigned)k < (unsigned)COUNT(kind_names) ? kind_names[k] : "?"; }
+const char *gqe_variant_name(gqe_variant v) { return (unsigned)v < (unsigned)COUNT(variant_names) ? variant_names[v] : "?"; }
+const char *gqe_router_name(gqe_router_kind r) { return (unsigned)r < (unsigned)COUNT(router_names) ? router_names[r] : "?"; }
 
 void gqe_attn_config_default(gqe_attn_config *c) {
     memset(c, 0, sizeof *c);
@@ -72,9 +72,9 @@ gqe_status gqe_attn_config_validate(gqe_attn_config *c) {
         return gqe_fail(GQE_ERR_ARG, "head_dim must be even when rope is on, got %lld", (long long)c->head_dim);
     if (c->rope && !(c->rope_theta > 0))
         return gqe_fail(GQE_ERR_ARG, "rope_theta must be positive, got %g", (double)c->rope_theta);
-    if ((unsigned)c->kind > GQE_ATTN_MQA) return gqe_fail(GQE_ERR_ARG, "unknown attention kind %d (allowed: gqe, gqa, mha, mqa)", (int)c->kind);
-    if ((unsigned)c->variant > GQE_VARIANT_WEIGHTED_CONCAT) return gqe_fail(GQE_ERR_ARG, "unknown variant %d (allowed: gqe, hard_concat, weighted_concat)", (int)c->variant);
-    if ((unsigned)c->router > GQE_ROUTER_HASH) return gqe_fail(GQE_ERR_ARG, "unknown router %d (allowed: softmax, sigmoid, balanced, random, hash)", (int)c->router);
+    if ((unsigned)c->kind >= (unsigned)COUNT(kind_names)) return gqe_fail(GQE_ERR_ARG, "unknown attention kind %d", (int)c->kind);
+    if ((unsigned)c->variant >= (unsigned)COUNT(variant_names)) return gqe_fail(GQE_ERR_ARG, "unknown variant %d", (int)c->variant);
+    if ((unsigned)c->router >= (unsigned)COUNT(router_names)) return gqe_fail(GQE_ERR_ARG, "unknown router %d", (int)c->router);
     if (c->kind == GQE_ATTN_GQE) {
         int64_t m = c->experts / c->groups;
         if (c->k < 1 || c->k > m)

@@ -15,7 +15,7 @@ gqe_status gqe_mlp_parse(const char *s, gqe_mlp_kind *out) {
         if (strcmp(s, mlp_names[i]) == 0) { *out = (gqe_mlp_kind)i; return GQE_OK; }
     return gqe_fail(GQE_ERR_ARG, "unknown mlp '%s' (allowed: gelu, swiglu)", s ? s : "(null)");
 }
-const char *gqe_mlp_name(gqe_mlp_kind k) { return (unsigned)k < 2 ? mlp_names[k] : "?"; }
+const char *gqe_mlp_name(gqe_mlp_kind k) { return (unsigned)k < sizeof mlp_names / sizeof *mlp_names ? mlp_names[k] : "?"; }
 
 void gqe_lm_config_default(gqe_lm_config *c) {
     memset(c, 0, sizeof *c);
@@ -40,7 +40,7 @@ gqe_status gqe_lm_config_validate(gqe_lm_config *c) {
         return gqe_fail(GQE_ERR_ARG, "layers must be an integer in 1..4096, got %lld", (long long)c->layers);
     if (c->max_seq <= 0) return gqe_fail(GQE_ERR_ARG, "max_seq must be a positive integer, got %lld", (long long)c->max_seq);
     if (c->mlp_hidden < 0) return gqe_fail(GQE_ERR_ARG, "mlp_hidden must be >= 0 (0 means 4*dim), got %lld", (long long)c->mlp_hidden);
-    if ((unsigned)c->mlp > GQE_MLP_SWIGLU) return gqe_fail(GQE_ERR_ARG, "unknown mlp (allowed: gelu, swiglu)");
+    if (strcmp(gqe_mlp_name(c->mlp), "?") == 0) return gqe_fail(GQE_ERR_ARG, "unknown mlp %d", (int)c->mlp);
     if (!(c->norm_eps > 0)) return gqe_fail(GQE_ERR_ARG, "norm_eps must be positive, got %g", (double)c->norm_eps);
     if (!(c->init_std > 0)) return gqe_fail(GQE_ERR_ARG, "init_std must be positive, got %g", (double)c->init_std);
     /* Sizes from the config, checked before anything is allocated: the

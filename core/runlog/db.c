@@ -14,7 +14,9 @@
  * changes a view can simply list "analysis/views.sql" again. */
 static const char *const migration_1[] = {"analysis/schema.sql", "analysis/views.sql", NULL};
 static const char *const migration_2[] = {"analysis/migration_2_run_uid.sql", NULL};
-static const char *const *const migrations[] = {migration_1, migration_2};
+/* 3: counted_runs (which row counts for a run) and the views that read it. */
+static const char *const migration_3[] = {"analysis/views.sql", NULL};
+static const char *const *const migrations[] = {migration_1, migration_2, migration_3};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))
 
 int gqe_runlog_schema_version(void) { return N_MIGRATIONS; }
@@ -254,14 +256,16 @@ gqe_status gqe_runlog_query(gqe_runlog *db, const char *sql, int nbinds, const g
     const char **cn = calloc((size_t)ncol + 1, sizeof *cn);
     gqe_db_value *vals = calloc((size_t)ncol + 1, sizeof *vals);
     if (!cn || !vals) { free(cn); free(vals); sqlite3_finalize(st); return gqe_fail(GQE_ERR_NOMEM, "runlog: out of memory"); }
-    for (int c = 0; c < ncol; c++) cn[c] = sqlite3_column_name(st, c);
 
     double t0 = rl_now();
     int64_t rows = 0;
     for (int attempt = 0;;) {
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
-            rows++;
+            /* Names are read after the first step: a statement prepared again
+             * there (a LIKE on a bound value) frees the names read before. */
+            if (rows++ == 0)
+                for (int c = 0; c < ncol; c++) cn[c] = sqlite3_column_name(st, c);
             for (int c = 0; c < ncol; c++) {
                 gqe_db_value *v = &vals[c];
                 memset(v, 0, sizeof *v);

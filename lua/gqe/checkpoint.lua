@@ -161,7 +161,7 @@ function checkpoint.resume(db, run_id)
   if r.status == "running" then db:mark_crashed(gqe.hostname(), 600) end
   local ck = db:query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", run_id)[1]
   if ck.n == 0 then error(string.format("run %d has no checkpoint to resume from (train.checkpoint_every)", run_id), 0) end
-  local c = json.decode(r.config)
+  local c = require("gqe.models").stored_config(r.config, "run " .. run_id)
   return require("gqe.train").run(c, { db = db, experiment = r.experiment, name = r.name,
                                        resume = { run_id = run_id } })
 end

@@ -1,9 +1,12 @@
 -- The host's commands: `gqe runs | compare | report | data | bench | resume
 -- | help` (and the hidden `__run` of --jobs workers). main() returns the
 -- process exit code; errors are raised as Lua errors with a clear message.
+-- Each command's command line is described by cli.specs[NAME] (see
+-- gqe/flags.lua) and parsed strictly: an unknown flag is an error, and
+-- --help prints the usage and does nothing else.
 local gqe = require "gqe"
-local config = require "gqe.config"
 local results = require "gqe.results"
+local strict = require "gqe.flags"
 
 local cli = {}
 
@@ -50,21 +53,64 @@ end
 cli.text_table = text_table
 
 local commands = {}
+cli.specs = {}
 
+-- The flags and arguments of a command, or nil after printing its --help.
+local function parse(command, args)
+  local spec = cli.specs[command]
+  local flags, pos = strict.parse(spec, args)
+  if flags.help then
+    say("%s", strict.help(spec))
+    return nil
+  end
+  return flags, pos
+end
+
+-- Fails unless the run log knows the experiment, listing those it knows.
+local function check_experiment(db, path, name)
+  if #db:query("SELECT 1 FROM experiments WHERE name = ?", name) > 0 then return end
+  results.unknown_experiment(db, name, path)
+end
+cli.check_experiment = check_experiment
+
+local STATUSES = { "queued", "running", "finished", "failed", "killed", "diverged", "crashed" }
+cli.specs.runs = { usage = "gqe runs [EXPERIMENT] [--status STATUS] [--db PATH]",
+  about = "lists runs with their status (runs whose process is gone are marked crashed)",
+  flags = { { "status", value = "STATUS", help = "only runs with this status: " .. table.concat(STATUSES, ", ") } },
+  args = { max = 1, names = "EXPERIMENT" } }
 function commands.runs(args)
-  local _, flags, pos = config.parse_args(args)
-  local db = open_db(flags, true)
+  local flags, pos = parse("runs", args)
+  if not flags then return 0 end
+  if flags.status then
+    local ok = false
+    for _, st in ipairs(STATUSES) do ok = ok or st == flags.status end
+    if not ok then
+      local near = strict.closest(flags.status, STATUSES)
+      fail("unknown status '%s'%s; statuses: %s", flags.status, near and (" (did you mean '" .. near .. "'?)") or "",
+           table.concat(STATUSES, ", "))
+    end
+  end
+  local db, path = open_db(flags, true)
+  if pos[1] then
+    local ok, err = pcall(check_experiment, db, path, pos[1])
+    if not ok then db:close(); error(err, 0) end
+  end
   -- Runs whose process is gone are crashed, not running (same host: dead
   -- pid; other hosts: heartbeat older than 10 minutes).
   db:mark_crashed(gqe.hostname(), 600)
   local sql = [[SELECT r.id, e.name AS experiment, r.name, r.status, r.step, r.started, s.last AS val_loss, r.error
     FROM runs r JOIN experiments e ON e.id = r.experiment_id
     LEFT JOIN metric_summary s ON s.run_id = r.id AND s.key = 'val/loss']]
-  local rows
-  if pos[1] then rows = db:query(sql .. " WHERE e.name = ? ORDER BY r.id", pos[1])
-  else rows = db:query(sql .. " ORDER BY r.id") end
+  local where, binds = {}, {}
+  if pos[1] then where[#where + 1] = "e.name = ?"; binds[#binds + 1] = pos[1] end
+  if flags.status then where[#where + 1] = "r.status = ?"; binds[#binds + 1] = flags.status end
+  if #where > 0 then sql = sql .. " WHERE " .. table.concat(where, " AND ") end
+  local rows = db:query(sql .. " ORDER BY r.id", table.unpack(binds))
   db:close()
-  if #rows == 0 then say(pos[1] and "no runs in experiment %s" or "no runs yet", pos[1]); return 0 end
+  if #rows == 0 then
+    say("no %sruns%s", flags.status and (flags.status .. " ") or "", pos[1] and (" in experiment " .. pos[1]) or " yet")
+    return 0
+  end
   local out = {}
   for _, r in ipairs(rows) do
     local err = (r.error or ""):match("^[^\n]*")
@@ -78,39 +124,20 @@ function commands.runs(args)
   return 0
 end
 
-function commands.compare(args)
-  local _, flags, pos = config.parse_args(args)
-  local exp = pos[1] or fail("usage: gqe compare EXPERIMENT [--metric KEY] [--db PATH]")
-  local db = open_db(flags, true)
-  local runs, others = results.runs(db, exp, { status = "finished" })
-  db:close()
-  if #runs == 0 then
-    fail("no finished runs in experiment '%s'%s", exp,
-         #others > 0 and string.format(" (%d runs with another status; see `gqe runs %s`)", #others, exp) or
-         " (see `gqe runs` for the experiments in this database)")
-  end
-  local metric = flags.metric or "val/loss"
-  local groups, keys = results.groups(runs)
-  say("experiment %s: %d finished runs, %d groups%s", exp, #runs, #groups,
-      #keys > 0 and (" by " .. table.concat(keys, ", ")) or "")
-  say("%s", results.format_table(results.summarize(groups, metric), metric))
-  if #others > 0 then say("(%d runs not finished are left out; see `gqe runs %s`)", #others, exp) end
-  return 0
+-- compare, report and sample live in their modules (gqe.compare,
+-- gqe.report, gqe.models), each with its spec and its main.
+for name, mod in pairs { compare = "gqe.compare", report = "gqe.report" } do
+  cli.specs[name] = require(mod).spec
+  commands[name] = function(args) return require(mod).main(args) end
 end
+cli.specs.sample = require("gqe.models").spec
+function commands.sample(args) return require("gqe.models").sample_main(args) end
 
-function commands.report(args)
-  local _, flags, pos = config.parse_args(args)
-  local exp = pos[1] or fail("usage: gqe report EXPERIMENT [--out DIR] [--metric KEY] [--db PATH]")
-  local db = open_db(flags, true)
-  local ok, res = pcall(require("gqe.report").generate, db, exp, { out = flags.out, metric = flags.metric })
-  db:close()
-  if not ok then error(res, 0) end
-  say("report written to %s", res)
-  return 0
-end
-
+cli.specs.data = { usage = "gqe data", about = "prepares data/: the Brown corpus (tags stripped), GPT-2's tokenizer files, Brown GPT-2 shards and the Brown cloze task (gqe data tokenize --help: shards from your own text)",
+  db = false }
 function commands.data(args)
   if args[1] == "tokenize" then return require("gqe.tokenize").main({ table.unpack(args, 2) }) end
+  if not parse("data", args) then return 0 end
   local f = io.open("scripts/prepare_data.sh", "r")
   if f then
     f:close()
@@ -125,8 +152,16 @@ end
 
 -- CPU benchmark: OpenBLAS sgemm GFLOP/s against the training GFLOP/s of a
 -- d=256, 4-layer, sequence-256 GQE model measured in the same process.
+cli.specs.bench = { usage = "gqe bench [--n N] [--iters N] [--batch N] [--steps N] [--device cpu|cuda] [--db PATH]",
+  about = "OpenBLAS sgemm GFLOP/s against the training GFLOP/s of a small GQE model; stored in the bench table",
+  flags = { { "n", value = "N", int = 1, help = "sgemm size (default 1024)" },
+            { "iters", value = "N", int = 1, help = "sgemm repetitions (default 10)" },
+            { "batch", value = "N", int = 1, help = "model batch (default 8)" },
+            { "steps", value = "N", int = 1, help = "timed training steps (default 5)" },
+            { "device", value = "DEVICE", help = "cpu (default) or cuda" } } }
 function commands.bench(args)
-  local _, flags = config.parse_args(args)
+  local flags = parse("bench", args)
+  if not flags then return 0 end
   local device = flags.device or "cpu"
   local n = tonumber(flags.n or 1024)
   local sg = gqe.sgemm_bench(n, tonumber(flags.iters or 10))
@@ -179,10 +214,24 @@ function commands.bench(args)
   return 0
 end
 
+cli.specs.resume = { usage = "gqe resume RUN_ID|EXPERIMENT [--jobs N] [--dry-run] [--restart] [--db PATH]",
+  about = "continues a run (or every unfinished run of an experiment) from its last checkpoint, in its own row",
+  flags = require("gqe.experiment").RESUME_FLAGS, args = { min = 1, max = 1, names = "RUN_ID or EXPERIMENT" } }
 function commands.resume(args)
-  local _, flags, pos = config.parse_args(args)
-  local id = math.tointeger(tonumber(pos[1] or ""))
-  if not id then fail("usage: gqe resume RUN_ID [--db PATH]") end
+  local flags, pos = parse("resume", args)
+  if not flags then return 0 end
+  local id = math.tointeger(tonumber(pos[1]))
+  if not id then
+    local db, path = open_db(flags, true)
+    local known, err = pcall(check_experiment, db, path, pos[1])
+    db:close()
+    if not known then error(err, 0) end
+    require("gqe.experiment").resume(path, pos[1], flags)
+    return 0
+  end
+  for _, f in ipairs { "jobs", "dry-run", "restart", "gpus", "per-gpu" } do
+    if flags[f] then fail("--%s applies to `gqe resume EXPERIMENT`, not to one run (%d)", f, id) end
+  end
   local ckpt = require "gqe.checkpoint"
   local db = open_db(flags, true)
   local ok, res = pcall(ckpt.resume, db, id)
@@ -200,39 +249,64 @@ function commands.merge(args) return require("gqe.merge").main(args) end
 commands.eval = function(args) return require("gqe.evaluate").main(args) end
 
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
+cli.specs.__run = { usage = "gqe __run --db DB JOBFILE (internal: a worker of --jobs N)",
+  args = { min = 1, max = 1, names = "JOBFILE" } }
 commands.__run = function(args)
-  local _, flags, pos = config.parse_args(args)
-  if not flags.db or not pos[1] then fail("usage: gqe __run --db DB JOBFILE (internal)") end
-  return require("gqe.experiment").run_job(flags.db, pos[1])
+  local flags, pos = parse("__run", args)
+  if not flags then return 0 end
+  if not flags.db then fail("usage: %s", cli.specs.__run.usage) end
+  return require("gqe.sweep").run_job(flags.db, pos[1])
 end
 
 cli.usage = [[
-usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--db PATH]
-       gqe runs [EXPERIMENT]                  list runs (crashed ones marked)
-       gqe compare EXPERIMENT [--metric KEY]  mean/std over seeds per group of varied keys
-       gqe report EXPERIMENT [--out DIR]      HTML report with plots (reports/EXPERIMENT)
-       gqe resume RUN_ID                      continue a run from its last checkpoint
+usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--restart] [--db PATH]
+       gqe runs [EXPERIMENT] [--status S]     list runs (crashed ones marked)
+       gqe compare EXPERIMENT [--metric KEY] [--baseline NAME] [--csv|--json]
+                                              mean, std, 95% CI over seeds per group of varied keys
+       gqe report EXPERIMENT [--out DIR] [--baseline NAME] [--curves mean|seeds] [--loss-axis clip|log|full]
+                                              HTML report with plots (reports/EXPERIMENT)
+       gqe resume RUN_ID|EXPERIMENT           continue runs from their last checkpoint
+       gqe sample RUN_ID --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
+                                              text from a run's model
        gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
        gqe data                               prepare data/ (Brown text, GPT-2 tokenizer and shards, cloze task)
        gqe data tokenize IN.txt... --out DIR  GPT-2 token shards (llm.c format) from text
        gqe eval RUN_ID --task NAME=PATH       multiple-choice accuracy of a run's last checkpoint
-       gqe help                               this text
+       gqe help [COMMAND]                     this text, or a command's flags (also COMMAND --help)
 The run log is runs.db unless --db PATH or GQE_DB says otherwise.]]
 
-function commands.help()
-  say("%s", cli.usage)
+cli.specs.help = { usage = "gqe help [COMMAND]", args = { max = 1, names = "COMMAND" }, db = false }
+function commands.help(args)
+  local flags, pos = parse("help", args or {})
+  if not flags then return 0 end
+  local spec = pos[1] and cli.specs[pos[1]]
+  -- A command that parses its own line answers --help itself.
+  if pos[1] and not spec and commands[pos[1]] then return commands[pos[1]]({ "--help" }) end
+  if pos[1] and not spec then fail("unknown command '%s'; %s", pos[1], cli.command_list()) end
+  say("%s", spec and strict.help(spec) or cli.usage)
   return 0
+end
+
+function cli.command_list()
+  local names = {}
+  for name in pairs(commands) do if not name:match("^__") then names[#names + 1] = name end end
+  table.sort(names)
+  return "commands: " .. table.concat(names, ", ") .. " (or a .lua file to run)"
 end
 
 function cli.main(command, args)
   args = args or {}
   if command == nil or command == "help" or command == "--help" or command == "-h" then
-    return commands.help()
+    return commands.help(command == "help" and args or {})
   end
   local f = commands[command]
   if not f then
-    fail("unknown command '%s'; commands: runs, compare, report, resume, merge, eval, bench, data, help (or a .lua file to run)", tostring(command))
+    local names = {}
+    for name in pairs(commands) do if not name:match("^__") then names[#names + 1] = name end end
+    local near = strict.closest(tostring(command), names)
+    fail("unknown command '%s'%s; %s", tostring(command), near and (" (did you mean '" .. near .. "'?)") or "",
+         cli.command_list())
   end
   local rc = f(args)
   return rc or 0

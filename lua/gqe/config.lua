@@ -6,97 +6,124 @@ local json = require "gqe.json"
 
 local config = {}
 
--- Each entry: default value, type ("int" | "number" | "bool" | "string"),
--- and for strings optionally the allowed values. Defaults are small enough
--- to train on a laptop CPU in a couple of minutes.
-local S = {}
-config.schema = S
+-- The description of every config key, in the order the README lists them:
+-- name, type ("int" | "number" | "bool" | "string"), default, the allowed
+-- values or range, and what it means. The validation below, the model
+-- options handed to gqe.nn.LM (field `lm`), the config hash and the README's
+-- config table (config.markdown, checked by tests/cli/test_config_table.sh)
+-- are all derived from it. Ranges: min/max with min_open/max_open for
+-- exclusive bounds; `when` limits a check to the configs it applies to.
+-- Defaults train on a laptop CPU in a couple of minutes.
+local core = package.loaded["gqe"]
+local names = core and core.nn and core.nn.names or {}
 
-S.model = {
-  vocab      = { 0, "int", doc = "0: take the vocabulary size from the data set" },
-  dim        = { 128, "int" },
-  layers     = { 4, "int" },
-  max_seq    = { 0, "int", doc = "0: train.seq" },
-  attention  = { "gqe", "string", { "gqe", "gqa", "mha", "mqa" } },
-  experts    = { 8, "int" },
-  groups     = { 4, "int" },
-  k          = { 1, "int" },
-  head_dim   = { 0, "int", doc = "0: dim / experts" },
-  variant    = { "gqe", "string", { "gqe", "hard_concat", "weighted_concat" } },
-  router     = { "softmax", "string", { "softmax", "sigmoid", "balanced", "random", "hash" } },
-  rope       = { true, "bool" },
-  rope_theta = { 10000.0, "number" },
-  mlp        = { "gelu", "string", { "gelu", "swiglu" } },
-  mlp_hidden = { 0, "int", doc = "0: 4 * dim" },
-  tied       = { true, "bool" },
-  norm_eps   = { 1e-5, "number" },
-  init_std   = { 0.02, "number" },
-}
+local D = {}
+config.description = D
+local function key(name, ty, default, t)
+  t = t or {}
+  t.name, t.type, t.default = name, ty, default
+  t.section, t.key = name:match("^([%w_]+)%.([%w_]+)$")
+  D[#D + 1] = t
+end
+local adamw = { when = function(c) return c.optim.name == "adamw" end, only = "optim.name=adamw" }
+local sgd = { when = function(c) return c.optim.name == "sgd" end, only = "optim.name=sgd" }
+local function with(base, t) for k, v in pairs(base) do t[k] = v end return t end
 
-S.optim = {
-  name             = { "adamw", "string", { "adamw", "sgd" } },
-  lr               = { 3e-3, "number" },
-  beta1            = { 0.9, "number" },
-  beta2            = { 0.95, "number" },
-  eps              = { 1e-8, "number" },
-  weight_decay     = { 0.1, "number" },
-  decay_norms      = { false, "bool" },
-  decay_embeddings = { false, "bool" },
-  momentum         = { 0.9, "number", doc = "sgd only" },
-  nesterov         = { false, "bool", doc = "sgd only" },
-}
+key("model.vocab", "int", 0, { min = 0, lm = "vocab", doc = "vocabulary size; 0: the data set's" })
+key("model.dim", "int", 128, { min = 1, lm = "dim", doc = "model width d" })
+key("model.layers", "int", 4, { min = 1, lm = "layers", doc = "number of blocks" })
+key("model.max_seq", "int", 0, { min = 0, doc = "longest sequence the model accepts; 0 or less than train.seq: train.seq" })
+key("model.attention", "string", "gqe", { values = names.attention, lm = "attention",
+    doc = "`gqe`, or a dense baseline: `mha` has groups = experts, `mqa` groups = 1" })
+key("model.experts", "int", 8, { min = 1, lm = "experts", doc = "N: query-head experts per layer" })
+key("model.groups", "int", 4, { min = 1, lm = "groups", doc = "G: KV heads; N must be divisible by G" })
+key("model.k", "int", 1, { min = 1, lm = "k", doc = "experts chosen per group and token, at most N/G (gqe)" })
+key("model.head_dim", "int", 0, { min = 0, lm = "head_dim", doc = "head width; 0: dim / experts" })
+key("model.variant", "string", "gqe", { values = names.variant, lm = "variant",
+    doc = "how chosen experts feed o_proj (docs/GQE.md); `gqe` adds weighted slots and a shared head" })
+key("model.router", "string", "softmax", { values = names.router, lm = "router",
+    doc = "expert scores; `balanced` is aux-loss-free (a load bias, see balance_gamma)" })
+key("model.balance_gamma", "number", 0.01, { min = 0, lm = "balance_gamma",
+    hashed = function(c) return c.model.router == "balanced" end,
+    doc = "balanced router: bias step per optimizer step (b += gamma * sign(mean load - load))" })
+key("model.rope", "bool", true, { lm = "rope", doc = "rotary position embeddings on queries and keys" })
+key("model.rope_theta", "number", 10000.0, { min = 0, min_open = true, lm = "rope_theta",
+    when = function(c) return c.model.rope end, only = "model.rope=true", doc = "RoPE base" })
+key("model.mlp", "string", "gelu", { values = names.mlp, lm = "mlp", doc = "MLP: `gelu` or `swiglu`" })
+key("model.mlp_hidden", "int", 0, { min = 0, lm = "mlp_hidden", doc = "MLP width; 0: 4 * dim" })
+key("model.tied", "bool", true, { lm = "tied", doc = "output head shares the token embedding" })
+key("model.norm_eps", "number", 1e-5, { min = 0, min_open = true, lm = "norm_eps", doc = "RMSNorm epsilon" })
+key("model.init_std", "number", 0.02, { min = 0, min_open = true, lm = "init_std",
+    doc = "std of the initial weights (residual projections / sqrt(2 layers))" })
 
-S.schedule = {
-  kind       = { "cosine", "string", { "constant", "cosine", "wsd" } },
-  warmup     = { 0, "int" },
-  min_lr     = { 0.1, "number", doc = "fraction of optim.lr" },
-  decay_frac = { 0.2, "number", doc = "wsd: fraction of the steps spent decaying" },
-}
+key("optim.name", "string", "adamw", { values = { "adamw", "sgd" }, doc = "optimizer" })
+key("optim.lr", "number", 3e-3, { min = 0, min_open = true, doc = "peak learning rate" })
+key("optim.beta1", "number", 0.9, with(adamw, { min = 0, max = 1, max_open = true, doc = "AdamW first-moment decay" }))
+key("optim.beta2", "number", 0.95, with(adamw, { min = 0, max = 1, max_open = true, doc = "AdamW second-moment decay" }))
+key("optim.eps", "number", 1e-8, with(adamw, { min = 0, min_open = true, doc = "AdamW epsilon" }))
+key("optim.weight_decay", "number", 0.1, { min = 0, doc = "decoupled weight decay" })
+key("optim.decay_norms", "bool", false, { doc = "apply weight decay to norm gains too" })
+key("optim.decay_embeddings", "bool", false, { doc = "apply weight decay to the embedding too" })
+key("optim.momentum", "number", 0.9, with(sgd, { min = 0, doc = "SGD momentum" }))
+key("optim.nesterov", "bool", false, with(sgd, { doc = "SGD Nesterov momentum" }))
 
-S.data = {
-  kind     = { "text", "string", { "text", "shards", "recall" } },
-  path     = { "data/brown.txt", "string" },
-  val_path = { "", "string", doc = "empty: hold out data.val_frac of data.path" },
-  val_frac = { 0.1, "number" },
-  vocab    = { 0, "int", doc = "recall task vocabulary; 0: the data set's default" },
-  seed     = { 0, "int", doc = "0: train.seed" },
-}
+key("schedule.kind", "string", "cosine", { values = { "constant", "cosine", "wsd" },
+    doc = "learning-rate schedule (warm-up, then constant, cosine or warmup-stable-decay)" })
+key("schedule.warmup", "int", 0, { min = 0, doc = "linear warm-up steps; less than train.steps" })
+key("schedule.min_lr", "number", 0.1, { min = 0, max = 1, doc = "final learning rate as a fraction of optim.lr" })
+key("schedule.decay_frac", "number", 0.2, { min = 0, min_open = true, max = 1,
+    doc = "wsd: fraction of the steps spent decaying" })
 
-S.train = {
-  steps            = { 300, "int" },
-  batch            = { 16, "int" },
-  seq              = { 128, "int" },
-  device           = { "cpu", "string", { "cpu", "cuda" } },
-  precision        = { "fp32", "string", { "fp32", "bf16" },
-                       doc = "bf16: mixed precision on cuda (f32 master weights and optimizer state, bf16 matmuls and activations)" },
-  seed             = { 1, "int" },
-  grad_clip        = { 1.0, "number", doc = "0: no clipping" },
-  aux_coef         = { 0.01, "number" },
-  log_every        = { 10, "int" },
-  eval_every       = { 100, "int" },
-  eval_batches     = { 8, "int" },
-  checkpoint_every = { 0, "int", doc = "0: only at the end and on a signal" },
-  checkpoint_dir   = { "checkpoints", "string", doc = "<dir>/<experiment>/run<id>-<uid>/step<N>.safetensors" },
-  keep_checkpoints = { 2, "int", doc = "newest checkpoints a run keeps, plus its final one; 0 keeps all" },
-  on_nan           = { "stop", "string", { "stop", "skip" } },
-  progress         = { true, "bool" },
-  db               = { "", "string", doc = "empty: --db, GQE_DB or runs.db" },
-}
+key("data.kind", "string", "text", { values = { "text", "shards", "recall" },
+    doc = "`text` (bytes of a file), `shards` (llm.c token shards), `recall` (synthetic associative recall)" })
+key("data.path", "string", "data/brown.txt", { doc = "training file (text) or shard glob (shards)" })
+key("data.val_path", "string", "", { doc = "shards: validation shards; text holds out data.val_frac of data.path" })
+key("data.val_frac", "number", 0.1, { min = 0, max = 1, max_open = true, doc = "text: share held out for validation" })
+key("data.vocab", "int", 0, { min = 0, doc = "recall task vocabulary; 0: the data set's default" })
+key("data.seed", "int", 0, { doc = "seed of the batch order; 0: train.seed" })
+
+key("train.steps", "int", 300, { min = 1, doc = "optimizer steps" })
+key("train.batch", "int", 16, { min = 1, doc = "sequences per step" })
+key("train.seq", "int", 128, { min = 1, doc = "tokens per sequence" })
+key("train.device", "string", "cpu", { values = { "cpu", "cuda" }, doc = "where to train" })
+key("train.precision", "string", "fp32", { values = { "fp32", "bf16" },
+    doc = "bf16: mixed precision on cuda (f32 master weights and optimizer state, bf16 matmuls and activations)" })
+key("train.seed", "int", 1, { doc = "seed of the weights and (unless data.seed) the data order" })
+key("train.grad_clip", "number", 1.0, { min = 0, doc = "global gradient-norm clip; 0: none" })
+key("train.aux_coef", "number", 0.01, { min = 0, doc = "weight of the routers' aux loss (softmax, sigmoid)" })
+key("train.log_every", "int", 10, { min = 1, doc = "steps between logged training metrics" })
+key("train.eval_every", "int", 100, { min = 1, doc = "steps between evaluations (and at the end)" })
+key("train.eval_batches", "int", 8, { min = 1, doc = "validation batches per evaluation" })
+key("train.checkpoint_every", "int", 0, { min = 0, doc = "steps between checkpoints; 0: only at the end and on a signal" })
+key("train.checkpoint_dir", "string", "checkpoints", { hashed = false,
+    doc = "checkpoints go to <dir>/<experiment>/run<id>-<uid>/step<N>.safetensors" })
+key("train.keep_checkpoints", "int", 2, { min = 0, hashed = false,
+    doc = "newest checkpoints a run keeps, plus its final one; 0 keeps all" })
+key("train.on_nan", "string", "stop", { values = { "stop", "skip" }, doc = "a NaN/Inf loss or gradient: stop the run or skip the step" })
+key("train.progress", "bool", true, { hashed = false, doc = "progress lines on stderr" })
+key("train.db", "string", "", { hashed = false, doc = "run log; empty: --db, GQE_DB or runs.db" })
 
 -- Multiple-choice evaluation (lua/gqe/evaluate.lua), at train.eval_every and at the end.
-S.eval = {
-  tasks     = { {}, "tasks", doc = "{ name = path }: JSONL or llm.c eval files; on the command line eval.tasks=name=path,name2=path2" },
-  tokenizer = { "data/gpt2", "string", doc = "directory of GPT-2's encoder.json and vocab.bpe (BPE models)" },
-}
+key("eval.tasks", "tasks", {}, { hashed = false,
+    doc = "`{ name = path }`: JSONL or llm.c eval files; on the command line `eval.tasks=name=path,name2=path2`" })
+key("eval.tokenizer", "string", "data/gpt2", { hashed = false,
+    doc = "directory of GPT-2's encoder.json and vocab.bpe (for models of vocabulary >= 50257)" })
 
-config.sections = { "model", "optim", "schedule", "data", "train", "eval" }
+-- S[section][key] = the key's description; sections in order.
+local S = {}
+config.schema = S
+config.sections = {}
+for _, d in ipairs(D) do
+  if not S[d.section] then S[d.section] = {}; config.sections[#config.sections + 1] = d.section end
+  S[d.section][d.key] = d
+end
+-- Keys that never change what a run computes, left out of the hash so a
+-- rerun with another database path or without progress lines is skipped.
+config.unhashed = {}
+for _, d in ipairs(D) do if d.hashed == false then config.unhashed[d.name] = true end end
 -- Sections left out of the run's JSON, params and hash while at their
 -- defaults, so configs that do not use them describe the same run as before.
 config.optional = { eval = true }
--- Keys that do not change what a run computes: left out of the hash so a
--- rerun with another database path or without progress lines is skipped.
-config.unhashed = { ["train.db"] = true, ["train.progress"] = true, ["train.checkpoint_dir"] = true,
-                    ["train.keep_checkpoints"] = true, ["eval.tasks"] = true, ["eval.tokenizer"] = true }
 -- Top-level keys besides the sections.
 local toplevel = { name = true, experiment = true }
 
@@ -124,7 +151,7 @@ function config.defaults()
   local c = {}
   for _, sec in ipairs(config.sections) do
     c[sec] = {}
-    for k, spec in pairs(S[sec]) do c[sec][k] = spec[1] end
+    for k, d in pairs(S[sec]) do c[sec][k] = deepcopy(d.default) end
   end
   return c
 end
@@ -133,9 +160,9 @@ local fail = require "gqe.fail"
 
 -- The value converted to the key's type, or an error naming the key.
 local function check_value(sec, key, v)
-  local spec = S[sec][key]
-  local ty, allowed = spec[2], spec[3]
-  local where = sec .. "." .. key
+  local d = S[sec][key]
+  local ty, allowed = d.type, d.values
+  local where = d.name
   if ty == "tasks" then
     if type(v) == "string" then v = config.coerce(sec, key, v) end
     if type(v) ~= "table" then fail("%s must be a table { name = path }, got %s", where, type(v)) end
@@ -171,63 +198,76 @@ local function check_value(sec, key, v)
   end
 end
 
--- Range checks the core would also make, given here with the config's key
--- names so a typo costs no run.
+local function num_text(v) return math.type(v) == "integer" and tostring(v) or string.format("%g", v) end
+
+-- The range of a description as text: ">= 1", "> 0", "in [0, 1)".
+function config.range_text(d)
+  if d.min and d.max then
+    return string.format("in %s%s, %s%s", d.min_open and "(" or "[", num_text(d.min), num_text(d.max),
+                         d.max_open and ")" or "]")
+  elseif d.min then
+    return (d.min_open and "> " or ">= ") .. num_text(d.min)
+  elseif d.max then
+    return (d.max_open and "< " or "<= ") .. num_text(d.max)
+  end
+  return nil
+end
+
+local function in_range(d, v)
+  if d.min and (v < d.min or (d.min_open and v == d.min)) then return false end
+  if d.max and (v > d.max or (d.max_open and v == d.max)) then return false end
+  return true
+end
+
+-- The model's options for gqe.nn.LM from the description's `lm` fields,
+-- plus what comes from the train section. vocab: the data's when
+-- model.vocab is 0.
+function config.model_options(c, vocab)
+  local o = {}
+  for _, d in ipairs(D) do
+    if d.lm then o[d.lm] = c[d.section][d.key] end
+  end
+  o.vocab = vocab or o.vocab
+  o.max_seq = math.max(c.model.max_seq, c.train.seq)
+  o.seed, o.device, o.precision = c.train.seed, c.train.device, c.train.precision
+  return o
+end
+
+-- The core's model checks (gqe.nn.check_lm: divisibility, k <= N/G, head
+-- sizes) with its messages in config names ("k must be" -> "model.k must
+-- be"). Word-for-word: a model key followed by " per" or " '" is prose.
+local function check_model(c)
+  if not (core and core.nn and core.nn.check_lm) then return end
+  local o = config.model_options(c, c.model.vocab > 0 and c.model.vocab or 256)
+  o.device, o.precision = nil, nil   -- whether a GPU is there is train.run's question
+  local ok, err = pcall(core.nn.check_lm, o)
+  if ok then return end
+  local msg = tostring(err):gsub("^gqe%.nn%.check_lm[%.%w_]*: ", "")
+  msg = msg:gsub("()([%a_][%w_]*)()", function(i, word, j)
+    if not S.model[word] or msg:sub(i - 1, i - 1) == "." then return nil end
+    local after = msg:sub(j, j + 3)
+    if after == " per" or after:sub(1, 2) == " '" then return nil end
+    return "model." .. word
+  end)
+  error(msg, 0)
+end
+
+-- Every key against its description, then what involves several keys.
 local function check_ranges(c)
-  local m, t, o, d, s = c.model, c.train, c.optim, c.data, c.schedule
-  local function pos(sec, key, v, min)
-    if v < (min or 1) then fail("%s.%s must be >= %s, got %s", sec, key, tostring(min or 1), tostring(v)) end
-  end
-  pos("model", "dim", m.dim); pos("model", "layers", m.layers)
-  pos("model", "experts", m.experts); pos("model", "groups", m.groups); pos("model", "k", m.k)
-  pos("model", "vocab", m.vocab, 0); pos("model", "head_dim", m.head_dim, 0)
-  pos("model", "max_seq", m.max_seq, 0); pos("model", "mlp_hidden", m.mlp_hidden, 0)
-  pos("train", "steps", t.steps); pos("train", "batch", t.batch); pos("train", "seq", t.seq)
-  pos("train", "log_every", t.log_every); pos("train", "eval_every", t.eval_every)
-  pos("train", "eval_batches", t.eval_batches); pos("train", "checkpoint_every", t.checkpoint_every, 0)
-  pos("train", "keep_checkpoints", t.keep_checkpoints, 0)
-  pos("schedule", "warmup", s.warmup, 0)
-  if m.attention == "gqe" then
-    if m.experts % m.groups ~= 0 then
-      fail("model.experts (%d) must be divisible by model.groups (%d)", m.experts, m.groups)
-    end
-    local M = m.experts // m.groups
-    if m.k > M then
-      fail("model.k must be in 1..%d (experts per group = model.experts / model.groups), got %d", M, m.k)
+  for _, d in ipairs(D) do
+    local v = c[d.section][d.key]
+    if type(v) == "number" and (not d.when or d.when(c)) and not in_range(d, v) then
+      fail("%s must be %s, got %s", d.name, config.range_text(d), num_text(v))
     end
   end
-  if o.lr <= 0 then fail("optim.lr must be > 0, got %s", tostring(o.lr)) end
-  if o.weight_decay < 0 then fail("optim.weight_decay must be >= 0, got %s", tostring(o.weight_decay)) end
-  if t.grad_clip < 0 then fail("train.grad_clip must be >= 0, got %s", tostring(t.grad_clip)) end
-  if d.val_frac < 0 or d.val_frac >= 1 then fail("data.val_frac must be in [0, 1), got %s", tostring(d.val_frac)) end
-  if s.min_lr < 0 or s.min_lr > 1 then fail("schedule.min_lr must be in [0, 1], got %s", tostring(s.min_lr)) end
+  local t, d, s = c.train, c.data, c.schedule
   if d.kind ~= "recall" and d.path == "" then fail("data.path must name a file for data.kind '%s'", d.kind) end
-  -- What the core would reject only after the run has started (or never:
-  -- a key it ignores), checked here with the config's names.
-  local function gt0(sec, key, v)
-    if not (v > 0) then fail("%s.%s must be > 0, got %s", sec, key, tostring(v)) end
-  end
-  gt0("model", "norm_eps", m.norm_eps); gt0("model", "init_std", m.init_std)
-  if m.rope then
-    gt0("model", "rope_theta", m.rope_theta)
-    if m.head_dim % 2 ~= 0 then fail("model.head_dim must be even when model.rope is true, got %d", m.head_dim) end
-  end
-  if o.name == "adamw" then
-    if o.beta1 < 0 or o.beta1 >= 1 then fail("optim.beta1 must be in [0, 1), got %s", tostring(o.beta1)) end
-    if o.beta2 < 0 or o.beta2 >= 1 then fail("optim.beta2 must be in [0, 1), got %s", tostring(o.beta2)) end
-    gt0("optim", "eps", o.eps)
-  elseif o.momentum < 0 then
-    fail("optim.momentum must be >= 0, got %s", tostring(o.momentum))
-  end
-  if s.decay_frac <= 0 or s.decay_frac > 1 then fail("schedule.decay_frac must be in (0, 1], got %s", tostring(s.decay_frac)) end
   if s.kind ~= "constant" and s.warmup >= t.steps then
     fail("schedule.warmup (%d) must be less than train.steps (%d) for schedule.kind '%s'", s.warmup, t.steps, s.kind)
   end
   if t.precision == "bf16" and t.device ~= "cuda" then
     fail("train.precision 'bf16' needs train.device=cuda (the cpu backend computes in f32)")
   end
-  if t.aux_coef < 0 then fail("train.aux_coef must be >= 0, got %s", tostring(t.aux_coef)) end
-  pos("data", "vocab", d.vocab, 0)
   -- Every run evaluates (at train.eval_every and at the end), so a run
   -- without validation data would fail only then.
   if d.kind == "shards" and d.val_path == "" then
@@ -239,6 +279,7 @@ local function check_ranges(c)
     end
     if d.val_frac <= 0 then fail("data.val_frac must be > 0 for data.kind 'text' (the validation split), got %s", tostring(d.val_frac)) end
   end
+  check_model(c)
 end
 
 -- Defaults filled in, every key checked. Returns a new table; the input is
@@ -287,7 +328,7 @@ function config.set(c, dotted, value)
 end
 
 function config.coerce(sec, key, s)
-  local ty = S[sec][key][2]
+  local ty = S[sec][key].type
   local where = sec .. "." .. key
   if ty == "tasks" then   -- "name=path,name2=path2"
     local r = {}
@@ -368,7 +409,7 @@ local function unused(c, sec)
   local v = c[sec]
   if v == nil then return true end
   for k, spec in pairs(S[sec]) do
-    local d = spec[1]
+    local d = spec.default
     if type(d) == "table" then
       if type(v[k]) == "table" and next(v[k]) ~= nil then return false end
     elseif v[k] ~= nil and v[k] ~= d then
@@ -421,28 +462,49 @@ function config.fnv1a64(s)
   return string.format("%016x", h)
 end
 
--- Hash of what determines the run's results (see config.unhashed).
+-- Hash of what determines the run's results: every key but those marked
+-- hashed = false, and keys with a `hashed` predicate only where it holds
+-- (model.balance_gamma matters to the balanced router alone, so the hashes
+-- of runs with other routers did not change when it became a key).
 function config.hash(c)
   local t = {}
   for _, sec in ipairs(config.sections) do
     if not config.optional[sec] then t[sec] = {} end
+  end
+  for _, sec in ipairs(config.sections) do
     for k, v in pairs(c[sec] or {}) do
-      if not config.unhashed[sec .. "." .. k] then t[sec] = t[sec] or {}; t[sec][k] = v end
+      local d = S[sec][k]
+      local h = d and d.hashed
+      if h == nil or (type(h) == "function" and h(c)) then t[sec] = t[sec] or {}; t[sec][k] = v end
     end
   end
   return config.fnv1a64(json.encode(t))
 end
 
--- Active query-attention heads per token (GQE.md): G*k (+1 shared head in
--- variant gqe); dense kinds compute all N.
+-- The README's table of config keys (generated from the description:
+-- `build/gqe scripts/config_table.lua README.md` rewrites it in place).
+function config.markdown()
+  local out = { "| key | type | default | allowed | meaning |", "|---|---|---|---|---|" }
+  for _, d in ipairs(D) do
+    local default = d.default
+    if d.type == "string" then default = default == "" and '`""`' or "`" .. default .. "`"
+    elseif d.type == "number" then default = "`" .. json.number(default) .. "`"
+    elseif d.type == "tasks" then default = "`{}`"
+    else default = "`" .. tostring(default) .. "`" end
+    local allowed = d.values and ("`" .. table.concat(d.values, "`, `") .. "`") or config.range_text(d) or ""
+    if d.only and allowed ~= "" then allowed = allowed .. " (with " .. d.only .. ")" end
+    out[#out + 1] = string.format("| `%s` | %s | %s | %s | %s |", d.name, d.type, default, allowed, d.doc or "")
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- Active query-attention heads per token, as the core counts them
+-- (gqe.nn.active_heads; GQE.md: G*k, +1 shared head in variant gqe; dense
+-- kinds compute all N).
 function config.active_heads(c)
   local m = c.model
-  if m.attention == "gqe" then
-    return m.groups * m.k + (m.variant == "gqe" and 1 or 0)
-  elseif m.attention == "mqa" or m.attention == "mha" or m.attention == "gqa" then
-    return m.experts
-  end
-  return m.experts
+  return core.nn.active_heads { attention = m.attention, experts = m.experts, groups = m.groups, k = m.k,
+                                variant = m.variant }
 end
 
 return config

@@ -1,12 +1,20 @@
 -- gqe.experiment{name, base, grid, arms, seeds}: the cartesian product of
 -- the grid's values (and of arms, a list of override tables, when given)
--- and the seeds, each run named from the keys that distinguish it, skipped
--- when the database already holds it finished with the same config, run one
--- at a time in this process or --jobs N at once as separate processes.
+-- and the seeds, each run named from the keys that distinguish it.
+--
+-- Running an experiment again continues it, like make: a run already
+-- finished with the same config is skipped, a killed or crashed one resumes
+-- from its last checkpoint in its own row (from step 0 in that row when it
+-- has none), and only runs never started get new rows. --restart starts
+-- unfinished runs afresh. Before the first run, a problem that would fail
+-- them all (data, device) is reported once. gqe/sweep.lua runs them: one
+-- at a time in this process or --jobs N at once as worker processes.
 local gqe = require "gqe"
 local config = require "gqe.config"
+local flags = require "gqe.flags"
 local json = require "gqe.json"
 local results = require "gqe.results"
+local sweep = require "gqe.sweep"
 local train = require "gqe.train"
 local shard = require "gqe.shard"
 local placement = require "gqe.placement"
@@ -14,6 +22,7 @@ local placement = require "gqe.placement"
 local experiment = {}
 
 local fail = require "gqe.fail"
+local line, fmt_loss = sweep.line, sweep.fmt_loss
 
 -- grid may be {["model.k"] = {1, 2}} (axes in sorted key order) or a list
 -- {{"model.k", {1, 2}}, ...} (axes in the given order).
@@ -68,6 +77,9 @@ function experiment.expand(def, overrides)
   if type(arms) ~= "table" or #arms == 0 then fail("experiment arms must be a non-empty list of {[\"section.key\"] = value} tables") end
 
   -- Overrides: typed by the schema, then applied to base, or to the axis.
+  -- A base override that changes the resolved base names the runs too, so
+  -- they never share a name with the runs of the unchanged definition.
+  local base_before = config.flatten(config.resolve(config.deepcopy(base)))
   local ov = {}
   for _, kv in ipairs(overrides or {}) do
     local tmp = config.set({}, kv[1], kv[2])
@@ -82,11 +94,20 @@ function experiment.expand(def, overrides)
     if kv[1] == "train.seed" then seeds = { kv[2] }; on_axis = true end
     if not on_axis then config.set(base, kv[1], kv[2]) end
   end
+  local base_after = config.flatten(config.resolve(config.deepcopy(base)))
+  local overridden = {}
+  for _, kv in ipairs(ov) do
+    local k = kv[1]
+    if k ~= "train.seed" and not config.unhashed[k] and base_after[k] ~= base_before[k] then
+      overridden[#overridden + 1] = k
+    end
+  end
   for _, arm in ipairs(arms) do
     for k, v in pairs(arm) do config.set({}, k, v) end
   end
 
-  -- Which keys name a run: grid axes with more than one value, arm keys, seed.
+  -- Which keys name a run: arm keys, grid axes (also when an override left
+  -- one value), overridden base keys, seed.
   local name_keys, seen = {}, {}
   for _, arm in ipairs(arms) do
     for _, k in ipairs(config.sorted_keys(arm)) do
@@ -95,6 +116,11 @@ function experiment.expand(def, overrides)
   end
   for _, ax in ipairs(axes) do
     if not seen[ax.key] then seen[ax.key] = true; name_keys[#name_keys + 1] = ax.key end
+  end
+  table.sort(overridden)
+  for _, k in ipairs(overridden) do overridden[k] = true end
+  for _, k in ipairs(overridden) do
+    if not seen[k] then seen[k] = true; name_keys[#name_keys + 1] = k end
   end
   name_keys[#name_keys + 1] = "train.seed"
   local short = results.short_names(name_keys)
@@ -108,11 +134,14 @@ function experiment.expand(def, overrides)
       for _, ax in ipairs(axes) do config.set(c, ax.key, point[ax.key]); varied[ax.key] = point[ax.key] end
       config.set(c, "train.seed", seed)
       varied["train.seed"] = seed
+      local resolved = config.resolve(c)
+      local flat = config.flatten(resolved)
       local parts = {}
       for _, k in ipairs(name_keys) do
-        if varied[k] ~= nil then parts[#parts + 1] = short[k] .. "=" .. value_text(varied[k]) end
+        local v = varied[k]
+        if v == nil and overridden[k] then v = flat[k] end
+        if v ~= nil then parts[#parts + 1] = short[k] .. "=" .. value_text(v) end
       end
-      local resolved = config.resolve(c)
       runs[#runs + 1] = { name = table.concat(parts, ","), config = resolved, varied = varied,
                           hash = config.hash(resolved) }
     end
@@ -136,227 +165,311 @@ function experiment.expand(def, overrides)
   return runs
 end
 
-local function fmt_loss(v) return v and string.format("%.4f", v) or "-" end
+-- ---- what a rerun does -------------------------------------------------
 
--- The path of the running executable (the host, or lua5.4 with gqe.so).
-local function self_exe()
-  local p = io.popen("readlink /proc/" .. gqe.pid() .. "/exe 2>/dev/null")
-  local exe = p and p:read("l")
-  if p then p:close() end
-  return exe
-end
-
--- A fresh private directory (mktemp -d: created exclusively, mode 0700), so
--- nobody can plant a link where the job files go.
-local function tmpdir()
-  local p = io.popen("mktemp -d 2>/dev/null")
-  local d = p and p:read("l")
-  if p then p:close() end
-  if not d or d == "" then error("cannot create a temporary directory for the workers (mktemp -d failed)", 0) end
-  return d
-end
-
-local function cpu_count()
-  local p = io.popen("nproc 2>/dev/null")
-  local n = p and tonumber(p:read("l") or "")
-  if p then p:close() end
-  return n or 1
-end
-
--- Argv that runs `gqe __run --db DB FILE` with the same program (the host,
--- or a stock Lua interpreter that loads gqe.so again). Each of the N
--- workers gets cores/N OpenMP threads unless OMP_NUM_THREADS is set:
--- N processes spinning N*cores threads run several times slower.
--- env: more VAR=value settings for the worker (its GPUs).
-function experiment.worker_argv(db_path, job_file, jobs, env)
-  local exe = self_exe() or "gqe"
-  local argv = { "env", table.unpack(env or {}) }
-  if not os.getenv("OMP_NUM_THREADS") then
-    local threads = math.max(1, cpu_count() // (jobs or 1))
-    argv[#argv + 1] = "OMP_NUM_THREADS=" .. threads
-    argv[#argv + 1] = "OPENBLAS_NUM_THREADS=" .. threads
-  end
-  if #argv == 1 then argv = {} end
-  if exe:match("/lua[%d.]*$") then
-    for _, a in ipairs { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))",
-                                                   db_path, job_file) } do argv[#argv + 1] = a end
-  else
-    for _, a in ipairs { exe, "__run", "--db", db_path, job_file } do argv[#argv + 1] = a end
-  end
-  return argv
-end
-
--- Worker side of --jobs: reads the job file, trains, writes the summary
--- next to it (FILE.out.json). Returns the exit code.
-function experiment.run_job(db_path, job_file)
-  local f = assert(io.open(job_file, "r"))
-  local job = json.decode(f:read("a"))
+local function checkpoint_of(db, run_id)
+  local ck = db:query("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id DESC LIMIT 1", run_id)[1]
+  if not ck then return nil end
+  local f = io.open(ck.path, "rb")
+  if not f then return nil end
   f:close()
-  -- Several workers share the terminal: progress at evaluations only.
-  local ok, res = pcall(train.run, job.config, { db_path = db_path, experiment = job.experiment, name = job.name,
-                                                 label = job.label, evals_only = true })
-  local out = assert(io.open(job_file .. ".out.json", "w"))
-  if ok then
-    out:write(json.encode(res))
-  else
-    out:write(json.encode { status = "failed", error = tostring(res), name = job.name })
-  end
-  out:close()
-  if not ok then
-    io.stderr:write(tostring(res), "\n")
-    return 1
-  end
-  return 0
+  return ck
 end
 
-local function line(fmt, ...)
-  io.stdout:write(string.format(fmt, ...), "\n")
-  io.stdout:flush()
+local function params_of(db, run_id)
+  local p = {}
+  for _, row in ipairs(db:query("SELECT key, value FROM params WHERE run_id = ?", run_id)) do p[row.key] = row.value end
+  return p
+end
+
+-- A name no other config of the experiment has: a run whose name an
+-- earlier run with another config holds (the definition's base was edited,
+-- say) gets the keys in which the two configs differ appended.
+local function unique_name(db, exp_id, r)
+  local name = r.name
+  for _ = 1, 4 do
+    if #db:query("SELECT 1 FROM runs WHERE experiment_id = ? AND name = ? AND config_hash = ? LIMIT 1",
+                 exp_id, name, r.hash) > 0 then
+      return name   -- this very config ran under this name before
+    end
+    local others = db:query("SELECT id FROM runs WHERE experiment_id = ? AND name = ? AND config_hash IS NOT ?",
+                            exp_id, name, r.hash)
+    if #others == 0 then return name end
+    local mine, keys, seen = config.params(r.config), {}, {}
+    for _, o in ipairs(others) do
+      local theirs = params_of(db, o.id)
+      for k, v in pairs(mine) do
+        if theirs[k] ~= v and not seen[k] and not config.unhashed[k] then seen[k] = true; keys[#keys + 1] = k end
+      end
+    end
+    table.sort(keys)
+    local short, parts = results.short_names(keys), {}
+    for _, k in ipairs(keys) do
+      if not name:find(short[k] .. "=", 1, true) then parts[#parts + 1] = short[k] .. "=" .. mine[k] end
+    end
+    if #parts == 0 then return name .. ",cfg=" .. r.hash:sub(1, 8) end
+    name = name .. "," .. table.concat(parts, ",")
+  end
+  return name .. ",cfg=" .. r.hash:sub(1, 8)
+end
+
+-- Sets each run's state from the run log: "finished" (r.row), "diverged"
+-- (r.row; a rerun would diverge again), "running" (alive elsewhere),
+-- "resume" (r.row, r.resume = {run_id, path, step}), "restart" (r.row: its
+-- row is cleared and the run starts from step 0), or "new". db may be nil
+-- (no run log yet: every run is new).
+function experiment.plan(db, exp_name, runs, opts)
+  opts = opts or {}
+  for _, r in ipairs(runs) do r.state = "new" end
+  if not db then return runs end
+  local e = db:query("SELECT id FROM experiments WHERE name = ?", exp_name)[1]
+  if not e then return runs end
+  -- A row whose process is gone is crashed, not running (as `gqe runs` says).
+  pcall(db.mark_crashed, db, gqe.hostname(), 600)
+  for _, r in ipairs(runs) do
+    r.name = unique_name(db, e.id, r)
+    local rows = db:query([[SELECT id, status, step FROM runs WHERE experiment_id = ? AND name = ? AND config_hash = ?
+      ORDER BY (status = 'finished') DESC, id DESC]], e.id, r.name, r.hash)
+    local last = rows[1]
+    if not last then
+      r.state = "new"
+    elseif last.status == "finished" then
+      r.state, r.row = "finished", last.id
+    elseif last.status == "running" or last.status == "queued" then
+      r.state, r.row = "running", last.id
+    elseif last.status == "diverged" and not opts.restart then
+      r.state, r.row, r.step = "diverged", last.id, last.step
+    else
+      r.row = last.id
+      local ck = not opts.restart and checkpoint_of(db, last.id)
+      if ck then
+        r.state, r.resume = "resume", { run_id = last.id, path = ck.path, step = ck.step }
+      else
+        r.state, r.resume = "restart", { run_id = last.id }
+      end
+    end
+  end
+  return runs
+end
+
+-- What --dry-run says a rerun does with each run.
+local STATE_TEXT = {
+  finished = "finished (run %d)", diverged = "diverged (run %d) - skipped, --restart runs it again",
+  running = "running elsewhere (run %d)", restart = "will restart from step 0 (run %d)", new = "new",
+}
+local function state_text(r)
+  if r.state == "resume" then return string.format("will resume from step %d (run %d)", r.resume.step, r.row) end
+  return string.format(STATE_TEXT[r.state], r.row)
+end
+
+-- ---- errors once ---------------------------------------------------------
+
+-- What decides whether a data set opens: its options but the seed.
+local function data_key(c)
+  local o = train.data_options(c)
+  o.seed = nil
+  return json.encode(o)
+end
+
+-- A problem that would fail every run sharing a device or data set (no
+-- GPU, a missing or too short data file) is raised once, before any run
+-- starts and before any row is written.
+function experiment.preflight(exp_name, todo)
+  local seen = {}
+  for _, r in ipairs(todo) do
+    local problem = train.device_problem(r.config)
+    if problem then fail("experiment %s: %s; no run was started", exp_name, problem) end
+    local opts = train.data_options(r.config)
+    local key = data_key(r.config)
+    if not seen[key] then
+      seen[key] = true
+      local ok, err = pcall(gqe.data.open, opts)
+      if not ok then
+        local users = 0
+        for _, o in ipairs(todo) do if data_key(o.config) == key then users = users + 1 end end
+        fail("experiment %s: %s (needed by %d of %d runs); no run was started", exp_name,
+             (tostring(err):gsub("^[^:\n]*gqe[/.][%w_]+%.lua:%d+: ", "")), users, #todo)
+      end
+    end
+  end
+end
+
+-- The flags of `gqe resume EXPERIMENT` (gqe/flags.lua); `gqe FILE.lua`
+-- adds the shard flags (RUN_FLAGS).
+experiment.RESUME_FLAGS = {
+  { "jobs", value = "N", int = 1,
+    help = "runs at once, each in its own process (default 1, the experiment's jobs, or the GPU slots)" },
+  { "dry-run", help = "list the runs and what a run would do with each (finished / resume / new); train nothing" },
+  { "restart", help = "start unfinished (killed, crashed, failed, diverged) runs again from step 0" },
+  { "gpus", value = "LIST", help = "GPUs for runs with train.device=cuda, e.g. 0,2 (default: every visible one)" },
+  { "per-gpu", value = "M", help = "runs sharing one GPU (default 1)" },
+}
+experiment.RUN_FLAGS = { table.unpack(experiment.RESUME_FLAGS) }
+for _, f in ipairs {
+  { "shard", value = "I/N", help = "run shard I of N (from 0) of the runs (default: the Slurm array task's, or all)" },
+  { "skip-from", value = "DB", help = "skip the runs finished in this (merged) run log" },
+} do experiment.RUN_FLAGS[#experiment.RUN_FLAGS + 1] = f end
+
+-- Where runs go, and how many at once: runs with train.device=cuda on the
+-- GPUs of --gpus / --per-gpu (gqe/placement.lua), in worker processes;
+-- --jobs N > 1: N workers on this machine; else nil (one at a time, here).
+local function placer_for(runs, opts, jobs)
+  local pool = placement.for_sweep(runs, opts, function() return gqe.cuda_device_count() end)
+  jobs = opts.jobs or jobs or (pool and pool:slots()) or 1
+  if math.tointeger(jobs) == nil or jobs < 1 then fail("experiment jobs must be a positive integer, got %s", tostring(jobs)) end
+  if pool then return placement.placer(pool, sweep.default_placer(jobs)), jobs end
+  if jobs > 1 then return sweep.default_placer(jobs), jobs end
+  return nil, jobs
+end
+
+local function run_spec(script)
+  return {
+    name = "gqe " .. script,
+    usage = "gqe " .. script .. " [section.key=value ...] [--jobs N] [--dry-run] [--restart] [--db PATH] " ..
+            "[--gpus LIST] [--per-gpu M] [--shard I/N] [--skip-from DB]",
+    about = "runs the experiment: finished runs are skipped, killed or crashed ones resume from their last " ..
+            "checkpoint, new ones start",
+    flags = experiment.RUN_FLAGS, overrides = true,
+  }
+end
+
+-- The closing line: what happened to every run of this invocation.
+local function tally(runs, summaries)
+  local c = { finished = 0, skipped = 0, elsewhere = 0, killed = 0, failed = 0, other = 0, not_started = 0 }
+  for i, r in ipairs(runs) do
+    local s = summaries[i]
+    if r.state == "running" then c.elsewhere = c.elsewhere + 1
+    elseif r.state == "finished" or r.state == "diverged" then c.skipped = c.skipped + 1
+    elseif not s then c.not_started = c.not_started + 1
+    elseif s.status == "finished" then c.finished = c.finished + 1
+    elseif s.status == "killed" then c.killed = c.killed + 1
+    elseif s.status == "failed" or s.status == "crashed" then c.failed = c.failed + 1
+    else c.other = c.other + 1 end
+  end
+  local parts = { string.format("%d finished now", c.finished) }
+  if c.skipped > 0 then parts[#parts + 1] = string.format("%d done before", c.skipped) end
+  if c.elsewhere > 0 then parts[#parts + 1] = string.format("%d running elsewhere", c.elsewhere) end
+  if c.killed > 0 then parts[#parts + 1] = string.format("%d killed (rerun to resume them)", c.killed) end
+  if c.failed > 0 then parts[#parts + 1] = string.format("%d failed", c.failed) end
+  if c.other > 0 then parts[#parts + 1] = string.format("%d diverged", c.other) end
+  if c.not_started > 0 then parts[#parts + 1] = string.format("%d not started", c.not_started) end
+  return table.concat(parts, ", "), c
+end
+
+-- Plans, checks and runs a list of runs {name, config, hash} of one
+-- experiment; shared by gqe.experiment and `gqe resume EXPERIMENT`.
+-- opts: db_path, jobs, dry_run, restart, placer.
+function experiment.run_list(exp_name, runs, opts)
+  local n = #runs
+  local width = #tostring(n)
+  local db_path = opts.db_path
+  local exists = io.open(db_path, "rb")
+  if exists then exists:close() end
+  if opts.dry_run then
+    local db = exists and gqe.db.open(db_path) or nil
+    experiment.plan(db, exp_name, runs, { restart = opts.restart })
+    if db then db:close() end
+    line("experiment %s: %d runs (dry run, nothing trained)", exp_name, n)
+    for i, r in ipairs(runs) do
+      line("%" .. width .. "d/%d  %-40s  %s", i, n, r.name, state_text(r))
+    end
+    runs.dry_run, runs.experiment = true, exp_name
+    return runs
+  end
+
+  local db = gqe.db.open(db_path)
+  local ok, err = pcall(function()
+    experiment.plan(db, exp_name, runs, { restart = opts.restart })
+    local todo, todo_runs = {}, {}
+    for i, r in ipairs(runs) do
+      if r.state == "new" or r.state == "resume" or r.state == "restart" then
+        todo[#todo + 1] = i; todo_runs[#todo_runs + 1] = r
+      end
+    end
+    experiment.preflight(exp_name, todo_runs)
+    db:experiment(exp_name)
+    if gqe.signals_install then gqe.signals_install() end
+    local summaries = {}
+    for i, r in ipairs(runs) do
+      if r.state == "finished" then
+        local s = train.summary_from_db(db, r.row, r.config)
+        s.skipped = true
+        summaries[i] = s
+        line("[%" .. width .. "d/%d] %s: already finished (run %d), val/loss %s - skipped", i, n, r.name, r.row,
+             fmt_loss(s.final_val_loss))
+      elseif r.state == "diverged" or r.state == "running" then
+        line("[%" .. width .. "d/%d] %s: %s", i, n, r.name, state_text(r))
+      end
+    end
+    local ran = sweep.execute(runs, todo, { db = db, db_path = db_path, exp_name = exp_name,
+                                                 jobs = opts.jobs, placer = opts.placer })
+    for i, s in pairs(ran) do summaries[i] = s end
+    return summaries
+  end)
+  db:close()
+  if not ok then error(err, 0) end
+  local summaries = err
+
+  local list = { experiment = exp_name, db_path = db_path }
+  for i = 1, n do if summaries[i] then list[#list + 1] = summaries[i] end end
+  local text, c = tally(runs, summaries)
+  local sig = gqe.interrupted and gqe.interrupted()
+  if sig then
+    fail("experiment %s interrupted (%s), %d runs: %s", exp_name, sig, n, text)
+  end
+  if c.killed + c.failed + c.other > 0 then
+    local failures = {}
+    for _, r in ipairs(runs) do if r.error then failures[#failures + 1] = r.name .. ": " .. r.error end end
+    fail("experiment %s, %d runs: %s\n  %s", exp_name, n, text, table.concat(failures, "\n  "))
+  end
+  line("experiment %s, %d runs: %s", exp_name, n, text)
+  return list
 end
 
 -- Runs the experiment. args: the script's argv (overrides, --jobs N,
--- --dry-run, --db PATH); defaults to the global `arg`.
+-- --dry-run, --restart, --db PATH); defaults to the global `arg`.
 function experiment.run(def, args)
   args = args or _G.arg or {}
-  local overrides, flags = config.parse_args(args, { db = true, jobs = true, shard = true, ["skip-from"] = true,
-                                                     gpus = true, ["per-gpu"] = true })
-  local runs = shard.apply(experiment.expand(def, overrides), flags, def.name, function(s) line("%s", s) end)
+  local script = (_G.arg and _G.arg[0]) or "FILE.lua"
+  local spec = run_spec(script)
+  local opts, _, overrides = flags.parse(spec, args)
+  if opts.help then
+    line("%s", flags.help(spec))
+    os.exit(0)
+  end
+  local all = experiment.expand(def, overrides)
+  -- This process's shard of the runs, less those a merged log holds finished.
+  local runs = shard.apply(all, opts, def.name, function(text) line("%s", text) end)
   if #runs == 0 then
     line("experiment %s: nothing to run here", def.name)
     return { experiment = def.name }
   end
-  -- GPUs for runs with train.device=cuda: every slot busy unless --jobs says less.
-  local gpus = placement.for_sweep(runs, flags, function() return gqe.cuda_device_count() end)
-  local jobs = tonumber(flags.jobs or def.jobs or (gpus and gpus:slots()) or 1)
-  if not jobs or jobs < 1 or math.tointeger(jobs) == nil then fail("--jobs must be a positive integer, got %s", tostring(flags.jobs)) end
-  local n = #runs
-  local width = #tostring(n)
+  local placer, jobs = placer_for(runs, opts, def.jobs)
+  return experiment.run_list(def.name, runs, {
+    db_path = train.db_path(opts.db or def.db, runs[1].config), jobs = jobs,
+    dry_run = opts["dry-run"], restart = opts.restart, placer = placer,
+  })
+end
 
-  if flags["dry-run"] then
-    line("experiment %s: %d runs (dry run, nothing trained)", def.name, n)
-    for i, r in ipairs(runs) do
-      line("%" .. width .. "d/%d  %-40s  hash %s", i, n, r.name, r.hash)
-    end
-    runs.dry_run, runs.experiment = true, def.name
-    return runs
-  end
-
-  local db_path = train.db_path(flags.db or def.db, runs[1].config)
+-- `gqe resume EXPERIMENT`: every unfinished run of the experiment (the
+-- latest row of each name and config) goes on from its last checkpoint.
+-- opts: the parsed flags of the command (RESUME_FLAGS).
+function experiment.resume(db_path, exp_name, opts)
   local db = gqe.db.open(db_path)
-  local exp_id = db:experiment(def.name)
-  if gqe.signals_install then gqe.signals_install() end
-
-  local summaries, todo = {}, {}
-  for i, r in ipairs(runs) do
-    local done = db:find_finished(exp_id, r.name, r.hash)
-    if done then
-      local s = train.summary_from_db(db, done, r.config)
-      s.skipped = true
-      summaries[i] = s
-      line("[%" .. width .. "d/%d] %s: already finished (run %d), val/loss %s - skipped",
-           i, n, r.name, done, fmt_loss(s.final_val_loss))
-    else
-      todo[#todo + 1] = i
-    end
-  end
-
-  local failures = {}
-  local function finished(i, s)
-    summaries[i] = s
-    local r = runs[i]
-    if s.status == "finished" then
-      line("[%" .. width .. "d/%d] %s: finished, val/loss %s, %.0f tok/s, %s", i, n, r.name,
-           fmt_loss(s.final_val_loss), s.tokens_per_s or 0, train.fmt_time(s.wall_s or 0))
-    else
-      failures[#failures + 1] = string.format("%s: %s", r.name, s.error or s.status)
-      line("[%" .. width .. "d/%d] %s: %s", i, n, r.name, s.error or s.status)
-    end
-  end
-
-  if jobs == 1 and not flags.gpus then
-    for _, i in ipairs(todo) do
-      if gqe.interrupted and gqe.interrupted() then break end
-      local r = runs[i]
-      line("[%" .. width .. "d/%d] %s: started", i, n, r.name)
-      local ok, s = pcall(train.run, r.config, { db = db, experiment = def.name, name = r.name,
-                                                 label = string.format("[%d/%d %s]", i, n, r.name) })
-      if ok then finished(i, s)
-      else finished(i, { status = "failed", error = tostring(s), name = r.name }) end
-    end
-  else
-    -- Separate processes writing to the same database (WAL). Workers
-    -- print progress at evaluations only; this process one line per run
-    -- as it starts and as it ends.
-    local running, next_i, dir = {}, 1, tmpdir()
-    -- Starts run i, or returns false while the GPUs it needs are taken.
-    local function start(i)
-      local r = runs[i]
-      local need = gpus and placement.need(r.config) or 0
-      local got = need > 0 and gpus:acquire(need) or nil
-      if need > 0 and not got then return false end
-      local c = config.deepcopy(r.config)
-      local file = string.format("%s/job%d.json", dir, i)
-      local f = assert(io.open(file, "w"))
-      f:write(json.encode { config = c, experiment = def.name, name = r.name,
-                            label = string.format("[%d/%d %s%s]", i, n, r.name, got and " " .. placement.describe(got) or "") })
-      f:close()
-      local pid = gqe.spawn(experiment.worker_argv(db_path, file, jobs, got and { placement.env(got) }))
-      running[#running + 1] = { pid = pid, i = i, file = file, gpus = got }
-      line("[%" .. width .. "d/%d] %s: started %s(pid %d)", i, n, r.name,
-           got and ("on " .. placement.describe(got) .. " ") or "", pid)
-      return true
-    end
-    local function reap(slot, code)
-      local s
-      local f = io.open(slot.file .. ".out.json", "r")
-      if f then s = json.decode(f:read("a")); f:close() end
-      if not s then
-        s = { status = "failed", error = string.format("worker pid %d exited with code %s and left no result",
-                                                       slot.pid, tostring(code)) }
-      end
-      os.remove(slot.file); os.remove(slot.file .. ".out.json")
-      if slot.gpus then gpus:release(slot.gpus) end   -- reused whatever the run's end
-      finished(slot.i, s)
-    end
-    local forwarded = false
-    while next_i <= #todo or #running > 0 do
-      local sig = gqe.interrupted and gqe.interrupted()
-      while not sig and #running < jobs and next_i <= #todo and start(todo[next_i]) do
-        next_i = next_i + 1
-      end
-      if #running == 0 then break end
-      if sig and not forwarded then
-        -- Each worker finishes its step, marks its run killed and exits.
-        for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, sig) end
-        forwarded = true
-      end
-      -- Whichever worker ends first frees its slot. A signal interrupts
-      -- the wait (an error): go round again to forward it.
-      local ok, code, pid = pcall(gqe.wait, -1)
-      if not ok and not (gqe.interrupted and gqe.interrupted()) then error(code, 0) end
-      if ok then
-        for k, slot in ipairs(running) do
-          if slot.pid == pid then
-            table.remove(running, k)
-            reap(slot, code)
-            break
-          end
-        end
-      end
-    end
-    os.remove(dir)
-  end
+  local rows = db:query([[SELECT r.name, r.config, r.config_hash, r.status FROM runs r
+    JOIN experiments e ON e.id = r.experiment_id WHERE e.name = ? ORDER BY r.id]], exp_name)
   db:close()
-
-  local list = { experiment = def.name, db_path = db_path }
-  for i = 1, n do if summaries[i] then list[#list + 1] = summaries[i] end end
-  if gqe.interrupted and gqe.interrupted() then
-    fail("experiment %s interrupted (%s): %d of %d runs done", def.name, gqe.interrupted(), #list, n)
+  local runs, seen = {}, {}
+  for _, row in ipairs(rows) do
+    local key = row.name .. "\0" .. tostring(row.config_hash)
+    if not seen[key] and row.config then
+      seen[key] = { name = row.name, config = config.resolve(json.decode(row.config)), hash = row.config_hash }
+      runs[#runs + 1] = seen[key]
+    end
   end
-  if #failures > 0 then
-    fail("experiment %s: %d of %d runs did not finish:\n  %s", def.name, #failures, n, table.concat(failures, "\n  "))
-  end
-  return list
+  local placer, jobs = placer_for(runs, opts, nil)
+  return experiment.run_list(exp_name, runs, { db_path = db_path, jobs = jobs, dry_run = opts["dry-run"],
+                                               restart = opts.restart, placer = placer })
 end
 
 -- A text table of summaries (used by quickstart and `gqe compare`).

@@ -19,6 +19,13 @@ function gqe.experiment(def, args)
   return require("gqe.experiment").run(def, args)
 end
 
+-- gqe.load_run(RUN_ID or checkpoint path [, {db=, device=, optimizer=true}])
+-- -> lm, opt, info: a run's model rebuilt from its stored config and loaded
+-- from its latest checkpoint. See gqe/models.lua.
+function gqe.load_run(what, opts)
+  return require("gqe.models").load_run(what, opts)
+end
+
 -- A text table of experiment summaries: run, validation loss, bits per
 -- byte, active query heads per token, tokens/s, parameters, wall time.
 function gqe.summary_table(summaries)

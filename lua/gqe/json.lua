@@ -35,6 +35,11 @@ local function is_array(t)
   return n > 0
 end
 
+-- json.array(t): t encodes as a JSON array even when empty (an empty plain
+-- table is {}).
+local array_mt = {}
+function json.array(t) return setmetatable(t or {}, array_mt) end
+
 local function encode(v, out, seen)
   local t = type(v)
   if t == "nil" then out[#out + 1] = "null"
@@ -44,7 +49,7 @@ local function encode(v, out, seen)
   elseif t == "table" then
     if seen[v] then error("json: cannot encode a table that contains itself", 0) end
     seen[v] = true
-    if is_array(v) then
+    if getmetatable(v) == array_mt or is_array(v) then
       out[#out + 1] = "["
       for i = 1, #v do
         if i > 1 then out[#out + 1] = "," end

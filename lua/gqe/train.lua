@@ -34,21 +34,8 @@ function train.db_path(explicit, c)
   return "runs.db"
 end
 
-local function model_options(c, vocab)
-  local m, t = c.model, c.train
-  local o = {
-    vocab = vocab, dim = m.dim, layers = m.layers,
-    max_seq = math.max(m.max_seq, t.seq),
-    attention = m.attention, experts = m.experts, groups = m.groups,
-    rope = m.rope, rope_theta = m.rope_theta, mlp = m.mlp, tied = m.tied,
-    norm_eps = m.norm_eps, init_std = m.init_std, seed = t.seed, device = t.device,
-    precision = t.precision,
-  }
-  if m.attention == "gqe" then o.k, o.variant, o.router = m.k, m.variant, m.router end
-  if m.head_dim > 0 then o.head_dim = m.head_dim end
-  if m.mlp_hidden > 0 then o.mlp_hidden = m.mlp_hidden end
-  return o
-end
+-- The model's options come from the config description (config.lua).
+local model_options = config.model_options
 train.model_options = model_options
 
 local function data_options(c)
@@ -64,15 +51,17 @@ local function data_options(c)
 end
 train.data_options = data_options
 
+-- The optimizer of a config's optim section for lm.
 local function make_optimizer(c, lm)
   local o = c.optim
   if o.name == "adamw" then
-    return gqe.optim.AdamW(lm, { lr = o.lr, betas = { o.beta1, o.beta2 }, eps = o.eps,
+    return gqe.optim.AdamW(lm, { lr = o.lr, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps,
       weight_decay = o.weight_decay, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
   end
   return gqe.optim.SGD(lm, { lr = o.lr, momentum = o.momentum, weight_decay = o.weight_decay,
     nesterov = o.nesterov, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
 end
+train.make_optimizer = make_optimizer
 
 -- Mean validation loss over the fixed batches 1..eval_batches, and the
 -- routing statistics of those batches summed over them.
@@ -171,14 +160,32 @@ local function eval_and_log(ctx, step)
   return loss
 end
 
+-- The time left, from the steps this process has run (a resumed run does
+-- not count the steps before its checkpoint as free).
+local function eta_seconds(ctx, step)
+  local done = step - (ctx.start_step or 0)
+  if done <= 0 then return nil end
+  return (gqe.clock() - (ctx.loop_t0 or ctx.t0)) / done * (ctx.c.train.steps - step)
+end
+train.eta_seconds = eta_seconds
+
+-- Best-effort output: a closed or full stderr never stops a run.
+local function emit(text)
+  pcall(function() io.stderr:write(text); io.stderr:flush() end)
+end
+
 local function progress(ctx, step, loss, lr, tps)
   local t = ctx.c.train
-  if not t.progress or ctx.evals_only then return end
-  local elapsed = gqe.clock() - ctx.t0
-  local eta = elapsed / step * (t.steps - step)
-  io.stderr:write(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
-    ctx.label, step, t.steps, loss, lr, tps, fmt_time(eta)))
-  io.stderr:flush()
+  if t.progress and not ctx.evals_only then
+    emit(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
+      ctx.label, step, t.steps, loss, lr, tps, fmt_time(eta_seconds(ctx, step) or -1)))
+  end
+  if ctx.on_progress then
+    local done = step - (ctx.start_step or 0)
+    pcall(ctx.on_progress, { step = step, steps = t.steps, loss = loss, lr = lr, tokens_per_s = tps,
+                             eta_s = eta_seconds(ctx, step), start_step = ctx.start_step or 0,
+                             s_per_step = done > 0 and (gqe.clock() - ctx.loop_t0) / done or nil })
+  end
 end
 
 -- Errors raised inside the loop that set the run's final status.
@@ -194,6 +201,7 @@ local function loop(ctx)
   local train_time = 0.0
   local first = (ctx.start_step or 0) + 1
   ctx.tokens, ctx.skipped = (first - 1) * tokens_per_step, 0
+  ctx.loop_t0 = gqe.clock()
   opt:zero_grad()
   for step = first, t.steps do
     local t_step = gqe.clock()
@@ -216,7 +224,7 @@ local function loop(ctx)
       if t.on_nan == "skip" then
         ctx.skipped = ctx.skipped + 1
         db:log(run_id, step, "train/skipped", ctx.skipped)
-        io.stderr:write(string.format("%s %s: step skipped (train.on_nan = skip)\n", ctx.label, bad))
+        emit(string.format("%s %s: step skipped (train.on_nan = skip)\n", ctx.label, bad))
       else
         db:flush()
         error(stop("diverged", bad .. " (set train.on_nan=skip to skip such steps)"))
@@ -248,7 +256,7 @@ local function loop(ctx)
     if step % t.eval_every == 0 or step == t.steps then
       local vl = eval_and_log(ctx, step)
       if vl and t.progress then
-        io.stderr:write(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
+        emit(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
           ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or ""))
       end
       win_t = gqe.clock()   -- evaluation time is not training throughput
@@ -268,18 +276,42 @@ local function loop(ctx)
   if ctx.checkpoint and ctx.step > (ctx.last_checkpoint or -1) then ctx.checkpoint(ctx, ctx.step, true) end
 end
 
+-- Why train.device cannot be used here, or nil. It names what was looked
+-- for: CUDA in this build, the NVIDIA driver, the devices it lists.
+function train.device_problem(c)
+  if c.train.device ~= "cuda" or not gqe.cuda_available or gqe.cuda_available() then return nil end
+  if gqe.cuda_built == false then
+    return "train.device is 'cuda' but this gqe was built without CUDA (nvcc was not found when it was " ..
+           "built; rebuild with `make CUDA=1` on a machine with the CUDA toolkit, or use train.device=cpu)"
+  end
+  local f = io.open("/proc/driver/nvidia/version", "r")
+  local driver = f and (f:read("l") or ""):match("Kernel Module%s+([%d.]+)")
+  if f then f:close() end
+  local gpus = 0
+  local p = io.popen("ls /proc/driver/nvidia/gpus 2>/dev/null")
+  if p then for _ in p:lines() do gpus = gpus + 1 end p:close() end
+  local visible = os.getenv("CUDA_VISIBLE_DEVICES")
+  return string.format("train.device is 'cuda' but the CUDA runtime found no usable device: NVIDIA driver %s, " ..
+    "%d GPU(s) listed by the driver, CUDA_VISIBLE_DEVICES %s (run on a machine with a GPU, or use train.device=cpu)",
+    driver and ("loaded (" .. driver .. ")") or "not loaded (no /proc/driver/nvidia/version)", gpus,
+    visible and ("= '" .. visible .. "'") or "unset")
+end
+
 -- Runs one training run. opts: db (an open database) or db_path, experiment
 -- (name, default config.experiment or "default"), name (run name), label
--- (prefix of progress lines), checkpoint (function(ctx, step), optional).
+-- (prefix of progress lines), checkpoint (function(ctx, step), optional),
+-- resume ({run_id, path, step}: go on in that row from the checkpoint at
+-- path, or from step 0 when path is nil), on_progress (function(info) at
+-- each logging interval: step, steps, loss, tokens_per_s, eta_s),
+-- no_raise (return the summary with status and error instead of raising).
 -- Returns the summary table; raises an error when the run does not finish
 -- (after recording its status: failed, diverged or killed).
 function train.run(user_config, opts)
   opts = opts or {}
   local c = config.resolve(user_config)
   local t = c.train
-  if t.device == "cuda" and gqe.cuda_available and not gqe.cuda_available() then
-    error("train.device is 'cuda' but no CUDA device is available (build with nvcc and run on a GPU machine, or use train.device=cpu)", 0)
-  end
+  local device_problem = train.device_problem(c)
+  if device_problem then error(device_problem, 0) end
   local db = opts.db
   local own_db = false
   if not db then
@@ -323,7 +355,7 @@ function train.run(user_config, opts)
                 config_hash = ident.config_hash,
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
                 checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
-                evals_only = opts.evals_only }
+                evals_only = opts.evals_only, on_progress = opts.on_progress }
   if ctx.checkpoint == nil then ctx.checkpoint = require("gqe.checkpoint").saver(c) end
 
   local ok, err = xpcall(function()
@@ -342,7 +374,12 @@ function train.run(user_config, opts)
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()
     if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
-    if opts.resume then require("gqe.checkpoint").restore(ctx, opts.resume) end
+    -- A resume continues from the newest valid checkpoint; a run with none
+    -- (stopped before its first) goes on in its row from step 0.
+    if opts.resume and (opts.resume.path or
+        db:query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", run_id)[1].n > 0) then
+      require("gqe.checkpoint").restore(ctx, opts.resume)
+    end
     ctx.restored = true
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
@@ -403,6 +440,10 @@ function train.run(user_config, opts)
   close()
   local text = string.format("run %d (%s %s) %s: %s", run_id, exp_name, run_name, status, msg)
   if not ok_end then text = text .. "\n(and the run log could not record it: " .. tostring(end_err) .. ")" end
+  if opts.no_raise then
+    summary.status, summary.error = status, text
+    return summary
+  end
   error(text, 0)
 end
 

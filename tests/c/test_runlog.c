@@ -43,6 +43,14 @@ static int grab(void *ud, int ncol, const char *const *names, const gqe_db_value
     return 0;
 }
 
+/* The name of the first column of the first row. */
+static int grab_name(void *ud, int ncol, const char *const *names, const gqe_db_value *v) {
+    cell *c = ud;
+    (void)v;
+    if (c->rows++ == 0 && ncol > 0) snprintf(c->s, sizeof c->s, "%s", names[0]);
+    return 0;
+}
+
 static cell q(gqe_runlog *db, const char *sql) {
     cell c = {0};
     CHECK_OK(gqe_runlog_query(db, sql, 0, NULL, NULL, grab, &c));
@@ -63,7 +71,7 @@ static double q_real(gqe_runlog *db, const char *sql) {
 static int64_t begin(gqe_runlog *db, int64_t exp, const char *name, int n, const char *const *k,
                      const char *const *v, const char *host, int64_t pid) {
     gqe_run_info info = {.experiment_id = exp, .name = name, .config_json = "{\"a\":1}",
-                         .config_hash = "h1", .nparams = n, .param_keys = k, .param_values = v,
+                         .config_hash = name, .nparams = n, .param_keys = k, .param_values = v,
                          .git_commit = "abc", .git_dirty = 0, .host = host, .pid = pid,
                          .device = "cpu", .seed = 1};
     int64_t id = 0;
@@ -142,12 +150,12 @@ static void test_round_trip(void **state) {
     assert_string_equal(q(db, "SELECT path FROM checkpoints").s, "ckpt/r1_24.safetensors");
 
     int64_t found = -1;
-    CHECK_OK(gqe_runlog_find_finished(db, exp, "r1", "h1", &found));
+    CHECK_OK(gqe_runlog_find_finished(db, exp, "r1", "r1", &found));
     assert_int_equal(found, 0);
     assert_int_equal(gqe_runlog_run_end(db, run, "done", NULL), GQE_ERR_ARG);
     assert_non_null(strstr(gqe_last_error(), "finished"));
     CHECK_OK(gqe_runlog_run_end(db, run, "finished", NULL));
-    CHECK_OK(gqe_runlog_find_finished(db, exp, "r1", "h1", &found));
+    CHECK_OK(gqe_runlog_find_finished(db, exp, "r1", "r1", &found));
     assert_int_equal(found, run);
     CHECK_OK(gqe_runlog_find_finished(db, exp, "r1", NULL, &found));
     assert_int_equal(found, run);
@@ -264,6 +272,30 @@ static void test_views(void **state) {
 
     assert_int_equal(q_int(db, "SELECT count(*) FROM head_usage_latest"), 16);
     assert_int_equal(q_int(db, "SELECT min(step) FROM head_usage_latest"), 2);
+
+    /* counted_runs: one row per distinct config, its latest finished row. A
+     * killed rerun of k1_s1 does not count; a finished one supersedes it. */
+    assert_int_equal(q_int(db, "SELECT count(*) FROM counted_runs WHERE experiment = 'abl'"), 4);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM counted_runs WHERE experiment = 'other'"), 0);
+    const char *keys[] = {"model.k", "seed", "model.dim", "optim.lr"};
+    const char *vals[] = {"1", "1", "64", "0.001"};
+    int64_t exp = q_int(db, "SELECT id FROM experiments WHERE name = 'abl'");
+    int64_t killed = begin(db, exp, "k1_s1", 4, keys, vals, NULL, 0);
+    CHECK_OK(gqe_runlog_eval(db, killed, 1, "val", "loss", 9.0));
+    CHECK_OK(gqe_runlog_run_end(db, killed, "killed", "SIGINT"));
+    assert_int_equal(q_int(db, "SELECT count(*) FROM counted_runs WHERE experiment = 'abl'"), 4);
+    assert_int_equal(q_int(db, "SELECT counted FROM run_overview WHERE run_id = (SELECT max(id) FROM runs)"), 0);
+    assert_true(fabs(q_real(db, "SELECT avg(best_val_loss) FROM ablation WHERE experiment = 'abl' "
+                                "AND key = 'model.k' AND value = '1'") - 1.515) < 1e-12);
+    int64_t again = begin(db, exp, "k1_s1", 4, keys, vals, NULL, 0);
+    CHECK_OK(gqe_runlog_eval(db, again, 1, "val", "loss", 1.0));
+    CHECK_OK(gqe_runlog_run_end(db, again, "finished", NULL));
+    assert_int_equal(q_int(db, "SELECT count(*) FROM counted_runs WHERE experiment = 'abl'"), 4);
+    assert_int_equal(q_int(db, "SELECT run_id FROM counted_runs WHERE run = 'k1_s1'"), again);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM ablation WHERE experiment = 'abl'"), 16);
+    assert_int_equal(q_int(db, "SELECT count(*) FROM run_overview WHERE experiment = 'abl' AND NOT counted"), 2);
+    assert_true(fabs(q_real(db, "SELECT avg(best_val_loss) FROM ablation WHERE experiment = 'abl' "
+                                "AND key = 'model.k' AND value = '1'") - (1.0 + 1.52) / 2) < 1e-12);
     gqe_runlog_close(db);
 }
 
@@ -306,6 +338,15 @@ static void test_saved_queries(void **state) {
     CHECK_OK(gqe_runlog_query(db, "SELECT sum(tokens = 0) FROM head_usage_latest WHERE run_id = ?",
                               1, &binds[1], NULL, grab, &c));
     assert_int_equal(c.i, 1);
+
+    /* A LIKE on a bound value makes SQLite prepare the statement again at its
+     * first step; the column names handed to the callback must survive that. */
+    c = (cell){0};
+    gqe_db_value like = {.type = GQE_DB_TEXT, .s = "ab%", .len = 3};
+    CHECK_OK(gqe_runlog_query(db, "SELECT name AS experiment_name FROM experiments WHERE name LIKE ?",
+                              1, &like, NULL, grab_name, &c));
+    assert_int_equal(c.rows, 1);
+    assert_string_equal(c.s, "experiment_name");
 
     /* Query misuse: a clear error, not a silent NULL. */
     assert_int_equal(gqe_runlog_query(db, "SELECT :experiment, :run", 1, binds, names, NULL, NULL), GQE_ERR_ARG);

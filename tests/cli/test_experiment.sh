@@ -54,8 +54,21 @@ out=$("$GQE" compare cli-grid --db "$db")
 echo "$out"
 grep -q "final val/loss" <<<"$out" || fail "compare header"
 grep -q "active heads" <<<"$out" || fail "compare header (heads)"
-# Groups of the latest run per name: 4 names, varying k, router and steps.
-[ "$(grep -c "router=" <<<"$out")" = 4 ] || fail "compare rows"
+# The override changed the config, so it changed the names (steps=10): six
+# configs, six names, six groups, none dropped.
+[ "$(grep -c "router=" <<<"$out")" = 6 ] || fail "compare rows"
+[ "$(q "SELECT count(DISTINCT name) FROM runs")" = 6 ] || fail "two configs share a name"
+# An edited base: the same names would mean other configs, so the keys that
+# differ are appended; a rerun of the edited script skips what it ran.
+sed 's/dim = 32,/dim = 36,/' "$tmp/exp.lua" > "$tmp/edited.lua"
+"$GQE" "$tmp/edited.lua" --dry-run --db "$db" | grep -c "router=softmax,seed=1,dim=36  *new" | grep -qx 2 \
+  || fail "edited base: names"
+"$GQE" "$tmp/edited.lua" --jobs 2 --db "$db" train.progress=false >/dev/null 2>&1 || fail "edited base: run"
+[ "$(q "SELECT count(DISTINCT name) FROM runs")" = "$(q "SELECT count(DISTINCT config_hash) FROM runs")" ] \
+  || fail "two configs share a name"
+out=$("$GQE" "$tmp/edited.lua" --db "$db")
+[ "$(grep -c "already finished" <<<"$out")" = 4 ] || { echo "$out"; fail "edited base: rerun did not skip"; }
+
 # A bad grid key fails before any run starts.
 sed 's/model.router/model.routr/' "$tmp/exp.lua" > "$tmp/bad.lua"
 if "$GQE" "$tmp/bad.lua" --db "$db" 2>"$tmp/err"; then fail "bad grid key accepted"; fi

@@ -46,7 +46,7 @@ err=$("$GQE" "$tmp/missing.lua" 2>&1); rc=$?
 echo "$err" | grep -q "missing.lua"; check "missing file is named" $?
 
 out=$("$GQE" 2>&1); rc=$?
-[ "$rc" = 0 ]; check "no arguments prints usage and exits 0" $?
+[ "$rc" = 2 ]; check "no arguments prints usage and exits 2" $?
 echo "$out" | grep -qi "usage"; check "usage text" $?
 
 (cd "$tmp" && "$GQE" ok.lua >/dev/null 2>&1); check "runs from another directory" $?

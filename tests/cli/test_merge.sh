@@ -45,7 +45,7 @@ done
 [ "$(m "SELECT count(*) FROM head_usage_latest WHERE experiment = 'sweep'")" = 8 ] || fail "head_usage_latest view"
 out=$("$GQE" compare sweep --db "$tmp/out.db")
 echo "$out"
-grep -q "4 finished runs, 2 groups by model.k" <<<"$out" || fail "compare does not see every node's runs"
+grep -q "4 runs counted, 2 groups by model.k" <<<"$out" || fail "compare does not see every node's runs"
 
 # Idempotent: merging the same logs again changes no row.
 before=$(m "SELECT group_concat(id || name || status || step) FROM runs; SELECT count(*) FROM metrics; SELECT count(*) FROM bench; SELECT count(*) FROM checkpoints")

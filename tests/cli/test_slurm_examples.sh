@@ -35,5 +35,5 @@ SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_JOB_ID=8 bash experiments/slurm/sweep.sbatch "
 grep -q "2 of 2 runs already finished in $tmp/sweeps/merged.db - skipped" "$tmp/again.out" || { cat "$tmp/again.out"; fail "resubmission skip"; }
 bash experiments/slurm/sweep_merge.sbatch > "$tmp/merge.out" 2>&1 || { cat "$tmp/merge.out"; fail "second merge step"; }
 [ "$(sqlite3 "$tmp/sweeps/merged.db" "SELECT count(*) FROM runs")" = 4 ] || fail "merged.db after a resubmission"
-"$GQE" compare slurm-sweep --db "$tmp/sweeps/merged.db" | grep -q "4 finished runs, 2 groups by model.k" || fail "compare"
+"$GQE" compare slurm-sweep --db "$tmp/sweeps/merged.db" | grep -q "4 runs counted, 2 groups by model.k" || fail "compare"
 echo "test_slurm_examples: ok"

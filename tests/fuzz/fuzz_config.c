@@ -33,7 +33,7 @@ static const char HARNESS[] =
     "  if not ok then return end\n"
     "  local o = c.optim\n"
     "  if o.name == 'adamw' then\n"
-    "    pcall(gqe.optim.AdamW, lm, { lr = o.lr, betas = { o.beta1, o.beta2 }, eps = o.eps,\n"
+    "    pcall(gqe.optim.AdamW, lm, { lr = o.lr, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps,\n"
     "      weight_decay = o.weight_decay, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })\n"
     "  else\n"
     "    pcall(gqe.optim.SGD, lm, { lr = o.lr, momentum = o.momentum, weight_decay = o.weight_decay,\n"

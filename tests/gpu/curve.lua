@@ -7,7 +7,7 @@ local gqe = require "gqe"
 
 return function(o)
   local lm = gqe.nn.LM(o.model)
-  local opt = gqe.optim.AdamW(lm, {lr = o.lr, betas = {0.9, 0.95}, weight_decay = 0.1})
+  local opt = gqe.optim.AdamW(lm, {lr = o.lr, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1})
   local losses = {}
   for s = 0, o.steps - 1 do
     local tok, tgt = o.data:batch("train", s, o.batch, o.seq)

@@ -103,6 +103,23 @@ describe("experiment.expand", function()
   end)
 end)
 
+describe("run names", function()
+  it("name a changed base key, never an unchanged one", function()
+    local a = experiment.expand(router, { { "model.dim", "60" } })
+    local b = experiment.expand(router, { { "model.dim", "65" } })
+    local same = experiment.expand(router, { { "model.dim", "128" } })
+    assert.equal("k=1,router=softmax,dim=60,seed=1", a[1].name)
+    assert.equal("k=1,router=softmax,dim=65,seed=1", b[1].name)
+    assert.equal(experiment.expand(router)[1].name, same[1].name)
+    assert.equal(experiment.expand(router)[1].hash, same[1].hash)
+  end)
+
+  it("keep an overridden grid axis in the name", function()
+    local runs = experiment.expand(router, { { "model.k", "2" } })
+    assert.equal("k=2,router=softmax,seed=1", runs[1].name)
+  end)
+end)
+
 describe("experiment.run --dry-run", function()
   it("lists the runs and trains nothing", function()
     local real = io.stdout
@@ -115,7 +132,23 @@ describe("experiment.run --dry-run", function()
     assert.equal(12, #runs)
     local text = table.concat(buf)
     assert.matches("experiment router-ablation: 12 runs (dry run", text, 1, true)
-    assert.matches("k=2,router=random,seed=2", text, 1, true)
+    -- The override changed the config, so it is in every name.
+    assert.matches("k=2,router=random,steps=10,seed=2", text, 1, true)
+    assert.matches("new", text, 1, true)
     assert.equal(10, runs[1].config.train.steps)
+  end)
+end)
+
+describe("progress", function()
+  local gqe = require "gqe"
+  local ok_train, train = pcall(require, "gqe.train")
+  it("counts a resumed run's ETA from the steps it ran", function()
+    if not (ok_train and gqe.clock) then return pending("needs build/gqe.so") end
+    -- 10 s for the 5 steps run since the checkpoint at step 90: 5 left take 10 s,
+    -- not the 0.56 s that counting from step 0 would claim.
+    local ctx = { c = { train = { steps = 100 } }, start_step = 90, loop_t0 = gqe.clock() - 10 }
+    local eta = train.eta_seconds(ctx, 95)
+    assert.is_true(eta >= 10 and eta < 11, tostring(eta))
+    assert.is_nil(train.eta_seconds(ctx, 90))
   end)
 end)
