@@ -149,6 +149,9 @@ static int open_all(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+    /* A closed stdout (`gqe runs | head -3`) ends output, not the process:
+     * writes fail quietly instead, so no run is ever killed by a pipe. */
+    signal(SIGPIPE, SIG_IGN);
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, handled
      * like a full disk, instead of killing the process mid-run. */
     signal(SIGXFSZ, SIG_IGN);

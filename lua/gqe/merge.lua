@@ -13,7 +13,7 @@ local gqe = require "gqe"
 
 local merge = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local function quote(name) return '"' .. name:gsub('"', '""') .. '"' end
 
 local function columns(db, schema, tbl)

@@ -300,8 +300,8 @@ end
 -- Runs one training run. opts: db (an open database) or db_path, experiment
 -- (name, default config.experiment or "default"), name (run name), label
 -- (prefix of progress lines), checkpoint (function(ctx, step), optional),
--- resume ({run_id, path, step}: go on in that row from the checkpoint at
--- path, or from step 0 when path is nil), on_progress (function(info) at
+-- resume ({run_id}: go on in that row from its newest usable checkpoint;
+-- with from_start = true, from step 0), on_progress (function(info) at
 -- each logging interval: step, steps, loss, tokens_per_s, eta_s),
 -- no_raise (return the summary with status and error instead of raising).
 -- Returns the summary table; raises an error when the run does not finish
@@ -374,12 +374,8 @@ function train.run(user_config, opts)
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()
     if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
-    -- A resume continues from the newest valid checkpoint; a run with none
-    -- (stopped before its first) goes on in its row from step 0.
-    if opts.resume and (opts.resume.path or
-        db:query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", run_id)[1].n > 0) then
-      require("gqe.checkpoint").restore(ctx, opts.resume)
-    end
+    -- A restart (resume.from_start) goes on in its row from step 0.
+    if opts.resume and not opts.resume.from_start then require("gqe.checkpoint").restore(ctx, opts.resume) end
     ctx.restored = true
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)

@@ -83,15 +83,10 @@ logs "$tmp/u2.db" sweep "k=1,seed=1:finished:3"
 logs "$tmp/u3.db" sweep "renamed:finished:5"
 logs "$tmp/u4.db" sweep "k=2,seed=1:finished:3"
 logs "$tmp/u.db" sweep
-# Logs of this gqe carry uids; u4 plays a log from before them.
-for f in u1 u2 u3 u; do
-  [ "$(sqlite3 "$tmp/$f.db" "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'uid'")" = 1 ] \
-    || sqlite3 "$tmp/$f.db" "ALTER TABLE runs ADD COLUMN uid TEXT"
-done
-sqlite3 "$tmp/u4.db" "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'uid'" | grep -q 0 \
-  || sqlite3 "$tmp/u4.db" "ALTER TABLE runs DROP COLUMN uid"
 sqlite3 "$tmp/u1.db" "UPDATE runs SET uid = 'a1'"; sqlite3 "$tmp/u2.db" "UPDATE runs SET uid = 'b2'"
 sqlite3 "$tmp/u3.db" "UPDATE runs SET uid = 'a1'"
+# u4 as a schema-1 log, from before run uids.
+sqlite3 "$tmp/u4.db" "ALTER TABLE runs DROP COLUMN uid; PRAGMA user_version = 1"
 "$GQE" merge "$tmp/u.db" "$tmp/u1.db" "$tmp/u2.db" >/dev/null
 [ "$(sqlite3 "$tmp/u.db" "SELECT count(*) || ',' || group_concat(uid) FROM runs")" = "1,a1" ] || fail "one run by name, config and seed"
 "$GQE" merge "$tmp/u.db" "$tmp/u3.db" "$tmp/u4.db" >/dev/null
