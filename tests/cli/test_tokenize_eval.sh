@@ -59,6 +59,11 @@ grep -q "again *acc [0-9.]*  acc_norm [0-9.]*  n 3" "$tmp/out" || { cat "$tmp/ou
 "$GQE" eval 1 --task hs=tests/golden/eval/tiny_llmc.bin --db "$db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "gqe eval of an llm.c file failed"; }
 grep -q "hs *acc [0-9.]*  acc_norm [0-9.]*  n 12" "$tmp/out" || { cat "$tmp/out"; fail "gqe eval llm.c output"; }
 
+# gqe sample decodes the GPT-2 run's tokens to text.
+"$GQE" sample 1 --prompt "The model is" --tokens 5 --db "$db" >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "gqe sample failed"; }
+grep -q "^The model is" "$tmp/out" || { cat "$tmp/out"; fail "gqe sample: no prompt text"; }
+[ "$(wc -c < "$tmp/out")" -gt 14 ] || fail "gqe sample: no generated text"
+
 # 4. Bad inputs, each failing before the first training step.
 bad() { # message-pattern, overrides...
   local want=$1; shift
