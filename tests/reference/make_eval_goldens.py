@@ -103,6 +103,29 @@ def score(model, examples, torch):
     return lps, correct / len(examples), correct_norm / len(examples)
 
 
+def save_safetensors(tensors, path, metadata=None):
+    """The safetensors format written out (8-byte little-endian header size,
+    a JSON header of dtype/shape/offsets, the raw little-endian data), for
+    machines without the safetensors package. float32 tensors only."""
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name in sorted(tensors):
+        t = tensors[name]
+        assert str(t.dtype) == "torch.float32", name
+        data = t.contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for b in blobs:
+            f.write(b)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "..", "golden", "eval"))
@@ -113,7 +136,10 @@ def main():
     if args.inputs_only:
         return
     import torch
-    from safetensors.torch import save_file
+    try:
+        from safetensors.torch import save_file
+    except ImportError:   # e.g. Debian's python3-torch, which has no safetensors package
+        save_file = save_safetensors
     sys.path.insert(0, HERE)
     from gqe_reference import LM
     torch.manual_seed(20240522)
