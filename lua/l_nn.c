@@ -724,7 +724,18 @@ static int lm_routing(lua_State *L) {
     return 2;
 }
 
-static const char *const GEN_KEYS[] = {"seed", "temperature", "top_k", NULL};
+static const char *const GEN_KEYS[] = {"seed", "temperature", "top_k", "on_token", NULL};
+
+/* on_token: the Lua function at stack index ctx->fn, called with each new
+ * id; an error in it stops generation and is raised after. */
+typedef struct gen_cb { lua_State *L; int fn; int failed; } gen_cb;
+static int gen_on_token(void *ctx, int32_t id) {
+    gen_cb *cb = ctx;
+    lua_pushvalue(cb->L, cb->fn);
+    lua_pushinteger(cb->L, id);
+    if (lua_pcall(cb->L, 1, 0, 0) != LUA_OK) { cb->failed = 1; return 1; }
+    return 0;
+}
 
 static int lm_generate(lua_State *L) {
     l_lm *u = check_lm(L, 1);
@@ -736,6 +747,17 @@ static int lm_generate(lua_State *L) {
     o.temperature = (float)gqe_lua_opt_num(L, 4, "LM:generate", "temperature", 1.0);
     o.top_k = gqe_lua_opt_int(L, 4, "LM:generate", "top_k", 0);
     o.seed = (uint64_t)gqe_lua_opt_int(L, 4, "LM:generate", "seed", 0);
+    o.on_token = NULL;
+    o.on_token_ctx = NULL;
+    gen_cb cb = {L, 0, 0};
+    if (lua_istable(L, 4) && lua_getfield(L, 4, "on_token") != LUA_TNIL) {
+        luaL_argcheck(L, lua_isfunction(L, -1), 4, "LM:generate: on_token must be a function");
+        cb.fn = lua_gettop(L);
+        o.on_token = gen_on_token;
+        o.on_token_ctx = &cb;
+    } else if (lua_istable(L, 4)) {
+        lua_pop(L, 1);
+    }
     lua_Integer P = luaL_len(L, 2);
     luaL_argcheck(L, P >= 1, 2, "prompt must hold at least one token id");
     /* Validated before the buffer of P + n tokens is sized from them. */
@@ -753,7 +775,10 @@ static int lm_generate(lua_State *L) {
         buf[i] = (int32_t)v;
         lua_pop(L, 1);
     }
-    GQE_LUA_CHECK(L, "LM:generate", gqe_lm_generate(u->lm, buf, P, n, &o, buf));
+    if (gqe_lm_generate(u->lm, buf, P, n, &o, buf) != GQE_OK) {
+        if (cb.failed) return lua_error(L);   /* the callback's own error, left on the stack by lua_pcall */
+        return gqe_lua_fail(L, "LM:generate");
+    }
     lua_createtable(L, (int)(P + n), 0);
     for (lua_Integer i = 0; i < P + n; i++) { lua_pushinteger(L, buf[i]); lua_seti(L, -2, i + 1); }
     return 1;

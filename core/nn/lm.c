@@ -156,6 +156,7 @@ gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer) {
 }
 gqe_tensor *gqe_lm_logits(gqe_lm *lm) { return lm->have_forward ? &lm->logits : NULL; }
 float gqe_lm_ce_loss(const gqe_lm *lm) { return lm->ce; }
+const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm) { return &lm->losses; }
 
 static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     gqe_arena *a = &lm->arena;

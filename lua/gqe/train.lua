@@ -160,6 +160,7 @@ local function eval_and_log(ctx, step)
     db:eval(run_id, step, "val", "bpb", ctx.final_bpb)
   end
   log_usage(ctx, step, usage)
+  if ctx.eval_tasks then require("gqe.evaluate").at_step(ctx, step) end
   db:flush()
   return loss
 end
@@ -397,6 +398,9 @@ function train.run(user_config, opts)
     if vocab < ctx.ds:vocab() then
       error(string.format("model.vocab (%d) is smaller than the vocabulary of the data (%d, data.kind '%s'); "
         .. "set model.vocab=0 to take the data's", vocab, ctx.ds:vocab(), c.data.kind), 0)
+    end
+    if next(c.eval.tasks) then   -- loaded before the model, so a bad task file costs no training
+      ctx.eval_tasks = require("gqe.evaluate").load_all(c.eval.tasks, vocab, c.eval.tokenizer)
     end
     ctx.lm = gqe.nn.LM(model_options(c, vocab))
     par:share_routing(ctx.lm, true)

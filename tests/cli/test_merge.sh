@@ -69,8 +69,9 @@ sqlite3 "$tmp/other.db" "CREATE TABLE t(x)"
 refuse "other.db is not a gqe run log" "$tmp/out.db" "$tmp/other.db"
 refuse "input $tmp/missing.db does not exist" "$tmp/out.db" "$tmp/missing.db"
 refuse "is the output itself" "$tmp/out.db" "$tmp/out.db"
-refuse "usage: gqe merge" "$tmp/out.db"
-refuse "unknown flag --force" "$tmp/out.db" "$tmp/a.db" --force
+refuse "missing OUT.db and at least one IN.db \(usage: gqe merge" "$tmp/out.db"
+refuse "unknown flag --force for .gqe merge." "$tmp/out.db" "$tmp/a.db" --force
+"$GQE" merge --help | grep -q "^usage: gqe merge OUT.db IN.db" || fail "merge --help"
 [ "$(m "SELECT group_concat(id || name || status || step) FROM runs; SELECT count(*) FROM metrics; SELECT count(*) FROM bench; SELECT count(*) FROM checkpoints")" = "$before" ] \
   || fail "a refused merge changed the log"
 
