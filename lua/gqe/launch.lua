@@ -86,13 +86,15 @@ local function supervise(pids, timeout, on_fault, targets)
   for _, pid in pairs(pids) do alive[pid] = true; n = n + 1 end
   local rc, forwarded, deadline = 0, false, nil
   while n > 0 do
-    local sig = gqe.interrupted()
+    local sig = not forwarded and gqe.interrupted()
     if sig then
+      -- Forwarded as SIGUSR1 / SIGUSR2: a clean stop that never counts as
+      -- a rank's second signal (a Ctrl-C in a terminal reaches the ranks
+      -- directly too).
       local to = targets and targets() or {}
       if #to == 0 then for pid in pairs(alive) do to[#to + 1] = pid end end
-      for _, pid in ipairs(to) do pcall(gqe.kill, pid, sig) end
+      for _, pid in ipairs(to) do pcall(gqe.kill, pid, sig == "SIGINT" and "SIGUSR1" or "SIGUSR2") end
       forwarded = true
-      gqe.signals_install()   -- a second signal is forwarded too (ranks then stop at once)
     end
     local ok, code, pid = pcall(gqe.wait, -1, true)
     if ok and pid and not alive[pid] then
