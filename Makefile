@@ -6,9 +6,10 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Wno-unused-parameter -fopenmp -fPIC -Icore \
            -I/usr/include/lua5.4 -I/usr/include/x86_64-linux-gnu/openblas-openmp
 LIBDIR  := /usr/lib/x86_64-linux-gnu
-# The host and test binaries link Lua, SQLite and OpenBLAS statically so they
-# run on machines that have none of them (the GPU machine); CUDA stays dynamic.
-STATIC_LIBS := $(LIBDIR)/liblua5.4.a $(LIBDIR)/libsqlite3.a $(LIBDIR)/openblas-openmp/libopenblas.a
+# The host and test binaries link Lua, SQLite, OpenBLAS and PCRE2 statically so
+# they run on machines that have none of them (the GPU machine); CUDA stays dynamic.
+STATIC_LIBS := $(LIBDIR)/liblua5.4.a $(LIBDIR)/libsqlite3.a $(LIBDIR)/openblas-openmp/libopenblas.a \
+               $(LIBDIR)/libpcre2-8.a
 SYS_LIBS    := -lm -ldl -lpthread -fopenmp
 
 # CUDA is built whenever nvcc is found (CUDA=0 turns it off).
@@ -24,7 +25,7 @@ ifeq ($(CUDA),1)
   CU_SRC   := $(sort $(wildcard kernels/*.cu))
   CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(CUDA_HOME)/lib64/libcudart_static.a -lcublas -lcublasLt -lrt -lstdc++
-  CFLAGS   += -DGQE_HAVE_CUDA=1
+  CFLAGS   += -DGQE_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 endif
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/embedded.o
 EMBED_SRC := $(sort $(wildcard lua/gqe/*.lua analysis/*.sql analysis/queries/*.sql))
@@ -34,14 +35,14 @@ TEST_SRC := $(sort $(wildcard tests/c/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 LINK     := $(CUDA_LIBS) $(STATIC_LIBS) $(SYS_LIBS)
 
-.PHONY: all deps test test-asan test-c test-lua test-cli test-cuda bench bench-cuda run data clean help fuzz fuzz-deps
+.PHONY: all deps test test-asan test-c test-lua test-cli test-cuda test-multi bench-multi bench bench-cuda run data clean help fuzz fuzz-deps
 all: $(BUILD)/libgqe.a $(BUILD)/gqe $(BUILD)/gqe.so
 
 help:
-	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | fuzz"
+	@echo "make deps | all | test | bench | run | data | clean | test-cuda | bench-cuda | test-multi | bench-multi | fuzz"
 
 # Installs only what is missing; safe to run again.
-DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox
+DEB_PKGS := liblua5.4-dev lua5.4 libopenblas-openmp-dev libsqlite3-dev sqlite3 libcmocka-dev lua-busted gnuplot-nox openmpi-bin libopenmpi-dev libpcre2-dev
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
@@ -72,9 +73,9 @@ $(BUILD)/gqe: $(BUILD)/lua/main.o $(LUA_OBJ) $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LINK) -Wl,-E
 
 # The Lua module for a stock lua5.4: Lua's symbols come from the interpreter;
-# SQLite links shared because Debian's libsqlite3.a is not position-independent.
+# SQLite and PCRE2 link shared because Debian's static archives are not position-independent.
 $(BUILD)/gqe.so: $(LUA_OBJ) $(BUILD)/libgqe.a
-	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
+	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -lpcre2-8 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
 
 $(BUILD)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(BUILD)/libgqe.a
 	@mkdir -p $(dir $@)
@@ -121,20 +122,28 @@ test-asan: $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 $(BUILD)/bench_attention: bench/bench_attention.c $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgqe.a $(LINK)
 
-test: deps all $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
+test: deps all data $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 	@./tests/run_all.sh
 
 test-cuda: all $(TEST_BIN)
 	@./tests/run_cuda.sh
 
-bench: deps all
+# Several GPUs of one node (data parallel): equal losses, then bench-multi.
+test-multi: all
+	@./tests/run_multi.sh
+
+bench-multi: all
+	./bench/run_multi.sh
+
+bench: deps all data
 	$(BUILD)/gqe bench/logging.lua 20
+	$(BUILD)/gqe bench/tokenizer.lua
 	$(BUILD)/gqe bench
 
 bench-cuda: all $(BUILD)/bench_attention
 	./bench/run_cuda.sh
 
-data: deps
+data: deps all
 	./scripts/prepare_data.sh
 
 run: deps all data
@@ -146,7 +155,7 @@ run: deps all data
 # rather than by `make deps`, since only this target needs it.
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60
-FUZZ_SRC     := core/error.c core/tensor.c core/rng.c $(sort $(wildcard core/io/safetensors*.c core/data/*.c))
+FUZZ_SRC     := core/error.c core/tensor.c core/rng.c $(sort $(wildcard core/io/safetensors*.c core/data/*.c)) core/eval/task.c
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_LINK    := $(CUDA_LIBS) $(STATIC_LIBS) -lm -ldl -lpthread -l:libgomp.so.1
 

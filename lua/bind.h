@@ -60,6 +60,9 @@ void gqe_lua_open_data(lua_State *L);     /* lua/l_data.c: data.open */
 void gqe_lua_open_runlog(lua_State *L);   /* lua/l_runlog.c: db.open */
 void gqe_lua_open_sys(lua_State *L);
 void gqe_lua_open_checkpoint(lua_State *L); /* lua/l_checkpoint.c: checkpoint.save, checkpoint.load */
+void gqe_lua_open_dist(lua_State *L);     /* lua/l_dist.c: dist.env, dist.open */
+void gqe_lua_open_tok(lua_State *L);      /* lua/l_tok.c: tokenizer.load, tokenizer.shard_writer */
+void gqe_lua_open_eval(lua_State *L);     /* lua/l_eval.c: eval.task, eval.score */
 
 /* The core objects behind the nn and optim userdata, for other bindings. */
 struct gqe_lm;

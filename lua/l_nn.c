@@ -668,8 +668,21 @@ static int lm_zero_grad(lua_State *L) {
     return 0;
 }
 static int lm_num_params(lua_State *L) { lua_pushinteger(L, gqe_lm_num_params(check_lm(L, 1)->lm)); return 1; }
+/* after_step([loads]): loads, a flat table of L x G x M token counts, replaces
+ * the last forward's (gradient accumulation sums its micro-batches') */
 static int lm_after_step(lua_State *L) {
-    GQE_LUA_CHECK(L, "LM:after_step", gqe_lm_after_step(check_lm(L, 1)->lm));
+    gqe_lm *lm = check_lm(L, 1)->lm;
+    if (lua_isnoneornil(L, 2)) {
+        GQE_LUA_CHECK(L, "LM:after_step", gqe_lm_after_step(lm));
+        return 0;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const gqe_attn_config *a = gqe_attn_get_config(gqe_lm_attn(lm, 0));
+    lua_Integer n = gqe_lm_layers(lm) * a->groups * (a->experts / a->groups);
+    if (luaL_len(L, 2) != n) return luaL_error(L, "LM:after_step: loads must hold %d numbers (layers x experts)", (int)n);
+    float *loads = lua_newuserdatauv(L, (size_t)n * sizeof *loads, 0);
+    for (lua_Integer i = 0; i < n; i++) { lua_geti(L, 2, i + 1); loads[i] = (float)luaL_checknumber(L, -1); lua_pop(L, 1); }
+    GQE_LUA_CHECK(L, "LM:after_step", gqe_lm_after_step_loads(lm, loads));
     return 0;
 }
 static int lm_flops(lua_State *L) {
@@ -711,7 +724,18 @@ static int lm_routing(lua_State *L) {
     return 2;
 }
 
-static const char *const GEN_KEYS[] = {"seed", "temperature", "top_k", NULL};
+static const char *const GEN_KEYS[] = {"seed", "temperature", "top_k", "on_token", NULL};
+
+/* on_token: the Lua function at stack index ctx->fn, called with each new
+ * id; an error in it stops generation and is raised after. */
+typedef struct gen_cb { lua_State *L; int fn; int failed; } gen_cb;
+static int gen_on_token(void *ctx, int32_t id) {
+    gen_cb *cb = ctx;
+    lua_pushvalue(cb->L, cb->fn);
+    lua_pushinteger(cb->L, id);
+    if (lua_pcall(cb->L, 1, 0, 0) != LUA_OK) { cb->failed = 1; return 1; }
+    return 0;
+}
 
 static int lm_generate(lua_State *L) {
     l_lm *u = check_lm(L, 1);
@@ -723,6 +747,17 @@ static int lm_generate(lua_State *L) {
     o.temperature = (float)gqe_lua_opt_num(L, 4, "LM:generate", "temperature", 1.0);
     o.top_k = gqe_lua_opt_int(L, 4, "LM:generate", "top_k", 0);
     o.seed = (uint64_t)gqe_lua_opt_int(L, 4, "LM:generate", "seed", 0);
+    o.on_token = NULL;
+    o.on_token_ctx = NULL;
+    gen_cb cb = {L, 0, 0};
+    if (lua_istable(L, 4) && lua_getfield(L, 4, "on_token") != LUA_TNIL) {
+        luaL_argcheck(L, lua_isfunction(L, -1), 4, "LM:generate: on_token must be a function");
+        cb.fn = lua_gettop(L);
+        o.on_token = gen_on_token;
+        o.on_token_ctx = &cb;
+    } else if (lua_istable(L, 4)) {
+        lua_pop(L, 1);
+    }
     lua_Integer P = luaL_len(L, 2);
     luaL_argcheck(L, P >= 1, 2, "prompt must hold at least one token id");
     /* Validated before the buffer of P + n tokens is sized from them. */
@@ -740,7 +775,10 @@ static int lm_generate(lua_State *L) {
         buf[i] = (int32_t)v;
         lua_pop(L, 1);
     }
-    GQE_LUA_CHECK(L, "LM:generate", gqe_lm_generate(u->lm, buf, P, n, &o, buf));
+    if (gqe_lm_generate(u->lm, buf, P, n, &o, buf) != GQE_OK) {
+        if (cb.failed) return lua_error(L);   /* the callback's own error, left on the stack by lua_pcall */
+        return gqe_lua_fail(L, "LM:generate");
+    }
     lua_createtable(L, (int)(P + n), 0);
     for (lua_Integer i = 0; i < P + n; i++) { lua_pushinteger(L, buf[i]); lua_seti(L, -2, i + 1); }
     return 1;

@@ -15,11 +15,11 @@
 int luaopen_gqe(lua_State *L);
 
 static const char *const COMMANDS[] = {"runs", "compare", "report", "data", "bench", "help",
-                                       "resume", "merge", "test", "__run", NULL};
+                                       "resume", "merge", "eval", "test", "__run", NULL};
 
 static const char USAGE[] =
     "usage: gqe FILE.lua [args...]     run a script with the gqe module\n"
-    "       gqe COMMAND [args...]      runs | compare | report | data | bench | resume | help\n";
+    "       gqe COMMAND [args...]      runs | compare | report | data | bench | resume | merge | eval | help\n";
 
 /* Errors that carry a position ("file.lua:12: ...") come from code and get a
  * traceback; errors without one are messages for the user (a bad config key,
@@ -149,6 +149,9 @@ static int open_all(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+    /* A closed stdout (`gqe runs | head -3`) ends output, not the process:
+     * writes fail quietly instead, so no run is ever killed by a pipe. */
+    signal(SIGPIPE, SIG_IGN);
     /* A file-size limit (ulimit -f) then fails the write with EFBIG, handled
      * like a full disk, instead of killing the process mid-run. */
     signal(SIGXFSZ, SIG_IGN);

@@ -108,6 +108,9 @@ int luaopen_gqe(lua_State *L) {
     gqe_lua_open_runlog(L);
     gqe_lua_open_sys(L);
     gqe_lua_open_checkpoint(L);
+    gqe_lua_open_dist(L);
+    gqe_lua_open_tok(L);
+    gqe_lua_open_eval(L);
     lua_pushliteral(L, GQE_VERSION);
     lua_setfield(L, mod, "version");
 

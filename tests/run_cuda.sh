@@ -12,6 +12,7 @@ GPU_TESTS=(
     "build/gqe tests/gpu/train_parity.lua 200 gqa softmax data/brown.txt 1e-3"
     "build/gqe tests/gpu/train_bf16.lua 200 gqe data/brown.txt 1e-3"
     "build/gqe tests/gpu/train_bf16.lua 200 gqa data/brown.txt 1e-3"
+    "build/gqe tests/gpu/train_dist.lua 40"
     tests/gpu/sweep_per_gpu.sh
 )
 # Binaries that also run under compute-sanitizer memcheck, with their

@@ -244,6 +244,10 @@ static gqe_status pull_stats(gqe_attn *a) {
     attn_stats *st = &a->stats;
     if (st->on_host || !attn_is_gqe(a) || !a->have_forward) return GQE_OK;
     int64_t GM = a->G * a->M, R = a->B * a->T;
+    if (st->reduce) {
+        GQE_TRY(st->reduce(st->reduce_ctx, &st->counts));
+        GQE_TRY(st->reduce(st->reduce_ctx, &st->psum));
+    }
     GQE_TRY(gqe_tensor_read_f32(&st->counts, st->host_counts, (size_t)GM));
     GQE_TRY(gqe_tensor_read_f32(&st->psum, st->host_psum, (size_t)GM));
     double aux = 0;
@@ -614,9 +618,17 @@ gqe_status gqe_attn_usage(gqe_attn *a, float *counts, float *mean_prob) {
     return GQE_OK;
 }
 
-gqe_status gqe_attn_after_step(gqe_attn *a) {
+void gqe_attn_set_stats_reduce(gqe_attn *a, gqe_stats_reduce_fn fn, void *ctx) {
+    a->stats.reduce = fn;
+    a->stats.reduce_ctx = ctx;
+}
+
+gqe_status gqe_attn_after_step(gqe_attn *a) { return gqe_attn_after_step_load(a, NULL); }
+
+gqe_status gqe_attn_after_step_load(gqe_attn *a, const float *load) {
     if (!attn_is_gqe(a) || a->cfg.router != GQE_ROUTER_BALANCED || !a->have_forward) return GQE_OK;
     GQE_TRY(pull_stats(a));
+    if (!load) load = a->stats.host_counts;
     /* b[g,m] += gamma * sign(mean load - load[g,m]), per group (auxiliary-loss-free balancing) */
     int64_t G = a->G, M = a->M;
     float *b = malloc((size_t)(G * M) * sizeof *b);
@@ -624,10 +636,10 @@ gqe_status gqe_attn_after_step(gqe_attn *a) {
     gqe_status st = gqe_tensor_read_f32(&a->p.bias, b, (size_t)(G * M));
     for (int64_t g = 0; st == GQE_OK && g < G; g++) {
         double mean = 0;
-        for (int64_t m = 0; m < M; m++) mean += a->stats.host_counts[g * M + m];
+        for (int64_t m = 0; m < M; m++) mean += load[g * M + m];
         mean /= (double)M;
         for (int64_t m = 0; m < M; m++) {
-            double diff = mean - a->stats.host_counts[g * M + m];
+            double diff = mean - load[g * M + m];
             b[g * M + m] += a->cfg.balance_gamma * (float)((diff > 0) - (diff < 0));
         }
     }

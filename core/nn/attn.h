@@ -78,8 +78,18 @@ gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *id
 /* Per (group, expert) of the last forward: tokens routed and mean router
  * probability, host arrays of G*M. Returns GQE_ERR_ARG for dense kinds. */
 gqe_status gqe_attn_usage(gqe_attn *a, float *counts, float *mean_prob);
+/* Data parallel: fn(ctx, t) replaces t, the layer's routing statistics
+ * ((G, M) f32 counts, then probability sums, on the layer's device), by
+ * their mean over the ranks before anything reads them, so the aux loss,
+ * its gradient, head usage and the balanced router's step are those of the
+ * global batch. Every rank must then run the same forwards. NULL: off. */
+typedef gqe_status (*gqe_stats_reduce_fn)(void *ctx, gqe_tensor *t);
+void gqe_attn_set_stats_reduce(gqe_attn *a, gqe_stats_reduce_fn fn, void *ctx);
 /* The balanced router's bias step; call after each optimizer step. */
 gqe_status gqe_attn_after_step(gqe_attn *a);
+/* The same step from a given load (G*M tokens per expert): the sum over a
+ * step's micro-batches when gradients accumulate. */
+gqe_status gqe_attn_after_step_load(gqe_attn *a, const float *load);
 /* The random router's call counter (its Philox stream): checkpointed so a
  * resumed run draws the same experts. */
 uint64_t gqe_attn_route_calls(const gqe_attn *a);

@@ -95,6 +95,8 @@ typedef struct attn_stats {
     float *host_counts, *host_psum, *host_coef;  /* G*M each */
     float aux;
     bool on_host;        /* host arrays and aux match the last forward */
+    gqe_stats_reduce_fn reduce;   /* data parallel: counts and psum made the ranks' mean (or NULL) */
+    void *reduce_ctx;
 } attn_stats;
 
 /* KV cache for decoding (batch 1): every position decoded so far, in cdt. */

@@ -133,6 +133,7 @@ void gqe_lm_destroy(gqe_lm *lm) {
     free(lm->blocks);
     free(lm->h);
     free(lm->host_targets);
+    free(lm->block_span);
     gqe_arena_free(&lm->arena);
     gqe_arena_free(&lm->attn_scratch);
     gqe_paramset_free(&lm->ps);
@@ -155,6 +156,7 @@ gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer) {
 }
 gqe_tensor *gqe_lm_logits(gqe_lm *lm) { return lm->have_forward ? &lm->logits : NULL; }
 float gqe_lm_ce_loss(const gqe_lm *lm) { return lm->ce; }
+const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm) { return &lm->losses; }
 
 static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     gqe_arena *a = &lm->arena;
@@ -234,7 +236,9 @@ gqe_status gqe_lm_check_ids(const gqe_tensor *t, const char *what, int64_t B, in
  * can be run again from a checkpoint with the same routing. */
 static gqe_status check_interrupt(gqe_lm *lm) {
     int sig = gqe_interrupt_pending();
-    if (!sig) return GQE_OK;
+    /* Data-parallel ranks stop together after a step: one abandoning its
+     * pass would leave the others waiting in a collective. */
+    if (!sig || lm->collective) return GQE_OK;
     for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_set_route_calls(lm->blocks[l].attn, lm->blocks[l].route_mark);
     lm->have_forward = false;
     return gqe_fail(GQE_ERR_INTERRUPTED, "interrupted by signal %d: the pass was abandoned", sig);
@@ -337,6 +341,15 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     return GQE_OK;
 }
 
+/* The spans outside the blocks: the embedding before them, the final norm
+ * and an untied head after them. */
+static gqe_status rest_ready(gqe_lm *lm) {
+    size_t first = lm->block_span[0], last = lm->block_span[2 * lm->cfg.layers - 1];
+    if (first > 0) GQE_TRY(lm->grad_ready(lm->grad_ready_ctx, 0, first));
+    if (last < lm->ps.numel) GQE_TRY(lm->grad_ready(lm->grad_ready_ctx, last, lm->ps.numel - last));
+    return GQE_OK;
+}
+
 gqe_status gqe_lm_backward(gqe_lm *lm) {
     if (!lm->have_forward || !lm->have_targets)
         return gqe_fail(GQE_ERR_ARG, "backward needs a forward pass with targets first");
@@ -379,13 +392,47 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
         gqe_tensor hl = lm_rows(&lm->h[l], R);
         /* the embedding's backward reads dh itself: no copy after layer 0 */
         GQE_TRY(gqe_rmsnorm_backward(&dh, &b->dnorm1, &dn, &hl, &b->norm1, &b->rstd1, l > 0 ? dy_copy : NULL));
+        if (lm->grad_ready)
+            GQE_TRY(lm->grad_ready(lm->grad_ready_ctx, lm->block_span[2 * l], lm->block_span[2 * l + 1] - lm->block_span[2 * l]));
     }
     gqe_tensor tok1 = gqe_tensor_view4(&lm->tokens, 0, R, 0, 0, 0);
-    return gqe_embedding_backward(&lm->dwte, &dh, &tok1);
+    GQE_TRY(gqe_embedding_backward(&lm->dwte, &dh, &tok1));
+    return lm->grad_ready ? rest_ready(lm) : GQE_OK;
 }
 
-gqe_status gqe_lm_after_step(gqe_lm *lm) {
-    for (int64_t l = 0; l < lm->cfg.layers; l++) GQE_TRY(gqe_attn_after_step(lm->blocks[l].attn));
+gqe_status gqe_lm_set_grad_ready(gqe_lm *lm, gqe_grad_ready_fn fn, void *ctx) {
+    if (fn && !lm->block_span) {
+        int64_t L = lm->cfg.layers;
+        size_t *span = malloc((size_t)(2 * L) * sizeof *span);
+        if (!span) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+        for (int64_t l = 0; l < L; l++) { span[2 * l] = SIZE_MAX; span[2 * l + 1] = 0; }
+        /* parameters are packed in declaration order: a block's are one span */
+        for (int i = 0; i < lm->ps.count; i++) {
+            const gqe_param *p = &lm->ps.items[i];
+            long long l;
+            if (sscanf(p->name, "blocks.%lld.", &l) != 1 || l < 0 || l >= L) continue;
+            if (p->offset < span[2 * l]) span[2 * l] = p->offset;
+            if (p->offset + p->numel > span[2 * l + 1]) span[2 * l + 1] = p->offset + p->numel;
+        }
+        lm->block_span = span;
+    }
+    lm->grad_ready = fn;
+    lm->grad_ready_ctx = ctx;
+    return GQE_OK;
+}
+
+void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx) {
+    lm->collective = fn != NULL;
+    for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_set_stats_reduce(lm->blocks[l].attn, fn, ctx);
+}
+
+gqe_status gqe_lm_after_step(gqe_lm *lm) { return gqe_lm_after_step_loads(lm, NULL); }
+
+gqe_status gqe_lm_after_step_loads(gqe_lm *lm, const float *loads) {
+    const gqe_attn_config *a = gqe_attn_get_config(lm->blocks[0].attn);
+    int64_t GM = a->groups * (a->experts / a->groups);
+    for (int64_t l = 0; l < lm->cfg.layers; l++)
+        GQE_TRY(gqe_attn_after_step_load(lm->blocks[l].attn, loads ? loads + l * GM : NULL));
     return GQE_OK;
 }
 

@@ -52,15 +52,36 @@ gqe_status gqe_lm_backward(gqe_lm *lm);
  * and only until backward when targets were given: backward reuses them). */
 gqe_tensor *gqe_lm_logits(gqe_lm *lm);
 float gqe_lm_ce_loss(const gqe_lm *lm);   /* cross-entropy part of the last loss */
+/* Per-position cross-entropy (B*T) of the last forward with targets (0 where ignored). */
+const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm);
 int64_t gqe_lm_layers(const gqe_lm *lm);
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
+/* Data parallel: every layer's routing statistics go through fn (see
+ * gqe_attn_set_stats_reduce), and while fn is set a pending interrupt no
+ * longer abandons a pass (the ranks stop together after a step). */
+void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx);
+/* Data parallel: backward calls fn(ctx, offset, count) on each span of the
+ * flat gradient buffer as soon as that span is final (each block's
+ * parameters, last block first, then the embedding, final norm and head),
+ * so their reduction can overlap the rest of backward. NULL: off. */
+typedef gqe_status (*gqe_grad_ready_fn)(void *ctx, size_t offset, size_t count);
+gqe_status gqe_lm_set_grad_ready(gqe_lm *lm, gqe_grad_ready_fn fn, void *ctx);
 /* After each optimizer step (balanced-router biases). */
 gqe_status gqe_lm_after_step(gqe_lm *lm);
+/* The same from given loads, layer after layer (L x G x M): a step's
+ * micro-batches summed (gqe_attn_after_step_load). */
+gqe_status gqe_lm_after_step_loads(gqe_lm *lm, const float *loads);
 
 /* Forward and backward FLOPs per token for throughput and MFU reports. */
 double gqe_lm_flops_per_token(const gqe_lm *lm, int64_t seq);
 
-typedef struct gqe_sample_opts { float temperature; int64_t top_k; uint64_t seed; } gqe_sample_opts;
+typedef struct gqe_sample_opts {
+    float temperature; int64_t top_k; uint64_t seed;
+    /* Optional: called with each new token as it is sampled (streaming);
+     * a non-zero return stops generation with GQE_ERR_INTERRUPTED. */
+    int (*on_token)(void *ctx, int32_t id);
+    void *on_token_ctx;
+} gqe_sample_opts;
 /* temperature finite and >= 0, top_k >= 0; messages name the option. */
 gqe_status gqe_sample_opts_validate(const gqe_sample_opts *o);
 /* Decodes n tokens after prompt (B=1, length P) with the KV cache; out has

@@ -126,6 +126,8 @@ gqe_status gqe_lm_generate(gqe_lm *lm, const int32_t *prompt, int64_t P, int64_t
         if (st != GQE_OK) break;
         fed = len;
         out[len++] = sample(logits + (T - 1) * V, V, opts, (uint64_t)step, work);
+        if (opts->on_token && opts->on_token(opts->on_token_ctx, out[len - 1]) != 0)
+            st = gqe_fail(GQE_ERR_INTERRUPTED, "generate: stopped by the token callback after %lld tokens", (long long)step + 1);
     }
     free(logits);
     free(work);

@@ -37,6 +37,10 @@ struct gqe_lm {
     int64_t n_valid;
     float loss, ce, aux, aux_coef;
     bool have_forward, have_targets;
+    gqe_grad_ready_fn grad_ready;   /* data parallel: spans of final gradients (or NULL) */
+    void *grad_ready_ctx;
+    bool collective;                /* data parallel: passes are never abandoned midway */
+    size_t *block_span;             /* per block: first and one-past-last element of its parameters */
 };
 
 /* A 2-D (R, numel / R) view of t. */

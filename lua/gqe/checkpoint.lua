@@ -61,8 +61,12 @@ function checkpoint.saver(c)
     local path = checkpoint.path(ctx, step)
     checkpoint.ensure_dir(ctx)
     -- Batch i is drawn for step i, so the next batch index is step + 1.
-    binding().save(path, ctx.lm, ctx.opt, { step = step, data_index = step + 1, config = cjson,
-                                            run_uid = ctx.run_uid, config_hash = ctx.config_hash or hash })
+    -- a sharded optimizer (train.zero) is gathered into the unsharded format
+    local opt = ctx.opt.gather and ctx.opt:gather() or ctx.opt
+    local ok, err = pcall(binding().save, path, ctx.lm, opt, { step = step, data_index = step + 1, config = cjson,
+                                                              run_uid = ctx.run_uid, config_hash = ctx.config_hash or hash })
+    if opt ~= ctx.opt then opt:close() end
+    if not ok then error(err, 0) end
     local pruned = ctx.db:checkpoint(ctx.run_id, step, path, keep > 0 and (final and keep + 1 or keep) or 0)
     for _, old in ipairs(pruned or {}) do
       if old ~= path then os.remove(old) end
@@ -84,7 +88,13 @@ local function try_load(ctx, cand, row)
   f:close()
   local expect = { step = cand.step }
   if not ctx.legacy_ok then expect.run_uid, expect.config_hash = ctx.run_uid, row.config_hash end
-  local ok, info = pcall(binding().load, cand.path, ctx.lm, ctx.opt, expect)
+  -- a sharded optimizer (train.zero) loads the whole state and keeps its shard
+  local opt = ctx.opt.full and ctx.opt:full() or ctx.opt
+  local ok, info = pcall(binding().load, cand.path, ctx.lm, opt, expect)
+  if opt ~= ctx.opt then
+    if ok then ctx.opt:scatter(opt) end
+    opt:close()
+  end
   if not ok then
     local why = tostring(info):gsub("^checkpoint%.load: ", ""):gsub("^" .. cand.path:gsub("%p", "%%%0") .. ": ", "")
     return nil, why
@@ -157,8 +167,10 @@ function checkpoint.resume(db, run_id)
     JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?]], run_id)[1]
   if not r then error(string.format("no run %d in this database (see `gqe runs`)", run_id), 0) end
   if r.status == "finished" then error(string.format("run %d already finished", run_id), 0) end
-  -- A dead process's run becomes crashed, so it can be claimed.
-  if r.status == "running" then db:mark_crashed(gqe.hostname(), 600) end
+  -- A dead process's run becomes crashed, so it can be claimed. Only rank 0
+  -- of a data-parallel resume judges the row: the others may read it after
+  -- rank 0 has already claimed it.
+  if r.status == "running" and gqe.dist.env().rank == 0 then db:mark_crashed(gqe.hostname(), 600) end
   local ck = db:query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", run_id)[1]
   if ck.n == 0 then error(string.format("run %d has no checkpoint to resume from (train.checkpoint_every)", run_id), 0) end
   local c = require("gqe.models").stored_config(r.config, "run " .. run_id)

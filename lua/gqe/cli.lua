@@ -133,9 +133,10 @@ end
 cli.specs.sample = require("gqe.models").spec
 function commands.sample(args) return require("gqe.models").sample_main(args) end
 
-cli.specs.data = { usage = "gqe data", about = "prepares data/brown.txt (the Brown corpus, tags stripped)",
+cli.specs.data = { usage = "gqe data", about = "prepares data/: the Brown corpus (tags stripped), GPT-2's tokenizer files, Brown GPT-2 shards and the Brown cloze task (gqe data tokenize --help: shards from your own text)",
   db = false }
 function commands.data(args)
+  if args[1] == "tokenize" then return require("gqe.tokenize").main({ table.unpack(args, 2) }) end
   if not parse("data", args) then return 0 end
   local f = io.open("scripts/prepare_data.sh", "r")
   if f then
@@ -241,8 +242,21 @@ function commands.resume(args)
   return 0
 end
 
+-- gqe launch --nproc N FILE.lua [overrides]: one run on N ranks of this node
+function commands.launch(args) return require("gqe.launch").main(args) end
+
 -- gqe merge OUT.db IN.db...: see gqe/merge.lua.
-function commands.merge(args) return require("gqe.merge").main(args) end
+cli.specs.merge = { usage = "gqe merge OUT.db IN.db...",
+  about = "merges run logs (one per node or array task) into OUT.db: experiments by name, runs once each",
+  args = { min = 2, max = math.huge, names = "OUT.db and at least one IN.db" }, db = false }
+function commands.merge(args)
+  local _, pos = parse("merge", args)
+  if not pos then return 0 end
+  return require("gqe.merge").main(pos)
+end
+
+-- gqe eval RUN_ID --task NAME=PATH: see gqe/evaluate.lua.
+commands.eval = function(args) return require("gqe.evaluate").main(args) end
 
 -- Worker of `--jobs N`: gqe __run --db DB JOBFILE
 cli.specs.__run = { usage = "gqe __run --db DB JOBFILE (internal: a worker of --jobs N)",
@@ -264,9 +278,12 @@ usage: gqe FILE.lua [section.key=value ...] [--jobs N] [--dry-run] [--restart] [
        gqe resume RUN_ID|EXPERIMENT           continue runs from their last checkpoint
        gqe sample RUN_ID --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--seed S]
                                               text from a run's model
+       gqe launch --nproc N FILE.lua [...]    one run on N ranks (GPUs over NCCL, CPUs over MPI)
        gqe merge OUT.db IN.db...              merge run logs (one per node or array task)
        gqe bench                              CPU benchmark (model vs OpenBLAS sgemm)
-       gqe data                               prepare data/brown.txt
+       gqe data                               prepare data/ (Brown text, GPT-2 tokenizer and shards, cloze task)
+       gqe data tokenize IN.txt... --out DIR  GPT-2 token shards (llm.c format) from text
+       gqe eval RUN_ID --task NAME=PATH       multiple-choice accuracy of a run's last checkpoint
        gqe help [COMMAND]                     this text, or a command's flags (also COMMAND --help)
 The run log is runs.db unless --db PATH or GQE_DB says otherwise.]]
 

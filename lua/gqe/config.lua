@@ -100,8 +100,20 @@ key("train.checkpoint_dir", "string", "checkpoints", { hashed = false,
 key("train.keep_checkpoints", "int", 2, { min = 0, hashed = false,
     doc = "newest checkpoints a run keeps, plus its final one; 0 keeps all" })
 key("train.on_nan", "string", "stop", { values = { "stop", "skip" }, doc = "a NaN/Inf loss or gradient: stop the run or skip the step" })
+key("train.grad_accum", "int", 1, { min = 1, hashed = function(c) return c.train.grad_accum ~= 1 end,
+    doc = "micro-batches per step: the global batch is batch x grad_accum x ranks" })
+key("train.dist_timeout", "number", 60, { min = 0, min_open = true, hashed = false,
+    doc = "seconds a rank waits for the others in a collective before the run fails (several ranks)" })
+key("train.zero", "bool", false, { hashed = false,
+    doc = "several ranks: shard the optimizer state over them (ZeRO-1)" })
 key("train.progress", "bool", true, { hashed = false, doc = "progress lines on stderr" })
 key("train.db", "string", "", { hashed = false, doc = "run log; empty: --db, GQE_DB or runs.db" })
+
+-- Multiple-choice evaluation (lua/gqe/evaluate.lua), at train.eval_every and at the end.
+key("eval.tasks", "tasks", {}, { hashed = false,
+    doc = "`{ name = path }`: JSONL or llm.c eval files; on the command line `eval.tasks=name=path,name2=path2`" })
+key("eval.tokenizer", "string", "data/gpt2", { hashed = false,
+    doc = "directory of GPT-2's encoder.json and vocab.bpe (for models of vocabulary >= 50257)" })
 
 -- S[section][key] = the key's description; sections in order.
 local S = {}
@@ -115,6 +127,9 @@ end
 -- rerun with another database path or without progress lines is skipped.
 config.unhashed = {}
 for _, d in ipairs(D) do if d.hashed == false then config.unhashed[d.name] = true end end
+-- Sections left out of the run's JSON, params and hash while at their
+-- defaults, so configs that do not use them describe the same run as before.
+config.optional = { eval = true }
 -- Top-level keys besides the sections.
 local toplevel = { name = true, experiment = true }
 
@@ -142,7 +157,7 @@ function config.defaults()
   local c = {}
   for _, sec in ipairs(config.sections) do
     c[sec] = {}
-    for k, d in pairs(S[sec]) do c[sec][k] = d.default end
+    for k, d in pairs(S[sec]) do c[sec][k] = deepcopy(d.default) end
   end
   return c
 end
@@ -154,7 +169,18 @@ local function check_value(sec, key, v)
   local d = S[sec][key]
   local ty, allowed = d.type, d.values
   local where = d.name
-  if ty == "int" then
+  if ty == "tasks" then
+    if type(v) == "string" then v = config.coerce(sec, key, v) end
+    if type(v) ~= "table" then fail("%s must be a table { name = path }, got %s", where, type(v)) end
+    local r = {}
+    for name, path in pairs(v) do
+      if type(name) ~= "string" or type(path) ~= "string" or path == "" then
+        fail("%s must map task names to file paths, got %s = %s", where, tostring(name), tostring(path))
+      end
+      r[name] = path
+    end
+    return r
+  elseif ty == "int" then
     local i = type(v) == "number" and math.tointeger(v)
     if not i then fail("%s must be an integer, got %s (%s)", where, tostring(v), type(v)) end
     return i
@@ -310,6 +336,15 @@ end
 function config.coerce(sec, key, s)
   local ty = S[sec][key].type
   local where = sec .. "." .. key
+  if ty == "tasks" then   -- "name=path,name2=path2"
+    local r = {}
+    for item in s:gmatch("[^,]+") do
+      local name, path = item:match("^([^=]+)=(.+)$")
+      if not name then fail("%s: '%s' must look like name=path", where, item) end
+      r[name] = path
+    end
+    return r
+  end
   if ty == "int" or ty == "number" then
     local n = tonumber(s)
     if not n then fail("%s must be a number, got '%s'", where, s) end
@@ -374,11 +409,29 @@ function config.apply(c, overrides)
   return c
 end
 
+-- An optional section at its defaults (or absent) is left out.
+local function unused(c, sec)
+  if not config.optional[sec] then return false end
+  local v = c[sec]
+  if v == nil then return true end
+  for k, spec in pairs(S[sec]) do
+    local d = spec.default
+    if type(d) == "table" then
+      if type(v[k]) == "table" and next(v[k]) ~= nil then return false end
+    elseif v[k] ~= nil and v[k] ~= d then
+      return false
+    end
+  end
+  return true
+end
+
 -- {"model.k" = 2, ...} over the sections (top-level name/experiment left out).
 function config.flatten(c)
   local flat = {}
   for _, sec in ipairs(config.sections) do
-    for k, v in pairs(c[sec] or {}) do flat[sec .. "." .. k] = v end
+    if not unused(c, sec) then
+      for k, v in pairs(c[sec] or {}) do flat[sec .. "." .. k] = v end
+    end
   end
   return flat
 end
@@ -389,6 +442,7 @@ function config.params(c)
   for k, v in pairs(config.flatten(c)) do
     if type(v) == "number" then p[k] = json.number(v)
     elseif type(v) == "boolean" then p[k] = v and "true" or "false"
+    elseif type(v) == "table" then p[k] = json.encode(v)
     else p[k] = tostring(v) end
   end
   return p
@@ -397,7 +451,9 @@ end
 -- The five sections only, as stable JSON.
 function config.to_json(c)
   local t = {}
-  for _, sec in ipairs(config.sections) do t[sec] = c[sec] end
+  for _, sec in ipairs(config.sections) do
+    if not unused(c, sec) then t[sec] = c[sec] end
+  end
   return json.encode(t)
 end
 
@@ -418,12 +474,14 @@ end
 -- of runs with other routers did not change when it became a key).
 function config.hash(c)
   local t = {}
-  for _, sec in ipairs(config.sections) do t[sec] = {} end
+  for _, sec in ipairs(config.sections) do
+    if not config.optional[sec] then t[sec] = {} end
+  end
   for _, sec in ipairs(config.sections) do
     for k, v in pairs(c[sec] or {}) do
       local d = S[sec][k]
       local h = d and d.hashed
-      if h == nil or (type(h) == "function" and h(c)) then t[sec][k] = v end
+      if h == nil or (type(h) == "function" and h(c)) then t[sec] = t[sec] or {}; t[sec][k] = v end
     end
   end
   return config.fnv1a64(json.encode(t))
@@ -437,6 +495,7 @@ function config.markdown()
     local default = d.default
     if d.type == "string" then default = default == "" and '`""`' or "`" .. default .. "`"
     elseif d.type == "number" then default = "`" .. json.number(default) .. "`"
+    elseif d.type == "tasks" then default = "`{}`"
     else default = "`" .. tostring(default) .. "`" end
     local allowed = d.values and ("`" .. table.concat(d.values, "`, `") .. "`") or config.range_text(d) or ""
     if d.only and allowed ~= "" then allowed = allowed .. " (with " .. d.only .. ")" end

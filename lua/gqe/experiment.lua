@@ -215,8 +215,9 @@ end
 
 -- Sets each run's state from the run log: "finished" (r.row), "diverged"
 -- (r.row; a rerun would diverge again), "running" (alive elsewhere),
--- "resume" (r.row, r.resume = {run_id, path, step}), "restart" (r.row: its
--- row is cleared and the run starts from step 0), or "new". db may be nil
+-- "resume" (r.row, r.resume = {run_id, path, step}: train.run resumes from
+-- the newest checkpoint that passes its checks), "restart" (r.row: its row is
+-- cleared and the run starts from step 0), or "new". db may be nil
 -- (no run log yet: every run is new).
 function experiment.plan(db, exp_name, runs, opts)
   opts = opts or {}
@@ -245,7 +246,7 @@ function experiment.plan(db, exp_name, runs, opts)
       if ck then
         r.state, r.resume = "resume", { run_id = last.id, path = ck.path, step = ck.step }
       else
-        r.state, r.resume = "restart", { run_id = last.id }
+        r.state, r.resume = "restart", { run_id = last.id, from_start = true }
       end
     end
   end

@@ -39,7 +39,7 @@ end
 -- Modules loaded on first use, so a script that only trains does not pay
 -- for the report code.
 local lazy = { cli = "gqe.cli", report = "gqe.report", results = "gqe.results",
-               experiments = "gqe.experiment" }
+               experiments = "gqe.experiment", text = "gqe.text", evaluate = "gqe.evaluate" }
 local mt = getmetatable(gqe) or {}
 local old_index = mt.__index
 mt.__index = function(t, k)

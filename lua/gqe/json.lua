@@ -112,7 +112,13 @@ local function decode_string(s, i)
         local hex = s:sub(j + 2, j + 5)
         local cp = tonumber(hex, 16)
         if not cp or #hex ~= 4 then decode_error(s, j, "bad \\u escape") end
-        out[#out + 1] = utf8.char(cp); j = j + 6
+        j = j + 6
+        -- A surrogate pair (\ud83e\udd17) is one character outside the BMP.
+        local lo = cp >= 0xD800 and cp <= 0xDBFF and s:sub(j, j + 1) == "\\u" and tonumber(s:sub(j + 2, j + 5), 16)
+        if lo and lo >= 0xDC00 and lo <= 0xDFFF then
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00); j = j + 6
+        end
+        out[#out + 1] = utf8.char(cp)
       else decode_error(s, j, "bad escape") end
     else
       out[#out + 1] = c; j = j + 1

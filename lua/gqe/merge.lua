@@ -13,7 +13,7 @@ local gqe = require "gqe"
 
 local merge = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 local function quote(name) return '"' .. name:gsub('"', '""') .. '"' end
 
 local function columns(db, schema, tbl)
@@ -225,28 +225,16 @@ function merge.run(out_path, in_paths, report)
   return totals
 end
 
--- `gqe merge OUT.db IN.db...`
-function merge.main(args)
-  local pos = {}
-  for _, a in ipairs(args) do
-    if a == "--help" or a == "-h" then
-      io.stdout:write(merge.usage, "\n")
-      return 0
-    end
-    if a:sub(1, 1) == "-" then fail("merge: unknown flag %s\n%s", a, merge.usage) end
-    pos[#pos + 1] = a
-  end
-  if #pos < 2 then fail("%s", merge.usage) end
-  local out = table.remove(pos, 1)
-  local totals = merge.run(out, pos, function(p, s)
+-- `gqe merge OUT.db IN.db...` (paths as parsed by the command line).
+function merge.main(paths)
+  local inputs = { table.unpack(paths, 2) }
+  local totals = merge.run(paths[1], inputs, function(p, s)
     io.stdout:write(string.format("%s: %d runs: %d added, %d replaced a shorter or unfinished copy, %d skipped (as good a copy is there); %d new experiments\n",
                                   p, s.runs_in, s.added, s.replaced, s.skipped, s.experiments))
   end)
   io.stdout:write(string.format("%s: %d experiments, %d runs (%d finished); integrity ok\n",
-                                out, totals.experiments, totals.runs, totals.finished))
+                                paths[1], totals.experiments, totals.runs, totals.finished))
   return 0
 end
-
-merge.usage = "usage: gqe merge OUT.db IN.db...   merge run logs (one per node or array task) into OUT.db"
 
 return merge

@@ -178,8 +178,15 @@ function models.sample_main(args)
     fail("sample: a %d-token prompt and --tokens %d exceed the model's max_seq %d (the run's train.seq or model.max_seq)",
          #prompt, n, max_seq)
   end
-  local out = lm:generate(prompt, n, { temperature = temperature, top_k = top_k, seed = seed })
-  io.stdout:write(codec.decode(out), "\n")
+  -- Each token is written as it is sampled (decode of the whole is the
+  -- concatenation of the tokens' texts, for bytes and for GPT-2 BPE alike).
+  io.stdout:write(codec.decode(prompt))
+  io.stdout:flush()
+  lm:generate(prompt, n, { temperature = temperature, top_k = top_k, seed = seed, on_token = function(id)
+    io.stdout:write(codec.decode({ id }))
+    io.stdout:flush()
+  end })
+  io.stdout:write("\n")
   return 0
 end
 

@@ -6,7 +6,7 @@
 -- Pure: device counts and the environment are passed in.
 local placement = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 

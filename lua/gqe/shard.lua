@@ -6,7 +6,7 @@
 -- Pure: the environment is passed in as a getenv function.
 local shard = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 local function int(s) return math.tointeger(tonumber(s or "")) end
 

@@ -306,7 +306,7 @@ function sweep.execute(runs, todo, opts)
         -- Ctrl-C for a worker that got the first one from the terminal too.
         for _, slot in ipairs(running) do pcall(gqe.kill, slot.pid, sig == "SIGINT" and "SIGUSR1" or "SIGUSR2") end
         forwarded = true
-        note(string.format("%s: waiting for %d running run(s) to finish their step and write a checkpoint " ..
+        note(string.format("%s: waiting for %d running run(s) to stop and write a checkpoint " ..
                            "(send it again to stop at once)", sig, #running))
       end
       local ok, code, pid = pcall(gqe.wait, -1, true)

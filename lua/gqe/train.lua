@@ -66,7 +66,7 @@ train.make_optimizer = make_optimizer
 -- Mean validation loss over the fixed batches 1..eval_batches, and the
 -- routing statistics of those batches summed over them.
 local function evaluate(ctx)
-  local c, lm, ds = ctx.c, ctx.lm, ctx.ds
+  local c, lm, ds, par = ctx.c, ctx.lm, ctx.ds, ctx.par
   local t = c.train
   local total, n = 0.0, t.eval_batches
   local usage = {}
@@ -84,30 +84,35 @@ local function evaluate(ctx)
     if marks then lm:set_router_calls(marks) end
     return nil
   end
-  local function interrupted() return gqe.interrupted and gqe.interrupted() end
+  -- Several ranks stop only together, after a step (train loop): a rank
+  -- alone must not leave the others in a collective.
+  local function interrupted() return not par.comm and gqe.interrupted and gqe.interrupted() end
   for i = 1, n do
     if interrupted() then return abandon() end
-    local tokens, targets = ds:batch("val", i, t.batch, t.seq)
-    local ok, _, ce = pcall(lm.loss, lm, tokens, targets, 0)
-    if not ok then
-      if interrupted() then return abandon() end
-      error(_, 0)
-    end
-    total = total + ce
-    if gqe_attn then
-      for l = 1, c.model.layers do
-        local counts, mean_prob = lm:usage(l)
-        counts, mean_prob = totable(counts), totable(mean_prob)
-        local u = usage[l]
-        if not u then u = { counts = {}, prob = {} }; usage[l] = u end
-        for e = 1, #counts do
-          u.counts[e] = (u.counts[e] or 0) + counts[e]
-          u.prob[e] = (u.prob[e] or 0) + mean_prob[e] / n
+    for micro = 0, par.accum - 1 do
+      local tokens, targets = ds:batch("val", par:val_index(i, micro), t.batch, t.seq)
+      local ok, _, ce = pcall(lm.loss, lm, tokens, targets, 0)
+      if not ok then
+        if interrupted() then return abandon() end
+        error(_, 0)
+      end
+      total = total + ce / par.accum
+      if gqe_attn then
+        for l = 1, c.model.layers do
+          local counts, mean_prob = lm:usage(l)
+          counts, mean_prob = totable(counts), totable(mean_prob)
+          local u = usage[l]
+          if not u then u = { counts = {}, prob = {} }; usage[l] = u end
+          for e = 1, #counts do
+            -- counts are the mean over the ranks: times world, the whole global batch's
+            u.counts[e] = (u.counts[e] or 0) + counts[e] * par.world
+            u.prob[e] = (u.prob[e] or 0) + mean_prob[e] / (n * par.accum)
+          end
         end
       end
     end
   end
-  return total / n, usage
+  return par:agree({ total / n })[1], usage
 end
 
 -- Head usage rows and per-layer balance metrics: routing/entropy_l<i> is the
@@ -155,6 +160,7 @@ local function eval_and_log(ctx, step)
     db:eval(run_id, step, "val", "bpb", ctx.final_bpb)
   end
   log_usage(ctx, step, usage)
+  if ctx.eval_tasks then require("gqe.evaluate").at_step(ctx, step) end
   db:flush()
   return loss
 end
@@ -175,7 +181,7 @@ end
 
 local function progress(ctx, step, loss, lr, tps)
   local t = ctx.c.train
-  if t.progress and not ctx.evals_only then
+  if t.progress and not ctx.evals_only and ctx.par:is_root() then
     emit(string.format("%s step %d/%d  loss %.4f  lr %.2e  tok/s %.0f  eta %s\n",
       ctx.label, step, t.steps, loss, lr, tps, fmt_time(eta_seconds(ctx, step) or -1)))
   end
@@ -195,7 +201,9 @@ local function stop(status, msg) return setmetatable({ status = status, msg = ms
 local function loop(ctx)
   local c, lm, opt, sched, ds, db, run_id = ctx.c, ctx.lm, ctx.opt, ctx.sched, ctx.ds, ctx.db, ctx.run_id
   local t = c.train
-  local tokens_per_step = t.batch * t.seq
+  local par = ctx.par
+  -- the global batch: every rank's micro-batches
+  local tokens_per_step = t.batch * t.seq * par.accum * par.world
   local win_t, win_tokens = gqe.clock(), 0
   local train_time = 0.0
   local first = (ctx.start_step or 0) + 1
@@ -205,14 +213,30 @@ local function loop(ctx)
   for step = first, t.steps do
     local t_step = gqe.clock()
     local lr = sched:lr(step - 1, c.optim.lr)
-    local tokens, targets = ds:batch("train", step, t.batch, t.seq)
-    local loss, _, aux = lm:loss(tokens, targets, t.aux_coef)
+    -- Gradients of the micro-batches accumulate; every rank runs every
+    -- forward (their routing statistics are collective).
+    local loss, aux = 0.0, 0.0
+    local loads = par:balanced_loads(c)   -- the balanced router steps on the whole step's load
+    for micro = 0, par.accum - 1 do
+      local tokens, targets = ds:batch("train", par:train_index(step, micro), t.batch, t.seq)
+      local l, _, a = lm:loss(tokens, targets, t.aux_coef)
+      par:backward(lm, micro, finite(l))
+      loss, aux = loss + l, aux + (a or 0)
+      if loads then par.add_loads(loads, lm, c.model.layers) end
+    end
+    local sig
+    if par.accum > 1 then loss, aux = loss / par.accum, aux / par.accum end
+    if par.comm then
+      local g
+      g, sig = par:agree({ loss, aux }, gqe.interrupted and gqe.interrupted())
+      loss, aux = g[1], g[2]
+    end
     local gnorm = 0 / 0
     local bad
+    par:reduce_grads(lm, finite(loss))
     if not finite(loss) then
       bad = string.format("train/loss is %s at step %d", tostring(loss), step)
     else
-      lm:backward()
       gnorm = opt:clip(t.grad_clip)
       if not finite(gnorm) then bad = string.format("train/grad_norm is %s at step %d", tostring(gnorm), step) end
     end
@@ -223,7 +247,9 @@ local function loop(ctx)
       if t.on_nan == "skip" then
         ctx.skipped = ctx.skipped + 1
         db:log(run_id, step, "train/skipped", ctx.skipped)
-        emit(string.format("%s %s: step skipped (train.on_nan = skip)\n", ctx.label, bad))
+        if par:is_root() then
+          emit(string.format("%s %s: step skipped (train.on_nan = skip)\n", ctx.label, bad))
+        end
       else
         db:flush()
         error(stop("diverged", bad .. " (set train.on_nan=skip to skip such steps)"))
@@ -231,7 +257,7 @@ local function loop(ctx)
     else
       opt:step(lr)
       opt:zero_grad()
-      lm:after_step()
+      lm:after_step(loads)
       ctx.tokens = ctx.tokens + tokens_per_step
       win_tokens = win_tokens + tokens_per_step
     end
@@ -254,7 +280,7 @@ local function loop(ctx)
     end
     if step % t.eval_every == 0 or step == t.steps then
       local vl = eval_and_log(ctx, step)
-      if vl and t.progress then
+      if vl and t.progress and par:is_root() then
         emit(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
           ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or ""))
       end
@@ -263,7 +289,8 @@ local function loop(ctx)
     if ctx.checkpoint and t.checkpoint_every > 0 and step % t.checkpoint_every == 0 then
       ctx.checkpoint(ctx, step, step == t.steps)
     end
-    local sig = gqe.interrupted and gqe.interrupted()
+    -- Several ranks stop together, at the step where any of them saw the signal.
+    if not par.comm then sig = gqe.interrupted and gqe.interrupted() end
     if sig then
       if ctx.checkpoint and ctx.last_checkpoint ~= step then ctx.checkpoint(ctx, step, true) end
       -- runs.step (the highest step logged) then names the step of the error text.
@@ -299,8 +326,8 @@ end
 -- Runs one training run. opts: db (an open database) or db_path, experiment
 -- (name, default config.experiment or "default"), name (run name), label
 -- (prefix of progress lines), checkpoint (function(ctx, step), optional),
--- resume ({run_id, path, step}: go on in that row from the checkpoint at
--- path, or from step 0 when path is nil), on_progress (function(info) at
+-- resume ({run_id}: go on in that row from its newest usable checkpoint;
+-- with from_start = true, from step 0), on_progress (function(info) at
 -- each logging interval: step, steps, loss, tokens_per_s, eta_s),
 -- no_raise (return the summary with status and error instead of raising).
 -- Returns the summary table; raises an error when the run does not finish
@@ -311,9 +338,13 @@ function train.run(user_config, opts)
   local t = c.train
   local device_problem = train.device_problem(c)
   if device_problem then error(device_problem, 0) end
+  local parallel = require "gqe.parallel"
+  local par = parallel.setup(c)
   local db = opts.db
   local own_db = false
-  if not db then
+  if not par:is_root() then
+    db = parallel.follower_db(opts.db)
+  elseif not db then
     local ok, res = pcall(gqe.db.open, train.db_path(opts.db_path, c))
     -- The message names the file and the reason; this file's line would
     -- only suggest a bug in gqe.
@@ -326,7 +357,7 @@ function train.run(user_config, opts)
   local exp_id = db:experiment(exp_name)
   local commit, dirty
   if gqe.git_commit then commit, dirty = gqe.git_commit() end
-  local hash = config.hash(c)
+  local hash = par:hash(config.hash(c))
   local run_id
   local resume_prev
   if opts.resume then
@@ -341,10 +372,12 @@ function train.run(user_config, opts)
     end
     resume_prev = prev
   else
+    local params = config.params(c)
+    if par.world > 1 then params["dist.world"] = tostring(par.world) end
     run_id = db:begin_run {
       experiment_id = exp_id, name = run_name, config_json = config.to_json(c), config_hash = hash,
-      params = config.params(c), git_commit = commit, git_dirty = dirty and true or false,
-      host = gqe.hostname(), pid = gqe.pid(), device = t.device, seed = t.seed,
+      params = params, git_commit = commit, git_dirty = dirty and true or false,
+      host = par.hosts or gqe.hostname(), pid = gqe.pid(), device = par.devices or t.device, seed = t.seed,
     }
   end
   if gqe.signals_install then gqe.signals_install() end
@@ -354,8 +387,10 @@ function train.run(user_config, opts)
                 config_hash = ident.config_hash,
                 label = opts.label or string.format("[%s %s]", exp_name, run_name),
                 checkpoint = opts.checkpoint, tokens = 0, train_time = 0, exp_name = exp_name,
-                evals_only = opts.evals_only, on_progress = opts.on_progress }
+                evals_only = opts.evals_only, on_progress = opts.on_progress, par = par }
   if ctx.checkpoint == nil then ctx.checkpoint = require("gqe.checkpoint").saver(c) end
+  -- rank 0 writes the one checkpoint (the others help gather a sharded optimizer state)
+  if not par:is_root() then ctx.checkpoint = ctx.checkpoint and par:follower_checkpoint() end
 
   local ok, err = xpcall(function()
     ctx.ds = gqe.data.open(data_options(c))
@@ -364,18 +399,18 @@ function train.run(user_config, opts)
       error(string.format("model.vocab (%d) is smaller than the vocabulary of the data (%d, data.kind '%s'); "
         .. "set model.vocab=0 to take the data's", vocab, ctx.ds:vocab(), c.data.kind), 0)
     end
+    if next(c.eval.tasks) then   -- loaded before the model, so a bad task file costs no training
+      ctx.eval_tasks = require("gqe.evaluate").load_all(c.eval.tasks, vocab, c.eval.tokenizer)
+    end
     ctx.lm = gqe.nn.LM(model_options(c, vocab))
-    ctx.opt = make_optimizer(c, ctx.lm)
+    par:share_routing(ctx.lm, true)
+    ctx.opt = par:optimizer(make_optimizer(c, ctx.lm), ctx.lm, function() return make_optimizer(c, ctx.lm) end)
     ctx.sched = gqe.optim.schedule { kind = c.schedule.kind, warmup = c.schedule.warmup, total = t.steps,
                                      min_lr = c.schedule.min_lr, decay_frac = c.schedule.decay_frac }
     ctx.num_params = ctx.lm:num_params()
-    if opts.checkpoint == nil and ctx.checkpoint then require("gqe.checkpoint").ensure_dir(ctx) end
-    -- A resume continues from the newest valid checkpoint; a run with none
-    -- (stopped before its first) goes on in its row from step 0.
-    if opts.resume and (opts.resume.path or
-        db:query("SELECT count(*) AS n FROM checkpoints WHERE run_id = ?", run_id)[1].n > 0) then
-      require("gqe.checkpoint").restore(ctx, opts.resume)
-    end
+    if opts.checkpoint == nil and ctx.checkpoint and par:is_root() then require("gqe.checkpoint").ensure_dir(ctx) end
+    -- A restart (resume.from_start) goes on in its row from step 0.
+    if opts.resume and not opts.resume.from_start then require("gqe.checkpoint").restore(ctx, opts.resume) end
     ctx.restored = true
     if opts.on_start then opts.on_start(ctx) end
     loop(ctx)
@@ -400,8 +435,10 @@ function train.run(user_config, opts)
     tokens_per_s = ctx.train_time > 0 and ctx.tokens / ctx.train_time or nil,
     active_heads = config.active_heads(c), params = ctx.num_params, wall_s = wall,
   }
-  local close = function()
+  local close = function(status)
+    if ctx.lm then par:share_routing(ctx.lm, false) end
     ctx.lm, ctx.opt, ctx.ds = nil, nil, nil
+    par:close(status)
     if own_db then db:close() end
   end
   if ok then
@@ -421,19 +458,23 @@ function train.run(user_config, opts)
     if ctx.last_loss then pcall(db.log, db, run_id, ctx.step, "train/loss", ctx.last_loss) end
   end
   local status, msg = err.status, err.msg
+  if par.world > 1 then
+    local note = require("gqe.launch").fault_note()   -- a rank the launcher saw die
+    if note then msg = string.format("%s (%s)", msg, note) end
+  end
   -- The status must land even if the loop died inside a logging call.
   pcall(db.flush, db)
   if resume_prev and not ctx.restored then
     -- Nothing was trained: the run stays as it was (status and reason).
     local ok_un, un_err = pcall(db.unclaim_run, db, run_id, resume_prev)
-    close()
+    close("failed")
     local text = string.format("run %d (%s %s) not resumed: %s\n(it stays %s)", run_id, exp_name, run_name, msg,
                                resume_prev.status)
     if not ok_un then text = text .. "\n(and the run log could not restore its status: " .. tostring(un_err) .. ")" end
     error(text, 0)
   end
   local ok_end, end_err = pcall(db.end_run, db, run_id, status, err.trace or msg)
-  close()
+  close(status)
   local text = string.format("run %d (%s %s) %s: %s", run_id, exp_name, run_name, status, msg)
   if not ok_end then text = text .. "\n(and the run log could not record it: " .. tostring(end_err) .. ")" end
   if opts.no_raise then

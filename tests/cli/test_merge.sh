@@ -69,8 +69,9 @@ sqlite3 "$tmp/other.db" "CREATE TABLE t(x)"
 refuse "other.db is not a gqe run log" "$tmp/out.db" "$tmp/other.db"
 refuse "input $tmp/missing.db does not exist" "$tmp/out.db" "$tmp/missing.db"
 refuse "is the output itself" "$tmp/out.db" "$tmp/out.db"
-refuse "usage: gqe merge" "$tmp/out.db"
-refuse "unknown flag --force" "$tmp/out.db" "$tmp/a.db" --force
+refuse "missing OUT.db and at least one IN.db \(usage: gqe merge" "$tmp/out.db"
+refuse "unknown flag --force for .gqe merge." "$tmp/out.db" "$tmp/a.db" --force
+"$GQE" merge --help | grep -q "^usage: gqe merge OUT.db IN.db" || fail "merge --help"
 [ "$(m "SELECT group_concat(id || name || status || step) FROM runs; SELECT count(*) FROM metrics; SELECT count(*) FROM bench; SELECT count(*) FROM checkpoints")" = "$before" ] \
   || fail "a refused merge changed the log"
 
@@ -83,15 +84,10 @@ logs "$tmp/u2.db" sweep "k=1,seed=1:finished:3"
 logs "$tmp/u3.db" sweep "renamed:finished:5"
 logs "$tmp/u4.db" sweep "k=2,seed=1:finished:3"
 logs "$tmp/u.db" sweep
-# Logs of this gqe carry uids; u4 plays a log from before them.
-for f in u1 u2 u3 u; do
-  [ "$(sqlite3 "$tmp/$f.db" "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'uid'")" = 1 ] \
-    || sqlite3 "$tmp/$f.db" "ALTER TABLE runs ADD COLUMN uid TEXT"
-done
-sqlite3 "$tmp/u4.db" "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'uid'" | grep -q 0 \
-  || sqlite3 "$tmp/u4.db" "ALTER TABLE runs DROP COLUMN uid"
 sqlite3 "$tmp/u1.db" "UPDATE runs SET uid = 'a1'"; sqlite3 "$tmp/u2.db" "UPDATE runs SET uid = 'b2'"
 sqlite3 "$tmp/u3.db" "UPDATE runs SET uid = 'a1'"
+# u4 as a schema-1 log, from before run uids.
+sqlite3 "$tmp/u4.db" "ALTER TABLE runs DROP COLUMN uid; PRAGMA user_version = 1"
 "$GQE" merge "$tmp/u.db" "$tmp/u1.db" "$tmp/u2.db" >/dev/null
 [ "$(sqlite3 "$tmp/u.db" "SELECT count(*) || ',' || group_concat(uid) FROM runs")" = "1,a1" ] || fail "one run by name, config and seed"
 "$GQE" merge "$tmp/u.db" "$tmp/u3.db" "$tmp/u4.db" >/dev/null

@@ -9,7 +9,7 @@ describe("config description", function()
     for _, d in ipairs(config.description) do
       n = n + 1
       assert.truthy(d.name:match("^%l+%.[%w_]+$"), d.name)
-      assert.truthy(({ int = true, number = true, bool = true, string = true })[d.type], d.name)
+      assert.truthy(({ int = true, number = true, bool = true, string = true, tasks = true })[d.type], d.name)
       assert.is_not_nil(d.default, d.name)
       assert.truthy(d.doc and #d.doc > 0, d.name .. " has no doc")
       assert.equal(d, config.schema[d.section][d.key])
@@ -19,7 +19,7 @@ describe("config description", function()
         assert.is_true(ok, d.name .. ": default not among its values")
       end
     end
-    assert.equal(56, n)
+    assert.equal(61, n)
   end)
   it("takes the core's names for the model's choices", function()
     assert.same(gqe.nn.names.router, config.schema.model.router.values)

@@ -120,15 +120,37 @@ describe("overrides", function()
   end)
 end)
 
+describe("the optional eval section", function()
+  it("stays out of the JSON, params and hash while unused", function()
+    local c0 = config.resolve {}
+    local c1 = config.resolve { eval = { tasks = { cloze = "data/brown_cloze.jsonl" } } }
+    assert.is_nil(config.to_json(c0):find('"eval"', 1, true))
+    assert.is_nil(config.flatten(c0)["eval.tasks"])
+    assert.equal(config.hash(c0), config.hash(c1))
+    assert.truthy(config.to_json(c1):find('"cloze":"data/brown_cloze.jsonl"', 1, true))
+    assert.equal('{"cloze":"data/brown_cloze.jsonl"}', config.params(c1)["eval.tasks"])
+  end)
+  it("takes tasks from the command line and checks them", function()
+    local c = config.apply({}, { { "eval.tasks", "a=x.jsonl,b=y.bin" } })
+    assert.same({ a = "x.jsonl", b = "y.bin" }, config.resolve(c).eval.tasks)
+    assert.has_error(function() config.apply({}, { { "eval.tasks", "nonsense" } }) end,
+      "eval.tasks: 'nonsense' must look like name=path")
+    assert.has_error(function() config.resolve { eval = { tasks = { a = 3 } } } end,
+      "eval.tasks must map task names to file paths, got a = 3")
+  end)
+end)
+
 describe("flatten and params", function()
   it("gives one dotted key per config value", function()
     local c = config.resolve { model = { k = 2 } }
     local flat = config.flatten(c)
     local n = 0
     for _, sec in ipairs(config.sections) do
-      for k in pairs(config.schema[sec]) do
-        n = n + 1
-        assert.is_not_nil(flat[sec .. "." .. k] ~= nil)
+      if not config.optional[sec] then   -- an optional section at its defaults is left out
+        for k in pairs(config.schema[sec]) do
+          n = n + 1
+          assert.is_not_nil(flat[sec .. "." .. k] ~= nil)
+        end
       end
     end
     local m = 0
