@@ -7,18 +7,17 @@
 -- For each sentence of at least 6 words that has a preceding sentence in
 -- its document: context = the preceding sentence + the first half of its
 -- words; the true choice is the second half; the three others are second
--- halves of other held-out sentences of about the same length in bytes:
--- of the 32 nearest in length, the 3 about as likely on their own (under a
--- byte trigram model of the training part), so that no choice wins by
--- being common text: what tells the answer is how it continues the
--- context. The answer's position is random.
+-- halves of three other held-out sentences, drawn at random among those
+-- of similar length in bytes (within 10% or 5 bytes). Nothing else picks
+-- them: no model of the training split judges them, so the task is neither
+-- adversarial nor filtered. The answer's position is random.
 -- Deterministic from the seed.
 --
 --   build/gqe scripts/brown_cloze.lua [IN [OUT [SEED]]]   (defaults: data/brown.txt data/brown_cloze.jsonl 1234)
 local json = require "gqe.json"
 
 local inp, out, seed = arg[1] or "data/brown.txt", arg[2] or "data/brown_cloze.jsonl", tonumber(arg[3] or 1234)
-local VAL_FRAC, MIN_WORDS, WINDOW = 0.1, 6, 32
+local VAL_FRAC, MIN_WORDS, TOL_BYTES, TOL_FRAC = 0.1, 6, 5, 0.1
 
 local f = assert(io.open(inp, "rb"), "cannot read " .. inp .. " (run make data)")
 local text = f:read("a")
@@ -55,30 +54,10 @@ for i = 1, #docs do
   end
 end
 
--- How likely a choice is on its own: the log-probability of " " + choice
--- under a byte trigram model of the training part (everything before the
--- split), add-one smoothed.
-local tri, bi = {}, {}
-do
-  local train = text:sub(1, split_at)
-  for i = 3, #train do
-    local k = train:sub(i - 2, i)
-    tri[k] = (tri[k] or 0) + 1
-    local b = train:sub(i - 2, i - 1)
-    bi[b] = (bi[b] or 0) + 1
-  end
-end
-local function commonness(s)
-  s = " " .. s
-  local u = 0
-  for i = 3, #s do
-    u = u + math.log(((tri[s:sub(i - 2, i)] or 0) + 1) / ((bi[s:sub(i - 2, i - 1)] or 0) + 256))
-  end
-  return u
-end
-for _, it in ipairs(items) do it.u = commonness(it.answer) end
-
--- Distractors: neighbours in length order.
+-- Distractor candidates: the other held-out second halves of similar
+-- length, |length - the answer's| <= max(TOL_BYTES, TOL_FRAC * length), so
+-- that length alone (which moves a sum of log-probabilities) does not give
+-- the answer away. Sorted by length, so each item's candidates are a range.
 local order = {}
 for i = 1, #items do order[i] = i end
 table.sort(order, function(x, y)
@@ -92,20 +71,19 @@ for r, i in ipairs(order) do rank[i] = r end
 local o = assert(io.open(out .. ".tmp", "wb"))
 local n = 0
 for i, it in ipairs(items) do
-  local r = rank[i]
-  local lo = math.max(1, math.min(r - WINDOW // 2, #order - WINDOW))
-  local cands, used = {}, { [it.answer] = true }
-  for r2 = lo, math.min(#order, lo + WINDOW) do
-    local other = items[order[r2]]
-    if not used[other.answer] then used[other.answer] = true; cands[#cands + 1] = other end
+  local len, r = #it.answer, rank[i]
+  local tol = math.max(TOL_BYTES, TOL_FRAC * len)
+  local lo, hi = r, r
+  while lo > 1 and #items[order[lo - 1]].answer >= len - tol do lo = lo - 1 end
+  while hi < #order and #items[order[hi + 1]].answer <= len + tol do hi = hi + 1 end
+  -- Three distinct ones drawn at random from that range (a few tries each:
+  -- the range may hold the item itself or repeats of its answer).
+  local picks, used = {}, { [it.answer] = true }
+  for _ = 1, 64 do
+    if #picks == 3 then break end
+    local other = items[order[lo + rand(hi - lo + 1) - 1]].answer
+    if not used[other] then used[other] = true; picks[#picks + 1] = other end
   end
-  table.sort(cands, function(a, b)
-    local da, db = math.abs(a.u - it.u), math.abs(b.u - it.u)
-    if da ~= db then return da < db end
-    return a.answer < b.answer
-  end)
-  local picks = {}
-  for k = 1, math.min(3, #cands) do picks[k] = cands[k].answer end
   if #picks == 3 then
     local label = rand(4) - 1
     table.insert(picks, label + 1, it.answer)

@@ -14,6 +14,7 @@ GPU_TESTS=(
     "build/gqe tests/gpu/train_bf16.lua 200 gqa data/brown.txt 1e-3"
     "build/gqe tests/gpu/train_dist.lua 40"
     tests/gpu/sweep_per_gpu.sh
+    tests/gpu/checkpoint_cuda.sh
 )
 # Binaries that also run under compute-sanitizer memcheck, with their
 # small-size flag (keeps the instrumented run short):

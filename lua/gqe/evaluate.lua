@@ -12,7 +12,7 @@ local json = require "gqe.json"
 
 local evaluate = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 local text = require "gqe.text"
 evaluate.tokenizer = text.tokenizer

@@ -12,7 +12,7 @@ local launch = {}
 
 local usage = "usage: gqe launch --nproc N [--backend nccl|mpi] [--timeout SECONDS] [--port PORT] FILE.lua [section.key=value ...]"
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 local function self_exe()
   local p = io.popen("readlink /proc/" .. gqe.pid() .. "/exe 2>/dev/null")

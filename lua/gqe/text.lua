@@ -6,7 +6,7 @@ local gqe = require "gqe"
 
 local text = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 text.default_tokenizer = "data/gpt2"
 

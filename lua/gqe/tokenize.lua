@@ -15,7 +15,7 @@ local text = require "gqe.text"
 
 local tokenize = {}
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 0) end
+local fail = require "gqe.fail"
 
 tokenize.usage = "usage: gqe data tokenize IN.txt... --out DIR [--name NAME] [--val-frac F] [--shard-tokens N]"
   .. " [--docs file|blank-line] [--tokenizer DIR]"
