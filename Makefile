@@ -155,7 +155,7 @@ run: deps all data
 # rather than by `make deps`, since only this target needs it.
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60
-FUZZ_SRC     := core/error.c core/tensor.c core/rng.c $(sort $(wildcard core/io/safetensors*.c core/data/*.c)) core/eval/task.c
+FUZZ_SRC     := core/error.c core/tensor.c core/rng.c $(sort $(wildcard core/io/safetensors*.c core/io/file.c core/data/*.c)) core/eval/task.c
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_LINK    := $(CUDA_LIBS) $(STATIC_LIBS) -lm -ldl -lpthread -l:libgomp.so.1
 

@@ -143,16 +143,7 @@ class FastGQEAttention(nn.Module):
             y = self.o_proj(o.transpose(1, 2).reshape(B, T, self.N * dh))
             return y, (x.new_zeros((), dtype=torch.float32) if need_aux else None)
 
-        # Router in float32 at least: bf16 probabilities would blur the top-k.
-        r = self.router(x).view(B, T, G, M)
-        r = r.float() if r.dtype != torch.float64 else r
-        if self.router_kind == "softmax":
-            p = torch.softmax(r, dim=-1)
-            p_aux = p
-        else:
-            p = torch.sigmoid(r)
-            p_aux = p / p.sum(dim=-1, keepdim=True)
-        P, I = torch.topk(p, k, dim=-1)
+        P, I, p_aux = self.route(x)
 
         # Gather the chosen queries before RoPE: the rotation depends only on
         # position and lane, so rotating G*k heads equals rotating all N and
@@ -163,6 +154,30 @@ class FastGQEAttention(nn.Module):
             q = apply_rope(q, cos, sin)
         o = sdpa(q.transpose(1, 2), K.transpose(1, 2), V.transpose(1, 2), self.causal)
         o = o.transpose(1, 2).reshape(B, T, G, k, dh)
+        return self.combine(x, o, P, I, p_aux, K, V, cos if self.rope else None,
+                            sin if self.rope else None, need_aux)
+
+    def route(self, x):
+        """Top-k weights P and indices I (B, T, G, k) of each group's experts,
+        and the probabilities the aux loss reads."""
+        B, T, _ = x.shape
+        # Router in float32 at least: bf16 probabilities would blur the top-k.
+        r = self.router(x).view(B, T, self.G, self.M)
+        r = r.float() if r.dtype != torch.float64 else r
+        if self.router_kind == "softmax":
+            p = torch.softmax(r, dim=-1)
+            p_aux = p
+        else:
+            p = torch.sigmoid(r)
+            p_aux = p / p.sum(dim=-1, keepdim=True)
+        P, I = torch.topk(p, self.k, dim=-1)
+        return P, I, p_aux
+
+    def combine(self, x, o, P, I, p_aux, K, V, cos, sin, need_aux):
+        """From the slot heads' outputs o (B, T, G, k, dh) to (y, aux): the
+        variant's slots, the shared head over mean K/V, o_proj, the aux loss."""
+        B, T, G, k, dh = o.shape
+        M = self.M
 
         if self.variant == "weighted_concat":
             parts = [(o * P.unsqueeze(-1).to(o.dtype)).reshape(B, T, G * k * dh)]
@@ -201,13 +216,7 @@ class AuthorsGQEAttention(FastGQEAttention):
         if self.rope:
             cos, sin = rope_tables(T, dh, self.rope_theta, K.dtype, x.device)
             q, K = apply_rope(q, cos, sin), apply_rope(K, cos, sin)
-        r = self.router(x).view(B, T, G, M).float()
-        if self.router_kind == "softmax":
-            p = p_aux = torch.softmax(r, dim=-1)
-        else:
-            p = torch.sigmoid(r)
-            p_aux = p / p.sum(dim=-1, keepdim=True)
-        P, I = torch.topk(p, k, dim=-1)
+        P, I, p_aux = self.route(x)
         qsel = q.view(B, T, G, M, dh).gather(3, I.unsqueeze(-1).expand(B, T, G, k, dh))
         Ke = K.unsqueeze(3).expand(B, T, G, k, dh).reshape(B, T, G * k, dh)
         Ve = V.unsqueeze(3).expand(B, T, G, k, dh).reshape(B, T, G * k, dh)
@@ -215,24 +224,8 @@ class AuthorsGQEAttention(FastGQEAttention):
                                            Ke.transpose(1, 2), Ve.transpose(1, 2),
                                            is_causal=self.causal)
         o = o.transpose(1, 2).reshape(B, T, G, k, dh)
-        if self.variant == "weighted_concat":
-            parts = [(o * P.unsqueeze(-1).to(o.dtype)).reshape(B, T, G * k * dh)]
-        else:
-            parts = [o.reshape(B, T, G * k * dh)]
-        if self.variant == "gqe":
-            w = P / P.sum(dim=(-2, -1), keepdim=True).clamp_min(EPS_RENORM)
-            parts.append((o * w.unsqueeze(-1).to(o.dtype)).sum(dim=(2, 3)))
-            qs = self.q_shared(x)
-            if self.rope:
-                qs = apply_rope(qs, cos, sin)
-            c = F.scaled_dot_product_attention(qs.unsqueeze(1), K.mean(dim=2).unsqueeze(1),
-                                               V.mean(dim=2).unsqueeze(1), is_causal=self.causal)
-            parts.append(c.squeeze(1))
-        y = self.o_proj(torch.cat(parts, dim=-1))
-        if not need_aux:
-            return y, None
-        f = F.one_hot(I, M).to(p_aux.dtype).sum(dim=(0, 1, 3)) / (B * T)
-        return y, (M * (f * p_aux.mean(dim=(0, 1))).sum(dim=-1)).mean()
+        return self.combine(x, o, P, I, p_aux, K, V, cos if self.rope else None,
+                            sin if self.rope else None, need_aux)
 
 
 class FastMLP(nn.Module):

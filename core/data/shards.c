@@ -3,6 +3,7 @@
  * then `count` uint16 tokens. Each file is read whole and checked fully at
  * open, so a bad shard fails the run before the first step, not hours in. */
 #include "kinds.h"
+#include "file.h"
 #include "../interrupt.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -64,27 +65,6 @@ gqe_status gqe_shard_write(const char *path, const uint16_t *tokens, int64_t n) 
     return ok ? GQE_OK : gqe_fail(GQE_ERR_IO, "%s: write failed: %s", path, strerror(errno));
 }
 
-static gqe_status read_file(const char *path, unsigned char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gqe_fail(GQE_ERR_IO, "%s: cannot open shard: %s", path, strerror(errno));
-    gqe_status s = GQE_OK;
-    long size = -1;
-    /* fopen succeeds on a directory, and ftell then reports LONG_MAX. */
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
-        s = gqe_fail(GQE_ERR_IO, "%s: not a regular file (a directory?)", path);
-    if (s == GQE_OK && (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0))
-        s = gqe_fail(GQE_ERR_IO, "%s: cannot determine the size (a directory?)", path);
-    unsigned char *buf = NULL;
-    if (s == GQE_OK && !(buf = malloc((size_t)size + 1))) s = gqe_fail(GQE_ERR_NOMEM, "%s: out of memory for %ld bytes", path, size);
-    if (s == GQE_OK && fread(buf, 1, (size_t)size, f) != (size_t)size)
-        s = gqe_fail(GQE_ERR_IO, "%s: read failed", path);
-    fclose(f);
-    if (s != GQE_OK) { free(buf); return s; }
-    *out = buf;
-    *len = (size_t)size;
-    return GQE_OK;
-}
 
 static gqe_status open_split(shard_impl *si, gqe_token_split *sp, const char *pattern, int64_t vocab) {
     glob_t g;
@@ -112,7 +92,7 @@ static gqe_status open_split(shard_impl *si, gqe_token_split *sp, const char *pa
                          gqe_interrupt_pending());
             break;
         }
-        s = read_file(g.gl_pathv[i], &buf, &len);
+        s = gqe_file_read(g.gl_pathv[i], "shard", "", &buf, &len);
         if (s != GQE_OK) break;
         si->bufs[si->nbufs++] = buf;
         const uint16_t *tok;

@@ -2,11 +2,13 @@
  * out for validation. The file is read whole; corpora for a byte model on a
  * small machine are megabytes, not gigabytes. */
 #include "kinds.h"
+#include "file.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct text_impl {
     unsigned char *bytes;
@@ -15,29 +17,12 @@ typedef struct text_impl {
 } text_impl;
 
 static gqe_status read_whole(const char *path, unsigned char **out, int64_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        const char *base = strrchr(path, '/');
-        int brown = strcmp(base ? base + 1 : path, "brown.txt") == 0;  /* the prepared corpus */
-        return gqe_fail(GQE_ERR_IO, "%s: cannot open text data: %s%s", path, strerror(errno),
-                        brown && errno == ENOENT ? " (run `make data` to prepare it)" : "");
-    }
-    gqe_status s = GQE_OK;
-    long size = -1;
-    /* fopen succeeds on a directory, and ftell then reports LONG_MAX. */
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
-        s = gqe_fail(GQE_ERR_IO, "%s: not a regular file (a directory?)", path);
-    if (s == GQE_OK && (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0))
-        s = gqe_fail(GQE_ERR_IO, "%s: cannot determine the size: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    if (s == GQE_OK && !(buf = malloc((size_t)size + 1))) s = gqe_fail(GQE_ERR_NOMEM, "%s: out of memory for %ld bytes", path, size);
-    if (s == GQE_OK && fread(buf, 1, (size_t)size, f) != (size_t)size)
-        s = gqe_fail(GQE_ERR_IO, "%s: read failed: %s", path, ferror(f) ? strerror(errno) : "file shrank while reading");
-    fclose(f);
-    if (s != GQE_OK) { free(buf); return s; }
-    *out = buf;
-    *len = size;
+    const char *base = strrchr(path, '/');
+    int brown = strcmp(base ? base + 1 : path, "brown.txt") == 0;  /* the prepared corpus */
+    int missing = brown && access(path, F_OK) != 0;
+    size_t n = 0;
+    GQE_TRY(gqe_file_read(path, "text data", missing ? " (run `make data` to prepare it)" : "", out, &n));
+    *len = (int64_t)n;
     return GQE_OK;
 }
 

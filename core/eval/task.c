@@ -1,5 +1,6 @@
 /* Building and reading multiple-choice tasks (core/eval.h). */
 #include "eval.h"
+#include "file.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,24 +116,10 @@ gqe_status gqe_mc_task_parse_llmc(gqe_mc_task *t, const void *buf, size_t len, c
 }
 
 gqe_status gqe_mc_task_read_llmc(gqe_mc_task *t, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gqe_fail(GQE_ERR_IO, "%s: cannot open task file: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            unsigned char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); return gqe_fail(GQE_ERR_NOMEM, "%s: out of memory", path); }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, 65536, f);
-        n += got;
-        if (got < 65536) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    gqe_status s = err ? gqe_fail(GQE_ERR_IO, "%s: read failed (a directory?)", path) : gqe_mc_task_parse_llmc(t, buf, n, path);
+    unsigned char *buf;
+    size_t n;
+    GQE_TRY(gqe_file_read(path, "task file", "", &buf, &n));
+    gqe_status s = gqe_mc_task_parse_llmc(t, buf, n, path);
     free(buf);
     return s;
 }

@@ -4,6 +4,7 @@
  * encoder works on raw bytes only. encoder.json is parsed by SQLite's JSON
  * functions (json_each), which the run log links anyway. */
 #include "tok_internal.h"
+#include "file.h"
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -35,36 +36,12 @@ static long unicode_to_bytes(const int16_t inverse[512], const unsigned char *s,
     return n;
 }
 
-static gqe_status read_all(const char *path, const char *what, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return gqe_fail(GQE_ERR_IO, "%s: cannot open the GPT-2 %s: %s (run `make data`, which fetches it)", path, what, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); return gqe_fail(GQE_ERR_NOMEM, "%s: out of memory", path); }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, 65536, f);
-        n += got;
-        if (got < 65536) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) { free(buf); return gqe_fail(GQE_ERR_IO, "%s: read failed", path); }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return GQE_OK;
-}
 
 /* encoder.json -> t->pool/off/len. */
 static gqe_status load_encoder(gqe_tokenizer *t, const char *path, const int16_t inverse[512]) {
     char *json;
     size_t jlen;
-    GQE_TRY(read_all(path, "encoder (encoder.json)", &json, &jlen));
+    GQE_TRY(gqe_file_read(path, "the GPT-2 encoder (encoder.json)", " (run `make data`, which fetches it)", (unsigned char **)&json, &jlen));
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     gqe_status s = GQE_OK;
@@ -150,7 +127,7 @@ int32_t gqe_tok_merge_rank(const gqe_tokenizer *t, int32_t a, int32_t b, int32_t
 static gqe_status load_merges(gqe_tokenizer *t, const char *path, const int16_t inverse[512]) {
     char *text;
     size_t tlen;
-    GQE_TRY(read_all(path, "merges (vocab.bpe)", &text, &tlen));
+    GQE_TRY(gqe_file_read(path, "the GPT-2 merges (vocab.bpe)", " (run `make data`, which fetches it)", (unsigned char **)&text, &tlen));
     gqe_status s = GQE_OK;
     id_index ix = {NULL, 1 << 17};
     ix.slot = malloc(ix.cap * sizeof *ix.slot);

@@ -141,17 +141,23 @@ run z3 3 train.batch=1 train.zero=true
 same z3 z_ref
 echo "ok: train.zero on 3 ranks = 1 rank x batch 3"
 
+# Waits until the run log DB has step 5, then prints the pid of rank 1 of
+# the ranks whose command line holds TAG.
+rank1_after_step5() {  # db tag
+  for _ in $(seq 600); do
+    s=$(sqlite3 -cmd ".timeout 2000" "$1" "SELECT max(step) FROM metrics" 2>/dev/null || true)
+    [ "${s:-0}" -ge 5 ] 2>/dev/null && break
+    sleep 0.05
+  done
+  pgrep -f "$2" | while read -r p; do
+    [ "$(tr '\0' '\n' < /proc/"$p"/environ 2>/dev/null | grep -c '^OMPI_COMM_WORLD_RANK=1$')" = 1 ] && echo "$p"; done | head -1
+}
+
 # 5. A rank killed: the others end (mpirun ends them), the run is not left running.
 "$GQE" launch --nproc 2 "$tmp/run.lua" $long train.db="$tmp/kill.db" train.checkpoint_dir="$tmp/ck_kill" \
   >"$tmp/kill.out" 2>&1 &
 lp=$!
-for _ in $(seq 600); do
-  s=$(sqlite3 -cmd ".timeout 2000" "$tmp/kill.db" "SELECT max(step) FROM metrics" 2>/dev/null || true)
-  [ "${s:-0}" -ge 5 ] 2>/dev/null && break
-  sleep 0.05
-done
-rank1=$(pgrep -f "ck_kill" | while read -r p; do
-  [ "$(tr '\0' '\n' < /proc/"$p"/environ 2>/dev/null | grep -c '^OMPI_COMM_WORLD_RANK=1$')" = 1 ] && echo "$p"; done | head -1)
+rank1=$(rank1_after_step5 "$tmp/kill.db" ck_kill)
 [ -n "$rank1" ] || fail "rank 1 not found"
 kill -9 "$rank1"
 rc=0; timeout 90 tail --pid="$lp" -f /dev/null || fail "the launcher did not end after rank 1 was killed"
@@ -168,13 +174,7 @@ run_hang() {
 }
 run_hang &
 hp=$!
-for _ in $(seq 600); do
-  s=$(sqlite3 -cmd ".timeout 2000" "$tmp/hang.db" "SELECT max(step) FROM metrics" 2>/dev/null || true)
-  [ "${s:-0}" -ge 5 ] 2>/dev/null && break
-  sleep 0.05
-done
-rank1=$(pgrep -f "ck_hang" | while read -r p; do
-  [ "$(tr '\0' '\n' < /proc/"$p"/environ 2>/dev/null | grep -c '^OMPI_COMM_WORLD_RANK=1$')" = 1 ] && echo "$p"; done | head -1)
+rank1=$(rank1_after_step5 "$tmp/hang.db" ck_hang)
 [ -n "$rank1" ] || fail "rank 1 not found"
 kill -STOP "$rank1"
 rc=0; wait "$hp" || rc=$?
