@@ -80,6 +80,10 @@ key("data.path", "string", "data/brown.txt", { doc = "training file (text) or sh
 key("data.val_path", "string", "", { doc = "shards: validation shards; text holds out data.val_frac of data.path" })
 key("data.val_frac", "number", 0.1, { min = 0, max = 1, max_open = true, doc = "text: share held out for validation" })
 key("data.vocab", "int", 0, { min = 0, doc = "recall task vocabulary; 0: the data set's default" })
+key("data.num_pairs", "int", 8, { min = 1,
+    hashed = function(c) return c.data.kind == "recall" and c.data.num_pairs ~= 8 end, doc = "recall: key-value pairs per row (the task's difficulty)" })
+key("data.num_queries", "int", 0, { min = 0,
+    hashed = function(c) return c.data.kind == "recall" and c.data.num_queries ~= 0 end, doc = "recall: queried keys per row; 0: num_pairs" })
 key("data.seed", "int", 0, { doc = "seed of the batch order; 0: train.seed" })
 
 key("train.steps", "int", 300, { min = 1, doc = "optimizer steps" })

@@ -44,6 +44,7 @@ local function data_options(c)
   if d.path ~= "" then o.path = d.path end
   if d.val_path ~= "" then o.val_path = d.val_path end
   if d.vocab > 0 then o.vocab = d.vocab end
+  if d.kind == "recall" then o.num_pairs, o.num_queries = d.num_pairs, d.num_queries end
   -- The data set checks at open that each split holds one batch, so a file
   -- too short fails before the model is built.
   o.batch, o.seq = c.train.batch, c.train.seq
