@@ -54,6 +54,10 @@ gqe_status gqe_dataset_batch(gqe_dataset *ds, gqe_split split, int64_t index, in
 int64_t gqe_dataset_vocab(const gqe_dataset *ds);
 /* Tokens in a split; -1 for generated data sets, which are unbounded. */
 int64_t gqe_dataset_tokens(const gqe_dataset *ds, gqe_split split);
+/* counts (vocab entries, overwritten) = how often each token id occurs in
+ * the whole split (bits per byte over token shards weighs each token's
+ * byte length by it). An error for generated data sets. */
+gqe_status gqe_dataset_token_counts(const gqe_dataset *ds, gqe_split split, int64_t *counts);
 const char *gqe_dataset_kind(const gqe_dataset *ds);
 void gqe_dataset_free(gqe_dataset *ds);
 

@@ -95,6 +95,13 @@ GQE_OP(cross_entropy_forward, (gqe_tensor *losses, const gqe_tensor *logits, con
  * ignored rows get 0. dlogits may be the same tensor as logits. */
 GQE_OP(cross_entropy_backward, (gqe_tensor *dlogits, const gqe_tensor *logits, const gqe_tensor *targets,
        float scale))
+/* Top-1 accuracy: correct (R) f32 = 1 where targets[r] >= 0 and
+ * argmax_j logits[r, j] == targets[r], else 0 (ignored rows give 0); the
+ * caller sums it (gqe_sum) and divides by its count of targets >= 0. The
+ * argmax is the FIRST index of the row's maximum (ties go to the lowest j,
+ * as torch.argmax does); NaN logits never win, and a row of NaNs only is
+ * never correct. Only R floats leave the logits: no (R, V) copy. */
+GQE_OP(argmax_correct, (gqe_tensor *correct, const gqe_tensor *logits, const gqe_tensor *targets))
 
 /* ---- routing (GQE.md steps 3-5) --------------------------------------- */
 /* fn is a gqe_score_fn (core/ops.h): softmax or sigmoid scores. */

@@ -357,6 +357,15 @@ gqe_status gqe_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *log
     DISPATCH(X.device, cross_entropy_backward, &DX, &X, &T, scale);
 }
 
+gqe_status gqe_argmax_correct(gqe_tensor *correct, const gqe_tensor *logits, const gqe_tensor *targets) {
+    const char *OP = "argmax_correct";
+    ARG(X, logits, 'f', "(R, V)", -1, -1);
+    ARG(T, targets, 'i', "(R)", X.shape[0]);
+    ARG(C, correct, 'f', "(R)", X.shape[0]);
+    SAME_DEVICE(&C, &X, &T);
+    DISPATCH(X.device, argmax_correct, &C, &X, &T);
+}
+
 /* ---- routing --------------------------------------------------------------- */
 gqe_status gqe_router_topk(gqe_tensor *probs, gqe_tensor *idx, gqe_tensor *topv,
                            const gqe_tensor *logits, gqe_score_fn fn, const gqe_tensor *bias) {

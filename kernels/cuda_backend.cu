@@ -136,7 +136,7 @@ gqe_status gqe_cuda_flag_check(void) {
     if (v & GQE_FLAG_EMBEDDING)
         return gqe_fail(GQE_ERR_ARG, "embedding: a token id was outside [0, vocabulary size)");
     if (v & GQE_FLAG_TARGET)
-        return gqe_fail(GQE_ERR_ARG, "cross_entropy: a target was >= the number of classes");
+        return gqe_fail(GQE_ERR_ARG, "cross_entropy or argmax_correct: a target was >= the number of classes");
     return gqe_fail(GQE_ERR_ARG, "routing: an expert index was outside [0, M)");
 }
 

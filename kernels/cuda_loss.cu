@@ -1,6 +1,7 @@
-/* Softmax cross-entropy, one block per row. Backward overwrites and may run
- * in place (dlogits == logits): after the row reduction each element is read
- * and then written by the same thread, and no thread reads another's. */
+/* Softmax cross-entropy and top-1 accuracy, one block per row. Backward
+ * overwrites and may run in place (dlogits == logits): after the row
+ * reduction each element is read and then written by the same thread, and
+ * no thread reads another's. */
 #include "common.cuh"
 
 #define CE_THREADS 256
@@ -121,5 +122,81 @@ gqe_status gqe_cuda_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor
     else
         k_ce_bwd<false><<<(unsigned)R, CE_THREADS>>>(fp(dlogits), fp(logits), gqe_i32(targets), V, scale, flag);
     LAUNCH_CHECK("cross_entropy backward kernel");
+    return GQE_OK;
+}
+
+/* ---- top-1 accuracy --------------------------------------------------------
+ * Each thread scans its strided share of the row in ascending order keeping
+ * the first maximum (strict >), then the block combines (value, index) pairs
+ * by "larger value, else lower index": a total order, so the result is the
+ * row's first maximum whatever the reduction order. Index -1 means "none
+ * yet" (NaNs are never taken: both comparisons are false for them). */
+__device__ __forceinline__ void am_scan(float &m, int &i, float v, int j) {
+    if (v > m || (i < 0 && v == m)) { m = v; i = j; }
+}
+__device__ __forceinline__ void am_merge(float &m, int &i, float v, int j) {
+    if (j >= 0 && (i < 0 || v > m || (v == m && j < i))) { m = v; i = j; }
+}
+__device__ __forceinline__ void warp_argmax(float &m, int &i) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float vm = __shfl_xor_sync(0xffffffffu, m, o);
+        int vi = __shfl_xor_sync(0xffffffffu, i, o);
+        am_merge(m, i, vm, vi);
+    }
+}
+
+template <bool VEC8>
+__global__ void k_argmax_correct(float *correct, fptr logits, const int32_t *targets, int V, int *flag) {
+    __shared__ float sm[32];
+    __shared__ int si[32];
+    int64_t r = blockIdx.x, base = r * (int64_t)V;
+    int32_t t = targets[r];
+    if (t < 0 || t >= V) {   /* uniform over the block: no thread reaches a barrier */
+        if (threadIdx.x == 0) {
+            if (t >= V) atomicOr(flag, GQE_FLAG_TARGET);
+            correct[r] = t < 0 ? 0.0f : NAN;
+        }
+        return;
+    }
+    float m = -INFINITY;
+    int i = -1;
+    if (VEC8) {
+        const uint4 *row = (const uint4 *)logits.p + base / 8;
+        for (int j = threadIdx.x; j < V / 8; j += blockDim.x) {
+            float f[8];
+            unpack8(row[j], f);
+#pragma unroll
+            for (int k = 0; k < 8; k++) am_scan(m, i, f[k], j * 8 + k);
+        }
+    } else {
+        for (int j = threadIdx.x; j < V; j += blockDim.x) am_scan(m, i, ldf(logits, base + j), j);
+    }
+    warp_argmax(m, i);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) { sm[w] = m; si[w] = i; }
+    __syncthreads();
+    if (w == 0) {
+        m = lane < nw ? sm[lane] : -INFINITY;
+        i = lane < nw ? si[lane] : -1;
+        warp_argmax(m, i);
+        if (lane == 0) correct[r] = i == t ? 1.0f : 0.0f;
+    }
+}
+
+gqe_status gqe_cuda_argmax_correct(gqe_tensor *correct, const gqe_tensor *logits, const gqe_tensor *targets) {
+    GQE_TRY(gqe_cuda_need_f32(correct, "argmax_correct", "correct"));
+    GQE_TRY(gqe_cuda_need_float(logits, "argmax_correct", "logits"));
+    GQE_TRY(gqe_cuda_need_i32(targets, "argmax_correct", "targets"));
+    int64_t V = logits->shape[logits->ndim - 1], R = gqe_tensor_numel(targets);
+    if (R == 0) return GQE_OK;
+    if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "argmax_correct: more than 2^31 rows");
+    if (V > INT32_MAX - CE_THREADS * 8) return gqe_fail(GQE_ERR_SHAPE, "argmax_correct: more than 2^31 classes");
+    int *flag = gqe_cuda_flag_ptr();
+    if (!flag) return gqe_fail(GQE_ERR_DEVICE, "argmax_correct: no device flag");
+    if (all_bf16(logits) && vec8_ok(V, gqe_tensor_data(logits)))
+        k_argmax_correct<true><<<(unsigned)R, CE_THREADS>>>(gqe_f32(correct), fp(logits), gqe_i32(targets), (int)V, flag);
+    else
+        k_argmax_correct<false><<<(unsigned)R, CE_THREADS>>>(gqe_f32(correct), fp(logits), gqe_i32(targets), (int)V, flag);
+    LAUNCH_CHECK("argmax_correct kernel");
     return GQE_OK;
 }

@@ -81,6 +81,22 @@ static int l_tokens(lua_State *L) {
     return 1;
 }
 
+/* ds:token_counts(split) -> {count of id 0, count of id 1, ...} (vocab
+ * entries) over the whole split; an error for generated data sets. */
+static int l_token_counts(lua_State *L) {
+    gqe_dataset *ds = check_dataset(L);
+    gqe_split split = check_split(L, 2);
+    int64_t V = gqe_dataset_vocab(ds);
+    int64_t *counts = lua_newuserdatauv(L, sizeof *counts * (size_t)V, 0);   /* freed by the GC, even on error */
+    GQE_LUA_TRY(L, "dataset:token_counts", gqe_dataset_token_counts(ds, split, counts));
+    lua_createtable(L, (int)V, 0);
+    for (int64_t i = 0; i < V; i++) {
+        lua_pushinteger(L, (lua_Integer)counts[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 static int l_kind(lua_State *L) {
     lua_pushstring(L, gqe_dataset_kind(check_dataset(L)));
     return 1;
@@ -101,7 +117,7 @@ static int l_tostring(lua_State *L) {
 }
 
 static const luaL_Reg dataset_methods[] = {
-    {"batch", l_batch}, {"vocab", l_vocab}, {"tokens", l_tokens}, {"kind", l_kind}, {NULL, NULL}};
+    {"batch", l_batch}, {"vocab", l_vocab}, {"tokens", l_tokens}, {"token_counts", l_token_counts}, {"kind", l_kind}, {NULL, NULL}};
 
 void gqe_lua_open_data(lua_State *L) {
     gqe_lua_new_class(L, DATASET_MT, dataset_methods, l_close, l_tostring);

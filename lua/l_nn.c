@@ -535,6 +535,19 @@ static int lm_loss(lua_State *L) {
     return 3;
 }
 
+/* lm:accuracy() -> correct, counted: top-1 accuracy of the last lm:loss
+ * (before lm:backward, which reuses its logits), counted on the model's
+ * device; counted is the number of targets >= 0. */
+static int lm_accuracy(lua_State *L) {
+    l_lm *u = check_lm(L, 1);
+    if (!u->has_loss) return luaL_error(L, "LM:accuracy: call lm:loss(tokens, targets) first (and before lm:backward)");
+    int64_t correct = 0, counted = 0;
+    GQE_LUA_CHECK(L, "LM:accuracy", gqe_lm_accuracy(u->lm, &correct, &counted));
+    lua_pushinteger(L, (lua_Integer)correct);
+    lua_pushinteger(L, (lua_Integer)counted);
+    return 2;
+}
+
 static int lm_forward(lua_State *L) {
     l_lm *u = check_lm(L, 1);
     u->has_loss = false;
@@ -835,7 +848,7 @@ static int lm_set_router_calls(lua_State *L) {
 }
 
 static const luaL_Reg lm_methods[] = {
-    {"loss", lm_loss}, {"forward", lm_forward}, {"backward", lm_backward}, {"state", lm_state},
+    {"loss", lm_loss}, {"accuracy", lm_accuracy}, {"forward", lm_forward}, {"backward", lm_backward}, {"state", lm_state},
     {"grads", lm_grads}, {"load", lm_load}, {"zero_grad", lm_zero_grad}, {"num_params", lm_num_params},
     {"after_step", lm_after_step}, {"flops_per_token", lm_flops}, {"device", lm_device},
     {"parameters", lm_parameters}, {"usage", lm_usage}, {"aux_losses", lm_aux_losses},

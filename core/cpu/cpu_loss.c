@@ -1,4 +1,4 @@
-/* Cross-entropy over rows of logits on the host. */
+/* Cross-entropy and top-1 accuracy over rows of logits on the host. */
 #include "cpu.h"
 
 /* Targets must be in [-inf, V): negatives mean "ignore". Checked up front so
@@ -50,5 +50,27 @@ gqe_status cpu_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *log
         for (int64_t j = 0; j < V; j++) dr[j] = scale * expf(xr[j] - lse);
         dr[tg[r]] -= scale;
     }
+    return GQE_OK;
+}
+
+/* The first index of the row's maximum; NaNs are skipped (x > m and x == m
+ * are both false for them), -1 when every value is NaN. */
+static int64_t row_argmax(const float *x, int64_t V) {
+    float m = -INFINITY;
+    int64_t best = -1;
+    for (int64_t j = 0; j < V; j++)
+        if (x[j] > m || (best < 0 && x[j] == m)) { m = x[j]; best = j; }
+    return best;
+}
+
+gqe_status cpu_argmax_correct(gqe_tensor *correct, const gqe_tensor *logits, const gqe_tensor *targets) {
+    CPU_NEED_F32("argmax_correct", correct); CPU_NEED_F32("argmax_correct", logits);
+    int64_t R = cpu_rows(logits), V = cpu_last(logits);
+    const int32_t *tg = gqe_i32(targets);
+    GQE_TRY(check_targets("argmax_correct", tg, R, V));
+    float *c = gqe_f32(correct);
+    const float *x = gqe_f32(logits);
+    #pragma omp parallel for if (R * V > 32768)
+    for (int64_t r = 0; r < R; r++) c[r] = tg[r] >= 0 && row_argmax(x + r * V, V) == tg[r] ? 1.0f : 0.0f;
     return GQE_OK;
 }

@@ -61,6 +61,32 @@ int64_t gqe_dataset_vocab(const gqe_dataset *ds) { return ds->vocab; }
 const char *gqe_dataset_kind(const gqe_dataset *ds) { return ds->kind->name; }
 int64_t gqe_dataset_tokens(const gqe_dataset *ds, gqe_split split) { return ds->kind->tokens(ds, split); }
 
+gqe_status gqe_dataset_token_counts(const gqe_dataset *ds, gqe_split split, int64_t *counts) {
+    if (split != GQE_SPLIT_TRAIN && split != GQE_SPLIT_VAL)
+        return gqe_fail(GQE_ERR_ARG, "unknown split %d (allowed: train, val)", (int)split);
+    if (!ds->kind->stream)
+        return gqe_fail(GQE_ERR_ARG, "token_counts: data kind '%s' is generated and has no fixed split to count",
+                        ds->kind->name);
+    const gqe_token_split *s = ds->kind->stream(ds, split);
+    memset(counts, 0, sizeof *counts * (size_t)ds->vocab);
+    for (int i = 0; i < s->nseg; i++) {
+        const gqe_token_segment *g = &s->segs[i];
+        if (s->width == 1) {
+            const uint8_t *p = g->data;
+            for (int64_t j = 0; j < g->n; j++) counts[p[j]]++;
+        } else {
+            /* uint16 in the file, possibly unaligned (after the shard header it is not) */
+            const unsigned char *p = g->data;
+            for (int64_t j = 0; j < g->n; j++) {
+                uint16_t t;
+                memcpy(&t, p + 2 * j, 2);
+                counts[t]++;
+            }
+        }
+    }
+    return GQE_OK;
+}
+
 void gqe_dataset_free(gqe_dataset *ds) {
     if (!ds) return;
     if (ds->kind && ds->kind->free) ds->kind->free(ds);

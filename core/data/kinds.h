@@ -12,6 +12,8 @@ typedef struct gqe_data_kind {
                         int32_t *tokens, int32_t *targets);
     int64_t (*tokens)(const gqe_dataset *ds, gqe_split split);
     void (*free)(gqe_dataset *ds);
+    /* The split's token streams; NULL for generated kinds. */
+    const struct gqe_token_split *(*stream)(const gqe_dataset *ds, gqe_split split);
 } gqe_data_kind;
 
 struct gqe_dataset {

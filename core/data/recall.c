@@ -100,4 +100,4 @@ static gqe_status recall_batch(gqe_dataset *ds, gqe_split split, int64_t index, 
 static int64_t recall_tokens(const gqe_dataset *ds, gqe_split split) { return -1; }
 static void recall_free(gqe_dataset *ds) { free(ds->impl); }
 
-const gqe_data_kind gqe_data_recall = {"recall", recall_open, recall_batch, recall_tokens, recall_free};
+const gqe_data_kind gqe_data_recall = {"recall", recall_open, recall_batch, recall_tokens, recall_free, NULL};

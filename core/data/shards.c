@@ -147,4 +147,8 @@ static void shards_free(gqe_dataset *ds) {
     free(si);
 }
 
-const gqe_data_kind gqe_data_shards = {"shards", shards_open, shards_batch, shards_tokens, shards_free};
+static const gqe_token_split *shards_stream(const gqe_dataset *ds, gqe_split split) {
+    return &((const shard_impl *)ds->impl)->split[split];
+}
+
+const gqe_data_kind gqe_data_shards = {"shards", shards_open, shards_batch, shards_tokens, shards_free, shards_stream};

@@ -81,4 +81,8 @@ static void text_free(gqe_dataset *ds) {
     free(ti);
 }
 
-const gqe_data_kind gqe_data_text = {"text", text_open, text_batch, text_tokens, text_free};
+static const gqe_token_split *text_stream(const gqe_dataset *ds, gqe_split split) {
+    return &((const text_impl *)ds->impl)->split[split];
+}
+
+const gqe_data_kind gqe_data_text = {"text", text_open, text_batch, text_tokens, text_free, text_stream};

@@ -158,6 +158,19 @@ gqe_tensor *gqe_lm_logits(gqe_lm *lm) { return lm->have_forward ? &lm->logits : 
 float gqe_lm_ce_loss(const gqe_lm *lm) { return lm->ce; }
 const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm) { return &lm->losses; }
 
+gqe_status gqe_lm_accuracy(gqe_lm *lm, int64_t *correct, int64_t *counted) {
+    if (!lm->have_forward || !lm->have_targets)
+        return gqe_fail(GQE_ERR_ARG, "accuracy needs a forward pass with targets first, before backward");
+    int64_t R = lm->B * lm->T;
+    gqe_tensor lg = lm_rows(&lm->logits, R), tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
+    GQE_TRY(gqe_argmax_correct(&lm->hits, &lg, &tg1));
+    double sum = 0;
+    GQE_TRY(gqe_sum(&lm->hits, &sum));
+    *correct = (int64_t)llround(sum);
+    *counted = lm->n_valid;
+    return GQE_OK;
+}
+
 static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     gqe_arena *a = &lm->arena;
     int64_t R = B * T, d = lm->cfg.dim;
@@ -181,6 +194,7 @@ static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     lm->rstd_f = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
     lm->logits = gqe_arena_take(a, C, B, T, lm->cfg.vocab, 0);
     lm->losses = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
+    lm->hits = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
     lm->dh = gqe_arena_take(a, GQE_F32, B, T, d, 0);
     lm->dn = gqe_arena_take(a, GQE_F32, B, T, d, 0);
     lm->act = gqe_arena_take(a, C, R, lm->H, 0, 0);

@@ -54,6 +54,12 @@ gqe_tensor *gqe_lm_logits(gqe_lm *lm);
 float gqe_lm_ce_loss(const gqe_lm *lm);   /* cross-entropy part of the last loss */
 /* Per-position cross-entropy (B*T) of the last forward with targets (0 where ignored). */
 const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm);
+/* Top-1 accuracy of the last forward with targets, before its backward
+ * (which overwrites the logits): *correct = positions whose argmax logit
+ * (first maximum on ties) is the target, *counted = positions with a target
+ * >= 0. Runs gqe_argmax_correct on the model's device: only R floats are
+ * summed there and one number comes back, never the logits. */
+gqe_status gqe_lm_accuracy(gqe_lm *lm, int64_t *correct, int64_t *counted);
 int64_t gqe_lm_layers(const gqe_lm *lm);
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
 /* Data parallel: every layer's routing statistics go through fn (see

@@ -30,6 +30,7 @@ struct gqe_lm {
     gqe_arena attn_scratch;         /* backward temporaries, shared by every layer's attention */
     int64_t B, T;
     gqe_tensor tokens, targets, *h, y, nf, rstd_f, logits, losses;
+    gqe_tensor hits;                /* (R) f32: gqe_lm_accuracy's per-position 1/0 */
     gqe_tensor dh, dn, dact, dpre;
     gqe_tensor act;                 /* MLP activation, one buffer: backward recomputes it from pre */
     gqe_tensor dh16;                /* dh rounded for the matmuls (mixed precision only) */

@@ -117,7 +117,7 @@ key("train.db", "string", "", { hashed = false, doc = "run log; empty: --db, GQE
 key("eval.tasks", "tasks", {}, { hashed = false,
     doc = "`{ name = path }`: JSONL or llm.c eval files; on the command line `eval.tasks=name=path,name2=path2`" })
 key("eval.tokenizer", "string", "data/gpt2", { hashed = false,
-    doc = "directory of GPT-2's encoder.json and vocab.bpe (for models of vocabulary >= 50257)" })
+    doc = "directory of GPT-2's encoder.json and vocab.bpe (for models of vocabulary >= 50257, and val/bpb on token shards)" })
 
 -- S[section][key] = the key's description; sections in order.
 local S = {}

@@ -27,11 +27,12 @@ function gqe.load_run(what, opts)
 end
 
 -- A text table of experiment summaries: run, validation loss, bits per
--- byte, active query heads per token, tokens/s, parameters, wall time.
+-- byte, top-1 validation accuracy, active query heads per token, tokens/s, parameters, wall time.
 function gqe.summary_table(summaries)
   return require("gqe.experiment").print_table(summaries, {
     { "run", "name" }, { "status", "status" }, { "val loss", "final_val_loss", "%.4f" },
     { "best val", "best_val_loss", "%.4f" }, { "bits/byte", "val_bpb", "%.4f" },
+    { "val acc", "val_acc", "%.4f" },
     { "active heads", "active_heads", "%d" }, { "tokens/s", "tokens_per_s", "%.0f" },
     { "params", "params", "%d" }, { "wall s", "wall_s", "%.1f" } })
 end

@@ -64,12 +64,18 @@ local function make_optimizer(c, lm)
 end
 train.make_optimizer = make_optimizer
 
--- Mean validation loss over the fixed batches 1..eval_batches, and the
--- routing statistics of those batches summed over them.
+-- Mean validation loss over the fixed batches 1..eval_batches, the
+-- routing statistics of those batches summed over them, and the top-1
+-- accuracy over the same batches: correct predictions / targets counted
+-- (targets >= 0: every position for text and shards, the query positions
+-- for recall), pooled over all the batches and, on several ranks, over the
+-- whole global batch. The hits are counted on the model's device
+-- (lm:accuracy); the logits never come to the host.
 local function evaluate(ctx)
   local c, lm, ds, par = ctx.c, ctx.lm, ctx.ds, ctx.par
   local t = c.train
   local total, n = 0.0, t.eval_batches
+  local correct, counted = 0, 0
   local usage = {}
   local gqe_attn = c.model.attention == "gqe"
   -- A signal abandons the evaluation (the loop then checkpoints and stops),
@@ -98,6 +104,8 @@ local function evaluate(ctx)
         error(_, 0)
       end
       total = total + ce / par.accum
+      local hits, of = lm:accuracy()
+      correct, counted = correct + hits, counted + of
       if gqe_attn then
         for l = 1, c.model.layers do
           local counts, mean_prob = lm:usage(l)
@@ -113,8 +121,42 @@ local function evaluate(ctx)
       end
     end
   end
-  return par:agree({ total / n })[1], usage
+  -- one collective: the ranks' means, so correct / counted is the ratio of the sums
+  local g = par:agree({ total / n, correct, counted })
+  return g[1], usage, g[3] > 0 and g[2] / g[3] or nil
 end
+
+-- Tokens per byte of the whole validation split of GPT-2 token shards, for
+-- val/bpb = val/loss / ln 2 * tokens / bytes. Measured once when the run
+-- starts: each token id's decoded byte length weighted by how often it
+-- occurs in the validation shards, which is decoding every validation token
+-- once. It is the ratio of the whole split, not of the batches an
+-- evaluation draws. The end-of-text token (50256) separates documents and
+-- stands for no text: it counts as a token and as 0 bytes. Returns nil and
+-- the reason when it cannot be measured (no tokenizer in eval.tokenizer, a
+-- model vocabulary smaller than GPT-2's, ids outside it).
+local function shard_tokens_per_byte(c, ds, vocab)
+  local ok, tok = pcall(require("gqe.text").tokenizer, c.eval.tokenizer)
+  if not ok then return nil, (tostring(tok):gsub("\n", " ")) end
+  local V = tok:vocab()
+  if vocab < V then
+    return nil, string.format("model.vocab %d is smaller than the GPT-2 tokenizer's %d", vocab, V)
+  end
+  local tokens, bytes, eot = 0, 0, tok:eot()
+  for i, count in ipairs(ds:token_counts("val")) do
+    if count > 0 then
+      local id = i - 1
+      if id >= V then
+        return nil, string.format("validation token %d is outside the GPT-2 tokenizer's vocabulary (%d)", id, V)
+      end
+      tokens = tokens + count
+      if id ~= eot then bytes = bytes + count * #tok:token(id) end
+    end
+  end
+  if bytes == 0 then return nil, "the validation shards hold no text" end
+  return tokens / bytes
+end
+train.shard_tokens_per_byte = shard_tokens_per_byte
 
 -- Head usage rows and per-layer balance metrics: routing/entropy_l<i> is the
 -- entropy of the token load over a group's experts divided by log M (1 is
@@ -149,15 +191,24 @@ local function log_usage(ctx, step, usage)
 end
 
 local function eval_and_log(ctx, step)
-  local loss, usage = evaluate(ctx)
+  local loss, usage, acc = evaluate(ctx)
   if not loss then return nil end
   local db, run_id = ctx.db, ctx.run_id
   db:eval(run_id, step, "val", "loss", loss)
   ctx.final_val = loss
   if not ctx.best_val or loss < ctx.best_val then ctx.best_val = loss end
+  if acc then
+    ctx.final_acc = acc
+    db:eval(run_id, step, "val", "acc", acc)
+  end
   if ctx.c.data.kind == "text" then
     -- Byte-level text: one token per byte, so bits per byte = nats / ln 2.
     ctx.final_bpb = loss / LN2
+    db:eval(run_id, step, "val", "bpb", ctx.final_bpb)
+  elseif ctx.tokens_per_byte then
+    -- GPT-2 token shards: nats per token / ln 2 * tokens per byte of the
+    -- whole validation split (shard_tokens_per_byte).
+    ctx.final_bpb = loss / LN2 * ctx.tokens_per_byte
     db:eval(run_id, step, "val", "bpb", ctx.final_bpb)
   end
   log_usage(ctx, step, usage)
@@ -282,8 +333,9 @@ local function loop(ctx)
     if step % t.eval_every == 0 or step == t.steps then
       local vl = eval_and_log(ctx, step)
       if vl and t.progress and par:is_root() then
-        emit(string.format("%s step %d/%d  val/loss %.4f%s\n", ctx.label, step, t.steps, vl,
-          ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or ""))
+        emit(string.format("%s step %d/%d  val/loss %.4f%s%s\n", ctx.label, step, t.steps, vl,
+          ctx.final_bpb and string.format("  val/bpb %.4f", ctx.final_bpb) or "",
+          ctx.final_acc and string.format("  val/acc %.4f", ctx.final_acc) or ""))
       end
       win_t = gqe.clock()   -- evaluation time is not training throughput
     end
@@ -400,6 +452,13 @@ function train.run(user_config, opts)
       error(string.format("model.vocab (%d) is smaller than the vocabulary of the data (%d, data.kind '%s'); "
         .. "set model.vocab=0 to take the data's", vocab, ctx.ds:vocab(), c.data.kind), 0)
     end
+    if c.data.kind == "shards" then
+      local why
+      ctx.tokens_per_byte, why = shard_tokens_per_byte(c, ctx.ds, vocab)
+      if not ctx.tokens_per_byte and par:is_root() then
+        emit(string.format("%s warning: val/bpb is not logged for these token shards: %s\n", ctx.label, why))
+      end
+    end
     if next(c.eval.tasks) then   -- loaded before the model, so a bad task file costs no training
       ctx.eval_tasks = require("gqe.evaluate").load_all(c.eval.tasks, vocab, c.eval.tokenizer)
     end
@@ -432,6 +491,7 @@ function train.run(user_config, opts)
   local summary = {
     run_id = run_id, experiment = exp_name, name = run_name, config_hash = hash,
     steps = ctx.step, final_val_loss = ctx.final_val, best_val_loss = ctx.best_val, val_bpb = ctx.final_bpb,
+    val_acc = ctx.final_acc,
     tokens = ctx.tokens,
     tokens_per_s = ctx.train_time > 0 and ctx.tokens / ctx.train_time or nil,
     active_heads = config.active_heads(c), params = ctx.num_params, wall_s = wall,
@@ -496,6 +556,7 @@ function train.summary_from_db(db, run_id, c)
   for _, m in ipairs(db:query("SELECT key, last, min FROM metric_summary WHERE run_id = ?", run_id)) do
     if m.key == "val/loss" then s.final_val_loss, s.best_val_loss = m.last, m.min
     elseif m.key == "val/bpb" then s.val_bpb = m.last
+    elseif m.key == "val/acc" then s.val_acc = m.last
     elseif m.key == "perf/tokens" then s.tokens = m.last end
   end
   local tps = db:query("SELECT avg(value) AS v FROM metrics WHERE run_id = ? AND key = 'perf/tokens_per_s'", run_id)[1]

@@ -349,6 +349,83 @@ static void test_cross_entropy(void **state) {
     }
 }
 
+/* Top-1 hits must match exactly. The logits are small integers, so most
+ * rows have their maximum at several indices spread over the block's
+ * threads (bf16 holds them exactly): the first maximum must win. Targets
+ * name the first maximum, the last one (a tie lost), a random class, or -1;
+ * one row is constant (every index ties), one holds a NaN at index 0. */
+static void check_argmax(int64_t R, int64_t V, gqe_dtype dt, uint64_t seed) {
+    pair lg;
+    lg.c = tu_randn(2, (const int64_t[]){R, V}, 1.0f, seed);
+    float *x = gqe_f32(&lg.c);
+    for (int64_t i = 0; i < R * V; i++) x[i] = fminf(floorf(x[i] * 1.5f), 3.0f);   /* about 2% of a row at 3 */
+    for (int64_t j = 0; j < V; j++) x[0 * V + j] = 3.0f;
+    x[1 * V + 0] = NAN;
+    CHECK_OK(gqe_tensor_to(&lg.g, &lg.c, GQE_CUDA, dt));
+    pair tg;
+    CHECK_OK(gqe_tensor_new4(&tg.c, GQE_I32, GQE_CPU, R, 0, 0, 0));
+    int64_t ties = 0;
+    for (int64_t r = 0; r < R; r++) {
+        int64_t first = -1, last = -1;
+        for (int64_t j = 0; j < V; j++) {
+            float v = x[r * V + j];
+            if (isnan(v)) continue;
+            if (first < 0 || v > x[r * V + first]) first = last = j;
+            else if (v == x[r * V + first]) last = j;
+        }
+        ties += last != first;
+        int32_t t;
+        switch (r % 4) {
+        case 0: t = (int32_t)first; break;
+        case 1: t = (int32_t)last; break;
+        case 2: t = (int32_t)(gqe_rng_u32_at(seed, 5, (uint64_t)r) % (uint64_t)V); break;
+        default: t = -1;
+        }
+        gqe_i32(&tg.c)[r] = t;
+    }
+    assert_true(ties > R / 2);   /* the test exercises ties */
+    CHECK_OK(gqe_tensor_to(&tg.g, &tg.c, GQE_CUDA, GQE_I32));
+    OUT(hits, GQE_F32, R);
+    CHECK_OK(gqe_argmax_correct(&hits.c, &lg.c, &tg.c));
+    CHECK_OK(gqe_argmax_correct(&hits.g, &lg.g, &tg.g));
+    float *a = malloc((size_t)R * sizeof(float));
+    CHECK_OK(gqe_tensor_read_f32(&hits.g, a, (size_t)R));
+    int64_t n = 0;
+    for (int64_t r = 0; r < R; r++) {
+        if (a[r] != gqe_f32(&hits.c)[r])
+            fail_msg("argmax_correct %s V=%lld row %lld: gpu %g, cpu %g", gqe_dtype_name(dt), (long long)V,
+                     (long long)r, a[r], gqe_f32(&hits.c)[r]);
+        n += a[r] == 1.0f;
+    }
+    assert_true(n >= R / 4 && n < R);   /* the first-max rows count, the lost ties do not */
+    double sum = 0;
+    CHECK_OK(gqe_sum(&hits.g, &sum));
+    assert_int_equal((int64_t)sum, n);
+    free(a);
+    pr_free(&lg); pr_free(&tg); pr_free(&hits);
+}
+
+static void test_argmax_correct(void **state) {
+    (void)state;
+    /* f32; bf16 rows of 1000 take the 8-wide path, 1001 the scalar one;
+     * 70000 classes leave each thread many values */
+    check_argmax(37, 1000, GQE_F32, 94);
+    check_argmax(37, 1001, GQE_F32, 95);
+    check_argmax(37, 1000, GQE_BF16, 96);
+    check_argmax(37, 1001, GQE_BF16, 97);
+    check_argmax(9, 70000, GQE_BF16, 98);
+    /* a target >= V is refused at the next synchronisation */
+    pair lg = pr_randn(2, (const int64_t[]){3, 10}, 1.0f, 99, GQE_F32);
+    pair tg = pr_ids(3, 0, 10, 100);
+    gqe_i32(&tg.c)[1] = 10;
+    gqe_tensor_free(&tg.g);
+    CHECK_OK(gqe_tensor_to(&tg.g, &tg.c, GQE_CUDA, GQE_I32));
+    OUT(hits, GQE_F32, 3);
+    CHECK_OK(gqe_argmax_correct(&hits.g, &lg.g, &tg.g));
+    assert_int_equal(gqe_backend_for(GQE_CUDA)->synchronize(), GQE_ERR_ARG);
+    pr_free(&lg); pr_free(&tg); pr_free(&hits);
+}
+
 /* ---- routing ------------------------------------------------------------------ */
 static void test_router(void **state) {
     (void)state;
@@ -755,6 +832,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_argmax_correct),
         cmocka_unit_test(test_router),
         cmocka_unit_test(test_router_fixed),
         cmocka_unit_test(test_slots),

@@ -62,6 +62,10 @@ static void test_text_splits_and_determinism(void **state) {
     assert_int_equal(gqe_dataset_vocab(ds), 256);
     assert_int_equal(gqe_dataset_tokens(ds, GQE_SPLIT_TRAIN), 900);
     assert_int_equal(gqe_dataset_tokens(ds, GQE_SPLIT_VAL), 100);
+    int64_t counts[256], want[256] = {0};
+    for (int i = 900; i < 1000; i++) want[bytes[i]]++;
+    CHECK_OK(gqe_dataset_token_counts(ds, GQE_SPLIT_VAL, counts));
+    assert_memory_equal(counts, want, sizeof counts);
 
     enum { B = 4, T = 16 };
     int32_t tk[B * T], tg[B * T], tk2[B * T], tg2[B * T];
@@ -228,6 +232,21 @@ static void test_shards(void **state) {
     assert_int_equal(gqe_dataset_batch(ds, GQE_SPLIT_VAL, 0, B, T, tk, tg), GQE_ERR_ARG);
     ASSERT_MSG_HAS("needs 264");
     ASSERT_MSG_HAS("s_val_000.bin");
+    /* token counts over a whole split: each id once */
+    int64_t *counts = malloc(sizeof *counts * 50257);
+    CHECK_OK(gqe_dataset_token_counts(ds, GQE_SPLIT_TRAIN, counts));
+    int64_t total = 0;
+    for (int i = 0; i < 50257; i++) {
+        int want = (i >= 1000 && i < 1300) || (i >= 5000 && i < 5200) || (i >= 9000 && i < 9005);
+        if (counts[i] != want) fail_msg("train count of %d: %lld, want %d", i, (long long)counts[i], want);
+        total += counts[i];
+    }
+    assert_int_equal(total, 505);
+    CHECK_OK(gqe_dataset_token_counts(ds, GQE_SPLIT_VAL, counts));
+    assert_int_equal(counts[20000], 1);
+    assert_int_equal(counts[20199], 1);
+    assert_int_equal(counts[20200], 0);
+    free(counts);
     gqe_dataset_free(ds);
 
     /* Without val_path: training works, validation says what to set. */
@@ -298,6 +317,9 @@ static void test_recall(void **state) {
     const int64_t V = gqe_dataset_vocab(ds), K = (V - 1) / 2;
     assert_int_equal(V, 256);
     assert_int_equal(gqe_dataset_tokens(ds, GQE_SPLIT_TRAIN), -1);
+    int64_t counts[256];
+    assert_int_equal(gqe_dataset_token_counts(ds, GQE_SPLIT_VAL, counts), GQE_ERR_ARG);
+    ASSERT_MSG_HAS("generated");
     enum { B = 16, T = 48, P = 8, Q = 5 };
     int32_t tk[B * T], tg[B * T], tk2[B * T], tg2[B * T];
     for (int split = 0; split < 2; split++) {

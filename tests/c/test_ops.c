@@ -668,6 +668,62 @@ static void test_sgd(void **state) {
 #define EXPECT_FAIL(code, call, op) do { gqe_clear_error(); assert_int_equal((call), (code)); \
     if (!strstr(gqe_last_error(), (op))) fail_msg("message '%s' does not name %s", gqe_last_error(), (op)); } while (0)
 
+/* The top-1 hits against a plain loop; ties go to the first maximum; NaNs
+ * never win; ignored rows give 0. */
+static void test_argmax_correct(void **state) {
+    (void)state;
+    const int R = 9, V = 7;
+    /* integers in [0, 3): many ties */
+    gqe_tensor x = uniform(2, (const int64_t[]){R, V}, 0, 3, 71), hits = ZEROS(R);
+    for (int64_t i = 0; i < R * V; i++) gqe_f32(&x)[i] = floorf(gqe_f32(&x)[i]);
+    float *px = gqe_f32(&x);
+    /* row 0: ties at 2 and 5, the target is the later one: wrong */
+    for (int j = 0; j < V; j++) px[0 * V + j] = j == 2 || j == 5 ? 9.0f : 1.0f;
+    /* row 1: the same ties, the target is the first: right */
+    for (int j = 0; j < V; j++) px[1 * V + j] = j == 2 || j == 5 ? 9.0f : 1.0f;
+    /* row 2: a NaN before the maximum does not win */
+    for (int j = 0; j < V; j++) px[2 * V + j] = j == 0 ? NAN : (j == 4 ? 2.0f : -1.0f);
+    /* row 3: NaNs only: never correct */
+    for (int j = 0; j < V; j++) px[3 * V + j] = NAN;
+    /* row 4: all -inf: the first index */
+    for (int j = 0; j < V; j++) px[4 * V + j] = -INFINITY;
+    gqe_tensor tg = ints(R, (int32_t[]){5, 2, 4, 0, 0, -1, 1, 6, 3});
+    CHECK_OK(gqe_argmax_correct(&hits, &x, &tg));
+    const float want_fixed[5] = {0, 1, 1, 0, 1};
+    for (int r = 0; r < R; r++) {
+        /* the plain loop: the first j with the maximum over non-NaN values */
+        int best = -1;
+        for (int j = 0; j < V; j++) {
+            float v = px[r * V + j];
+            if (isnan(v)) continue;
+            if (best < 0 || v > px[r * V + best]) best = j;
+        }
+        int t = gqe_i32(&tg)[r];
+        float want = t >= 0 && best == t ? 1.0f : 0.0f;
+        if (r < 5) assert_true(want == want_fixed[r]);
+        if (gqe_f32(&hits)[r] != want) fail_msg("row %d: got %g, want %g", r, gqe_f32(&hits)[r], want);
+    }
+    assert_true(gqe_f32(&hits)[5] == 0.0f);   /* ignored row */
+    /* random rows: the count equals the loop's */
+    gqe_tensor y = RANDN(72, 200, 13), h2 = ZEROS(200), t2 = IZEROS(200);
+    int want_n = 0;
+    for (int r = 0; r < 200; r++) {
+        int best = 0;
+        for (int j = 1; j < 13; j++) if (gqe_f32(&y)[r * 13 + j] > gqe_f32(&y)[r * 13 + best]) best = j;
+        int t = r % 3 == 0 ? -1 : (r % 2 ? best : (int)(gqe_rng_u32_at(73, 3, (uint64_t)r) % 13));
+        gqe_i32(&t2)[r] = t;
+        want_n += t >= 0 && t == best;
+    }
+    CHECK_OK(gqe_argmax_correct(&h2, &y, &t2));
+    double got = 0;
+    CHECK_OK(gqe_sum(&h2, &got));
+    assert_int_equal((int)got, want_n);
+    gqe_i32(&tg)[0] = V;
+    assert_int_equal(gqe_argmax_correct(&hits, &x, &tg), GQE_ERR_ARG);
+    EXPECT_FAIL(GQE_ERR_SHAPE, gqe_argmax_correct(&h2, &x, &tg), "argmax_correct");
+    FREE(&x, &hits, &tg, &y, &h2, &t2);
+}
+
 static void test_rejects_bad_arguments(void **state) {
     (void)state;
     gqe_tensor a = RANDN(1, 3, 4), b = RANDN(2, 5, 6), c = ZEROS(3, 6), w = ZEROS(5), rs = ZEROS(3), empty = {0};
@@ -731,6 +787,7 @@ int main(void) {
         cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_argmax_correct),
         cmocka_unit_test(test_router_topk),
         cmocka_unit_test(test_router_score_backward),
         cmocka_unit_test(test_router_random),

@@ -32,10 +32,11 @@ run() {
   mpi "$n" "$GQE" "$tmp/run.lua" train.db="$tmp/$name.db" train.checkpoint_dir="$tmp/ck_$name" "$@" \
     >"$tmp/$name.out" 2>&1 || { cat "$tmp/$name.out"; fail "run $name on $n ranks exited non-zero"; }
 }
-# same A B [KEYS]: every train/loss, val/loss (and train/aux unless KEYS says
-# otherwise) within 1e-6 relative, head usage identical
+# same A B [KEYS]: every train/loss, val/loss (and train/aux and val/acc, the
+# top-1 accuracy pooled over the ranks, unless KEYS says otherwise) within
+# 1e-6 relative, head usage identical
 same() {
-  local a=$tmp/$1.db b=$tmp/$2.db keys=${3:-"'train/loss', 'train/aux', 'val/loss'"}
+  local a=$tmp/$1.db b=$tmp/$2.db keys=${3:-"'train/loss', 'train/aux', 'val/loss', 'val/acc'"}
   local n bad
   n=$(sqlite3 "$a" "ATTACH '$b' AS o; SELECT count(*) FROM metrics m JOIN o.metrics p USING (step, key)
                      WHERE key IN ($keys)")

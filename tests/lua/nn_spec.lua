@@ -177,6 +177,41 @@ describe("LM", function()
     assert.is_truthy(layer:state().router_bias)
   end)
 
+  it("counts top-1 hits of the last loss, skipping ignored targets", function()
+    local lm = gqe.nn.LM(cfg)
+    local tg = {{2, 3, 4, 5, 6, 7, 8, 9}, {7, 6, 5, 4, 3, 2, 1, -1}}
+    assert.has_error(function() lm:accuracy() end)
+    lm:loss(tokens, tg)
+    local correct, counted = lm:accuracy()
+    assert.are.equal(15, counted)
+    -- the same count from the logits, first maximum on ties
+    local logits = lm:forward(gqe.tensor(tokens, {dtype = "i32"})):totable()
+    local want = 0
+    for b = 1, 2 do
+      for t = 1, 8 do
+        local row, best = logits[b][t], 1
+        for v = 2, #row do if row[v] > row[best] then best = v end end
+        if tg[b][t] >= 0 and best - 1 == tg[b][t] then want = want + 1 end
+      end
+    end
+    assert.are.equal(want, correct)
+    -- targets that are the argmax: every counted position is a hit
+    for b = 1, 2 do
+      for t = 1, 8 do
+        local row, best = logits[b][t], 1
+        for v = 2, #row do if row[v] > row[best] then best = v end end
+        tg[b][t] = (b == 2 and t == 8) and -1 or best - 1
+      end
+    end
+    lm:loss(tokens, tg)
+    correct, counted = lm:accuracy()
+    assert.are.equal(15, correct)
+    assert.are.equal(15, counted)
+    -- backward reuses the logits: no accuracy after it
+    lm:backward()
+    assert.has_error(function() lm:accuracy() end)
+  end)
+
   it("backward fills gradients", function()
     local lm = gqe.nn.LM(cfg)
     lm:zero_grad()
