@@ -53,14 +53,14 @@ end
 local function nproc(cfg)
   return cfg and cfg.train and math.tointeger(cfg.train.nproc) or 1
 end
-sweep.nproc = nproc
 
 -- Argv that runs `gqe __run --db DB FILE` with the same program (the host,
 -- or a stock Lua interpreter that loads gqe.so again), with env (a list of
 -- "NAME=value") set for it. A run of train.nproc > 1 ranks (cfg given)
 -- runs as `gqe launch --nproc N __run ...`: one rank per GPU of
--- CUDA_VISIBLE_DEVICES over NCCL, or CPU ranks under mpirun.
-function sweep.worker_argv(db_path, job_file, env, cfg)
+-- CUDA_VISIBLE_DEVICES over NCCL (rendezvous on port, when given), or CPU
+-- ranks under mpirun.
+function sweep.worker_argv(db_path, job_file, env, cfg, port)
   local exe = self_exe() or "gqe"
   -- GQE_WORKER: the sweep speaks for its workers (a second Ctrl-C is said once).
   local argv = { "env", "GQE_WORKER=1" }
@@ -71,10 +71,12 @@ function sweep.worker_argv(db_path, job_file, env, cfg)
       error(string.format("train.nproc=%d: runs of several ranks are started by the gqe program (build/gqe), " ..
                           "not by a Lua interpreter", n), 0)
     end
-    for _, a in ipairs { exe, "launch", "--nproc", tostring(n), "--backend",
-                         cfg.train.device == "cuda" and "nccl" or "mpi", "__run", "--db", db_path, job_file } do
+    local gpu = cfg.train.device == "cuda"
+    for _, a in ipairs { exe, "launch", "--nproc", tostring(n), "--backend", gpu and "nccl" or "mpi" } do
       argv[#argv + 1] = a
     end
+    if gpu and port then argv[#argv + 1] = "--port"; argv[#argv + 1] = tostring(port) end
+    for _, a in ipairs { "__run", "--db", db_path, job_file } do argv[#argv + 1] = a end
   elseif exe:match("/lua[%d.]*$") then
     for _, a in ipairs { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))",
                                                    db_path, job_file) } do argv[#argv + 1] = a end
@@ -291,7 +293,10 @@ function sweep.execute(runs, todo, opts)
     local where = slot.label and string.format("[%d/%d %s %s]", i, n, r.name, slot.label) or label(i)
     f:write(json.encode { config = r.config, experiment = exp_name, name = r.name, label = where, resume = r.resume })
     f:close()
-    local pid = gqe.spawn(sweep.worker_argv(opts.db_path, file, slot.env, r.config), { worker = true })
+    -- Runs of several GPUs at once each need their own rendezvous port
+    -- (another sweep on the node most likely has another pid).
+    local port = 20000 + (gqe.pid() * 97 + i) % 40000
+    local pid = gqe.spawn(sweep.worker_argv(opts.db_path, file, slot.env, r.config, port), { worker = true })
     running[#running + 1] = { pid = pid, i = i, file = file, slot = slot, label = where,
                               show = r.config.train.progress }
     line("%s started %s(pid %d)%s", tag(i), slot.label and ("on " .. slot.label .. " ") or "", pid, how)
