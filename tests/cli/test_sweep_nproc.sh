@@ -6,7 +6,8 @@
 #  2. The same without --jobs (one run at a time: the ranks are still
 #     started), and a rerun skips both runs as finished.
 #  3. SIGINT to the sweep's process alone: every rank checkpoints and
-#     stops, the run is marked killed, no rank process is left.
+#     stops, the run is marked killed, no rank process is left; a rerun
+#     resumes it in its row.
 #  4. gqe.train with train.nproc=2 in a single process says how to start it.
 # Skipped (77) where mpirun is absent.
 set -euo pipefail
@@ -67,7 +68,7 @@ echo "ok: without --jobs the ranks are started too; a rerun skips both runs"
 
 # 3. SIGINT to the sweep alone, while both runs train (--jobs 3: the 2-rank
 # run takes two of the slots)
-STEPS=100000 setsid "$GQE" "$tmp/exp.lua" --jobs 3 --db "$tmp/int.db" train.eval_every=1000 >"$tmp/int.out" 2>&1 &
+STEPS=2000 setsid "$GQE" "$tmp/exp.lua" --jobs 3 --db "$tmp/int.db" train.eval_every=1000 >"$tmp/int.out" 2>&1 &
 sweep=$!
 pids+=("$sweep")
 for _ in $(seq 600); do
@@ -88,6 +89,12 @@ done
 [ "$(sqlite3 "$tmp/int.db" "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.name LIKE '%nproc=2%'")" -ge 1 ] ||
   fail "the 2-rank run wrote no checkpoint"
 echo "ok: SIGINT to the sweep: the ranks checkpoint and stop, none is left"
+STEPS=2000 "$GQE" "$tmp/exp.lua" --jobs 3 --db "$tmp/int.db" train.eval_every=1000 train.progress=false >"$tmp/int2.out" 2>&1 ||
+  { cat "$tmp/int2.out"; fail "the rerun of the interrupted sweep exited non-zero"; }
+grep -q "nproc=2.*resuming run" "$tmp/int2.out" || { cat "$tmp/int2.out"; fail "the 2-rank run was not resumed"; }
+[ "$(sqlite3 "$tmp/int.db" "SELECT group_concat(status) FROM runs")" = "finished,finished" ] ||
+  fail "after the rerun: $(sqlite3 "$tmp/int.db" "SELECT id, name, status FROM runs")"
+echo "ok: a rerun resumes the 2-rank run in its row and finishes it"
 
 # 4. a single process cannot become two ranks
 cat > "$tmp/one.lua" <<LUA
