@@ -45,7 +45,10 @@ key("model.router", "string", "softmax", { values = names.router, lm = "router",
     doc = "expert scores; `balanced` is aux-loss-free (a load bias, see balance_gamma)" })
 key("model.balance_gamma", "number", 0.01, { min = 0, lm = "balance_gamma",
     hashed = function(c) return c.model.router == "balanced" end,
-    doc = "balanced router: bias step per optimizer step (b += gamma * sign(mean load - load))" })
+    doc = "balanced router: bias step per optimizer step (b += gamma * sign(mean load - load)). Measured with the "
+       .. "default (quickstart sizes, Brown bytes, 300 steps, CPU): mean load CV <= 0.15 from step 70, every group's "
+       .. "top share <= 0.75 from step 90; 0.03 reaches CV 0.15 by step 30 but at times flips a whole group; "
+       .. "0.001-0.003 stay unbalanced (the router's learned preference outruns the bias)" })
 key("model.rope", "bool", true, { lm = "rope", doc = "rotary position embeddings on queries and keys" })
 key("model.rope_theta", "number", 10000.0, { min = 0, min_open = true, lm = "rope_theta",
     when = function(c) return c.model.rope end, only = "model.rope=true", doc = "RoPE base" })
@@ -106,6 +109,10 @@ key("train.keep_checkpoints", "int", 2, { min = 0, hashed = false,
 key("train.on_nan", "string", "stop", { values = { "stop", "skip" }, doc = "a NaN/Inf loss or gradient: stop the run or skip the step" })
 key("train.grad_accum", "int", 1, { min = 1, hashed = function(c) return c.train.grad_accum ~= 1 end,
     doc = "micro-batches per step: the global batch is batch x grad_accum x ranks" })
+key("train.nproc", "int", 1, { min = 1, hashed = false,
+    doc = "ranks of a data-parallel run (GPUs over NCCL, CPU processes over MPI), started by the experiment runner "
+       .. "(`gqe FILE.lua`, with or without --jobs) as `gqe launch --nproc N` does; train.batch is per rank. "
+       .. "The hash takes the world size as for `gqe launch` runs, not the key" })
 key("train.dist_timeout", "number", 60, { min = 0, min_open = true, hashed = false,
     doc = "seconds a rank waits for the others in a collective before the run fails (several ranks)" })
 key("train.zero", "bool", false, { hashed = false,
@@ -488,7 +495,13 @@ function config.hash(c)
       if h == nil or (type(h) == "function" and h(c)) then t[sec] = t[sec] or {}; t[sec][k] = v end
     end
   end
-  return config.fnv1a64(json.encode(t))
+  local h = config.fnv1a64(json.encode(t))
+  -- Several ranks: the world size joins the hash as gqe/parallel.lua adds
+  -- it for any launcher, so train.nproc=2 and `gqe launch --nproc 2` name
+  -- the same run (train.batch is per rank: the world changes the results).
+  local world = c.train and math.tointeger(c.train.nproc) or 1
+  if world > 1 then h = config.fnv1a64(h .. "|world=" .. world) end
+  return h
 end
 
 -- The README's table of config keys (generated from the description:

@@ -206,8 +206,9 @@ function P:share_routing(lm, on)
 end
 
 -- The run's hash: a world size other than 1 changes the global batch.
-function P:hash(h)
-  if self.world == 1 then return h end
+function P:hash(h, c)
+  -- config.hash already holds the world of a run that asked for it (train.nproc)
+  if self.world == 1 or (c and c.train.nproc == self.world) then return h end
   return config.fnv1a64(h .. "|world=" .. self.world)
 end
 

@@ -49,15 +49,35 @@ local function cpu_count()
   return n or 1
 end
 
+-- The ranks a run asks for (train.nproc).
+local function nproc(cfg)
+  return cfg and cfg.train and math.tointeger(cfg.train.nproc) or 1
+end
+
 -- Argv that runs `gqe __run --db DB FILE` with the same program (the host,
 -- or a stock Lua interpreter that loads gqe.so again), with env (a list of
--- "NAME=value") set for it.
-function sweep.worker_argv(db_path, job_file, env)
+-- "NAME=value") set for it. A run of train.nproc > 1 ranks (cfg given)
+-- runs as `gqe launch --nproc N __run ...`: one rank per GPU of
+-- CUDA_VISIBLE_DEVICES over NCCL (rendezvous on port, when given), or CPU
+-- ranks under mpirun.
+function sweep.worker_argv(db_path, job_file, env, cfg, port)
   local exe = self_exe() or "gqe"
   -- GQE_WORKER: the sweep speaks for its workers (a second Ctrl-C is said once).
   local argv = { "env", "GQE_WORKER=1" }
   for _, e in ipairs(env or {}) do argv[#argv + 1] = e end
-  if exe:match("/lua[%d.]*$") then
+  local n = nproc(cfg)
+  if n > 1 then
+    if exe:match("/lua[%d.]*$") then
+      error(string.format("train.nproc=%d: runs of several ranks are started by the gqe program (build/gqe), " ..
+                          "not by a Lua interpreter", n), 0)
+    end
+    local gpu = cfg.train.device == "cuda"
+    for _, a in ipairs { exe, "launch", "--nproc", tostring(n), "--backend", gpu and "nccl" or "mpi" } do
+      argv[#argv + 1] = a
+    end
+    if gpu and port then argv[#argv + 1] = "--port"; argv[#argv + 1] = tostring(port) end
+    for _, a in ipairs { "__run", "--db", db_path, job_file } do argv[#argv + 1] = a end
+  elseif exe:match("/lua[%d.]*$") then
     for _, a in ipairs { exe, "-e", string.format("os.exit(require('gqe').cli.main('__run', {'--db', %q, %q}))",
                                                    db_path, job_file) } do argv[#argv + 1] = a end
   else
@@ -74,18 +94,29 @@ end
 -- label. The default: jobs slots on this machine, each with cores/jobs
 -- OpenMP threads unless OMP_NUM_THREADS is set (N processes spinning
 -- N*cores threads run several times slower).
+-- A CPU run of train.nproc ranks takes that many slots (at most jobs),
+-- its ranks sharing their threads.
 function sweep.default_placer(jobs)
-  local env = {}
-  if not os.getenv("OMP_NUM_THREADS") then
-    local threads = math.max(1, cpu_count() // jobs)
-    env = { "OMP_NUM_THREADS=" .. threads, "OPENBLAS_NUM_THREADS=" .. threads }
-  end
+  local threads = not os.getenv("OMP_NUM_THREADS") and math.max(1, cpu_count() // jobs)
   local free = {}
-  for k = jobs, 1, -1 do free[#free + 1] = { index = k, env = env } end
+  for k = jobs, 1, -1 do free[#free + 1] = k end
   return {
     size = jobs,
-    acquire = function(_, _) return table.remove(free) end,
-    release = function(_, slot) free[#free + 1] = slot end,
+    acquire = function(_, run)
+      local cfg = run and run.config
+      local ranks = (cfg and cfg.train.device ~= "cuda") and nproc(cfg) or 1
+      local take = math.min(ranks, jobs)
+      if #free < take then return nil end
+      local got = {}
+      for _ = 1, take do got[#got + 1] = table.remove(free) end
+      local env = {}
+      if threads then
+        local per = math.max(1, threads * take // ranks)
+        env = { "OMP_NUM_THREADS=" .. per, "OPENBLAS_NUM_THREADS=" .. per }
+      end
+      return { index = got[1], indices = got, env = env }
+    end,
+    release = function(_, slot) for _, k in ipairs(slot.indices) do free[#free + 1] = k end end,
   }
 end
 
@@ -100,7 +131,11 @@ function sweep.run_job(db_path, job_file)
   local job = json.decode(f:read("a"))
   f:close()
   local progress_file = job_file .. ".progress.json"
+  -- Of a run's ranks, rank 0 speaks for the run (progress and result).
+  local ok_env, env = pcall(gqe.dist.env)
+  local root = not ok_env or env.rank == 0
   local function on_progress(info)
+    if not root then return end
     local tmp = progress_file .. ".tmp"
     local pf = io.open(tmp, "w")
     if not pf then return end
@@ -112,10 +147,12 @@ function sweep.run_job(db_path, job_file)
   local ok, res = pcall(train.run, job.config, { db_path = db_path, experiment = job.experiment, name = job.name,
                                                  label = job.label, evals_only = true, resume = job.resume,
                                                  on_progress = on_progress, no_raise = true })
-  local out = assert(io.open(job_file .. ".out.json", "w"))
   if not ok then res = { status = "failed", error = tostring(res), name = job.name } end
-  out:write(json.encode(res))
-  out:close()
+  if root then
+    local out = assert(io.open(job_file .. ".out.json", "w"))
+    out:write(json.encode(res))
+    out:close()
+  end
   -- The parent prints how the run ended (once, with the others).
   return res.status == "finished" and 0 or 1
 end
@@ -212,6 +249,15 @@ function sweep.execute(runs, todo, opts)
     for k, i in ipairs(todo) do
       if interrupted() then break end
       local r = runs[i]
+      if nproc(r.config) > 1 then
+        -- Its ranks are processes of their own: started as a --jobs 1 sweep
+        -- of this one run would start them (progress, signals, result).
+        local one = sweep.execute(runs, { i }, { db = opts.db, db_path = opts.db_path, exp_name = exp_name,
+                                                 jobs = 1, placer = sweep.default_placer(1) })
+        summaries[i] = one[i]
+        if one[i] and one[i].status == "finished" then done = done + 1 end
+        goto next_run
+      end
       line("%s started%s", tag(i), prepare(i))
       local queued, slot = {}, { label = label(i) }
       for q = k + 1, #todo do queued[#queued + 1] = runs[todo[q]] end
@@ -224,6 +270,7 @@ function sweep.execute(runs, todo, opts)
       if ok then finished(i, s)
       else finished(i, { status = "failed", error = tostring(s), name = r.name }) end
       if ok and s.status == "finished" then done = done + 1 end
+      ::next_run::
     end
     return summaries
   end
@@ -246,7 +293,10 @@ function sweep.execute(runs, todo, opts)
     local where = slot.label and string.format("[%d/%d %s %s]", i, n, r.name, slot.label) or label(i)
     f:write(json.encode { config = r.config, experiment = exp_name, name = r.name, label = where, resume = r.resume })
     f:close()
-    local pid = gqe.spawn(sweep.worker_argv(opts.db_path, file, slot.env), { worker = true })
+    -- Runs of several GPUs at once each need their own rendezvous port
+    -- (another sweep on the node most likely has another pid).
+    local port = 20000 + (gqe.pid() * 97 + i) % 40000
+    local pid = gqe.spawn(sweep.worker_argv(opts.db_path, file, slot.env, r.config, port), { worker = true })
     running[#running + 1] = { pid = pid, i = i, file = file, slot = slot, label = where,
                               show = r.config.train.progress }
     line("%s started %s(pid %d)%s", tag(i), slot.label and ("on " .. slot.label .. " ") or "", pid, how)

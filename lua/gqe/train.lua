@@ -385,6 +385,24 @@ end
 -- no_raise (return the summary with status and error instead of raising).
 -- Returns the summary table; raises an error when the run does not finish
 -- (after recording its status: failed, diverged or killed).
+-- train.nproc asks for that many ranks, which gqe.experiment (gqe FILE.lua)
+-- or `gqe launch` start; a process alone cannot become several. Under any
+-- launcher the world is the launcher's: train.nproc, when not 1, must match.
+function train.check_nproc(c)
+  local n = c.train.nproc
+  if n == 1 then return end
+  local ok, env = pcall(gqe.dist.env)
+  local world = ok and env.world or 1
+  if world == 1 and not os.getenv("GQE_DIST") then
+    error(string.format("train.nproc=%d asks for %d ranks, which this process cannot start: run it in " ..
+      "gqe.experiment (gqe FILE.lua starts the ranks) or with gqe launch --nproc %d FILE.lua", n, n, n), 0)
+  end
+  if world ~= n then
+    error(string.format("train.nproc=%d but this run has %d ranks (its launcher's); set train.nproc=%d or 1",
+      n, world, world), 0)
+  end
+end
+
 function train.run(user_config, opts)
   opts = opts or {}
   local c = config.resolve(user_config)
@@ -392,6 +410,7 @@ function train.run(user_config, opts)
   local device_problem = train.device_problem(c)
   if device_problem then error(device_problem, 0) end
   local parallel = require "gqe.parallel"
+  train.check_nproc(c)
   local par = parallel.setup(c)
   local db = opts.db
   local own_db = false
@@ -410,7 +429,7 @@ function train.run(user_config, opts)
   local exp_id = db:experiment(exp_name)
   local commit, dirty
   if gqe.git_commit then commit, dirty = gqe.git_commit() end
-  local hash = par:hash(config.hash(c))
+  local hash = par:hash(config.hash(c), c)
   local run_id
   local resume_prev
   if opts.resume then

@@ -19,7 +19,7 @@ describe("config description", function()
         assert.is_true(ok, d.name .. ": default not among its values")
       end
     end
-    assert.equal(61, n)
+    assert.equal(62, n)
   end)
   it("takes the core's names for the model's choices", function()
     assert.same(gqe.nn.names.router, config.schema.model.router.values)
@@ -49,6 +49,12 @@ describe("config description", function()
     local b = config.resolve { model = { router = "balanced", balance_gamma = 0.02 } }
     assert.are_not.equal(config.hash(a), config.hash(b))
     assert.equal(config.hash(config.resolve {}), config.hash(config.resolve { model = { balance_gamma = 0.02 } }))
+  end)
+  it("hashes train.nproc as the world size a launcher adds, not as a key", function()
+    local one = config.hash(config.resolve {})
+    assert.equal(one, config.hash(config.resolve { train = { nproc = 1 } }))
+    -- what gqe/parallel.lua makes of the 1-rank hash on 2 ranks of gqe launch
+    assert.equal(config.fnv1a64(one .. "|world=2"), config.hash(config.resolve { train = { nproc = 2 } }))
   end)
   it("agrees with the core's own checks of the model keys it passes on", function()
     -- a value just outside a key's range is refused by the core too, so

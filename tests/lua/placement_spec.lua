@@ -142,6 +142,29 @@ describe("a placed worker", function()
   end)
 end)
 
+describe("the runner's own placer", function()
+  it("gives a CPU run of train.nproc ranks that many slots, at most all", function()
+    local ok, gqe = pcall(require, "gqe")
+    if not ok or not gqe.pid then return pending("needs build/gqe.so on LUA_CPATH") end
+    local sweep = require "gqe.sweep"
+    local p = sweep.default_placer(3)
+    local wide = { config = { train = { device = "cpu", nproc = 2 } } }
+    local one = { config = { train = { device = "cpu", nproc = 1 } } }
+    local a = p:acquire(wide)
+    assert.equal(2, #a.indices)
+    local b = p:acquire(one)
+    assert.equal(1, #b.indices)
+    assert.is_nil(p:acquire(one))
+    p:release(a)
+    assert.is_nil(p:acquire({ config = { train = { device = "cpu", nproc = 3 } } }))
+    -- more ranks than slots: all the slots, not a wait for ever
+    p:release(b)
+    assert.equal(3, #p:acquire({ config = { train = { device = "cpu", nproc = 5 } } }).indices)
+    -- a GPU run's ranks are on its GPUs: one slot of the runner
+    assert.equal(1, #sweep.default_placer(2):acquire({ config = { train = { device = "cuda", nproc = 2 } } }).indices)
+  end)
+end)
+
 describe("placement.placer", function()
   -- The runner's own placer: `size` runs at once, each with its threads.
   local function counting(size)
