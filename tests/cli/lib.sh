@@ -23,7 +23,20 @@ else
   tmp=$(mktemp -d); trap 'cleanup || true; rm -rf "$tmp"' EXIT
 fi
 db=$tmp/runs.db
-q() { sqlite3 -cmd ".timeout 5000" "$db" "$1"; }
+# Where the sqlite3 shell is missing (the GPU machine), q reads through
+# build/gqe's own SQLite instead; it then prints single-column results only.
+if command -v sqlite3 >/dev/null; then
+  q() { sqlite3 -cmd ".timeout 5000" "$db" "$1"; }
+else
+  q() {
+    cat > "$tmp/.q.lua" <<'LUA'
+local db = require("gqe").db.open(os.getenv("GQE_Q_DB"))
+for _, r in ipairs(db:query(os.getenv("GQE_Q"))) do local _, v = next(r); print(v == nil and "" or v) end
+db:close()
+LUA
+    GQE_Q_DB=$db GQE_Q=$1 "$GQE" "$tmp/.q.lua"
+  }
+fi
 
 # Bad inputs given as overrides to the script's $tmp/run.lua:
 #   expect "message (a grep -E pattern)" override...: queues a case;
