@@ -19,7 +19,7 @@ describe("config description", function()
         assert.is_true(ok, d.name .. ": default not among its values")
       end
     end
-    assert.equal(62, n)
+    assert.equal(64, n)
   end)
   it("takes the core's names for the model's choices", function()
     assert.same(gqe.nn.names.router, config.schema.model.router.values)
