@@ -218,3 +218,21 @@ describe("active heads", function()
     assert.equal(8, config.active_heads(config.resolve { model = { attention = "gqa", experts = 8, groups = 4 } }))
   end)
 end)
+
+describe("recall task keys", function()
+  it("reach the data set and leave earlier runs' hashes alone at their defaults", function()
+    local train = require "gqe.train"
+    local c = config.resolve { data = { kind = "recall", num_pairs = 16, num_queries = 4 } }
+    local o = train.data_options(c)
+    assert.equal(16, o.num_pairs)
+    assert.equal(4, o.num_queries)
+    local plain = config.resolve { data = { kind = "recall" } }
+    assert.is_nil(train.data_options(config.resolve {}).num_pairs)
+    assert.not_equal(config.hash(plain), config.hash(c))
+    -- The defaults are not hashed: a recall run from before the keys existed
+    -- keeps its hash (computed without them).
+    local old = config.resolve { data = { kind = "recall" } }
+    old.data.num_pairs, old.data.num_queries = nil, nil
+    assert.equal(config.hash(old), config.hash(plain))
+  end)
+end)
