@@ -5,15 +5,20 @@
 -- writes; no training split ever sees them.
 --
 -- For each sentence of at least 6 words that has a preceding sentence in
--- its document: context = the preceding sentence + the first half of its
--- words; the true choice is the second half; the three others are second
--- halves of three other held-out sentences, drawn at random among those
--- of similar length in bytes (within 10% or 5 bytes). Nothing else picks
+-- its document and whose second half is at most 100 bytes: context = the
+-- preceding sentences of its document (back to 100 bytes, at most three)
+-- + the first half of its words (split at a word boundary); the true
+-- choice is the second half; the three others are second halves of other
+-- held-out sentences of similar length: within 10% (or 3 bytes) in bytes
+-- and 10% (or 1 token) in GPT-2 tokens of each other. They are drawn so
+-- that nothing in a choice's own text (its length above all) tells the
+-- answer from the others: see "Distractors" below. Nothing else picks
 -- them: no model of the training split judges them, so the task is neither
 -- adversarial nor filtered. The answer's position is random.
 -- Deterministic from the seed.
 --
---   build/gqe scripts/brown_cloze.lua [IN [OUT [SEED]]]   (defaults: data/brown.txt data/brown_cloze.jsonl 1234)
+--   build/gqe scripts/brown_cloze.lua [IN [OUT [SEED [GPT2_DIR]]]]
+--   (defaults: data/brown.txt data/brown_cloze.jsonl 1234 data/gpt2)
 local json = require "gqe.json"
 
 local inp, out, seed = arg[1] or "data/brown.txt", arg[2] or "data/brown_cloze.jsonl", tonumber(arg[3] or 1234)
@@ -68,19 +73,24 @@ end
 -- others from a window centred on the answer's length would not do that:
 -- the answer would then be the middle one, rarely the shortest, and the
 -- shortest choice is the likeliest. So: items sorted by the length of
--- their answer; a window of WINDOW consecutive ones placed at random
+-- their answer in GPT-2 tokens, then bytes, then at random (not in document
+-- order: the window of an early item of a length would then reach into
+-- the shorter ones, that of a late one into the longer ones, and the first
+-- examples of the file would have their answer longer than the others);
+-- a window of WINDOW consecutive ones placed at random
 -- around the item (each of its positions equally likely, windows that
 -- overhang the list dropped), three others drawn from it at random, and
 -- the example kept only if the four are within TOL_FRAC (or TOL_BYTES)
 -- of each other in bytes and within TOL_FRAC (or TOL_TOKENS) in GPT-2
 -- tokens, a test of the four together. Given its window and its four,
 -- every one of them is equally likely to be the answer.
-local order = {}
-for i = 1, #items do order[i] = i end
+local order, tie = {}, {}
+for i = 1, #items do order[i] = i; tie[i] = rand(1 << 30) end
 table.sort(order, function(x, y)
   local a, b = items[x], items[y]
   if a.tokens ~= b.tokens then return a.tokens < b.tokens end
   if #a.answer ~= #b.answer then return #a.answer < #b.answer end
+  if tie[x] ~= tie[y] then return tie[x] < tie[y] end
   return x < y
 end)
 local rank = {}
