@@ -55,9 +55,9 @@ gqe_status gqe_mc_task_measure(gqe_mc_task *t, const gqe_tokenizer *tok);
 gqe_status gqe_mc_task_check_vocab(const gqe_mc_task *t, int64_t vocab, const char *label);
 
 /* Scores every choice with forwards of shape (B, T): rows are context +
- * choice, left-truncated to T + 1 tokens as lm-evaluation-harness does (a
- * choice longer than T is scored on its last T tokens); an example's
- * choices are adjacent rows. logprob (one per choice, may be NULL) receives
+ * choice, left-truncated to T + 1 tokens as lm-evaluation-harness does;
+ * only context is cut: a choice longer than T tokens is an error, never
+ * scored on part of its tokens. An example's choices are adjacent rows. logprob (one per choice, may be NULL) receives
  * the sums. */
 gqe_status gqe_mc_score(gqe_lm *lm, const gqe_mc_task *t, int64_t B, int64_t T, double *logprob, gqe_mc_summary *out);
 

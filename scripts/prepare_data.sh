@@ -13,7 +13,8 @@
 # corpus as GPT-2 token shards data/brown_gpt2_{train,val}.bin (the last 10%
 # of its documents held out) and data/brown_cloze.jsonl, a sentence
 # completion task from those held-out documents (scripts/brown_cloze.lua).
-# Idempotent: each step is skipped when its output is already there.
+# Idempotent: each step is skipped when its output is already there (the
+# cloze task is rebuilt when scripts/brown_cloze.lua is newer than it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,7 +101,7 @@ else
     mv "$shards/brown_gpt2_val_000000.bin" data/brown_gpt2_val.bin
     rm -rf "$shards"
 fi
-if [ -s data/brown_cloze.jsonl ]; then
+if [ -s data/brown_cloze.jsonl ] && [ data/brown_cloze.jsonl -nt scripts/brown_cloze.lua ]; then
     echo "prepare_data: data/brown_cloze.jsonl already present"
 else
     "$gqe" scripts/brown_cloze.lua "$out" data/brown_cloze.jsonl 1234

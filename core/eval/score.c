@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Writes row r of the batch: the last T+1 tokens of context + choice. */
+/* Writes row r of the batch: the last T+1 tokens of context + choice (the
+ * choice is at most T tokens: only context is dropped). */
 static void fill_row(const gqe_mc_task *t, const gqe_mc_example *e, int c, int64_t T, int32_t *tok, int32_t *tgt) {
     int64_t clen = t->choice_len[e->choice_off + c];
     int64_t coff = e->tok_off + e->nctx;
@@ -24,6 +25,15 @@ static void fill_row(const gqe_mc_task *t, const gqe_mc_example *e, int c, int64
 
 gqe_status gqe_mc_score(gqe_lm *lm, const gqe_mc_task *t, int64_t B, int64_t T, double *logprob, gqe_mc_summary *out) {
     if (B < 1 || T < 1) return gqe_fail(GQE_ERR_ARG, "evaluation batch shape must be >= 1, got (%lld, %lld)", (long long)B, (long long)T);
+    /* Only the context is cut: a choice scored on part of its tokens would
+     * be compared with whole ones (and lose the tokens that join it to the
+     * context), so one longer than the window is an error. */
+    for (int64_t i = 0; i < t->n; i++)
+        for (int c = 0; c < t->ex[i].nchoices; c++)
+            if (t->choice_len[t->ex[i].choice_off + c] > T)
+                return gqe_fail(GQE_ERR_ARG, "example %lld, choice %d: %lld tokens do not fit the model's window of %lld "
+                                "(a choice is never truncated; a longer max_seq, or shorter choices)",
+                                (long long)i, c, (long long)t->choice_len[t->ex[i].choice_off + c], (long long)T);
     gqe_tensor tok, tgt, losses;
     GQE_TRY(gqe_tensor_new4(&tok, GQE_I32, GQE_CPU, B, T, 0, 0));
     gqe_status s = gqe_tensor_new4(&tgt, GQE_I32, GQE_CPU, B, T, 0, 0);

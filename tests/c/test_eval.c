@@ -126,6 +126,9 @@ static void test_score_errors(void **s) {
     gqe_mc_summary sum;
     assert_int_not_equal(gqe_mc_score(lm, &t, 0, 8, NULL, &sum), GQE_OK);
     assert_non_null(strstr(gqe_last_error(), "batch shape must be >= 1"));
+    /* choices of up to 6 tokens: a window of 5 would cut one */
+    assert_int_not_equal(gqe_mc_score(lm, &t, 4, 3, NULL, &sum), GQE_OK);
+    assert_non_null(strstr(gqe_last_error(), "do not fit the model's window of 3"));
     assert_int_not_equal(gqe_mc_task_check_vocab(&t, 3, "tiny"), GQE_OK);
     assert_non_null(strstr(gqe_last_error(), "tiny: example 0 holds token"));
     assert_non_null(strstr(gqe_last_error(), "outside the model's vocabulary of 3"));

@@ -4,7 +4,8 @@ LM (vocab 256, 2 layers, dense gqa and gqe attention) scores every choice
 of tests/golden/eval/tiny.jsonl and of tests/golden/eval/tiny_llmc.bin
 (llm.c's eval format) by the log-likelihood of its tokens after the
 context, each row on its own, in float64, with the rows cut to their last
-SEQ + 1 tokens as gqe does (and lm-evaluation-harness).
+SEQ + 1 tokens as gqe does (and lm-evaluation-harness): only context is
+cut, a choice is never longer than SEQ.
 
 JSONL choices are scored as " " + choice (UTF-8 bytes = tokens); acc takes
 the highest sum, acc_norm the highest sum / bytes of " " + choice. llm.c
@@ -91,7 +92,8 @@ def score(model, examples, torch):
         sums = []
         for ch in chs:
             row = (ctx + ch)[-(SEQ + 1):]
-            n_ch = min(len(ch), len(row) - 1)
+            n_ch = len(ch)   # only context is cut: gqe refuses a choice longer than SEQ
+            assert n_ch <= SEQ, "a choice of %d tokens does not fit SEQ = %d" % (n_ch, SEQ)
             x = torch.tensor([row[:-1]], dtype=torch.int64)
             logp = torch.log_softmax(model(x)[0], dim=-1)
             tgt = row[1:]
