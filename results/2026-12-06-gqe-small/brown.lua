@@ -13,7 +13,7 @@ local runs = gqe.experiment {
               experts = 16, groups = 8, k = 1, head_dim = 64 },
     optim = { name = "adamw", lr = 1e-3, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1 },
     schedule = { kind = "wsd", warmup = 20, decay_frac = 0.3 },
-    train = { steps = 200, batch = 32, seq = 512, eval_every = 50, eval_batches = 8, log_every = 10,
+    train = { steps = 200, batch = 32, seq = 512, eval_every = 100, eval_batches = 8, log_every = 10,
               device = "cuda", precision = "bf16" },
     eval = { tasks = { cloze = "data/brown_cloze.jsonl" } },
   },
