@@ -9,7 +9,7 @@ local results = require "gqe.results"
 local dir = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 local arms = dofile(dir .. "/arms.lua")
 local db = gqe.db.open(arg[1] or (dir .. "/runs.db"))
-local STUDY = { "study-brown", "study-recall", "study-recall-8", "study-long" }
+local STUDY = { "study-brown", "study-bytes", "study-recall", "study-recall-8", "study-long" }
 
 local BASE = { ["model.attention"] = "gqe", ["model.variant"] = "gqe", ["model.router"] = "softmax",
                ["model.groups"] = "8", ["model.k"] = "1" }
@@ -126,6 +126,10 @@ if known("study-brown") then
   for _, q in ipairs(questions) do
     table_for(q[1], "study-brown", q[2], brown_cols, q[3], { "val loss", "val/loss", "%.4f" })
   end
+end
+if known("study-bytes") then
+  print("### Brown corpus, bytes, on the CPU (bytes.lua)\n")
+  table_for(questions[1][1], "study-bytes", arms.variants, brown_cols, arms.variants[1], { "val loss", "val/loss", "%.4f" })
 end
 for _, r in ipairs { { "study-recall-8", "Associative recall, 8 pairs in 64 tokens (recall8.lua)" },
                     { "study-recall", "Associative recall, 32 pairs in 256 tokens (recall.lua)" } } do
