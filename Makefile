@@ -77,9 +77,15 @@ $(BUILD)/gqe: $(BUILD)/lua/main.o $(LUA_OBJ) $(BUILD)/libgqe.a
 $(BUILD)/gqe.so: $(LUA_OBJ) $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(CUDA_LIBS) -lsqlite3 -lpcre2-8 -L$(LIBDIR)/openblas-openmp -lopenblas $(SYS_LIBS)
 
-$(BUILD)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(BUILD)/libgqe.a
+# Test binaries find cmocka in build/lib first (a copy made here), so a
+# build/ carried to a GPU machine without cmocka still runs its tests.
+$(BUILD)/tests/%: tests/c/%.c $(wildcard tests/c/*.h) $(BUILD)/libgqe.a $(BUILD)/lib/libcmocka.so.0
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(BUILD)/libgqe.a $(LINK) -lcmocka
+	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(BUILD)/libgqe.a $(LINK) -lcmocka -Wl,-rpath,'$$ORIGIN/../lib'
+
+$(BUILD)/lib/libcmocka.so.0:
+	@mkdir -p $(dir $@)
+	cp -L "$$(ldconfig -p | sed -n 's/.*libcmocka\.so\.0 .*=> //p' | head -1)" $@
 
 # The C tests again under AddressSanitizer and UndefinedBehaviorSanitizer:
 # the same sources compiled into their own tree, build/asan/, CUDA off (the
