@@ -42,6 +42,34 @@ end
 
 arms.seeds = { 1, 2, 3 }
 
+-- The settings every experiment of the study shares; each script adds its
+-- data, size and schedule (so a setting is said once and differs only
+-- where the script says so).
+local function merge(a, b)
+  local out = {}
+  for k, v in pairs(a) do out[k] = v end
+  for k, v in pairs(b or {}) do out[k] = v end
+  return out
+end
+local shared = {
+  model = { attention = "gqe", variant = "gqe", router = "softmax", experts = 16, groups = 8, k = 1 },
+  optim = { name = "adamw", beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1 },
+  schedule = { kind = "wsd" },
+}
+function arms.base(t)
+  local out = {}
+  for _, sec in ipairs { "data", "model", "optim", "schedule", "train", "eval" } do
+    if shared[sec] or t[sec] then out[sec] = merge(shared[sec] or {}, t[sec]) end
+  end
+  return out
+end
+-- The GPT-2 Brown model of brown.lua and long.lua.
+arms.brown_base = {
+  data  = { kind = "shards", path = "data/brown_gpt2_train.bin", val_path = "data/brown_gpt2_val.bin" },
+  model = { vocab = 50304, dim = 512, layers = 4, head_dim = 64 },
+  optim = { lr = 1e-3 },
+}
+
 -- Where this file's directory is, so the scripts run from any directory.
 arms.dir = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 return arms

@@ -7,12 +7,11 @@ local arms = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
 
 local runs = gqe.experiment {
   name = "study-bytes",
-  base = {
+  base = arms.base {
     data  = { kind = "text", path = "data/brown.txt" },
-    model = { dim = 128, layers = 4, attention = "gqe", variant = "gqe", router = "softmax",
-              experts = 16, groups = 8, k = 1, head_dim = 16 },
-    optim = { name = "adamw", lr = 3e-3, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1 },
-    schedule = { kind = "wsd", warmup = 20, decay_frac = 0.3 },
+    model = { dim = 128, layers = 4, head_dim = 16 },
+    optim = { lr = 3e-3 },
+    schedule = { warmup = 20, decay_frac = 0.3 },
     train = { steps = 400, batch = 16, seq = 128, eval_every = 400, eval_batches = 16, log_every = 20 },
     eval = { tasks = { cloze = "data/brown_cloze.jsonl" } },
   },

@@ -7,12 +7,11 @@ local arms = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".")
 
 local runs = gqe.experiment {
   name = "study-recall-8",
-  base = {
+  base = arms.base {
     data  = { kind = "recall", vocab = 1024, num_pairs = 8 },
-    model = { dim = 128, layers = 2, attention = "gqe", variant = "gqe", router = "softmax",
-              experts = 16, groups = 8, k = 1, head_dim = 16 },
-    optim = { name = "adamw", lr = 1e-3, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1 },
-    schedule = { kind = "wsd", warmup = 100, decay_frac = 0.3 },
+    model = { dim = 128, layers = 2, head_dim = 16 },
+    optim = { lr = 1e-3 },
+    schedule = { warmup = 100, decay_frac = 0.3 },
     train = { steps = 3000, batch = 256, seq = 64, eval_every = 500, eval_batches = 4, log_every = 100,
               device = "cuda", precision = "bf16" },
   },
