@@ -70,6 +70,16 @@ arms.brown_base = {
   optim = { lr = 1e-3 },
 }
 
+-- One experiment of the study: its runs over arm_list and the seeds, then
+-- the summary table.
+function arms.experiment(name, base, arm_list)
+  local gqe = require "gqe"
+  local runs = gqe.experiment { name = name, base = arms.base(base), arms = arm_list, seeds = arms.seeds }
+  if runs.dry_run then return end
+  print()
+  print(gqe.summary_table(runs))
+end
+
 -- Where this file's directory is, so the scripts run from any directory.
 arms.dir = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")) or "."
 return arms
