@@ -51,6 +51,13 @@ local function values(runs, metric)
   local v = {}
   for _, r in ipairs(runs) do
     if metric == "tokens_per_s" then v[#v + 1] = r.tokens_per_s
+    elseif metric == "routing_cv" then
+      -- the final coefficient of variation of expert load, mean over layers
+      local sum, n = 0.0, 0
+      for k, m in pairs(r.metrics) do
+        if k:match("^routing/cv_l%d+$") then sum, n = sum + m.last, n + 1 end
+      end
+      v[#v + 1] = n > 0 and sum / n or nil
     else local m = r.metrics[metric]; v[#v + 1] = m and m.last end
   end
   return v
@@ -100,11 +107,11 @@ end
 local brown_cols = {
   { "val loss [95% CI]", "val/loss", "%.4f", true }, { "bits/byte", "val/bpb", "%.4f" },
   { "cloze acc", "cloze/acc", "%.3f" }, { "cloze acc_norm", "cloze/acc_norm", "%.3f" },
-  { "tokens/s", "tokens_per_s", "%.0f" },
+  { "routing cv", "routing_cv", "%.3f" }, { "tokens/s", "tokens_per_s", "%.0f" },
 }
 local recall_cols = {
   { "recall acc [95% CI]", "val/acc", "%.4f", true }, { "val loss", "val/loss", "%.4f" },
-  { "tokens/s", "tokens_per_s", "%.0f" },
+  { "routing cv", "routing_cv", "%.3f" }, { "tokens/s", "tokens_per_s", "%.0f" },
 }
 local questions = {
   { "Variants (the paper's comparison)", arms.variants, arms.variants[1] },
