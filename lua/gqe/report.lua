@@ -74,6 +74,19 @@ report.colour = function(i) return PALETTE[(i - 1) % #PALETTE + 1] end
 local function band_style(i) return string.format("lc rgb '%s'", report.colour(i)) end
 
 local HEAD = "set terminal pngcairo size %d,%d noenhanced font ',10'\nset output D.'%s'\n"
+
+-- Where the legend goes: right of the plot for short labels; below it, in
+-- as many columns as fit, when labels are long (a legend beside the plot
+-- would squeeze the plot to a sliver). Returns the key command and the
+-- image size.
+local function key_layout(titles, width, height)
+  local longest = 0
+  for _, t in ipairs(titles) do longest = math.max(longest, #t) end
+  if longest <= 40 then return "set key outside right top\n", width, height end
+  local cols = math.max(1, math.floor(width / (longest * 6.5 + 60)))
+  local rows = math.ceil(#titles / cols)
+  return string.format("set key below left maxrows %d\n", rows), width, height + rows * 17 + 10
+end
 local FOOT = "unset output\nreset\n"
 
 -- The runs' curves of one metric: {steps = sorted, by_run = {id = {step = v}},
@@ -131,7 +144,7 @@ end
 -- ("seeds"). Loss axes are clipped above the early spike (loss_axis "clip"),
 -- log-scaled ("log") or left whole ("full").
 local function curve_plot(ctx, key, png)
-  local plots, all = {}, {}
+  local plots, all, titles = {}, {}, {}
   local function note(_, v) all[#all + 1] = v end
   local n = 0
   for gi, g in ipairs(ctx.groups) do
@@ -142,6 +155,7 @@ local function curve_plot(ctx, key, png)
       local lw = (ctx.best == gi or ctx.baseline == gi) and 3 or 1.5
       local pi = math.max(1, #c.steps // 6)
       local title = safe_label(g.label .. (#g.runs > 1 and string.format(" (%d seeds)", #g.runs) or "") .. marks(ctx, gi))
+      titles[#titles + 1] = title
       if ctx.opts.curves == "seeds" then
         for ri, r in ipairs(g.runs) do
           local lines = { "# step value (run " .. r.id .. ")" }
@@ -190,10 +204,10 @@ local function curve_plot(ctx, key, png)
       note_text = string.format("loss axis clipped at %.4g: a spike above it runs off the top (--loss-axis full shows it)", hi)
     end
   end
-  ctx.script[#ctx.script + 1] = string.format(HEAD, 1000, 560, png) .. axis .. [[
+  local key, w, h = key_layout(titles, 1000, 560)
+  ctx.script[#ctx.script + 1] = string.format(HEAD, w, h, png) .. axis .. key .. [[
 set xlabel 'step'
 set grid
-set key outside right top
 plot ]] .. table.concat(plots, ", \\\n     ") .. "\n" .. FOOT
   return png, note_text
 end
@@ -234,7 +248,7 @@ local function axis_plot(ctx, ki, key, png)
   end
   local ns = #order
   local width = math.min(0.6, 0.12 * ns)
-  local plots, marked = {}, {}
+  local plots, marked, titles = {}, {}, {}
   for si, label in ipairs(order) do
     local lines = { "# x mean low high" }
     for _, gi in ipairs(series[label]) do
@@ -254,6 +268,7 @@ local function axis_plot(ctx, ki, key, png)
       local colour_index = ns > 1 and si or gi
       plots[#plots + 1] = string.format("D.'%s' using 1:2:3:4 with yerrorbars ps 1.4 lw 1.5 %s title %s", dat,
                                         (arm_style(colour_index)), safe_label(label))
+      titles[#titles + 1] = safe_label(label)
     end
   end
   if #plots == 0 then return nil end
@@ -267,13 +282,13 @@ local function axis_plot(ctx, ki, key, png)
   end
   local tics = {}
   for i, v in ipairs(cats) do tics[#tics + 1] = string.format("%s %d", safe_label(v), i) end
-  ctx.script[#ctx.script + 1] = string.format(HEAD, 900, 520, png) .. string.format([[
+  local key, w, h = key_layout(titles, 900, 520)
+  ctx.script[#ctx.script + 1] = string.format(HEAD, w, h, png) .. key .. string.format([[
 set xlabel %s
 set xrange [0.4:%f]
 set offsets 0, 0, graph 0.08, graph 0.08
 set xtics (%s)
 set grid ytics
-set key outside right top
 plot %s
 ]], safe_label(key), #cats + 0.6, table.concat(tics, ", "), table.concat(plots, ", \\\n     ")) .. FOOT
   return png
