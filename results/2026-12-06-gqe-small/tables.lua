@@ -143,7 +143,7 @@ for _, r in ipairs { { "study-recall-8", "Associative recall, 8 pairs in 64 toke
   if known(r[1]) then
     print("### " .. r[2] .. "\n")
     for _, q in ipairs(questions) do
-      table_for(q[1], r[1], q[2], recall_cols, q[3], { "recall acc", "val/acc", "%.4f" })
+      table_for(q[1], r[1], q[2], recall_cols, q[3], { "val loss", "val/loss", "%.4f" })
     end
   end
 end
