@@ -14,12 +14,7 @@ local usage = "usage: gqe launch --nproc N [--backend nccl|mpi] [--timeout SECON
 
 local fail = require "gqe.fail"
 
-local function self_exe()
-  local p = io.popen("readlink /proc/" .. gqe.pid() .. "/exe 2>/dev/null")
-  local exe = p and p:read("l")
-  if p then p:close() end
-  return exe
-end
+local self_exe = require("gqe.paths").self_exe
 
 local function on_path(prog)
   local p = io.popen("command -v " .. prog .. " 2>/dev/null")

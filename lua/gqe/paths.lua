@@ -23,4 +23,18 @@ function paths.mkdir(dir)
   return os.execute("mkdir -p -- '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null") == true
 end
 
+-- The running executable (build/gqe, or lua5.4 with gqe.so), for starting
+-- workers and ranks of the same build. When the file has been replaced since
+-- this process started (a rebuild during a sweep), its path now holds other
+-- code, or nothing: the kernel still runs the original through
+-- /proc/PID/exe, so workers keep running the build the sweep started with.
+function paths.self_exe()
+  local pid = require("gqe").pid()
+  local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
+  local exe = p and p:read("l")
+  if p then p:close() end
+  if exe and exe:match(" %(deleted%)$") then return "/proc/" .. pid .. "/exe" end
+  return exe
+end
+
 return paths

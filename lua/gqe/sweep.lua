@@ -24,13 +24,7 @@ local function note(text)
   pcall(function() io.stderr:write(text, "\n"); io.stderr:flush() end)
 end
 
--- The path of the running executable (the host, or lua5.4 with gqe.so).
-local function self_exe()
-  local p = io.popen("readlink /proc/" .. gqe.pid() .. "/exe 2>/dev/null")
-  local exe = p and p:read("l")
-  if p then p:close() end
-  return exe
-end
+local self_exe = require("gqe.paths").self_exe
 
 -- A fresh private directory (mktemp -d: created exclusively, mode 0700), so
 -- nobody can plant a link where the job files go.
