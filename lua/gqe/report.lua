@@ -509,6 +509,7 @@ function report.generate(db, experiment, opts)
   if #ctx.script > 0 then
     -- D: the directory of this script, so no path is written into it.
     write_file(dir .. "/plots.gp", "D = ARG0[1:strlen(ARG0) - strlen('plots.gp')]\n" .. table.concat(ctx.script, "\n"))
+    os.remove(dir .. "/gnuplot.log")   -- this run's messages only (output is appended)
     if not run({ "gnuplot", "-c", dir .. "/plots.gp" }, dir .. "/gnuplot.log") then
       local f = io.open(dir .. "/gnuplot.log")
       local log = f and f:read("a") or ""
