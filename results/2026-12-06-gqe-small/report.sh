@@ -7,7 +7,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 [ -x build/gqe ] || make all
 db=$here/runs.db
-[ -f "$db" ] || { echo "no run log at $db: run run.sh first" >&2; exit 1; }
+# The run log is committed compressed (runs.db.xz); the working copy is made
+# from it when missing.
+[ -f "$db" ] || { [ -f "$db.xz" ] && xz -dkc "$db.xz" > "$db"; } || { echo "no run log at $db: run run.sh first" >&2; exit 1; }
 build/gqe "$here/tables.lua" "$db" > "$here/tables.md"
 for exp in $(build/gqe "$here/tables.lua" "$db" --experiments); do
   build/gqe report "$exp" --db "$db" --out "$here/report/$exp"

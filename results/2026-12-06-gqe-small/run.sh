@@ -15,6 +15,7 @@ cd "$here/../.."
 [ -x build/gqe ] || make all
 [ -f data/brown_gpt2_val.bin ] && [ -f data/brown_cloze.jsonl ] || make data
 db=$here/runs.db
+[ -f "$db" ] || [ ! -f "$db.xz" ] || xz -dkc "$db.xz" > "$db"   # the committed log, continued
 ckpt=${CKPT_DIR:-checkpoints/study}
 gpus=()
 [ -n "${GPUS:-}" ] && gpus=(--gpus "$GPUS")
@@ -31,3 +32,4 @@ for p in "${parts[@]}"; do
   esac
 done
 [ "${SKIP_REPORT:-0}" = 1 ] || bash "$here/report.sh"
+xz -9 -kfc "$db" > "$db.xz"   # what to commit
