@@ -90,7 +90,17 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
     GQE_TRY(gqe_fill_normal(&p->q.w, seed, stream + 0, std));
     GQE_TRY(gqe_fill_normal(&p->k.w, seed, stream + 1, std));
     GQE_TRY(gqe_fill_normal(&p->v.w, seed, stream + 2, std));
-    if (a->has_router) GQE_TRY(gqe_fill(&p->r.w, 0.0f)); /* uniform routing at start */
+    /* GQE.md: router zero, uniform routing at the start. Not for the
+     * balanced router: top-k on equal scores plus one bias per expert sends
+     * a whole group to one expert, and the sign rule then flips the whole
+     * group each step (with variant hard_concat, where the router learns
+     * nothing, for ever). N(0, std), like q/k/v, gives token scores a spread
+     * (about 0.16 in softmax probability at d = 128) of many bias steps, so
+     * a step moves a fraction of the tokens. Its own stream: the other
+     * routers' numbers do not change. */
+    if (a->has_router && a->cfg.router == GQE_ROUTER_BALANCED)
+        GQE_TRY(gqe_fill_normal(&p->r.w, seed, stream + 5, std));
+    else if (a->has_router) GQE_TRY(gqe_fill(&p->r.w, 0.0f)); /* uniform routing at start */
     if (p->qs.w.storage) GQE_TRY(gqe_fill_normal(&p->qs.w, seed, stream + 3, std));
     GQE_TRY(gqe_fill_normal(&p->o.w, seed, stream + 4, out_std));
     return GQE_OK;
