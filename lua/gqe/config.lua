@@ -46,9 +46,9 @@ key("model.router", "string", "softmax", { values = names.router, lm = "router",
 key("model.balance_gamma", "number", 0.01, { min = 0, lm = "balance_gamma",
     hashed = function(c) return c.model.router == "balanced" end,
     doc = "balanced router: bias step per optimizer step (b += gamma * sign(mean load - load)). Measured with the "
-       .. "default (quickstart sizes, Brown bytes, 300 steps, CPU): mean load CV <= 0.15 from step 70, every group's "
-       .. "top share <= 0.75 from step 90; 0.03 reaches CV 0.15 by step 30 but at times flips a whole group; "
-       .. "0.001-0.003 stay unbalanced (the router's learned preference outruns the bias)" })
+       .. "default (quickstart sizes, Brown bytes, 300 steps, CPU): every group's top share <= 0.75 from about "
+       .. "step 115 (the residual stream the router reads moves faster than the bias early on); 0.03-0.1 flip whole "
+       .. "groups from one evaluation to the next; 0.003 stays unbalanced" })
 key("model.rope", "bool", true, { lm = "rope", doc = "rotary position embeddings on queries and keys" })
 key("model.rope_theta", "number", 10000.0, { min = 0, min_open = true, lm = "rope_theta",
     when = function(c) return c.model.rope end, only = "model.rope=true", doc = "RoPE base" })

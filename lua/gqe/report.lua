@@ -282,8 +282,8 @@ local function axis_plot(ctx, ki, key, png)
   end
   local tics = {}
   for i, v in ipairs(cats) do tics[#tics + 1] = string.format("%s %d", safe_label(v), i) end
-  local key, w, h = key_layout(titles, 900, 520)
-  ctx.script[#ctx.script + 1] = string.format(HEAD, w, h, png) .. key .. string.format([[
+  local legend, w, h = key_layout(titles, 900, 520)  -- `key` stays the ablation axis
+  ctx.script[#ctx.script + 1] = string.format(HEAD, w, h, png) .. legend .. string.format([[
 set xlabel %s
 set xrange [0.4:%f]
 set offsets 0, 0, graph 0.08, graph 0.08

@@ -81,6 +81,9 @@ grep -q '<span class="tag">baseline</span>' "$html" || fail "baseline not marked
 grep -q "loss axis clipped" "$html" || fail "the early spike is not clipped"
 grep -q "with yerrorbars" "$tmp/report/plots.gp" || fail "axis plot without error bars"
 grep -q "yerrorlines" "$tmp/report/plots.gp" && fail "axis plot joins categories"
+# Each axis plot is labelled with its ablation axis, never with gnuplot text.
+grep -q "^set xlabel 'model.k'" "$tmp/report/plots.gp" || fail "axis plot without the axis name as its label"
+grep -q "^set xlabel 'set " "$tmp/report/plots.gp" && fail "a gnuplot command became an axis label"
 # Twelve arms get twelve different colours.
 [ "$(grep -o "lc rgb '#[0-9a-f]*' dt" "$tmp/report/plots.gp" | sort -u | wc -l)" -ge 6 ] || fail "arms share colours"
 # Per-seed curves and a log loss axis.
