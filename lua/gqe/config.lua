@@ -47,7 +47,7 @@ key("model.balance_gamma", "number", 0.01, { min = 0, lm = "balance_gamma",
     hashed = function(c) return c.model.router == "balanced" end,
     doc = "balanced router: bias step per optimizer step (b += gamma * sign(mean load - load)). Measured with the "
        .. "default (quickstart sizes, Brown bytes, 300 steps, CPU): every group's top share <= 0.75 from about "
-       .. "step 115 (the residual stream the router reads moves faster than the bias early on); 0.03-0.1 flip whole "
+       .. "step 115 (early on, the router's own learning moves its scores faster than the bias); 0.03-0.1 flip whole "
        .. "groups from one evaluation to the next; 0.003 stays unbalanced" })
 key("model.rope", "bool", true, { lm = "rope", doc = "rotary position embeddings on queries and keys" })
 key("model.rope_theta", "number", 10000.0, { min = 0, min_open = true, lm = "rope_theta",
