@@ -26,7 +26,8 @@ typedef enum gqe_optim_kind { GQE_OPTIM_ADAMW = 0, GQE_OPTIM_SGD = 1 } gqe_optim
  *              pulls them towards 0, not towards their natural value 1);
  *   embedding  only when decay_embeddings (default false);
  *   router     only when decay_router (default true: router weights are an
- *              ordinary matrix, and decay keeps the routing logits small). */
+ *              ordinary matrix, and decay keeps the routing logits small).
+ * router_lr_scale (default 1) scales the learning rate of router weights. */
 typedef struct gqe_optim_config {
     gqe_optim_kind kind;
     float lr;
@@ -38,6 +39,10 @@ typedef struct gqe_optim_config {
     bool decay_norms;
     bool decay_embeddings;
     bool decay_router;
+    /* Multiplier of lr (and so of the decoupled decay) for router weights
+     * (role router), default 1: the update of a router matrix uses
+     * lr * router_lr_scale, every other parameter lr. Finite, >= 0. */
+    float router_lr_scale;
 } gqe_optim_config;
 
 gqe_optim_config gqe_optim_config_default(void);
@@ -49,6 +54,9 @@ gqe_status gqe_optim_kind_parse(const char *name, gqe_optim_kind *out);
 const char *gqe_optim_kind_name(gqe_optim_kind kind);
 /* Whether a parameter of this role is decayed under cfg (weight_decay aside). */
 bool gqe_optim_decays_role(const gqe_optim_config *cfg, gqe_param_role role);
+/* The factor on lr for a parameter of this role under cfg (router_lr_scale
+ * for routers, 1 otherwise). */
+float gqe_optim_lr_scale_role(const gqe_optim_config *cfg, gqe_param_role role);
 
 /* ---- optimizer ------------------------------------------------------------ */
 
@@ -66,7 +74,7 @@ void gqe_optim_free(gqe_optimizer *opt);   /* NULL is fine */
  * lr (gqe_optim_lr). The step count is incremented first, so the first update
  * is step 1 (bias correction and SGD's first-step buffer count from 1).
  * Parameters are grouped into maximal runs of adjacent parameters sharing a
- * weight decay, and the backend op is called once per run: a model whose
+ * weight decay and a learning-rate scale (router_lr_scale), and the backend op is called once per run: a model whose
  * parameters are declared matrices first, gains and embeddings after, takes a
  * handful of calls per step. lr must be finite and >= 0. */
 gqe_status gqe_optim_step(gqe_optimizer *opt, float lr);

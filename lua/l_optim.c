@@ -70,6 +70,7 @@ static void read_decay_flags(lua_State *L, const char *what, gqe_optim_config *c
     c->decay_norms = gqe_lua_opt_bool(L, 2, what, "decay_norms", c->decay_norms);
     c->decay_embeddings = gqe_lua_opt_bool(L, 2, what, "decay_embeddings", c->decay_embeddings);
     c->decay_router = gqe_lua_opt_bool(L, 2, what, "decay_router", c->decay_router);
+    c->router_lr_scale = (float)gqe_lua_opt_num(L, 2, what, "router_lr_scale", c->router_lr_scale);
 }
 
 static int push_optimizer(lua_State *L, const gqe_optim_config *cfg, gqe_paramset *ps, const char *what) {
@@ -103,7 +104,7 @@ static gqe_paramset *optim_begin(lua_State *L, const char *what, const char *con
 static int l_adamw(lua_State *L) {
     const char *what = "optim.AdamW";
     static const char *const keys[] = {"lr", "beta1", "beta2", "betas", "eps", "weight_decay", "decay_norms",
-                                       "decay_embeddings", "decay_router", NULL};
+                                       "decay_embeddings", "decay_router", "router_lr_scale", NULL};
     gqe_optim_config c;
     gqe_paramset *ps = optim_begin(L, what, keys, GQE_OPTIM_ADAMW, &c);
     c.eps = (float)gqe_lua_opt_num(L, 2, what, "eps", c.eps);
@@ -140,7 +141,7 @@ static int l_adamw(lua_State *L) {
 static int l_sgd(lua_State *L) {
     const char *what = "optim.SGD";
     static const char *const keys[] = {"lr", "momentum", "weight_decay", "nesterov", "decay_norms",
-                                       "decay_embeddings", "decay_router", NULL};
+                                       "decay_embeddings", "decay_router", "router_lr_scale", NULL};
     gqe_optim_config c;
     gqe_paramset *ps = optim_begin(L, what, keys, GQE_OPTIM_SGD, &c);
     c.momentum = (float)gqe_lua_opt_num(L, 2, what, "momentum", c.momentum);

@@ -16,6 +16,7 @@ gqe_optim_config gqe_optim_config_default(void) {
         .decay_norms = false,
         .decay_embeddings = false,
         .decay_router = true,
+        .router_lr_scale = 1.0f,
     };
 }
 
@@ -41,6 +42,9 @@ gqe_status gqe_optim_config_validate(const gqe_optim_config *c) {
         return gqe_fail(GQE_ERR_ARG, "optim.lr must be finite and >= 0, got %g", (double)c->lr);
     if (!(c->weight_decay >= 0.0f) || isinf(c->weight_decay))
         return gqe_fail(GQE_ERR_ARG, "optim.weight_decay must be finite and >= 0, got %g", (double)c->weight_decay);
+    if (!(c->router_lr_scale >= 0.0f) || isinf(c->router_lr_scale))
+        return gqe_fail(GQE_ERR_ARG, "optim.router_lr_scale must be finite and >= 0, got %g",
+                        (double)c->router_lr_scale);
     if (c->kind == GQE_OPTIM_ADAMW) {
         if (!in_unit_open(c->beta1))
             return gqe_fail(GQE_ERR_ARG, "optim.beta1 must be in [0, 1), got %g", (double)c->beta1);
@@ -64,4 +68,8 @@ bool gqe_optim_decays_role(const gqe_optim_config *cfg, gqe_param_role role) {
     case GQE_PARAM_ROUTER: return cfg->decay_router;
     case GQE_PARAM_WEIGHT: default: return true;
     }
+}
+
+float gqe_optim_lr_scale_role(const gqe_optim_config *cfg, gqe_param_role role) {
+    return role == GQE_PARAM_ROUTER ? cfg->router_lr_scale : 1.0f;
 }

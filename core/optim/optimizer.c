@@ -12,6 +12,7 @@
 typedef struct decay_run {
     size_t offset, numel;
     float weight_decay;
+    float lr_scale;
 } decay_run;
 
 struct gqe_optimizer {
@@ -56,16 +57,17 @@ static gqe_status build_runs(gqe_optimizer *opt) {
         }
         if (p->numel == 0) continue;
         float wd = gqe_optim_decays_role(&opt->cfg, p->role) ? opt->cfg.weight_decay : 0.0f;
+        float ls = gqe_optim_lr_scale_role(&opt->cfg, p->role);
         decay_run *last = opt->nruns ? &opt->runs[opt->nruns - 1] : NULL;
         if (last && last->offset + last->numel > p->offset) {
             free(order);
             return gqe_fail(GQE_ERR_ARG, "parameter '%s' at offset %zu overlaps the previous parameter",
                             p->name, p->offset);
         }
-        if (last && last->weight_decay == wd)
+        if (last && last->weight_decay == wd && last->lr_scale == ls)
             last->numel = p->offset + p->numel - last->offset;
         else
-            opt->runs[opt->nruns++] = (decay_run){p->offset, p->numel, wd};
+            opt->runs[opt->nruns++] = (decay_run){p->offset, p->numel, wd, ls};
     }
     free(order);
     return GQE_OK;
@@ -131,12 +133,13 @@ gqe_status gqe_optim_step(gqe_optimizer *opt, float lr) {
         const decay_run *r = &opt->runs[i];
         gqe_tensor p = span(&ps->data, r), g = span(&ps->grad, r);
         gqe_tensor s0 = span(&opt->states[0], r);
+        float rlr = r->lr_scale == 1.0f ? lr : lr * r->lr_scale;
         gqe_status st;
         if (c->kind == GQE_OPTIM_ADAMW) {
             gqe_tensor s1 = span(&opt->states[1], r);
-            st = gqe_adamw_update(&p, &g, &s0, &s1, lr, c->beta1, c->beta2, c->eps, r->weight_decay, step, gs);
+            st = gqe_adamw_update(&p, &g, &s0, &s1, rlr, c->beta1, c->beta2, c->eps, r->weight_decay, step, gs);
         } else {
-            st = gqe_sgd_update(&p, &g, &s0, lr, c->momentum, r->weight_decay, c->nesterov, step, gs);
+            st = gqe_sgd_update(&p, &g, &s0, rlr, c->momentum, r->weight_decay, c->nesterov, step, gs);
         }
         /* A failed op leaves earlier runs updated; the step still counts so
          * bias correction stays consistent with what was applied. */

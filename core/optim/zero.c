@@ -106,13 +106,14 @@ static gqe_status update_span(gqe_zero *z, size_t lo, size_t hi, const gqe_tenso
         size_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
         if (a >= b) continue;
         float wd = gqe_optim_decays_role(c, p->role) ? c->weight_decay : 0.0f;
+        float ls = gqe_optim_lr_scale_role(c, p->role), lr = ls == 1.0f ? z->lr : z->lr * ls;
         gqe_tensor pv = flat(&z->ps->data, a, b - a), gv = flat(g, a - gbase, b - a);
         gqe_tensor s0 = flat(&states[0], a - sbase, b - a);
         if (c->kind == GQE_OPTIM_ADAMW) {
             gqe_tensor s1 = flat(&states[1], a - sbase, b - a);
-            GQE_TRY(gqe_adamw_update(&pv, &gv, &s0, &s1, z->lr, c->beta1, c->beta2, c->eps, wd, z->step, z->scale));
+            GQE_TRY(gqe_adamw_update(&pv, &gv, &s0, &s1, lr, c->beta1, c->beta2, c->eps, wd, z->step, z->scale));
         } else {
-            GQE_TRY(gqe_sgd_update(&pv, &gv, &s0, z->lr, c->momentum, wd, c->nesterov, z->step, z->scale));
+            GQE_TRY(gqe_sgd_update(&pv, &gv, &s0, lr, c->momentum, wd, c->nesterov, z->step, z->scale));
         }
     }
     return GQE_OK;

@@ -63,6 +63,8 @@ static void assert_padding_zero(const toy *t) {
 
 static void toy_free(toy *t) { gqe_paramset_free(&t->ps); }
 
+#define NEAR(a, b) assert_float_equal((a), (b), 1e-6)
+
 /* Two identical toys: one runs the reference sequence, one the path under test. */
 static void twin_toys(toy *a, toy *b, uint64_t seed) {
     toy_init(a, NULL, seed);
@@ -79,11 +81,24 @@ static void decay_mask(const toy *t, const gqe_optim_config *c, float *wd) {
     }
 }
 
-/* torch.optim.AdamW, one step t (from 1), written as PyTorch does. */
-static void ref_adamw(float *p, const float *g, float *m, float *v, const float *wd, size_t n,
-                      float lr, float b1, float b2, float eps, int t) {
+/* Per-element factor on lr: router_lr_scale on router weights, as a
+ * parameter group of its own with lr * scale would have in PyTorch. */
+static void lr_scale_mask(const toy *t, const gqe_optim_config *c, float *ls) {
+    for (size_t i = 0; i < t->ps.numel; i++) ls[i] = 1.0f;
+    for (int j = 0; j < t->ps.count; j++) {
+        const gqe_param *p = &t->ps.items[j];
+        float f = p->role == GQE_PARAM_ROUTER ? c->router_lr_scale : 1.0f;
+        for (size_t k = 0; k < p->numel; k++) ls[p->offset + k] = f;
+    }
+}
+
+/* torch.optim.AdamW, one step t (from 1), written as PyTorch does; element i
+ * in a group of lr * ls[i] (ls NULL: all 1). */
+static void ref_adamw(float *p, const float *g, float *m, float *v, const float *wd, const float *ls, size_t n,
+                      float lr0, float b1, float b2, float eps, int t) {
     float bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
     for (size_t i = 0; i < n; i++) {
+        float lr = ls ? lr0 * ls[i] : lr0;
         p[i] *= 1.0f - lr * wd[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g[i];
         v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
@@ -92,10 +107,11 @@ static void ref_adamw(float *p, const float *g, float *m, float *v, const float 
     }
 }
 
-/* torch.optim.SGD (dampening 0), one step t (from 1). */
-static void ref_sgd(float *p, const float *g, float *buf, const float *wd, size_t n,
-                    float lr, float mom, bool nesterov, int t) {
+/* torch.optim.SGD (dampening 0), one step t (from 1); lr * ls[i] as above. */
+static void ref_sgd(float *p, const float *g, float *buf, const float *wd, const float *ls, size_t n,
+                    float lr0, float mom, bool nesterov, int t) {
     for (size_t i = 0; i < n; i++) {
+        float lr = ls ? lr0 * ls[i] : lr0;
         float d = g[i] + wd[i] * p[i];
         if (mom != 0.0f) {
             buf[i] = t == 1 ? d : mom * buf[i] + d;
@@ -109,15 +125,16 @@ static void run_adamw_case(const gqe_optim_config *c, const int *order) {
     toy t;
     toy_init(&t, order, 3);
     size_t n = t.ps.numel;
-    float *p = malloc(n * 4), *m = calloc(n, 4), *v = calloc(n, 4), *wd = malloc(n * 4);
+    float *p = malloc(n * 4), *m = calloc(n, 4), *v = calloc(n, 4), *wd = malloc(n * 4), *ls = malloc(n * 4);
     memcpy(p, gqe_f32(&t.ps.data), n * 4);
     decay_mask(&t, c, wd);
+    lr_scale_mask(&t, c, ls);
     gqe_optimizer *opt;
     CHECK_OK(gqe_optim_create(&opt, c, &t.ps));
     const float lrs[] = {1e-2f, 5e-3f, 2e-2f, 1e-3f, 1e-2f, 0.0f};
     for (int s = 1; s <= 6; s++) {
         toy_grads(&t, s);
-        ref_adamw(p, gqe_f32(&t.ps.grad), m, v, wd, n, lrs[s - 1], c->beta1, c->beta2, c->eps, s);
+        ref_adamw(p, gqe_f32(&t.ps.grad), m, v, wd, ls, n, lrs[s - 1], c->beta1, c->beta2, c->eps, s);
         CHECK_OK(gqe_optim_step(opt, lrs[s - 1]));
         assert_int_equal(gqe_optim_step_count(opt), s);
         ASSERT_CLOSE(gqe_f32(&t.ps.data), p, (int64_t)n, 1e-5);
@@ -129,7 +146,7 @@ static void run_adamw_case(const gqe_optim_config *c, const int *order) {
     ASSERT_CLOSE(gqe_f32(ev), v, (int64_t)n, 1e-5);
     assert_padding_zero(&t);
     gqe_optim_free(opt);
-    free(p); free(m); free(v); free(wd);
+    free(p); free(m); free(v); free(wd); free(ls);
     toy_free(&t);
 }
 
@@ -219,7 +236,7 @@ static void test_runs_coalesce(void **state) {
     run_adamw_case(&c, grouped);
 }
 
-static void run_sgd_case(float mom, bool nesterov, float wd) {
+static void run_sgd_case_scaled(float mom, bool nesterov, float wd, float router_lr_scale) {
     toy t;
     toy_init(&t, NULL, 7);
     size_t n = t.ps.numel;
@@ -228,29 +245,70 @@ static void run_sgd_case(float mom, bool nesterov, float wd) {
     c.momentum = mom;
     c.nesterov = nesterov;
     c.weight_decay = wd;
-    float *p = malloc(n * 4), *buf = calloc(n, 4), *mask = malloc(n * 4);
+    c.router_lr_scale = router_lr_scale;
+    float *p = malloc(n * 4), *buf = calloc(n, 4), *mask = malloc(n * 4), *ls = malloc(n * 4);
     memcpy(p, gqe_f32(&t.ps.data), n * 4);
     decay_mask(&t, &c, mask);
+    lr_scale_mask(&t, &c, ls);
     gqe_optimizer *opt;
     CHECK_OK(gqe_optim_create(&opt, &c, &t.ps));
     assert_int_equal(gqe_optim_state_count(opt), 1);
     assert_string_equal(gqe_optim_state_name(opt, 0), "momentum_buffer");
     for (int s = 1; s <= 5; s++) {
         toy_grads(&t, s);
-        ref_sgd(p, gqe_f32(&t.ps.grad), buf, mask, n, 0.05f, mom, nesterov, s);
+        ref_sgd(p, gqe_f32(&t.ps.grad), buf, mask, ls, n, 0.05f, mom, nesterov, s);
         CHECK_OK(gqe_optim_step(opt, 0.05f));
         ASSERT_CLOSE(gqe_f32(&t.ps.data), p, (int64_t)n, 1e-5);
     }
     if (mom != 0.0f) ASSERT_CLOSE(gqe_f32(gqe_optim_state_tensor(opt, 0)), buf, (int64_t)n, 1e-5);
     assert_padding_zero(&t);
     gqe_optim_free(opt);
-    free(p); free(buf); free(mask);
+    free(p); free(buf); free(mask); free(ls);
     toy_free(&t);
 }
+static void run_sgd_case(float mom, bool nesterov, float wd) { run_sgd_case_scaled(mom, nesterov, wd, 1.0f); }
 
 static void test_sgd_plain(void **state) { (void)state; run_sgd_case(0.0f, false, 0.0f); }
 static void test_sgd_momentum(void **state) { (void)state; run_sgd_case(0.9f, false, 0.01f); }
 static void test_sgd_nesterov(void **state) { (void)state; run_sgd_case(0.9f, true, 0.01f); }
+
+/* router_lr_scale: router weights step (and decay) at lr * scale, everything
+ * else at lr; the router gets a run of its own even where its decay matches
+ * its neighbours'. */
+static void test_router_lr_scale(void **state) {
+    (void)state;
+    gqe_optim_config c = gqe_optim_config_default();
+    c.weight_decay = 0.1f;
+    c.router_lr_scale = 0.1f;
+    NEAR(gqe_optim_lr_scale_role(&c, GQE_PARAM_ROUTER), 0.1f);
+    NEAR(gqe_optim_lr_scale_role(&c, GQE_PARAM_WEIGHT), 1.0f);
+    run_adamw_case(&c, NULL);
+    const int grouped[NPARAM] = {0, 2, 4, 1, 3};   /* w1, w2, router, norm, emb */
+    run_adamw_case(&c, grouped);
+    toy t;
+    toy_init(&t, grouped, 1);
+    gqe_optimizer *opt;
+    CHECK_OK(gqe_optim_create(&opt, &c, &t.ps));
+    assert_int_equal(gqe_optim_run_count(opt), 3);   /* w1 w2 | router | norm emb */
+    gqe_optim_free(opt);
+    c.router_lr_scale = 1.0f;
+    CHECK_OK(gqe_optim_create(&opt, &c, &t.ps));
+    assert_int_equal(gqe_optim_run_count(opt), 2);
+    gqe_optim_free(opt);
+    /* scale 0 freezes the router: no step, no decay */
+    c.router_lr_scale = 0.0f;
+    CHECK_OK(gqe_optim_create(&opt, &c, &t.ps));
+    gqe_param *r = gqe_paramset_find(&t.ps, "router");
+    assert_non_null(r);
+    float before[18];
+    memcpy(before, gqe_f32(&t.ps.data) + r->offset, sizeof before);
+    toy_grads(&t, 1);
+    CHECK_OK(gqe_optim_step(opt, 0.1f));
+    assert_memory_equal(before, gqe_f32(&t.ps.data) + r->offset, sizeof before);
+    gqe_optim_free(opt);
+    toy_free(&t);
+    run_sgd_case_scaled(0.9f, false, 0.01f, 0.25f);
+}
 
 /* Saving state, step count into a second optimizer, and continuing, gives the
  * same parameters as never stopping. */
@@ -430,7 +488,6 @@ static float sched(gqe_schedule_kind kind, int64_t warmup, int64_t total, float 
     return gqe_schedule_lr(&c, 2.0f, step);
 }
 
-#define NEAR(a, b) assert_float_equal((a), (b), 1e-6)
 
 static void test_schedule_constant(void **state) {
     (void)state;
@@ -513,6 +570,12 @@ static void test_optim_validation(void **state) {
     EXPECT_FAIL(gqe_optim_config_validate(&c), "optim.momentum");
     c.momentum = 0.9f; c.nesterov = true;
     CHECK_OK(gqe_optim_config_validate(&c));
+    c = gqe_optim_config_default();
+    NEAR(c.router_lr_scale, 1.0f);
+    c.router_lr_scale = -0.5f;
+    EXPECT_FAIL(gqe_optim_config_validate(&c), "optim.router_lr_scale must be finite and >= 0, got -0.5");
+    c.router_lr_scale = INFINITY;
+    EXPECT_FAIL(gqe_optim_config_validate(&c), "optim.router_lr_scale");
 
     gqe_optim_kind k;
     CHECK_OK(gqe_optim_kind_parse("sgd", &k));
@@ -562,6 +625,7 @@ int main(void) {
         cmocka_unit_test(test_sgd_plain),
         cmocka_unit_test(test_sgd_momentum),
         cmocka_unit_test(test_sgd_nesterov),
+        cmocka_unit_test(test_router_lr_scale),
         cmocka_unit_test(test_state_restore),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_clip),
