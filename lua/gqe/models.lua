@@ -12,11 +12,13 @@ local models = {}
 local fail = require "gqe.fail"
 
 -- A config as stored with a run or in a checkpoint, resolved. Configs stored
--- before model.balance_gamma was a key ran with the core's 0.001.
+-- before model.balance_gamma was a key ran with the core's 0.001, those
+-- stored before model.balance_lr_scale was a key with the router at optim.lr.
 function models.stored_config(text, where)
   local ok, c = pcall(json.decode, text)
   if not ok or type(c) ~= "table" then fail("%s: the stored config is not valid JSON", where) end
   if type(c.model) == "table" and c.model.balance_gamma == nil then c.model.balance_gamma = 0.001 end
+  if type(c.model) == "table" and c.model.balance_lr_scale == nil then c.model.balance_lr_scale = 1 end
   local okr, res = pcall(config.resolve, c)
   if not okr then fail("%s: the stored config does not resolve: %s", where, tostring(res)) end
   return res

@@ -52,15 +52,20 @@ local function data_options(c)
 end
 train.data_options = data_options
 
--- The optimizer of a config's optim section for lm.
+-- The optimizer of a config's optim section for lm. The balanced router's
+-- weights learn at optim.lr * model.balance_lr_scale (README, balance_gamma).
 local function make_optimizer(c, lm)
   local o = c.optim
+  local m = c.model or {}
+  local router_lr_scale = m.attention == "gqe" and m.router == "balanced" and m.balance_lr_scale or 1
   if o.name == "adamw" then
     return gqe.optim.AdamW(lm, { lr = o.lr, beta1 = o.beta1, beta2 = o.beta2, eps = o.eps,
-      weight_decay = o.weight_decay, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
+      weight_decay = o.weight_decay, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings,
+      router_lr_scale = router_lr_scale })
   end
   return gqe.optim.SGD(lm, { lr = o.lr, momentum = o.momentum, weight_decay = o.weight_decay,
-    nesterov = o.nesterov, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings })
+    nesterov = o.nesterov, decay_norms = o.decay_norms, decay_embeddings = o.decay_embeddings,
+    router_lr_scale = router_lr_scale })
 end
 train.make_optimizer = make_optimizer
 

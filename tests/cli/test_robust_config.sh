@@ -104,7 +104,7 @@ expect "kind=recall: seq 16 is shorter than 2\*num_pairs" data.kind=recall
 expect "the train split holds [0-9]+ tokens but one batch of B=100000000" train.batch=100000000
 
 # Unknown keys and sections: the valid ones are listed.
-expect "unknown key model.kk; valid keys of model: attention, balance_gamma, dim, experts, groups, head_dim, init_std, k," model.kk=2
+expect "unknown key model.kk; valid keys of model: attention, balance_gamma, balance_lr_scale, dim, experts, groups, head_dim, init_std, k," model.kk=2
 expect "unknown key train.step; valid keys of train: .*steps" train.step=2
 expect "unknown config section 'modle' in override 'modle.k'; valid: model, optim, schedule, data, train" modle.k=2
 cat > "$tmp/typo.lua" <<LUA

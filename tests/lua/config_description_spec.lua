@@ -19,7 +19,7 @@ describe("config description", function()
         assert.is_true(ok, d.name .. ": default not among its values")
       end
     end
-    assert.equal(64, n)
+    assert.equal(65, n)
   end)
   it("takes the core's names for the model's choices", function()
     assert.same(gqe.nn.names.router, config.schema.model.router.values)
@@ -49,6 +49,35 @@ describe("config description", function()
     local b = config.resolve { model = { router = "balanced", balance_gamma = 0.02 } }
     assert.are_not.equal(config.hash(a), config.hash(b))
     assert.equal(config.hash(config.resolve {}), config.hash(config.resolve { model = { balance_gamma = 0.02 } }))
+  end)
+  it("hashes model.balance_lr_scale for the balanced router only", function()
+    -- other routers' hashes stay as they were before the key
+    assert.equal(config.hash(config.resolve {}), config.hash(config.resolve { model = { balance_lr_scale = 1 } }))
+    local a = config.resolve { model = { router = "balanced" } }
+    local b = config.resolve { model = { router = "balanced", balance_lr_scale = 1 } }
+    assert.are_not.equal(config.hash(a), config.hash(b))
+    assert.equal(0.1, a.model.balance_lr_scale)
+    local ok, err = pcall(config.resolve, { model = { balance_lr_scale = -1 } })
+    assert.is_false(ok)
+    assert.equal("model.balance_lr_scale must be >= 0, got -1", err)
+  end)
+  it("passes model.balance_lr_scale to the optimizer of a balanced router only", function()
+    local train = require "gqe.train"
+    -- router weights: the update of a balanced router with scale 0 leaves them as they are
+    for _, case in ipairs { { "balanced", 0, true }, { "softmax", 0, false }, { "balanced", 1, false } } do
+      local c = config.resolve { model = { dim = 32, layers = 1, experts = 4, groups = 2, head_dim = 8,
+                                           router = case[1], balance_lr_scale = case[2] } }
+      local lm = gqe.nn.LM(config.model_options(c, 64))
+      local opt = train.make_optimizer(c, lm)
+      local before = lm:state()["blocks.0.attn.router.weight"]:totable()
+      local tokens = gqe.tensor({ { 1, 2, 3, 4, 5, 6, 7, 8 } }, { dtype = "i32" })
+      lm:loss(tokens, tokens)
+      lm:backward(); opt:step(); opt:zero_grad()
+      local after = lm:state()["blocks.0.attn.router.weight"]:totable()
+      local same = true
+      for i = 1, #before do for j = 1, #before[i] do same = same and before[i][j] == after[i][j] end end
+      assert.equal(case[3], same, case[1] .. " scale " .. case[2])
+    end
   end)
   it("hashes train.nproc as the world size a launcher adds, not as a key", function()
     local one = config.hash(config.resolve {})
