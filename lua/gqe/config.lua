@@ -46,15 +46,15 @@ key("model.router", "string", "softmax", { values = names.router, lm = "router",
 key("model.balance_gamma", "number", 0.01, { min = 0, lm = "balance_gamma",
     hashed = function(c) return c.model.router == "balanced" end,
     doc = "balanced router: bias step per optimizer step (b += gamma * sign(mean load - load)). Measured with the "
-       .. "defaults (quickstart sizes, variant gqe, Brown bytes, 300 steps, CPU, seeds 1-2): every group's top "
-       .. "share <= 0.8 from step 25, mean over groups <= 0.6 from step 30; 0.02-0.03 flip groups from one "
+       .. "defaults (quickstart sizes, variant gqe, Brown bytes, 300 steps, CPU, seeds 1-3): every group's top "
+       .. "share <= 0.8 from step 25, mean over groups <= 0.6 from step 25-30; 0.02-0.03 flip groups from one "
        .. "evaluation to the next (<= 0.8 only from step 85-210); a larger gamma over the first 30 steps does no "
        .. "better" })
 key("model.balance_lr_scale", "number", 0.1, { min = 0,
     hashed = function(c) return c.model.router == "balanced" end,
     doc = "balanced router: its router.weight learns at optim.lr times this (other routers: optim.lr). Measured "
-       .. "as above: 0.1 (and 0.03) bring every group's top share <= 0.8 from step 20-25, against step 100-300 at "
-       .. "1 (the router's own learning outran the bias), at the same val/loss; 0.3 varies with the seed; 0 "
+       .. "as above: 0.1 (and 0.03) bring every group's top share <= 0.8 from step 20-25, against step 100-305 at "
+       .. "1 (the router's own learning outran the bias), val/loss within the seed spread; 0.3 varies with the seed; 0 "
        .. "(a fixed random router) balances as 0.1. No scale balances steps 5-15 (see below the table)" })
 key("model.rope", "bool", true, { lm = "rope", doc = "rotary position embeddings on queries and keys" })
 key("model.rope_theta", "number", 10000.0, { min = 0, min_open = true, lm = "rope_theta",
