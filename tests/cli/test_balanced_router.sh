@@ -13,7 +13,7 @@
 #
 # gqe (the default variant): the router learns through slot B. At optim.lr
 # its scores move faster than the bias can follow (worst group 0.95-1.00, mean
-# 0.67-0.76 at steps 10-30 here); at the default model.balance_lr_scale
+# 0.70-0.76 at steps 10-30 here); at the default model.balance_lr_scale
 # (0.1) the router weights learn at a tenth of it and the bias keeps up.
 # Measured (these sizes, 2 layers, warm-up 10, eval every 5, seed 1): scale
 # 0.1: worst 0.86-0.89 at steps 10-15, <= 0.70 and mean <= 0.59 at steps
