@@ -50,8 +50,10 @@ key("model.balance_gamma", "number", 0.01, { min = 0, lm = "balance_gamma",
        .. "share <= 0.8 from step 25, mean over groups <= 0.6 from step 25-30; 0.02-0.03 flip groups from one "
        .. "evaluation to the next (<= 0.8 only from step 85-210); a larger gamma over the first 30 steps does no "
        .. "better" })
+-- Hashed only where it differs from 1, the rate runs had before the key
+-- existed: their hashes, and so reruns that skip them, stay as they were.
 key("model.balance_lr_scale", "number", 0.1, { min = 0,
-    hashed = function(c) return c.model.router == "balanced" end,
+    hashed = function(c) return c.model.router == "balanced" and c.model.balance_lr_scale ~= 1 end,
     doc = "balanced router: its router.weight learns at optim.lr times this (other routers: optim.lr). Measured "
        .. "as above: 0.1 (and 0.03) bring every group's top share <= 0.8 from step 20-25, against step 100-305 at "
        .. "1 (the router's own learning outran the bias), val/loss within the seed spread; 0.3 varies with the seed; 0 "

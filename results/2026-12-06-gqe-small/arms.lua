@@ -52,7 +52,11 @@ local function merge(a, b)
   return out
 end
 local shared = {
-  model = { attention = "gqe", variant = "gqe", router = "softmax", experts = 16, groups = 8, k = 1 },
+  -- balance_lr_scale: the study's balanced arm ran before the balanced
+  -- router's learning rate had a scale of its own (default 0.1 since), at
+  -- optim.lr; it keeps that rate, and so its runs' names and hashes.
+  model = { attention = "gqe", variant = "gqe", router = "softmax", experts = 16, groups = 8, k = 1,
+            balance_lr_scale = 1 },
   optim = { name = "adamw", beta1 = 0.9, beta2 = 0.95, weight_decay = 0.1 },
   schedule = { kind = "wsd" },
 }

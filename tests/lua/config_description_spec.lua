@@ -56,6 +56,9 @@ describe("config description", function()
     local a = config.resolve { model = { router = "balanced" } }
     local b = config.resolve { model = { router = "balanced", balance_lr_scale = 1 } }
     assert.are_not.equal(config.hash(a), config.hash(b))
+    -- at 1, the rate of every run before the key, a balanced config keeps
+    -- the hash it had then (so reruns of older experiments skip their runs)
+    assert.equal("6104ca8becb8d280", config.hash(b))
     assert.equal(0.1, a.model.balance_lr_scale)
     local ok, err = pcall(config.resolve, { model = { balance_lr_scale = -1 } })
     assert.is_false(ok)
