@@ -133,7 +133,7 @@ gqe_status gqe_optim_step(gqe_optimizer *opt, float lr) {
         const decay_run *r = &opt->runs[i];
         gqe_tensor p = span(&ps->data, r), g = span(&ps->grad, r);
         gqe_tensor s0 = span(&opt->states[0], r);
-        float rlr = r->lr_scale == 1.0f ? lr : lr * r->lr_scale;
+        float rlr = lr * r->lr_scale;   /* exact for the other parameters' scale 1 */
         gqe_status st;
         if (c->kind == GQE_OPTIM_ADAMW) {
             gqe_tensor s1 = span(&opt->states[1], r);

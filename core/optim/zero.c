@@ -106,7 +106,7 @@ static gqe_status update_span(gqe_zero *z, size_t lo, size_t hi, const gqe_tenso
         size_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
         if (a >= b) continue;
         float wd = gqe_optim_decays_role(c, p->role) ? c->weight_decay : 0.0f;
-        float ls = gqe_optim_lr_scale_role(c, p->role), lr = ls == 1.0f ? z->lr : z->lr * ls;
+        float lr = z->lr * gqe_optim_lr_scale_role(c, p->role);
         gqe_tensor pv = flat(&z->ps->data, a, b - a), gv = flat(g, a - gbase, b - a);
         gqe_tensor s0 = flat(&states[0], a - sbase, b - a);
         if (c->kind == GQE_OPTIM_ADAMW) {
