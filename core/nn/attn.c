@@ -98,9 +98,9 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
      * (about 0.16 in softmax probability at d = 128) of many bias steps, so
      * a step moves a fraction of the tokens. Its own stream: the other
      * routers' numbers do not change. */
-    if (a->has_router && a->cfg.router == GQE_ROUTER_BALANCED)
-        GQE_TRY(gqe_fill_normal(&p->r.w, seed, stream + 5, std));
-    else if (a->has_router) GQE_TRY(gqe_fill(&p->r.w, 0.0f)); /* uniform routing at start */
+    if (a->has_router)
+        GQE_TRY(a->cfg.router == GQE_ROUTER_BALANCED ? gqe_fill_normal(&p->r.w, seed, stream + 5, std)
+                                                     : gqe_fill(&p->r.w, 0.0f));
     if (p->qs.w.storage) GQE_TRY(gqe_fill_normal(&p->qs.w, seed, stream + 3, std));
     GQE_TRY(gqe_fill_normal(&p->o.w, seed, stream + 4, out_std));
     return GQE_OK;

@@ -519,6 +519,18 @@ function report.generate(db, experiment, opts)
   end
   local function shown(png) return png and exists(dir .. "/" .. png) end
 
+  -- The report is a function of the database alone (rebuilding it from the
+  -- same log gives the same files), so it dates its data, not itself.
+  local function latest_activity(...)
+    local t
+    for _, list in ipairs { ... } do
+      for _, r in ipairs(list) do
+        local v = tonumber(r.ended) or tonumber(r.started)
+        if v and (not t or v > t) then t = v end
+      end
+    end
+    return t and os.date("!%Y-%m-%d %H:%M UTC", math.floor(t)) or "-"
+  end
   local h = {}
   local function w(...) for _, s in ipairs { ... } do h[#h + 1] = s end end
   local function img(png, alt)
@@ -539,7 +551,7 @@ function report.generate(db, experiment, opts)
     #keys > 0 and (" varying <code>" .. html_escape(table.concat(keys, ", ")) .. "</code>") or "",
     ". Counted: the latest finished row of each distinct config",
     #others > 0 and ("; not counted: " .. html_escape(results.not_counted_text(others))) or "",
-    ". Generated ", os.date("!%Y-%m-%d %H:%M UTC"), ".</p>\n")
+    ". Runs up to ", latest_activity(runs, others), ".</p>\n")
   local few = results.few_seeds_text(rows)
   if few then
     w('<p class="warn"><b>Fewer than 3 seeds</b> in ', html_escape(few),

@@ -6,9 +6,8 @@
 # goes to one expert and the sign rule flips it whole each step: the busiest
 # expert's share stays 1.0 at every step. Random initial weights give scores
 # a spread, so each bias step moves a fraction of the tokens. Measured (this
-# script's sizes, Brown bytes, seed 1, one thread): worst group 0.60-0.69 and
-# mean over layers and groups 0.53-0.56 at steps 10-40; with zero weights
-# 1.0 and 1.0.
+# script's sizes, Brown bytes, seed 1): worst group 0.65-0.83 and mean over
+# layers and groups 0.56-0.66 at steps 10-40; with zero weights 1.0 and 1.0.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ -s data/brown.txt ] || fail "data/brown.txt missing: run make data"

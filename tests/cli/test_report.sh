@@ -81,6 +81,9 @@ grep -q '<span class="tag">baseline</span>' "$html" || fail "baseline not marked
 grep -q "loss axis clipped" "$html" || fail "the early spike is not clipped"
 grep -q "with yerrorbars" "$tmp/report/plots.gp" || fail "axis plot without error bars"
 grep -q "yerrorlines" "$tmp/report/plots.gp" && fail "axis plot joins categories"
+# The report is a function of the log: rebuilt, its page is the same file.
+"$GQE" report fab --db "$db" --out "$tmp/again" --baseline k=1,router=softmax >/dev/null || fail "second report"
+cmp -s "$tmp/report/index.html" "$tmp/again/index.html" || fail "a rebuilt report differs from the first"
 # Each axis plot is labelled with its ablation axis, never with gnuplot text.
 grep -q "^set xlabel 'model.k'" "$tmp/report/plots.gp" || fail "axis plot without the axis name as its label"
 grep -q "^set xlabel 'set " "$tmp/report/plots.gp" && fail "a gnuplot command became an axis label"
