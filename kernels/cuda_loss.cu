@@ -90,6 +90,66 @@ __global__ void k_ce_bwd(fptr dlogits, fptr logits, const int32_t *targets, int6
     }
 }
 
+/* Backward with the row in registers (bf16, V <= CE_ROW_THREADS * 8 * NV):
+ * one read and one write of the logits instead of the two reads of
+ * k_ce_bwd (the second misses L2 at the LM head's 50K-wide rows). Each
+ * thread keeps NV 16-byte words; the max and the sum are exact two-pass
+ * reductions over them. */
+#define CE_ROW_THREADS 1024
+template <int NV>
+__global__ void __launch_bounds__(CE_ROW_THREADS) k_ce_bwd_reg(uint4 *dlogits, const uint4 *logits,
+                                                                const int32_t *targets, int V8,
+                                                                float scale, int *flag) {
+    __shared__ float scratch[32];
+    const int t = targets[blockIdx.x], tid = threadIdx.x;
+    const uint4 *in = logits + (int64_t)blockIdx.x * V8;
+    uint4 *out = dlogits + (int64_t)blockIdx.x * V8;
+    if (t < 0 || t >= 8 * V8) {   /* uniform over the block: no thread reaches a barrier */
+        if (t >= 0 && tid == 0) atomicOr(flag, GQE_FLAG_TARGET);
+        for (int j = tid; j < V8; j += CE_ROW_THREADS) out[j] = make_uint4(0, 0, 0, 0);
+        return;
+    }
+    uint4 w[NV];
+#pragma unroll
+    for (int c = 0; c < NV; c++)
+        if (tid + c * CE_ROW_THREADS < V8) w[c] = in[tid + c * CE_ROW_THREADS];
+    float m = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+        if (tid + c * CE_ROW_THREADS >= V8) break;
+        float f[8];
+        unpack8(w[c], f);
+#pragma unroll
+        for (int k = 0; k < 8; k++) m = fmaxf(m, f[k]);
+    }
+    const float M = block_max(m, scratch);
+    float s = 0;
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+        if (M == -INFINITY || tid + c * CE_ROW_THREADS >= V8) break;
+        float f[8];
+        unpack8(w[c], f);
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += expf(f[k] - M);
+    }
+    const float p = scale / block_sum(s, scratch);   /* scale * softmax = p * exp(x - M) */
+#pragma unroll
+    for (int c = 0; c < NV; c++) {
+        const int j = tid + c * CE_ROW_THREADS;
+        if (j >= V8) break;
+        float f[8];
+        unpack8(w[c], f);
+#pragma unroll
+        for (int k = 0; k < 8; k++) f[k] = p * expf(f[k] - M);
+        if (j == t >> 3) {
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                if (k == (t & 7)) f[k] -= scale;
+        }
+        out[j] = pack8(f);
+    }
+}
+
 gqe_status gqe_cuda_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logits, const gqe_tensor *targets) {
     GQE_TRY(gqe_cuda_need_f32(losses, "cross_entropy_forward", "losses"));
     GQE_TRY(gqe_cuda_need_float(logits, "cross_entropy_forward", "logits"));
@@ -117,7 +177,17 @@ gqe_status gqe_cuda_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor
     if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "cross_entropy: more than 2^31 rows");
     int *flag = gqe_cuda_flag_ptr();
     if (!flag) return gqe_fail(GQE_ERR_DEVICE, "cross_entropy_backward: no device flag");
-    if (all_bf16(logits, dlogits) && vec8_ok(V, gqe_tensor_data(logits), gqe_tensor_data(dlogits)))
+    const bool vec8 = all_bf16(logits, dlogits) && vec8_ok(V, gqe_tensor_data(logits), gqe_tensor_data(dlogits));
+    const int64_t words = (V / 8 + CE_ROW_THREADS - 1) / CE_ROW_THREADS;   /* 16-byte words per thread */
+    if (vec8 && words <= 8 && V / 8 <= INT32_MAX / 8) {
+        uint4 *out = (uint4 *)gqe_tensor_data(dlogits);
+        const uint4 *in = (const uint4 *)gqe_tensor_data(logits);
+        const int32_t *tg = gqe_i32(targets);
+        if (words <= 2) k_ce_bwd_reg<2><<<(unsigned)R, CE_ROW_THREADS>>>(out, in, tg, (int)(V / 8), scale, flag);
+        else if (words <= 4) k_ce_bwd_reg<4><<<(unsigned)R, CE_ROW_THREADS>>>(out, in, tg, (int)(V / 8), scale, flag);
+        else if (words <= 7) k_ce_bwd_reg<7><<<(unsigned)R, CE_ROW_THREADS>>>(out, in, tg, (int)(V / 8), scale, flag);
+        else k_ce_bwd_reg<8><<<(unsigned)R, CE_ROW_THREADS>>>(out, in, tg, (int)(V / 8), scale, flag);
+    } else if (vec8)
         k_ce_bwd<true><<<(unsigned)R, CE_THREADS>>>(fp(dlogits), fp(logits), gqe_i32(targets), V, scale, flag);
     else
         k_ce_bwd<false><<<(unsigned)R, CE_THREADS>>>(fp(dlogits), fp(logits), gqe_i32(targets), V, scale, flag);

@@ -106,34 +106,51 @@ gqe_status gqe_attn_init_weights(gqe_attn *a, uint64_t seed, uint64_t stream, fl
     return GQE_OK;
 }
 
-/* Views p.in over the router and shared-query projections when the
- * parameter buffers hold them back to back (gqe_paramset_add keeps
- * declaration order; 16-element padding can separate them in small models):
- * their backward then runs as one matmul pair instead of two with a narrow
- * output each. q, k and v keep their own matmuls: those are wide enough, and
- * gathering their gradients into one buffer cost more in copies than the
- * fused matmul saved. */
-static bool bind_input_projections(gqe_attn *a) {
-    attn_params *p = &a->p;
-    memset(&p->in, 0, sizeof p->in);
-    if (!a->has_router || !p->qs.cw.storage) return false;
-    const attn_weight *w[2] = {&p->r, &p->qs};
-    size_t wnext = p->r.cw.offset, gnext = p->r.dw.offset;
+/* Views *out over the weights w[0..n-1] as one (rows, d) matrix when the
+ * parameter buffers hold them back to back in that order, both the copy
+ * matmuls read (cw) and the gradient (dw). gqe_paramset_add keeps
+ * declaration order; 16-element padding can separate them in small models,
+ * and then *out stays empty. */
+static bool bind_block(gqe_attn *a, attn_weight *out, const attn_weight *const *w, int n) {
+    memset(out, 0, sizeof *out);
+    size_t wnext = w[0]->cw.offset, gnext = w[0]->dw.offset;
     int64_t rows = 0;
-    for (int i = 0; i < 2; i++) {
-        if (w[i]->cw.storage != p->r.cw.storage || w[i]->cw.offset != wnext || w[i]->dw.storage != p->r.dw.storage ||
-            w[i]->dw.offset != gnext)
+    for (int i = 0; i < n; i++) {
+        if (!w[i]->cw.storage || w[i]->cw.storage != w[0]->cw.storage || w[i]->cw.offset != wnext ||
+            w[i]->dw.storage != w[0]->dw.storage || w[i]->dw.offset != gnext)
             return false;
         wnext += (size_t)gqe_tensor_numel(&w[i]->cw);
         gnext += (size_t)gqe_tensor_numel(&w[i]->dw);
         rows += w[i]->cw.shape[0];
     }
-    p->in.cw = gqe_tensor_view(&p->r.cw, 0, 2, (int64_t[]){rows, a->d});
-    p->in.dw = gqe_tensor_view(&p->r.dw, 0, 2, (int64_t[]){rows, a->d});
+    out->cw = gqe_tensor_view(&w[0]->cw, 0, 2, (int64_t[]){rows, a->d});
+    out->dw = gqe_tensor_view(&w[0]->dw, 0, 2, (int64_t[]){rows, a->d});
     return true;
+}
+
+/* p.in: router and shared query, whose forward runs as one matmul (x is
+ * read once for both, and neither output is wide enough alone). p.all:
+ * every input projection, q, k, v, router, shared query, whose backward runs
+ * as one matmul pair over their gradients gathered side by side: the
+ * layer's input gradient (f32) is written in one pass instead of being
+ * read and written again by each projection, and the narrow router and
+ * shared-query matmuls (K = G*M + dh) no longer run on their own. */
+static void bind_input_projections(gqe_attn *a) {
+    attn_params *p = &a->p;
+    memset(&p->in, 0, sizeof p->in);
+    if (a->has_router && p->qs.cw.storage) bind_block(a, &p->in, (const attn_weight *[]){&p->r, &p->qs}, 2);
+    const attn_weight *w[5] = {&p->q, &p->k, &p->v};
+    int n = 3;
+    if (a->has_router) w[n++] = &p->r;
+    if (p->qs.cw.storage) w[n++] = &p->qs;
+    bind_block(a, &p->all, w, n);
 }
 static bool fused_in(const gqe_attn *a) { return a->p.in.cw.storage != NULL; }
 static int64_t in_rows(const gqe_attn *a) { return fused_in(a) ? a->p.in.cw.shape[0] : 0; }
+static bool fused_all(const gqe_attn *a) { return a->p.all.cw.storage != NULL; }
+/* The router's and shared query's gradients wait in dlogits and dqs for
+ * input_backward's fused matmuls instead of running their own. */
+static bool deferred_inputs(const gqe_attn *a) { return fused_in(a) || fused_all(a); }
 
 /* Lays out (or counts) every buffer of a (B, T) forward and backward. A
  * decoding layout copies its input even where training borrows it. */
@@ -154,11 +171,10 @@ static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
     g->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
     g->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
     g->dv = gqe_arena_take(sc, C, R, G * dh, 0, 0);
-    if (fused_in(a)) {
-        /* f32 like the router's own logits; a temporary of the forward */
-        g->y_in = gqe_arena_take(sc, GQE_F32, R, in_rows(a), 0, 0);
-        g->dy_in = gqe_arena_take(sc, C, R, in_rows(a), 0, 0);
-    }
+    /* f32 like the router's own logits; a temporary of the forward */
+    if (fused_in(a)) g->y_in = gqe_arena_take(sc, GQE_F32, R, in_rows(a), 0, 0);
+    if (fused_all(a)) g->dy_all = gqe_arena_take(sc, C, R, a->p.all.cw.shape[0], 0, 0);
+    else if (fused_in(a)) g->dy_in = gqe_arena_take(sc, C, R, in_rows(a), 0, 0);
     s->tokens = gqe_arena_take(ar, GQE_I32, R, 0, 0, 0);
     if (!attn_is_gqe(a)) return;
     s->logits = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
@@ -507,7 +523,7 @@ static gqe_status shared_head_backward(gqe_attn *a, dx_acc *acc) {
     GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &s->lse_s, a->cfg.causal,
                                    1.0f / sqrtf((float)dh), false));
     if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
-    if (!fused_in(a)) GQE_TRY(linear_backward(a, acc, &a->p.qs, &g->dqs));
+    if (!deferred_inputs(a)) GQE_TRY(linear_backward(a, acc, &a->p.qs, &g->dqs));
     gqe_tensor dk3 = view3(&g->dk, R, G, dh), dv3 = view3(&g->dv, R, G, dh);
     gqe_tensor dkb3 = view3(&g->dkbar, R, 1, dh), dvb3 = view3(&g->dvbar, R, 1, dh);
     GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
@@ -523,7 +539,7 @@ static gqe_status router_backward(gqe_attn *a, float aux_coef, dx_acc *acc) {
     attn_scratch *g = &a->g;
     bool through_p = a->cfg.variant != GQE_VARIANT_HARD_CONCAT;
     bool through_aux = aux_trains(a) && aux_coef != 0.0f;
-    if (!through_p && !through_aux) return fused_in(a) ? gqe_fill(&g->dlogits, 0.0f) : GQE_OK;
+    if (!through_p && !through_aux) return deferred_inputs(a) ? gqe_fill(&g->dlogits, 0.0f) : GQE_OK;
     GQE_TRY(gqe_fill(&g->dprobs, 0.0f));
     if (through_p) {
         gqe_tensor dp3 = view3(&g->dp, R, G, a->k);
@@ -542,7 +558,7 @@ static gqe_status router_backward(gqe_attn *a, float aux_coef, dx_acc *acc) {
     GQE_TRY(gqe_fill(&g->dlogits, 0.0f));
     gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
     GQE_TRY(gqe_router_score_backward(&dl3, &s->probs, &g->dprobs, fn));
-    return fused_in(a) ? GQE_OK : linear_backward(a, acc, &a->p.r, &g->dlogits);
+    return deferred_inputs(a) ? GQE_OK : linear_backward(a, acc, &a->p.r, &g->dlogits);
 }
 
 /* RoPE off dq (dense; GQE took it off its slots) and dk, then the q, k, v
@@ -554,6 +570,21 @@ static gqe_status input_backward(gqe_attn *a, dx_acc *acc) {
         gqe_tensor dq4 = view4(&g->dq, B, T, a->N, dh), dk4 = view4(&g->dk, B, T, a->G, dh);
         if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
         GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
+    }
+    if (fused_all(a)) {   /* [dq | dk | dv | dlogits | dqs], then one matmul pair */
+        int64_t R = B * T, col = 0;
+        const gqe_tensor *parts[5] = {&g->dq, &g->dk, &g->dv};
+        int n = 3;
+        gqe_tensor dl2;
+        if (a->has_router) { dl2 = view2(&g->dlogits, R, a->G * a->M); parts[n++] = &dl2; }
+        if (a->p.qs.cw.storage) parts[n++] = &g->dqs;
+        for (int i = 0; i < n; i++) {
+            int64_t cols = gqe_tensor_numel(parts[i]) / R;
+            gqe_tensor src = view2(parts[i], R, cols);
+            GQE_TRY(gqe_copy_cols(&g->dy_all, col, &src, 0, cols, false));
+            col += cols;
+        }
+        return linear_backward(a, acc, &a->p.all, &g->dy_all);
     }
     GQE_TRY(linear_backward(a, acc, &a->p.q, &g->dq));
     GQE_TRY(linear_backward(a, acc, &a->p.k, &g->dk));

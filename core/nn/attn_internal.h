@@ -34,6 +34,10 @@ typedef struct attn_params {
      * to back (cw and dw only; empty otherwise). Forward runs router and
      * shared query as one matmul, backward as one pair. */
     attn_weight in;
+    /* (N*dh + 2*G*dh [+ G*M] [+ dh], d): q, k, v, r, qs as one matrix where
+     * the buffers hold them back to back (cw and dw only; empty otherwise).
+     * Backward runs every input projection as one pair. */
+    attn_weight all;
     gqe_tensor bias;  /* (G, M) f32 router_bias buffer (balanced router), else empty */
 } attn_params;
 
@@ -70,7 +74,8 @@ typedef struct attn_saved {
  * job; nothing is reused under another name. */
 typedef struct attn_scratch {
     gqe_tensor y_in;     /* (R, G*M + dh) f32: fused router/shared-query output (forward) */
-    gqe_tensor dy_in;    /* (R, G*M + dh) cdt: [dlogits | dqs] for the fused backward */
+    gqe_tensor dy_in;    /* (R, G*M + dh) cdt: [dlogits | dqs] for the fused backward (without p.all) */
+    gqe_tensor dy_all;   /* (R, rows of p.all) cdt: [dq | dk | dv | dlogits | dqs] for p.all's backward */
     gqe_tensor dcat;     /* (R, S*dh) cdt: gradient of o_proj's input */
     gqe_tensor dq;       /* (R, N*dh) cdt */
     gqe_tensor dk, dv;   /* (R, G*dh) cdt */

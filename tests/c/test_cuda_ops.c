@@ -333,9 +333,11 @@ static void test_cross_entropy(void **state) {
     CHECK_OK(gqe_cross_entropy_backward(&lg.g, &lg.g, &tg.g, 1.0f));
     PR_CHECK(lg, TOL_RED);
     pr_free(&lg); pr_free(&tg); pr_free(&loss); pr_free(&d);
-    /* bf16 logits: rows of 1000 take the 8-wide path, 1001 the scalar one */
-    const int64_t widths[] = {1000, 1001};
-    for (int w = 0; w < 2; w++) {
+    /* bf16 logits: rows of 1000, 24000 and 50304 (the LM head's) take the
+     * backward that keeps the row in registers (2, 4 and 8 words a thread),
+     * 65544 the 8-wide two-pass one, 1001 the scalar one */
+    const int64_t widths[] = {1000, 1001, 24000, 50304, 65544};
+    for (int w = 0; w < 5; w++) {
         pair lb = pr_randn(2, (const int64_t[]){R, widths[w]}, 1.0f, 92, GQE_BF16);
         pair tb = pr_ids(R, -1, widths[w], 93);
         pair lossb = pr_out(1, (const int64_t[]){R}, GQE_F32);
