@@ -26,8 +26,7 @@ typedef enum gqe_optim_kind { GQE_OPTIM_ADAMW = 0, GQE_OPTIM_SGD = 1 } gqe_optim
  *              pulls them towards 0, not towards their natural value 1);
  *   embedding  only when decay_embeddings (default false);
  *   router     only when decay_router (default true: router weights are an
- *              ordinary matrix, and decay keeps the routing logits small).
- * router_lr_scale (default 1) scales the learning rate of router weights. */
+ *              ordinary matrix, and decay keeps the routing logits small). */
 typedef struct gqe_optim_config {
     gqe_optim_kind kind;
     float lr;
@@ -74,9 +73,9 @@ void gqe_optim_free(gqe_optimizer *opt);   /* NULL is fine */
  * lr (gqe_optim_lr). The step count is incremented first, so the first update
  * is step 1 (bias correction and SGD's first-step buffer count from 1).
  * Parameters are grouped into maximal runs of adjacent parameters sharing a
- * weight decay and a learning-rate scale (router_lr_scale), and the backend op is called once per run: a model whose
- * parameters are declared matrices first, gains and embeddings after, takes a
- * handful of calls per step. lr must be finite and >= 0. */
+ * weight decay and a learning-rate scale (router_lr_scale), and the backend
+ * op is called once per run: a model whose parameters are declared matrices
+ * first, gains and embeddings after, takes a handful of calls per step. lr must be finite and >= 0. */
 gqe_status gqe_optim_step(gqe_optimizer *opt, float lr);
 
 int64_t gqe_optim_step_count(const gqe_optimizer *opt);
