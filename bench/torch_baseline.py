@@ -8,11 +8,14 @@
     (dim 1024, projections included), bf16 weights, torch.compile.
 (c) train: training step of the 236M model (16 layers, dim 1024, N=16, G=8,
     k=1, MLP 4096 gelu, vocab 50304, tied) at S=2048 (B=8), 8192 (B=2) and
-    16384 (B=1), bf16 autocast, fused AdamW: tokens/s and peak memory, for
-    every PyTorch formulation of the layer we know to be fast, each eager and
-    compiled (--modes), each in a fresh compile:
+    16384 (B=1), bf16 autocast, the global gradient norm clipped at 1.0 and
+    fused AdamW (the step bench/train_cuda.lua times), RoPE tables computed
+    once per model: tokens/s and peak memory, for every PyTorch formulation
+    of the layer we know to be fast, each eager and compiled (--modes), each
+    in a fresh compile:
       gqe/fast     this file's FastGQEAttention (gather the chosen queries,
-                   rotate only those, SDPA with native GQA)
+                   rotate only those, SDPA with native GQA; top-1 routing by
+                   max rather than topk)
       gqe/authors  the formulation of the paper authors' module: RoPE on all N
                    query heads, softmax router + topk, gather of the chosen
                    heads, K/V expanded to G*k heads, one SDPA call, the
@@ -118,13 +121,22 @@ class FastGQEAttention(nn.Module):
             slots = groups * k + (2 if variant == "gqe" else 0)
         self.o_proj = nn.Linear(slots * dh, dim, bias=False)
         self.last_aux = None
+        self.fast_top1 = True
 
     def forward(self, x):
         """y, keeping the aux loss in last_aux like the reference."""
         y, self.last_aux = self.forward_aux(x, need_aux=True)
         return y
 
-    def forward_aux(self, x, need_aux):
+    def tables(self, rope, T, dtype, device):
+        """RoPE's (cos, sin) in dtype: the model's precomputed tables when
+        given (a model computes them once, as Llama-style code does), else
+        computed here (a layer used alone)."""
+        if rope is None:
+            return rope_tables(T, self.dh, self.rope_theta, dtype, device)
+        return rope[0][:T].to(dtype), rope[1][:T].to(dtype)
+
+    def forward_aux(self, x, need_aux, rope=None):
         """(y, aux). Returning aux rather than storing it keeps the compiled
         graph free of module mutation; prefill passes need_aux=False."""
         B, T, _ = x.shape
@@ -132,7 +144,7 @@ class FastGQEAttention(nn.Module):
         K = self.k_proj(x).view(B, T, G, dh)
         V = self.v_proj(x).view(B, T, G, dh)
         if self.rope:
-            cos, sin = rope_tables(T, dh, self.rope_theta, K.dtype, x.device)
+            cos, sin = self.tables(rope, T, K.dtype, x.device)
             K = apply_rope(K, cos, sin)
 
         if self.kind == "gqa":
@@ -170,7 +182,12 @@ class FastGQEAttention(nn.Module):
         else:
             p = torch.sigmoid(r)
             p_aux = p / p.sum(dim=-1, keepdim=True)
-        P, I = torch.topk(p, self.k, dim=-1)
+        if self.k == 1 and self.fast_top1:
+            # torch.topk lowers to a sort-based kernel; max is one reduction
+            # (the first maximum on ties, as topk's lower index).
+            P, I = p.max(dim=-1, keepdim=True)
+        else:
+            P, I = torch.topk(p, self.k, dim=-1)
         return P, I, p_aux
 
     def combine(self, x, o, P, I, p_aux, K, V, cos, sin, need_aux):
@@ -203,18 +220,22 @@ class FastGQEAttention(nn.Module):
 class AuthorsGQEAttention(FastGQEAttention):
     """GQE in the formulation of the paper authors' published module: every
     query head is projected and rotated, the router's top-k heads of each
-    group are gathered, K/V are expanded to the G*k chosen heads and one SDPA
-    call attends them all. Same parameters, maths and outputs as
+    group are gathered (torch.topk), K/V are expanded to the G*k chosen heads
+    and one SDPA call attends them all. Same parameters, maths and outputs as
     FastGQEAttention (kind 'gqe' only)."""
 
-    def forward_aux(self, x, need_aux):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.fast_top1 = False
+
+    def forward_aux(self, x, need_aux, rope=None):
         B, T, _ = x.shape
         G, M, k, dh, N = self.G, self.M, self.k, self.dh, self.N
         q = self.q_proj(x).view(B, T, N, dh)
         K = self.k_proj(x).view(B, T, G, dh)
         V = self.v_proj(x).view(B, T, G, dh)
         if self.rope:
-            cos, sin = rope_tables(T, dh, self.rope_theta, K.dtype, x.device)
+            cos, sin = self.tables(rope, T, K.dtype, x.device)
             q, K = apply_rope(q, cos, sin), apply_rope(K, cos, sin)
         P, I, p_aux = self.route(x)
         qsel = q.view(B, T, G, M, dh).gather(3, I.unsqueeze(-1).expand(B, T, G, k, dh))
@@ -265,8 +286,8 @@ class FastBlock(nn.Module):
         self.mlp_norm = RMSNorm(dim, eps)
         self.mlp = FastMLP(dim, hidden, mlp)
 
-    def forward(self, h):
-        a, aux = self.attn.forward_aux(self.attn_norm(h), need_aux=True)
+    def forward(self, h, rope):
+        a, aux = self.attn.forward_aux(self.attn_norm(h), need_aux=True, rope=rope)
         h = h + a
         return h + self.mlp(self.mlp_norm(h)), aux
 
@@ -276,7 +297,7 @@ class FastLM(nn.Module):
     returns the training loss ce + aux_coef * sum of aux."""
 
     def __init__(self, vocab, dim, layers, attn, mlp="gelu", mlp_hidden=None, tied=True,
-                 norm_eps=1e-5):
+                 norm_eps=1e-5, max_seq=16384):
         super().__init__()
         self.vocab, self.tied = vocab, tied
         self.tok_emb = nn.Embedding(vocab, dim)
@@ -286,12 +307,21 @@ class FastLM(nn.Module):
         self.norm = RMSNorm(dim, norm_eps)
         if not tied:
             self.lm_head = nn.Linear(dim, vocab, bias=False)
+        # RoPE tables once per model (float64, which float64 runs need;
+        # layers cast them to their activations' dtype), not in every layer
+        # of every step: inductor would fuse pow, sin and cos per element
+        # into each RoPE kernel (about 6 ms of a 2K step on an H100).
+        dh = attn.get("head_dim") or dim // attn.get("experts", 1)
+        cos, sin = rope_tables(max_seq, dh, float(attn.get("rope_theta", 10000.0)), torch.float64, None)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(self, tokens, targets, aux_coef):
         h = self.tok_emb(tokens.long())
         aux = 0.0
+        rope = (self.rope_cos, self.rope_sin)
         for blk in self.blocks:
-            h, a = blk(h)
+            h, a = blk(h, rope)
             aux = aux + a
         h = self.norm(h)
         logits = F.linear(h, self.tok_emb.weight if self.tied else self.lm_head.weight)
@@ -465,10 +495,14 @@ def bench_train_one(rec, name, kind, formulation, mode, S, B, warmup, iters):
     tokens = torch.randint(0, cfg["vocab"], (B, S + 1), device="cuda", generator=gen)
     inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
+    params = list(model.parameters())
+
     def step():
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = run(inputs, targets, AUX_COEF)
         loss.backward()
+        # bench/train_cuda.lua clips at 1.0 too: the same step on both sides
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss

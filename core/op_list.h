@@ -95,6 +95,14 @@ GQE_OP(cross_entropy_forward, (gqe_tensor *losses, const gqe_tensor *logits, con
  * ignored rows get 0. dlogits may be the same tensor as logits. */
 GQE_OP(cross_entropy_backward, (gqe_tensor *dlogits, const gqe_tensor *logits, const gqe_tensor *targets,
        float scale))
+/* A training step's loss pass: losses as cross_entropy_forward, dlogits as
+ * cross_entropy_backward and correct as argmax_correct, from one read of
+ * each row (dlogits may be logits: the row is read before it is
+ * overwritten). The forward pass of a step that will run backward uses it
+ * instead of reading its logits once for the loss and again for the
+ * gradient. */
+GQE_OP(cross_entropy_fused, (gqe_tensor *dlogits, gqe_tensor *losses, gqe_tensor *correct,
+       const gqe_tensor *logits, const gqe_tensor *targets, float scale))
 /* Top-1 accuracy: correct (R) f32 = 1 where targets[r] >= 0 and
  * argmax_j logits[r, j] == targets[r], else 0 (ignored rows give 0); the
  * caller sums it (gqe_sum) and divides by its count of targets >= 0. The

@@ -357,6 +357,18 @@ gqe_status gqe_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *log
     DISPATCH(X.device, cross_entropy_backward, &DX, &X, &T, scale);
 }
 
+gqe_status gqe_cross_entropy_fused(gqe_tensor *dlogits, gqe_tensor *losses, gqe_tensor *correct,
+                                   const gqe_tensor *logits, const gqe_tensor *targets, float scale) {
+    const char *OP = "cross_entropy_fused";
+    ARG(X, logits, 'f', "(R, V)", -1, -1);
+    ARG(T, targets, 'i', "(R)", X.shape[0]);
+    ARG(DX, dlogits, 'f', "(R, V)", X.shape[0], X.shape[1]);
+    ARG(L, losses, 'f', "(R)", X.shape[0]);
+    ARG(C, correct, 'f', "(R)", X.shape[0]);
+    SAME_DEVICE(&DX, &L, &C, &X, &T);
+    DISPATCH(X.device, cross_entropy_fused, &DX, &L, &C, &X, &T, scale);
+}
+
 gqe_status gqe_argmax_correct(gqe_tensor *correct, const gqe_tensor *logits, const gqe_tensor *targets) {
     const char *OP = "argmax_correct";
     ARG(X, logits, 'f', "(R, V)", -1, -1);

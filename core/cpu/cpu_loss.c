@@ -74,3 +74,32 @@ gqe_status cpu_argmax_correct(gqe_tensor *correct, const gqe_tensor *logits, con
     for (int64_t r = 0; r < R; r++) c[r] = tg[r] >= 0 && row_argmax(x + r * V, V) == tg[r] ? 1.0f : 0.0f;
     return GQE_OK;
 }
+
+/* In place is safe: each row's lse, loss and argmax are taken before the
+ * row is overwritten, and rows are independent. */
+gqe_status cpu_cross_entropy_fused(gqe_tensor *dlogits, gqe_tensor *losses, gqe_tensor *correct,
+                                   const gqe_tensor *logits, const gqe_tensor *targets, float scale) {
+    const char *op = "cross_entropy_fused";
+    CPU_NEED_F32(op, dlogits); CPU_NEED_F32(op, losses); CPU_NEED_F32(op, correct); CPU_NEED_F32(op, logits);
+    int64_t R = cpu_rows(logits), V = cpu_last(logits);
+    const int32_t *tg = gqe_i32(targets);
+    GQE_TRY(check_targets(op, tg, R, V));
+    float *d = gqe_f32(dlogits), *l = gqe_f32(losses), *c = gqe_f32(correct);
+    const float *x = gqe_f32(logits);
+    #pragma omp parallel for if (R * V > 32768)
+    for (int64_t r = 0; r < R; r++) {
+        float *dr = d + r * V;
+        const float *xr = x + r * V;
+        if (tg[r] < 0) {
+            l[r] = c[r] = 0.0f;
+            for (int64_t j = 0; j < V; j++) dr[j] = 0.0f;
+            continue;
+        }
+        float lse = row_logsumexp(xr, V);
+        l[r] = lse - xr[tg[r]];
+        c[r] = row_argmax(xr, V) == tg[r] ? 1.0f : 0.0f;
+        for (int64_t j = 0; j < V; j++) dr[j] = scale * expf(xr[j] - lse);
+        dr[tg[r]] -= scale;
+    }
+    return GQE_OK;
+}

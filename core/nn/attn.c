@@ -637,6 +637,11 @@ gqe_status gqe_attn_aux(gqe_attn *a, float *aux) {
 }
 
 bool gqe_attn_aux_trains(const gqe_attn *a) { return aux_trains(a); }
+/* Binds the blocks now: a caller may ask before the first forward. */
+bool gqe_attn_writes_dx_once(gqe_attn *a) {
+    bind_input_projections(a);
+    return fused_all(a);
+}
 
 gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *idx) {
     memset(probs, 0, sizeof *probs);

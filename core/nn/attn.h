@@ -72,6 +72,9 @@ gqe_status gqe_attn_aux(gqe_attn *a, float *aux);
 /* Whether the aux loss trains this layer's router (softmax and sigmoid);
  * balanced, random and hash routers only report it. */
 bool gqe_attn_aux_trains(const gqe_attn *a);
+/* Whether backward writes dx with one matmul (the input projections are
+ * bound as one block) rather than adding several into it. */
+bool gqe_attn_writes_dx_once(gqe_attn *a);
 /* Routing of the last forward: probs (B, S, G, M) and idx (B, S, G, k), as
  * views valid until the next forward; empty tensors for dense kinds. */
 gqe_status gqe_attn_routing(const gqe_attn *a, gqe_tensor *probs, gqe_tensor *idx);

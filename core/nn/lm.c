@@ -155,16 +155,15 @@ int64_t gqe_lm_layers(const gqe_lm *lm) { return lm->cfg.layers; }
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer) {
     return layer >= 0 && layer < lm->cfg.layers ? lm->blocks[layer].attn : NULL;
 }
-gqe_tensor *gqe_lm_logits(gqe_lm *lm) { return lm->have_forward ? &lm->logits : NULL; }
+/* After a forward with targets the buffer holds the logits' gradient. */
+gqe_tensor *gqe_lm_logits(gqe_lm *lm) { return lm->have_forward && !lm->have_targets ? &lm->logits : NULL; }
 float gqe_lm_ce_loss(const gqe_lm *lm) { return lm->ce; }
 const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm) { return &lm->losses; }
 
 gqe_status gqe_lm_accuracy(gqe_lm *lm, int64_t *correct, int64_t *counted) {
     if (!lm->have_forward || !lm->have_targets)
         return gqe_fail(GQE_ERR_ARG, "accuracy needs a forward pass with targets first, before backward");
-    int64_t R = lm->B * lm->T;
-    gqe_tensor lg = lm_rows(&lm->logits, R), tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
-    GQE_TRY(gqe_argmax_correct(&lm->hits, &lg, &tg1));
+    /* hits came with the loss (gqe_cross_entropy_fused) */
     double sum = 0;
     GQE_TRY(gqe_sum(&lm->hits, &sum));
     *correct = (int64_t)llround(sum);
@@ -190,14 +189,23 @@ static void plan(gqe_lm *lm, int64_t B, int64_t T) {
         b->rstd2 = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
         b->pre = gqe_arena_take(a, C, R, lm->pre_width, 0, 0);
     }
-    lm->y = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+    /* y (a branch's output, forward) and dn (a norm's output gradient,
+     * backward) are each written by one matmul and read once by the norm
+     * that follows: they take the compute dtype, as autocast's linear
+     * outputs do, which halves their bytes in both ops in mixed precision.
+     * dn stays f32 where an attention layer would add several matmuls
+     * into it (bf16 would round between the additions). */
+    gqe_dtype DN = C;
+    for (int64_t l = 0; l < lm->cfg.layers; l++)
+        if (!gqe_attn_writes_dx_once(lm->blocks[l].attn)) DN = GQE_F32;
+    lm->y = gqe_arena_take(a, C, B, T, d, 0);
     lm->nf = gqe_arena_take(a, C, R, d, 0, 0);
     lm->rstd_f = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
     lm->logits = gqe_arena_take(a, C, B, T, lm->cfg.vocab, 0);
     lm->losses = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
     lm->hits = gqe_arena_take(a, GQE_F32, R, 0, 0, 0);
     lm->dh = gqe_arena_take(a, GQE_F32, B, T, d, 0);
-    lm->dn = gqe_arena_take(a, GQE_F32, B, T, d, 0);
+    lm->dn = gqe_arena_take(a, DN, B, T, d, 0);
     lm->act = gqe_arena_take(a, C, R, lm->H, 0, 0);
     lm->dact = gqe_arena_take(a, C, R, lm->H, 0, 0);
     lm->dpre = gqe_arena_take(a, C, R, lm->pre_width, 0, 0);
@@ -334,8 +342,11 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     lm->ce = NAN;
     lm->loss = NAN;
     if (targets) {
+        /* Loss, top-1 hits and the logits' gradient (written over them) in
+         * one read of the logits; backward starts from the gradient. */
         gqe_tensor tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
-        GQE_TRY(gqe_cross_entropy_forward(&lm->losses, &lg, &tg1));
+        float scale = lm->n_valid ? 1.0f / (float)lm->n_valid : 0.0f;
+        GQE_TRY(gqe_cross_entropy_fused(&lg, &lm->losses, &lm->hits, &lg, &tg1, scale));
         double sum = 0;
         GQE_TRY(gqe_sum(&lm->losses, &sum));
         lm->ce = lm->n_valid ? (float)(sum / (double)lm->n_valid) : 0.0f;
@@ -369,12 +380,9 @@ gqe_status gqe_lm_backward(gqe_lm *lm) {
     if (!lm->have_forward || !lm->have_targets)
         return gqe_fail(GQE_ERR_ARG, "backward needs a forward pass with targets first");
     int64_t B = lm->B, T = lm->T, R = B * T;
-    gqe_tensor lg = lm_rows(&lm->logits, R), tg1 = gqe_tensor_view4(&lm->targets, 0, R, 0, 0, 0);
+    gqe_tensor lg = lm_rows(&lm->logits, R);   /* dlogits: the forward's loss pass wrote them */
     gqe_tensor dh = lm_rows(&lm->dh, R), dn = lm_rows(&lm->dn, R);
-    float scale = lm->n_valid ? 1.0f / (float)lm->n_valid : 0.0f;
-    /* The logits are spent once backward starts: their buffer holds dlogits. */
     lm->have_forward = false;
-    GQE_TRY(gqe_cross_entropy_backward(&lg, &lg, &tg1, scale));
     GQE_TRY(gqe_matmul(&dn, &lg, head_compute(lm), false, false, 1.0f, 0.0f));
     GQE_TRY(gqe_matmul(&lm->dhead, &lg, &lm->nf, true, false, 1.0f, 1.0f));
     GQE_TRY(gqe_fill(&dh, 0.0f));

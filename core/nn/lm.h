@@ -48,17 +48,18 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
                           float aux_coef, float *loss, float *aux);
 /* Gradients of the last forward's loss, accumulated into the grad buffer. */
 gqe_status gqe_lm_backward(gqe_lm *lm);
-/* Logits (B, T, V) of the last forward (valid until the next forward,
- * and only until backward when targets were given: backward reuses them). */
+/* Logits (B, T, V) of the last forward without targets (valid until the
+ * next forward); NULL after a forward with targets, whose loss pass
+ * overwrites them with their gradient for backward. */
 gqe_tensor *gqe_lm_logits(gqe_lm *lm);
 float gqe_lm_ce_loss(const gqe_lm *lm);   /* cross-entropy part of the last loss */
 /* Per-position cross-entropy (B*T) of the last forward with targets (0 where ignored). */
 const gqe_tensor *gqe_lm_token_losses(const gqe_lm *lm);
-/* Top-1 accuracy of the last forward with targets, before its backward
- * (which overwrites the logits): *correct = positions whose argmax logit
- * (first maximum on ties) is the target, *counted = positions with a target
- * >= 0. Runs gqe_argmax_correct on the model's device: only R floats are
- * summed there and one number comes back, never the logits. */
+/* Top-1 accuracy of the last forward with targets, before its backward:
+ * *correct = positions whose argmax logit (first maximum on ties) is the
+ * target, *counted = positions with a target >= 0. The forward's loss pass
+ * (gqe_cross_entropy_fused) marked the hits on the model's device: only R
+ * floats are summed there and one number comes back, never the logits. */
 gqe_status gqe_lm_accuracy(gqe_lm *lm, int64_t *correct, int64_t *counted);
 int64_t gqe_lm_layers(const gqe_lm *lm);
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);

@@ -344,11 +344,31 @@ static void test_cross_entropy(void **state) {
         CHECK_OK(gqe_cross_entropy_forward(&lossb.c, &lb.c, &tb.c));
         CHECK_OK(gqe_cross_entropy_forward(&lossb.g, &lb.g, &tb.g));
         PR_CHECK(lossb, TOL_RED);
+        /* the fused loss pass, in place (as the LM runs it), on a copy */
+        pair lf = pr_randn(2, (const int64_t[]){R, widths[w]}, 1.0f, 92, GQE_BF16);
+        pair lossf = pr_out(1, (const int64_t[]){R}, GQE_F32), hits = pr_out(1, (const int64_t[]){R}, GQE_F32);
+        CHECK_OK(gqe_cross_entropy_fused(&lf.c, &lossf.c, &hits.c, &lf.c, &tb.c, 0.5f));
+        CHECK_OK(gqe_cross_entropy_fused(&lf.g, &lossf.g, &hits.g, &lf.g, &tb.g, 0.5f));
+        PR_CHECK(lossf, TOL_RED);
+        PR_CHECK(hits, 0.0);   /* first maximum on both sides: identical */
         CHECK_OK(gqe_cross_entropy_backward(&lb.c, &lb.c, &tb.c, 0.5f));
         CHECK_OK(gqe_cross_entropy_backward(&lb.g, &lb.g, &tb.g, 0.5f));
         PR_CHECK(lb, TOL_BF16);
-        pr_free(&lb); pr_free(&tb); pr_free(&lossb);
+        PR_CHECK(lf, TOL_BF16);
+        pr_free(&lb); pr_free(&tb); pr_free(&lossb); pr_free(&lf); pr_free(&lossf); pr_free(&hits);
     }
+    /* f32 logits, out of place: the fallback of three kernels */
+    RANDN(lx, GQE_F32, 94, R, V);
+    pair tx = pr_ids(R, -1, V, 95);
+    OUT(dx, GQE_F32, R, V);
+    OUT(lossx, GQE_F32, R);
+    OUT(hitx, GQE_F32, R);
+    CHECK_OK(gqe_cross_entropy_fused(&dx.c, &lossx.c, &hitx.c, &lx.c, &tx.c, 0.25f));
+    CHECK_OK(gqe_cross_entropy_fused(&dx.g, &lossx.g, &hitx.g, &lx.g, &tx.g, 0.25f));
+    PR_CHECK(dx, TOL_RED);
+    PR_CHECK(lossx, TOL_RED);
+    PR_CHECK(hitx, 0.0);
+    pr_free(&lx); pr_free(&tx); pr_free(&dx); pr_free(&lossx); pr_free(&hitx);
 }
 
 /* Top-1 hits must match exactly. The logits are small integers, so most

@@ -313,9 +313,19 @@ static void test_cross_entropy(void **state) {
     gqe_tensor x2 = clone(&x);   /* in place: dlogits is logits */
     CHECK_OK(gqe_cross_entropy_backward(&x2, &x2, &tg, 0.5f));
     ASSERT_CLOSE(gqe_f32(&x2), gqe_f32(&dx), R * V, 1e-6);
+    /* the fused pass: the same loss, gradient and hits as the three ops,
+     * in place */
+    gqe_tensor x3 = clone(&x), l3 = ZEROS(R), hits = ZEROS(R), hits_ref = ZEROS(R);
+    CHECK_OK(gqe_argmax_correct(&hits_ref, &x, &tg));
+    CHECK_OK(gqe_cross_entropy_forward(&losses, &x, &tg));
+    CHECK_OK(gqe_cross_entropy_fused(&x3, &l3, &hits, &x3, &tg, 0.5f));
+    ASSERT_CLOSE(gqe_f32(&l3), gqe_f32(&losses), R, 1e-6);
+    ASSERT_CLOSE(gqe_f32(&x3), gqe_f32(&dx), R * V, 1e-6);
+    for (int r = 0; r < R; r++) assert_true(gqe_f32(&hits)[r] == gqe_f32(&hits_ref)[r]);
     gqe_i32(&tg)[0] = V;
     assert_int_equal(gqe_cross_entropy_forward(&losses, &x, &tg), GQE_ERR_ARG);
-    FREE(&x, &losses, &dx, &tg, &w, &x2);
+    assert_int_equal(gqe_cross_entropy_fused(&x3, &l3, &hits, &x, &tg, 0.5f), GQE_ERR_ARG);
+    FREE(&x, &losses, &dx, &tg, &w, &x2, &x3, &l3, &hits, &hits_ref);
 }
 
 /* ---- routing ------------------------------------------------------------------------- */
