@@ -31,8 +31,16 @@ gqe_status cpu_cross_entropy_forward(gqe_tensor *losses, const gqe_tensor *logit
     return GQE_OK;
 }
 
+/* dr = scale * (softmax - onehot(t)) from the row's lse, zeros where t < 0;
+ * dr may be xr: element j is read just before it is overwritten. */
+static void row_gradient(float *dr, const float *xr, int64_t V, int32_t t, float scale, float lse) {
+    if (t < 0) { for (int64_t j = 0; j < V; j++) dr[j] = 0.0f; return; }
+    for (int64_t j = 0; j < V; j++) dr[j] = scale * expf(xr[j] - lse);
+    dr[t] -= scale;
+}
+
 /* dlogits may be logits itself: each row reads all its logits (for lse)
- * before writing, and then reads element j just before overwriting it. */
+ * before row_gradient writes it. */
 gqe_status cpu_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *logits,
                                       const gqe_tensor *targets, float scale) {
     CPU_NEED_F32("cross_entropy_backward", dlogits); CPU_NEED_F32("cross_entropy_backward", logits);
@@ -43,12 +51,8 @@ gqe_status cpu_cross_entropy_backward(gqe_tensor *dlogits, const gqe_tensor *log
     const float *x = gqe_f32(logits);
     #pragma omp parallel for if (R * V > 32768)
     for (int64_t r = 0; r < R; r++) {
-        float *dr = d + r * V;
         const float *xr = x + r * V;
-        if (tg[r] < 0) { for (int64_t j = 0; j < V; j++) dr[j] = 0.0f; continue; }
-        float lse = row_logsumexp(xr, V);
-        for (int64_t j = 0; j < V; j++) dr[j] = scale * expf(xr[j] - lse);
-        dr[tg[r]] -= scale;
+        row_gradient(d + r * V, xr, V, tg[r], scale, tg[r] < 0 ? 0.0f : row_logsumexp(xr, V));
     }
     return GQE_OK;
 }
@@ -88,18 +92,11 @@ gqe_status cpu_cross_entropy_fused(gqe_tensor *dlogits, gqe_tensor *losses, gqe_
     const float *x = gqe_f32(logits);
     #pragma omp parallel for if (R * V > 32768)
     for (int64_t r = 0; r < R; r++) {
-        float *dr = d + r * V;
         const float *xr = x + r * V;
-        if (tg[r] < 0) {
-            l[r] = c[r] = 0.0f;
-            for (int64_t j = 0; j < V; j++) dr[j] = 0.0f;
-            continue;
-        }
-        float lse = row_logsumexp(xr, V);
-        l[r] = lse - xr[tg[r]];
-        c[r] = row_argmax(xr, V) == tg[r] ? 1.0f : 0.0f;
-        for (int64_t j = 0; j < V; j++) dr[j] = scale * expf(xr[j] - lse);
-        dr[tg[r]] -= scale;
+        float lse = tg[r] < 0 ? 0.0f : row_logsumexp(xr, V);
+        l[r] = tg[r] < 0 ? 0.0f : lse - xr[tg[r]];
+        c[r] = tg[r] >= 0 && row_argmax(xr, V) == tg[r] ? 1.0f : 0.0f;
+        row_gradient(d + r * V, xr, V, tg[r], scale, lse);
     }
     return GQE_OK;
 }
