@@ -146,6 +146,23 @@ GQE_OP(gather_slots_rope, (gqe_tensor *slots, const gqe_tensor *q, const gqe_ten
        int64_t pos_offset))
 /* dq (R, G*M, D) += dslots scattered back to the chosen experts. */
 GQE_OP(scatter_slots, (gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx))
+/* The GQE layer's input-projection gradients side by side, for one matmul
+ * over its q, k, v, router and shared-query weights: dy (R, W) OVERWRITES
+ * with [dq (G*M*D) | dk (G*D) | dv (G*D) | dlogits (G*M) | dqs (D)], where
+ *   dq  = scatter_slots of rope_backward(dslots), zero at unchosen experts,
+ *   dk  = rope_backward(dk + group_mean_backward(dkbar)),
+ *   dv  = dv + group_mean_backward(dvbar),
+ *   dqs = rope_backward(dqs),
+ * each value rounded where those ops round when they run one by one (then
+ * copy_cols into dy): the same numbers, from one read of each input instead
+ * of a fill, five in-place passes and five copies. The inputs are left as
+ * they are. dslots (B, T, G*k, D) with B*T = R; idx (R, G, k); dk, dv
+ * (B, T, G, D); dkbar, dvbar, dqs (B, T, 1, D), all three or none (no
+ * shared head); dlogits (R, G*M) or NULL (no learned router), and then dy
+ * has no columns for it. RoPE positions start at 0; rope false: no rotation. */
+GQE_OP(qkv_grad_pack, (gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx, const gqe_tensor *dk,
+       const gqe_tensor *dv, const gqe_tensor *dkbar, const gqe_tensor *dvbar, const gqe_tensor *dlogits,
+       const gqe_tensor *dqs, int64_t M, bool rope, float theta))
 
 /* ---- output slots (GQE.md step 6) ------------------------------------- */
 /* Slot B: out (R, D) = sum_s w[r,s] o[r,s], w (R, S) = P / max(sum_s P, eps)

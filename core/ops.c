@@ -504,6 +504,44 @@ gqe_status gqe_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe
     DISPATCH(Q.device, scatter_slots, &Q, &SL, &I);
 }
 
+gqe_status gqe_qkv_grad_pack(gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx, const gqe_tensor *dk,
+                             const gqe_tensor *dv, const gqe_tensor *dkbar, const gqe_tensor *dvbar,
+                             const gqe_tensor *dlogits, const gqe_tensor *dqs, int64_t M, bool rope, float theta) {
+    const char *OP = "qkv_grad_pack";
+    ARG(I, idx, 'i', "(R, G, k)", -1, -1, -1);
+    int64_t R = I.shape[0], G = I.shape[1], K = I.shape[2];
+    REQUIRE(M >= K && K >= 1, "%s: M = %lld experts per group must be >= k = %lld >= 1", OP, (long long)M,
+            (long long)K);
+    ARG(DK, dk, 'f', "(B, T, G, D)", -1, -1, G, -1);
+    int64_t B = DK.shape[0], T = DK.shape[1], D = DK.shape[3];
+    REQUIRE(B * T == R, "%s: dk has B*T = %lld rows, idx has %lld", OP, (long long)(B * T), (long long)R);
+    REQUIRE(!rope || D % 2 == 0, "%s: head dim D = %lld must be even for RoPE", OP, (long long)D);
+    ARG(DS, dslots, 'f', "(B, T, G*k, D)", B, T, G * K, D);
+    ARG(DV, dv, 'f', "(B, T, G, D)", B, T, G, D);
+    bool shared = dkbar && !gqe_tensor_is_empty(dkbar);
+    REQUIRE(shared == (dvbar && !gqe_tensor_is_empty(dvbar)) && shared == (dqs && !gqe_tensor_is_empty(dqs)),
+            "%s: dkbar, dvbar and dqs come together (the shared head) or not at all", OP);
+    bool routed = dlogits && !gqe_tensor_is_empty(dlogits);
+    int64_t W = (G * M + 2 * G + (shared ? 1 : 0)) * D + (routed ? G * M : 0);
+    ARG(DY, dy, 'f', "(R, W)", R, W);
+    gqe_tensor KB = {0}, VB = {0}, QS = {0}, L = {0};
+    if (shared) {
+        ARG(kb, dkbar, 'f', "(B, T, 1, D)", B, T, 1, D);
+        ARG(vb, dvbar, 'f', "(B, T, 1, D)", B, T, 1, D);
+        ARG(qs, dqs, 'f', "(B, T, 1, D)", B, T, 1, D);
+        KB = kb; VB = vb; QS = qs;
+        SAME_DEVICE(&DY, &KB, &VB, &QS);
+    }
+    if (routed) {
+        ARG(l, dlogits, 'f', "(R, G*M)", R, G * M);
+        L = l;
+        SAME_DEVICE(&DY, &L);
+    }
+    SAME_DEVICE(&DY, &DS, &I, &DK, &DV);
+    DISPATCH(DY.device, qkv_grad_pack, &DY, &DS, &I, &DK, &DV, shared ? &KB : NULL, shared ? &VB : NULL,
+             routed ? &L : NULL, shared ? &QS : NULL, M, rope, theta);
+}
+
 /* ---- output slots ---------------------------------------------------------- */
 gqe_status gqe_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
                                 const gqe_tensor *p, float eps) {

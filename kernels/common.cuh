@@ -40,6 +40,11 @@ __device__ __forceinline__ void stf(fptr a, int64_t i, float v) {
     if (a.bf) ((__nv_bfloat16 *)a.p)[i] = __float2bfloat16_rn(v);
     else ((float *)a.p)[i] = v;
 }
+/* The value a store of v into t keeps (bf16 rounds). */
+__device__ __forceinline__ float stored(fptr t, float v) {
+    return t.bf ? __bfloat162float(__float2bfloat16_rn(v)) : v;
+}
+
 static inline fptr fp(const gqe_tensor *t) {
     fptr r;
     r.p = gqe_tensor_data(t);

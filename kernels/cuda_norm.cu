@@ -74,11 +74,6 @@ __global__ void k_rmsnorm_fwd(fptr out, float *rstd, fptr x, fptr w, int64_t D, 
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) stf(out, base + d, ldf(x, base + d) * rs * ldf(w, d));
 }
 
-/* The value a store of v into t keeps (bf16 rounds). */
-__device__ __forceinline__ float stored(fptr t, float v) {
-    return t.bf ? __bfloat162float(__float2bfloat16_rn(v)) : v;
-}
-
 /* add + RMSNorm with the row in registers (D <= NORM_THREADS * CPT): the
  * same per-thread order and block reduction as k_add_rmsnorm_fwd below,
  * without reading back the sum it just stored. (A warp per row, tried

@@ -41,18 +41,27 @@ static gqe_status rope_table(int64_t need_P, int64_t D, float theta, const float
     return GQE_OK;
 }
 
+/* One pair (x1, x2) = (x[i], x[i + D/2]) rotated by the angle whose cos and
+ * sin are cs; INVERSE turns it back. Every RoPE kernel rotates through it,
+ * so fused and one-by-one passes round alike. */
+template <bool INVERSE>
+__device__ __forceinline__ void rotate_pair(float &x1, float &x2, float2 cs) {
+    const float c = cs.x, s = INVERSE ? -cs.y : cs.y, a = x1, b = x2;
+    x1 = a * c - b * s;
+    x2 = b * c + a * s;
+}
+
 template <bool INVERSE, typename I>
 __global__ void k_rope(fptr x, const float2 *__restrict__ tab, I n, I T, I H, I half, I pos_offset) {
     for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (I)gridDim.x * blockDim.x) {
         I i = e % half;
         I row = e / half;                     /* (b, t, h) flattened */
         I t = (row / H) % T;
-        float2 cs = tab[(pos_offset + t) * half + i];
-        float c = cs.x, s = INVERSE ? -cs.y : cs.y;
         I i1 = row * 2 * half + i, i2 = i1 + half;
         float x1 = ldf(x, i1), x2 = ldf(x, i2);
-        stf(x, i1, x1 * c - x2 * s);
-        stf(x, i2, x2 * c + x1 * s);
+        rotate_pair<INVERSE>(x1, x2, tab[(pos_offset + t) * half + i]);
+        stf(x, i1, x1);
+        stf(x, i2, x2);
     }
 }
 
@@ -60,12 +69,7 @@ __global__ void k_rope(fptr x, const float2 *__restrict__ tab, I n, I T, I H, I 
 template <bool INVERSE>
 __device__ __forceinline__ void rotate8(float a[8], float b[8], const float2 *__restrict__ cs) {
 #pragma unroll
-    for (int k = 0; k < 8; k++) {
-        float2 t = cs[k];
-        float c = t.x, s = INVERSE ? -t.y : t.y, x1 = a[k], x2 = b[k];
-        a[k] = x1 * c - x2 * s;
-        b[k] = x2 * c + x1 * s;
-    }
+    for (int k = 0; k < 8; k++) rotate_pair<INVERSE>(a[k], b[k], cs[k]);
 }
 
 /* bf16, (D/2) % 8 == 0: a thread rotates 8 pairs (two 16-byte words);
@@ -147,10 +151,10 @@ __global__ void k_gather_slots_rope(fptr slots, fptr q, const int32_t *idx, cons
             continue;
         }
         I src = (rg * M + m) * 2 * half + i;
-        float2 cs = tab[(pos_offset + (rg / G) % T) * half + i];
         float x1 = ldf(q, src), x2 = ldf(q, src + half);
-        stf(slots, o1, x1 * cs.x - x2 * cs.y);
-        stf(slots, o2, x2 * cs.x + x1 * cs.y);
+        rotate_pair<false>(x1, x2, tab[(pos_offset + (rg / G) % T) * half + i]);
+        stf(slots, o1, x1);
+        stf(slots, o2, x2);
     }
 }
 
@@ -215,5 +219,165 @@ gqe_status gqe_cuda_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, co
                                                         pos_offset, flag);
     }
     LAUNCH_CHECK("gather slots rope kernel");
+    return GQE_OK;
+}
+
+/* ---- qkv_grad_pack -------------------------------------------------------
+ * A thread writes W pairs of one head of a dy row (W = 8 when every tensor
+ * is bf16 and 16-byte aligned, else 1), or W of its router logits. Values
+ * pass through stored() wherever the op chain this stands for stores them
+ * (rope_backward and group_mean_backward work in place), so the results
+ * equal that chain's. */
+template <int W>
+__device__ __forceinline__ void ldw(fptr p, int64_t i, float v[W]) {
+    if constexpr (W == 8) unpack8(((const uint4 *)p.p)[i / 8], v);
+    else v[0] = ldf(p, i);
+}
+template <int W>
+__device__ __forceinline__ void stw(fptr p, int64_t i, const float v[W]) {
+    if constexpr (W == 8) ((uint4 *)p.p)[i / 8] = pack8(v);
+    else stf(p, i, v[0]);
+}
+
+/* Threads per dy row: N + 2G (+ 1 shared) heads of D/2/W pairs each, and
+ * G*M/W logits when the router learns. */
+__host__ __device__ inline int64_t pack_units(int64_t G, int64_t M, int64_t D, bool logits, bool shared, int W) {
+    return (G * M + 2 * G + (shared ? 1 : 0)) * (D / 2 / W) + (logits ? G * M / W : 0);
+}
+
+template <int W>
+__global__ void k_qkv_grad_pack(fptr dy, fptr ds, const int32_t *__restrict__ idx, fptr dk, fptr dv, fptr dkb,
+                                fptr dvb, fptr dl, fptr dqs, const float2 *__restrict__ tab, int64_t R, int T,
+                                int G, int M, int K, int D, int *flag) {
+    /* A block per row (grid-stride over rows), its threads over the row's
+     * units: 32-bit index math within a row, the divisions being most of
+     * the work besides the memory traffic. */
+    const int half = D / 2, hw = half / W, N = G * M;
+    const int nq = N * hw, nk = G * hw, nl = dl.p ? N / W : 0;
+    const int U = (int)pack_units(G, M, D, dl.p != NULL, dqs.p != NULL, W);
+    const int64_t width = (int64_t)(N + 2 * G + (dqs.p ? 1 : 0)) * D + (dl.p ? N : 0);
+    const float inv = 1.0f / (float)G;
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+        const int t = (int)(r % T);
+        const float2 *tr = tab ? tab + (int64_t)t * half : NULL;
+        const int64_t yrow = r * width;
+        for (int u = threadIdx.x; u < U; u += blockDim.x) {
+            float a[W], b[W];
+            int col;
+            if (u < nq) {   /* dq: the chosen slots, turned back, at their experts */
+                const int h = u / hw, c = (u % hw) * W, g = h / M, m = h % M;
+#pragma unroll
+                for (int w = 0; w < W; w++) a[w] = b[w] = 0.0f;
+                for (int j = 0; j < K; j++) {
+                    const int32_t pick = idx[(r * G + g) * K + j];
+                    if (pick < 0 || pick >= M) {
+                        if (m == 0 && c == 0) atomicOr(flag, GQE_FLAG_EXPERT);
+                        continue;
+                    }
+                    if (pick != m) continue;
+                    const int64_t src = ((r * G + g) * K + j) * D + c;
+                    float x[W], y[W];
+                    ldw<W>(ds, src, x);
+                    ldw<W>(ds, src + half, y);
+#pragma unroll
+                    for (int w = 0; w < W; w++) {
+                        if (tr) {
+                            rotate_pair<true>(x[w], y[w], tr[c + w]);
+                            x[w] = stored(ds, x[w]);
+                            y[w] = stored(ds, y[w]);
+                        }
+                        a[w] = stored(dy, a[w] + x[w]);
+                        b[w] = stored(dy, b[w] + y[w]);
+                    }
+                }
+                col = h * D + c;
+            } else if (u - nq < 2 * nk) {   /* dk, then dv: the shared head's share added */
+                const bool is_k = u - nq < nk;
+                const int v = is_k ? u - nq : u - nq - nk, g = v / hw, c = (v % hw) * W;
+                const int64_t src = (r * G + g) * D + c;
+                const fptr x = is_k ? dk : dv, xb = is_k ? dkb : dvb;
+                ldw<W>(x, src, a);
+                ldw<W>(x, src + half, b);
+                if (xb.p) {
+                    float p[W], q[W];
+                    ldw<W>(xb, r * D + c, p);
+                    ldw<W>(xb, r * D + c + half, q);
+#pragma unroll
+                    for (int w = 0; w < W; w++) {
+                        a[w] = stored(x, a[w] + p[w] * inv);
+                        b[w] = stored(x, b[w] + q[w] * inv);
+                    }
+                }
+                if (is_k && tr) {
+#pragma unroll
+                    for (int w = 0; w < W; w++) {
+                        rotate_pair<true>(a[w], b[w], tr[c + w]);
+                        a[w] = stored(x, a[w]);
+                        b[w] = stored(x, b[w]);
+                    }
+                }
+                col = (N + (is_k ? 0 : G) + g) * D + c;
+            } else if (u - nq - 2 * nk < nl) {   /* router logits: a copy */
+                const int c = (u - nq - 2 * nk) * W;
+                ldw<W>(dl, r * N + c, a);
+                stw<W>(dy, yrow + (int64_t)(N + 2 * G) * D + c, a);
+                continue;
+            } else {   /* the shared query */
+                const int c = (u - nq - 2 * nk - nl) * W;
+                ldw<W>(dqs, r * D + c, a);
+                ldw<W>(dqs, r * D + c + half, b);
+                if (tr) {
+#pragma unroll
+                    for (int w = 0; w < W; w++) {
+                        rotate_pair<true>(a[w], b[w], tr[c + w]);
+                        a[w] = stored(dqs, a[w]);
+                        b[w] = stored(dqs, b[w]);
+                    }
+                }
+                col = (N + 2 * G) * D + (dl.p ? N : 0) + c;
+            }
+            stw<W>(dy, yrow + col, a);
+            stw<W>(dy, yrow + col + half, b);
+        }
+    }
+}
+
+static fptr fp_opt(const gqe_tensor *t) { return t ? fp(t) : fp_null(); }
+
+gqe_status gqe_cuda_qkv_grad_pack(gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx,
+                                  const gqe_tensor *dk, const gqe_tensor *dv, const gqe_tensor *dkbar,
+                                  const gqe_tensor *dvbar, const gqe_tensor *dlogits, const gqe_tensor *dqs,
+                                  int64_t M, bool rope, float theta) {
+    const char *op = "qkv_grad_pack";
+    const gqe_tensor *all[8] = {dy, dslots, dk, dv, dkbar, dvbar, dlogits, dqs};
+    static const char *const names[8] = {"dy", "dslots", "dk", "dv", "dkbar", "dvbar", "dlogits", "dqs"};
+    for (int i = 0; i < 8; i++)
+        if (all[i]) GQE_TRY(gqe_cuda_need_float(all[i], op, names[i]));
+    GQE_TRY(gqe_cuda_need_i32(idx, op, "idx"));
+    int64_t R = idx->shape[0], G = idx->shape[1], K = idx->shape[2], T = dk->shape[1], D = dk->shape[3];
+    if (R == 0 || D == 0) return GQE_OK;
+    int *flag = gqe_cuda_flag_ptr();
+    if (!flag) return gqe_fail(GQE_ERR_DEVICE, "%s: no device flag", op);
+    const float2 *tab = NULL;
+    if (rope) GQE_TRY(rope_table(T, D, theta, &tab));
+    bool vec = (D / 2) % 8 == 0 && (G * M) % 8 == 0;
+    for (int i = 0; i < 8; i++)
+        if (all[i]) vec = vec && all[i]->dtype == GQE_BF16 && (uintptr_t)gqe_tensor_data(all[i]) % 16 == 0;
+    /* 32-bit math within a row: a row's width and units stay far below 2^31 */
+    if ((G * M + 2 * G + 1) * D + G * M > INT32_MAX / 4)
+        return gqe_fail(GQE_ERR_SHAPE, "%s: rows of %lld x %lld heads are too wide", op, (long long)(G * M), (long long)D);
+    const int W = vec ? 8 : 1;
+    const int U = (int)pack_units(G, M, D, dlogits != NULL, dqs != NULL, W);
+    const int threads = U < 256 ? (U + 31) / 32 * 32 : 256;
+    const unsigned grid = (unsigned)(R < 65536 * 8 ? R : 65536 * 8);
+    if (vec)
+        k_qkv_grad_pack<8><<<grid, threads>>>(fp(dy), fp(dslots), gqe_i32(idx), fp(dk), fp(dv), fp_opt(dkbar),
+                                              fp_opt(dvbar), fp_opt(dlogits), fp_opt(dqs), tab, R, (int)T, (int)G,
+                                              (int)M, (int)K, (int)D, flag);
+    else
+        k_qkv_grad_pack<1><<<grid, threads>>>(fp(dy), fp(dslots), gqe_i32(idx), fp(dk), fp(dv), fp_opt(dkbar),
+                                              fp_opt(dvbar), fp_opt(dlogits), fp_opt(dqs), tab, R, (int)T, (int)G,
+                                              (int)M, (int)K, (int)D, flag);
+    LAUNCH_CHECK("qkv grad pack kernel");
     return GQE_OK;
 }

@@ -151,6 +151,10 @@ static bool fused_all(const gqe_attn *a) { return a->p.all.cw.storage != NULL; }
 /* The router's and shared query's gradients wait in dlogits and dqs for
  * input_backward's fused matmuls instead of running their own. */
 static bool deferred_inputs(const gqe_attn *a) { return fused_in(a) || fused_all(a); }
+/* GQE under p.all: the attention backwards leave their gradients as they
+ * come (slots, K, V, the shared head's), and qkv_grad_pack turns, scatters
+ * and spreads them straight into p.all's gradient block in one pass. */
+static bool packs_grads(const gqe_attn *a) { return attn_is_gqe(a) && fused_all(a); }
 
 /* Lays out (or counts) every buffer of a (B, T) forward and backward. A
  * decoding layout copies its input even where training borrows it. */
@@ -505,6 +509,7 @@ static gqe_status routed_attention_backward(gqe_attn *a, const gqe_tensor *d_o) 
     gqe_tensor ds4 = view4(&g->dslots, B, T, SK, dh), do4 = view4(d_o, B, T, SK, dh);
     GQE_TRY(gqe_attention_backward(&ds4, &dk4, &dv4, &do4, &slots4, &k4, &v4, &o4, &s->lse, a->cfg.causal,
                                    1.0f / sqrtf((float)dh), false));
+    if (packs_grads(a)) return GQE_OK;
     if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&ds4, a->cfg.rope_theta, 0));
     gqe_tensor dq3 = view3(&g->dq, R, a->N, dh), ds3 = view3(&g->dslots, R, SK, dh);
     return gqe_scatter_slots(&dq3, &ds3, &s->idx);
@@ -522,6 +527,7 @@ static gqe_status shared_head_backward(gqe_attn *a, dx_acc *acc) {
     gqe_tensor dqs4 = view4(&g->dqs, B, T, 1, dh), dkb4 = view4(&g->dkbar, B, T, 1, dh), dvb4 = view4(&g->dvbar, B, T, 1, dh);
     GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &s->lse_s, a->cfg.causal,
                                    1.0f / sqrtf((float)dh), false));
+    if (packs_grads(a)) return GQE_OK;
     if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
     if (!deferred_inputs(a)) GQE_TRY(linear_backward(a, acc, &a->p.qs, &g->dqs));
     gqe_tensor dk3 = view3(&g->dk, R, G, dh), dv3 = view3(&g->dv, R, G, dh);
@@ -566,6 +572,18 @@ static gqe_status router_backward(gqe_attn *a, float aux_coef, dx_acc *acc) {
 static gqe_status input_backward(gqe_attn *a, dx_acc *acc) {
     int64_t B = a->B, T = a->T, dh = a->dh;
     attn_scratch *g = &a->g;
+    if (packs_grads(a)) {
+        int64_t R = B * T, G = a->G;
+        bool shared = a->p.qs.cw.storage != NULL;
+        gqe_tensor ds4 = view4(&g->dslots, B, T, a->SK, dh), idx3 = view3(&a->s.idx, R, G, a->k);
+        gqe_tensor dk4 = view4(&g->dk, B, T, G, dh), dv4 = view4(&g->dv, B, T, G, dh);
+        gqe_tensor dkb4 = view4(&g->dkbar, B, T, 1, dh), dvb4 = view4(&g->dvbar, B, T, 1, dh);
+        gqe_tensor dqs4 = view4(&g->dqs, B, T, 1, dh), dl2 = view2(&g->dlogits, R, G * a->M);
+        GQE_TRY(gqe_qkv_grad_pack(&g->dy_all, &ds4, &idx3, &dk4, &dv4, shared ? &dkb4 : NULL, shared ? &dvb4 : NULL,
+                                  a->has_router ? &dl2 : NULL, shared ? &dqs4 : NULL, a->M, a->cfg.rope,
+                                  a->cfg.rope_theta));
+        return linear_backward(a, acc, &a->p.all, &g->dy_all);
+    }
     if (a->cfg.rope) {
         gqe_tensor dq4 = view4(&g->dq, B, T, a->N, dh), dk4 = view4(&g->dk, B, T, a->G, dh);
         if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
@@ -614,7 +632,7 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     const gqe_tensor *o_in = &a->s.o, *d_o = NULL;
     if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) o_in = &a->s.scaled;
     if (a->cfg.variant == GQE_VARIANT_GQE) o_in = &a->s.cat;
-    GQE_TRY(gqe_fill(&a->g.dq, 0.0f));   /* the slots scatter into it */
+    if (!packs_grads(a)) GQE_TRY(gqe_fill(&a->g.dq, 0.0f));   /* the slots scatter into it */
     GQE_TRY(out_proj_backward(a, &dy2, o_in));
     GQE_TRY(gqe_fill(&a->g.dp, 0.0f));
     switch (a->cfg.variant) {

@@ -626,6 +626,77 @@ static void test_slots(void **state) {
     pr_free(&gm); pr_free(&dgm);
 }
 
+/* qkv_grad_pack: against the CPU, and on the GPU against the op chain it
+ * replaces (rope_backward, scatter_slots, group_mean_backward, copy_cols),
+ * which it must equal bit for bit: it rounds where each of those ops does. */
+static gqe_tensor gpu_clone(const gqe_tensor *t) {
+    gqe_tensor c;
+    CHECK_OK(gqe_tensor_new(&c, t->dtype, GQE_CUDA, t->ndim, t->shape));
+    CHECK_OK(gqe_tensor_copy(&c, t));
+    return c;
+}
+
+static void check_grad_pack(int64_t T, int64_t G, int64_t M, int64_t K, int64_t D, gqe_dtype dt, uint64_t seed) {
+    const int64_t R = T, N = G * M, W = (N + 2 * G + 1) * D + N;
+    pair ix, tv;
+    CHECK_OK(gqe_tensor_zeros(&ix.c, GQE_I32, GQE_CPU, 3, (const int64_t[]){R, G, K}));
+    CHECK_OK(gqe_tensor_zeros(&ix.g, GQE_I32, GQE_CUDA, 3, (const int64_t[]){R, G, K}));
+    tv = pr_out(3, (const int64_t[]){R, G, K}, GQE_F32);
+    CHECK_OK(gqe_router_random(&ix.c, &tv.c, M, seed, 1));
+    CHECK_OK(gqe_router_random(&ix.g, &tv.g, M, seed, 1));
+    RANDN(ds, dt, seed + 1, 1, T, G * K, D);
+    RANDN(dk, dt, seed + 2, 1, T, G, D);
+    RANDN(dv, dt, seed + 3, 1, T, G, D);
+    RANDN(kb, dt, seed + 4, 1, T, 1, D);
+    RANDN(vb, dt, seed + 5, 1, T, 1, D);
+    RANDN(qs, dt, seed + 6, 1, T, 1, D);
+    RANDN(dl, dt, seed + 7, R, N);
+    OUT(dy, dt, R, W);
+    CHECK_OK(gqe_qkv_grad_pack(&dy.c, &ds.c, &ix.c, &dk.c, &dv.c, &kb.c, &vb.c, &dl.c, &qs.c, M, true, 10000.0f));
+    CHECK_OK(gqe_qkv_grad_pack(&dy.g, &ds.g, &ix.g, &dk.g, &dv.g, &kb.g, &vb.g, &dl.g, &qs.g, M, true, 10000.0f));
+    PR_CHECK(dy, dt == GQE_BF16 ? TOL_BF16 : TOL_EW);
+    /* the chain, on copies (its ops work in place) */
+    gqe_tensor s4 = gpu_clone(&ds.g), k4 = gpu_clone(&dk.g), v4 = gpu_clone(&dv.g), q4 = gpu_clone(&qs.g), dq, chain;
+    CHECK_OK(gqe_tensor_zeros(&dq, dt, GQE_CUDA, 3, (const int64_t[]){R, N, D}));
+    CHECK_OK(gqe_tensor_new(&chain, dt, GQE_CUDA, 2, (const int64_t[]){R, W}));
+    CHECK_OK(gqe_rope_backward(&s4, 10000.0f, 0));
+    gqe_tensor s3 = gqe_tensor_reshape(&s4, 3, (const int64_t[]){R, G * K, D});
+    CHECK_OK(gqe_scatter_slots(&dq, &s3, &ix.g));
+    gqe_tensor k3 = gqe_tensor_reshape(&k4, 3, (const int64_t[]){R, G, D});
+    gqe_tensor v3 = gqe_tensor_reshape(&v4, 3, (const int64_t[]){R, G, D});
+    CHECK_OK(gqe_group_mean_backward(&k3, &kb.g));
+    CHECK_OK(gqe_group_mean_backward(&v3, &vb.g));
+    CHECK_OK(gqe_rope_backward(&k4, 10000.0f, 0));
+    CHECK_OK(gqe_rope_backward(&q4, 10000.0f, 0));
+    const gqe_tensor *parts[5] = {&dq, &k4, &v4, &dl.g, &q4};
+    int64_t col = 0;
+    for (int i = 0; i < 5; i++) {
+        int64_t cols = gqe_tensor_numel(parts[i]) / R;
+        gqe_tensor src = gqe_tensor_reshape(parts[i], 2, (const int64_t[]){R, cols});
+        CHECK_OK(gqe_copy_cols(&chain, col, &src, 0, cols, false));
+        col += cols;
+    }
+    float *a = malloc((size_t)(R * W) * sizeof(float)), *b = malloc((size_t)(R * W) * sizeof(float));
+    CHECK_OK(gqe_tensor_read_f32(&dy.g, a, (size_t)(R * W)));
+    CHECK_OK(gqe_tensor_read_f32(&chain, b, (size_t)(R * W)));
+    for (int64_t i = 0; i < R * W; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float)))
+            fail_msg("qkv_grad_pack (%s, D=%lld, M=%lld) differs from the op chain at row %lld col %lld: %.9g vs %.9g",
+                     gqe_dtype_name(dt), (long long)D, (long long)M, (long long)(i / W), (long long)(i % W), a[i], b[i]);
+    free(a); free(b);
+    gqe_tensor_free(&s4); gqe_tensor_free(&k4); gqe_tensor_free(&v4); gqe_tensor_free(&q4);
+    gqe_tensor_free(&dq); gqe_tensor_free(&chain);
+    pr_free(&ix); pr_free(&tv); pr_free(&ds); pr_free(&dk); pr_free(&dv); pr_free(&kb); pr_free(&vb);
+    pr_free(&qs); pr_free(&dl); pr_free(&dy);
+}
+
+static void test_qkv_grad_pack(void **state) {
+    (void)state;
+    check_grad_pack(29, 4, 3, 2, 40, GQE_F32, 130);   /* one pair per thread */
+    check_grad_pack(37, 4, 2, 1, 64, GQE_BF16, 140);  /* 8 pairs per thread (16-byte words) */
+    check_grad_pack(37, 4, 3, 2, 64, GQE_BF16, 150);  /* bf16, G*M = 12: one pair per thread */
+}
+
 /* ---- optimizers ---------------------------------------------------------------- */
 static void test_optim(void **state) {
     (void)state;
@@ -858,6 +929,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_router),
         cmocka_unit_test(test_router_fixed),
         cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_qkv_grad_pack),
         cmocka_unit_test(test_optim),
         cmocka_unit_test(test_attention_f32),
         cmocka_unit_test(test_attention_bf16),

@@ -552,6 +552,87 @@ static void test_gather_slots_rope(void **state) {
     FREE(&q, &idx, &tv, &want, &got, &bad);
 }
 
+/* qkv_grad_pack against its definition written as plain loops: the slots
+ * turned back by RoPE at their experts, K and V with the shared head's
+ * share, the router logits, the shared query turned back. */
+static void rot_inv(double *x1, double *x2, int64_t t, int64_t i, int64_t D) {
+    double ang = (double)t * pow(10000.0, -2.0 * (double)i / (double)D), a = *x1, b = *x2;
+    *x1 = a * cos(ang) + b * sin(ang);
+    *x2 = b * cos(ang) - a * sin(ang);
+}
+
+static void check_grad_pack(int K, bool rope, bool shared, bool routed) {
+    const int64_t B = 2, T = 3, R = B * T, G = 2, M = 3, D = 8, h2 = D / 2, N = G * M;
+    const int64_t W = (N + 2 * G + (shared ? 1 : 0)) * D + (routed ? N : 0);
+    gqe_tensor idx = IZEROS(R, G, K), tv = ZEROS(R, G, K), ds = RANDN(160, B, T, G * K, D);
+    gqe_tensor dk = RANDN(161, B, T, G, D), dv = RANDN(162, B, T, G, D), kb = RANDN(163, B, T, 1, D);
+    gqe_tensor vb = RANDN(164, B, T, 1, D), qs = RANDN(165, B, T, 1, D), dl = RANDN(166, R, N), dy = RANDN(167, R, W);
+    CHECK_OK(gqe_router_random(&idx, &tv, M, 7, 0));
+    CHECK_OK(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, shared ? &kb : NULL, shared ? &vb : NULL,
+                               routed ? &dl : NULL, shared ? &qs : NULL, M, rope, 10000.0f));
+    double *ref = calloc((size_t)(R * W), sizeof(double));
+    const float *pds = gqe_f32(&ds), *pk = gqe_f32(&dk), *pv = gqe_f32(&dv), *pkb = gqe_f32(&kb), *pvb = gqe_f32(&vb);
+    for (int64_t r = 0; r < R; r++) {
+        int64_t t = r % T;
+        double *row = ref + r * W;
+        for (int64_t g = 0; g < G; g++)
+            for (int64_t j = 0; j < K; j++) {
+                int64_t m = gqe_i32(&idx)[(r * G + g) * K + j];
+                for (int64_t i = 0; i < h2; i++) {
+                    const float *src = pds + ((r * G + g) * K + j) * D;
+                    double x1 = src[i], x2 = src[i + h2];
+                    if (rope) rot_inv(&x1, &x2, t, i, D);
+                    row[(g * M + m) * D + i] += x1;
+                    row[(g * M + m) * D + i + h2] += x2;
+                }
+            }
+        for (int64_t g = 0; g < G; g++)
+            for (int64_t i = 0; i < h2; i++) {
+                int64_t a = (r * G + g) * D + i;
+                double k1 = pk[a], k2 = pk[a + h2], v1 = pv[a], v2 = pv[a + h2];
+                if (shared) {
+                    k1 += pkb[r * D + i] / (double)G; k2 += pkb[r * D + i + h2] / (double)G;
+                    v1 += pvb[r * D + i] / (double)G; v2 += pvb[r * D + i + h2] / (double)G;
+                }
+                if (rope) rot_inv(&k1, &k2, t, i, D);
+                row[(N + g) * D + i] = k1; row[(N + g) * D + i + h2] = k2;
+                row[(N + G + g) * D + i] = v1; row[(N + G + g) * D + i + h2] = v2;
+            }
+        if (routed)
+            for (int64_t c = 0; c < N; c++) row[(N + 2 * G) * D + c] = gqe_f32(&dl)[r * N + c];
+        if (shared)
+            for (int64_t i = 0; i < h2; i++) {
+                double x1 = gqe_f32(&qs)[r * D + i], x2 = gqe_f32(&qs)[r * D + i + h2];
+                if (rope) rot_inv(&x1, &x2, t, i, D);
+                row[(N + 2 * G) * D + (routed ? N : 0) + i] = x1;
+                row[(N + 2 * G) * D + (routed ? N : 0) + i + h2] = x2;
+            }
+    }
+    assert_close_d(gqe_f32(&dy), ref, R * W, 1e-5);
+    free(ref);
+    FREE(&idx, &tv, &ds, &dk, &dv, &kb, &vb, &qs, &dl, &dy);
+}
+
+static void test_qkv_grad_pack(void **state) {
+    (void)state;
+    check_grad_pack(1, true, true, true);
+    check_grad_pack(2, true, true, true);
+    check_grad_pack(1, false, false, true);
+    check_grad_pack(2, true, true, false);
+    check_grad_pack(1, true, false, false);
+    /* the shared head's three gradients come together; an expert out of range is refused */
+    const int64_t B = 1, T = 2, G = 2, M = 2, D = 4;
+    gqe_tensor idx = IZEROS(B * T, G, 1), ds = ZEROS(B, T, G, D), dk = ZEROS(B, T, G, D), dv = ZEROS(B, T, G, D);
+    gqe_tensor kb = ZEROS(B, T, 1, D), dy = ZEROS(B * T, (G * M + 2 * G + 1) * D);
+    assert_int_equal(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, &kb, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_SHAPE);
+    gqe_tensor small = ZEROS(B * T, (G * M + 2 * G) * D);
+    CHECK_OK(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f));
+    assert_int_equal(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_SHAPE);
+    gqe_i32(&idx)[1] = M;
+    assert_int_equal(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_ARG);
+    FREE(&idx, &ds, &dk, &dv, &kb, &dy, &small);
+}
+
 /* ---- output slots ------------------------------------------------------------------- */
 static void mix_fwd(ctx *c) { CHECK_OK(gqe_slot_mix_forward(c->t[0], c->t[1], c->t[2], c->t[3], c->f)); }
 static void scale_fwd(ctx *c) { CHECK_OK(gqe_slot_scale_forward(c->t[0], c->t[1], c->t[2])); }
@@ -806,6 +887,7 @@ int main(void) {
         cmocka_unit_test(test_router_aux_backward),
         cmocka_unit_test(test_gather_scatter_slots),
         cmocka_unit_test(test_gather_slots_rope),
+        cmocka_unit_test(test_qkv_grad_pack),
         cmocka_unit_test(test_slot_mix),
         cmocka_unit_test(test_slot_scale),
         cmocka_unit_test(test_group_mean),
