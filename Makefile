@@ -128,6 +128,10 @@ test-asan: $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 $(BUILD)/bench_attention: bench/bench_attention.c $(BUILD)/libgqe.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgqe.a $(LINK)
 
+# cuBLASLt's algorithms against cublasGemmEx's pick, per training shape (kernels/NOTES.md).
+$(BUILD)/gemm_algos: bench/gemm_algos.cu
+	$(NVCC) $(NVCCFLAGS) -o $@ $< -lcublasLt -lcublas
+
 test: deps all data $(TEST_BIN) $(ASAN_TEST_BIN) $(ASAN_REPLAY_BIN)
 	@./tests/run_all.sh
 
