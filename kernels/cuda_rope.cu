@@ -1,5 +1,6 @@
-/* RoPE, rotate-half convention, in place on x (B, T, H, D), and fused into
- * the slot gather.
+/* RoPE, rotate-half convention, in place on x (B, T, H, D), fused into
+ * the slot gather, and in the GQE input-gradient pack (qkv_grad_pack), whose
+ * rotations back are most of its work.
  * The angle is computed in f32 the way PyTorch references do
  * (inv_freq = 1 / theta^(2i/D), angle = pos * inv_freq) so golden files
  * produced there match; cosf/sinf are the accurate versions. They are
