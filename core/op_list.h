@@ -157,7 +157,7 @@ GQE_OP(scatter_slots, (gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tenso
  * copy_cols into dy): the same numbers, from one read of each input instead
  * of a fill, five in-place passes and five copies. The inputs are left as
  * they are. dslots (B, T, G*k, D) with B*T = R; idx (R, G, k); dk, dv
- * (B, T, G, D); dkbar, dvbar, dqs (B, T, 1, D), all three or none (no
+ * (B, T, G, D), D even; dkbar, dvbar, dqs (B, T, 1, D), all three or none (no
  * shared head); dlogits (R, G*M) or NULL (no learned router), and then dy
  * has no columns for it. RoPE positions start at 0; rope false: no rotation. */
 GQE_OP(qkv_grad_pack, (gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx, const gqe_tensor *dk,

@@ -515,7 +515,7 @@ gqe_status gqe_qkv_grad_pack(gqe_tensor *dy, const gqe_tensor *dslots, const gqe
     ARG(DK, dk, 'f', "(B, T, G, D)", -1, -1, G, -1);
     int64_t B = DK.shape[0], T = DK.shape[1], D = DK.shape[3];
     REQUIRE(B * T == R, "%s: dk has B*T = %lld rows, idx has %lld", OP, (long long)(B * T), (long long)R);
-    REQUIRE(!rope || D % 2 == 0, "%s: head dim D = %lld must be even for RoPE", OP, (long long)D);
+    REQUIRE(D % 2 == 0, "%s: head dim D = %lld must be even (the kernels work on pairs)", OP, (long long)D);
     ARG(DS, dslots, 'f', "(B, T, G*k, D)", B, T, G * K, D);
     ARG(DV, dv, 'f', "(B, T, G, D)", B, T, G, D);
     bool shared = dkbar && !gqe_tensor_is_empty(dkbar);

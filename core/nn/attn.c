@@ -153,8 +153,10 @@ static bool fused_all(const gqe_attn *a) { return a->p.all.cw.storage != NULL; }
 static bool deferred_inputs(const gqe_attn *a) { return fused_in(a) || fused_all(a); }
 /* GQE under p.all: the attention backwards leave their gradients as they
  * come (slots, K, V, the shared head's), and qkv_grad_pack turns, scatters
- * and spreads them straight into p.all's gradient block in one pass. */
-static bool packs_grads(const gqe_attn *a) { return attn_is_gqe(a) && fused_all(a); }
+ * and spreads them straight into p.all's gradient block in one pass. Its
+ * kernels work on pairs of columns: an odd head_dim (possible without
+ * RoPE) takes the op-by-op path. */
+static bool packs_grads(const gqe_attn *a) { return attn_is_gqe(a) && fused_all(a) && a->dh % 2 == 0; }
 
 /* Lays out (or counts) every buffer of a (B, T) forward and backward. A
  * decoding layout copies its input even where training borrows it. */

@@ -628,9 +628,12 @@ static void test_qkv_grad_pack(void **state) {
     gqe_tensor small = ZEROS(B * T, (G * M + 2 * G) * D);
     CHECK_OK(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f));
     assert_int_equal(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_SHAPE);
+    /* pairs of columns: an odd head dim is refused, RoPE or not */
+    gqe_tensor ds3 = ZEROS(B, T, G, 3), dk3 = ZEROS(B, T, G, 3), dv3 = ZEROS(B, T, G, 3), dy3 = ZEROS(B * T, (G * M + 2 * G) * 3);
+    assert_int_equal(gqe_qkv_grad_pack(&dy3, &ds3, &idx, &dk3, &dv3, NULL, NULL, NULL, NULL, M, false, 1e4f), GQE_ERR_SHAPE);
     gqe_i32(&idx)[1] = M;
     assert_int_equal(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_ARG);
-    FREE(&idx, &ds, &dk, &dv, &kb, &dy, &small);
+    FREE(&idx, &ds, &dk, &dv, &kb, &dy, &small, &ds3, &dk3, &dv3, &dy3);
 }
 
 /* ---- output slots ------------------------------------------------------------------- */
