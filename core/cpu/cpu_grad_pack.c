@@ -2,18 +2,13 @@
  * the inputs (the ops work in place) and gathered into dy. The CPU has no
  * passes to save; this body is the definition the fused kernels match. */
 #include "cpu.h"
-#include <stdlib.h>
 
 static gqe_tensor rows2(const gqe_tensor *t, int64_t R) {
     return gqe_tensor_reshape(t, 2, (int64_t[]){R, R ? gqe_tensor_numel(t) / R : 0});
 }
 
 /* A private f32 copy of src, same shape. */
-static gqe_status copy_of(gqe_tensor *out, const gqe_tensor *src) {
-    GQE_TRY(gqe_tensor_new(out, GQE_F32, GQE_CPU, src->ndim, src->shape));
-    memcpy(gqe_f32(out), gqe_f32(src), (size_t)gqe_tensor_numel(src) * sizeof(float));
-    return GQE_OK;
-}
+static gqe_status copy_of(gqe_tensor *out, const gqe_tensor *src) { return gqe_tensor_to(out, src, GQE_CPU, GQE_F32); }
 
 gqe_status cpu_qkv_grad_pack(gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx, const gqe_tensor *dk,
                              const gqe_tensor *dv, const gqe_tensor *dkbar, const gqe_tensor *dvbar,

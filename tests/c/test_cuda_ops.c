@@ -631,8 +631,7 @@ static void test_slots(void **state) {
  * which it must equal bit for bit: it rounds where each of those ops does. */
 static gqe_tensor gpu_clone(const gqe_tensor *t) {
     gqe_tensor c;
-    CHECK_OK(gqe_tensor_new(&c, t->dtype, GQE_CUDA, t->ndim, t->shape));
-    CHECK_OK(gqe_tensor_copy(&c, t));
+    CHECK_OK(gqe_tensor_to(&c, t, GQE_CUDA, t->dtype));
     return c;
 }
 
