@@ -69,6 +69,34 @@ __device__ __forceinline__ uint4 pack8(const float f[8]) {
     for (int k = 0; k < 4; k++) h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
     return u;
 }
+/* Four consecutive values of an f32 or bf16 tensor in one load or store
+ * (16 or 8 bytes): i % 4 == 0 and the pointer 16-byte aligned (vec4_ok).
+ * Rounding is stf's, so results equal four scalar stores. */
+static inline bool vec4_ok(int64_t n, const void *a, const void *b = NULL, const void *c = NULL,
+                           const void *d = NULL, const void *e = NULL) {
+    return n % 4 == 0 && ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d | (uintptr_t)e) % 16 == 0;
+}
+__device__ __forceinline__ void ld4(fptr a, int64_t i, float f[4]) {
+    if (a.bf) {
+        uint2 u = *(const uint2 *)((const __nv_bfloat16 *)a.p + i);
+        float2 lo = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), hi = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+        f[0] = lo.x; f[1] = lo.y; f[2] = hi.x; f[3] = hi.y;
+    } else {
+        float4 v = *(const float4 *)((const float *)a.p + i);
+        f[0] = v.x; f[1] = v.y; f[2] = v.z; f[3] = v.w;
+    }
+}
+__device__ __forceinline__ void st4(fptr a, int64_t i, const float f[4]) {
+    if (a.bf) {
+        __nv_bfloat162 lo = __floats2bfloat162_rn(f[0], f[1]), hi = __floats2bfloat162_rn(f[2], f[3]);
+        uint2 u;
+        u.x = *(const unsigned *)&lo;
+        u.y = *(const unsigned *)&hi;
+        *(uint2 *)((__nv_bfloat16 *)a.p + i) = u;
+    } else {
+        *(float4 *)((float *)a.p + i) = make_float4(f[0], f[1], f[2], f[3]);
+    }
+}
 static inline bool all_bf16(const gqe_tensor *a, const gqe_tensor *b = NULL, const gqe_tensor *c = NULL) {
     return a->dtype == GQE_BF16 && (!b || b->dtype == GQE_BF16) && (!c || c->dtype == GQE_BF16);
 }

@@ -57,7 +57,9 @@ gqe_status gqe_cuda_embedding_backward(gqe_tensor *dtable, const gqe_tensor *dou
 }
 
 /* ---- RMSNorm: one block per row ------------------------------------------ */
+#ifndef NORM_THREADS   /* -D for tuning runs */
 #define NORM_THREADS 256
+#endif
 
 __global__ void k_rmsnorm_fwd(fptr out, float *rstd, fptr x, fptr w, int64_t D, float eps) {
     __shared__ float scratch[32];
@@ -74,30 +76,56 @@ __global__ void k_rmsnorm_fwd(fptr out, float *rstd, fptr x, fptr w, int64_t D, 
     for (int64_t d = threadIdx.x; d < D; d += blockDim.x) stf(out, base + d, ldf(x, base + d) * rs * ldf(w, d));
 }
 
-/* add + RMSNorm with the row in registers (D <= NORM_THREADS * CPT): the
- * same per-thread order and block reduction as k_add_rmsnorm_fwd below,
- * without reading back the sum it just stored. (A warp per row, tried
- * too, ran 1.5x slower at D = 1024.) */
-template <int CPT>
+/* A thread's VEC consecutive values at row offset i (VEC 1 or 4). */
+template <int VEC>
+__device__ __forceinline__ void ldv(fptr a, int64_t i, float *f) {
+    if (VEC == 4) ld4(a, i, f);
+    else f[0] = ldf(a, i);
+}
+template <int VEC>
+__device__ __forceinline__ void stv(fptr a, int64_t i, const float *f) {
+    if (VEC == 4) st4(a, i, f);
+    else stf(a, i, f[0]);
+}
+
+/* add + RMSNorm with the row in registers (D <= NORM_THREADS * CPT * VEC):
+ * thread t holds columns (c * NORM_THREADS + t) * VEC + e, read and written
+ * VEC at a time (16-byte words when VEC = 4), and never reads back the sum
+ * it just stored. (A warp per row, tried with VEC = 1, ran 1.5x slower at
+ * D = 1024.) */
+template <int CPT, int VEC>
 __global__ void __launch_bounds__(NORM_THREADS) k_add_rmsnorm_fwd_reg(fptr sum, fptr out, float *rstd, fptr a,
                                                                        fptr b, fptr w, int D, float eps) {
     __shared__ float scratch[32];
     const int64_t base = (int64_t)blockIdx.x * D;
-    float v[CPT], ss = 0;
+    float v[CPT][VEC], ss = 0;
 #pragma unroll
     for (int c = 0; c < CPT; c++) {
-        const int j = threadIdx.x + c * NORM_THREADS;
-        v[c] = j < D ? stored(sum, ldf(a, base + j) + ldf(b, base + j)) : 0.0f;
-        if (j < D) stf(sum, base + j, v[c]);
-        ss += v[c] * v[c];
+        const int j = (threadIdx.x + c * NORM_THREADS) * VEC;
+        float av[VEC], bv[VEC];
+        if (j < D) {
+            ldv<VEC>(a, base + j, av);
+            ldv<VEC>(b, base + j, bv);
+        }
+#pragma unroll
+        for (int e = 0; e < VEC; e++) {
+            v[c][e] = j < D ? stored(sum, av[e] + bv[e]) : 0.0f;
+            ss += v[c][e] * v[c][e];
+        }
+        if (j < D) stv<VEC>(sum, base + j, v[c]);
     }
     ss = block_sum(ss, scratch);
     float rs = rsqrtf(ss / (float)D + eps);
     if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
 #pragma unroll
     for (int c = 0; c < CPT; c++) {
-        const int j = threadIdx.x + c * NORM_THREADS;
-        if (j < D) stf(out, base + j, v[c] * rs * ldf(w, j));
+        const int j = (threadIdx.x + c * NORM_THREADS) * VEC;
+        if (j >= D) continue;
+        float wv[VEC], o[VEC];
+        ldv<VEC>(w, j, wv);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) o[e] = v[c][e] * rs * wv[e];
+        stv<VEC>(out, base + j, o);
     }
 }
 
@@ -149,65 +177,94 @@ __global__ void k_rmsnorm_bwd_dw(float *dw, fptr dout, fptr x, const float *rstd
     atomicAdd(dw + j, acc);
 }
 
-/* Both gradients in one pass for D <= NORM_THREADS * CPT: a block walks
- * NORM_ROWS rows, each thread keeps its columns' dout and x in registers
- * between the row's dot product and the dx update, and its dw partial sums
- * until one atomic per column at the end. */
-#define NORM_ROWS 16
-template <int CPT>
+/* Both gradients in one pass for D <= NORM_THREADS * CPT * VEC: a block
+ * walks NORM_ROWS rows, each thread keeps its columns' dout and x in
+ * registers between the row's dot product and the dx update, and its dw
+ * partial sums until one atomic per column at the end. Columns are laid out
+ * as in k_add_rmsnorm_fwd_reg. Tuning (H100, D = 1024, 16K rows; -D flags
+ * of a tuning build): 32 rows per block beat 8, 16 and 64, and 128 threads
+ * lost to 256; NORM_BWD_VEC=1 forces single values (kernels/NOTES.md). */
+#ifndef NORM_BWD_VEC
+#define NORM_BWD_VEC 4
+#endif
+#ifndef NORM_ROWS
+#define NORM_ROWS 32
+#endif
+template <int CPT, int VEC>
 __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm_bwd_fused(fptr dx, float *dw, fptr dout, fptr x, fptr w,
                                                                      const float *rstd, int64_t R, int D, fptr dxc) {
     __shared__ float scratch[32];
-    float wv[CPT], acc[CPT];
+    float wv[CPT][VEC], acc[CPT][VEC];
 #pragma unroll
     for (int c = 0; c < CPT; c++) {
-        const int j = threadIdx.x + c * NORM_THREADS;
-        wv[c] = j < D ? ldf(w, j) : 0.0f;
-        acc[c] = 0.0f;
+        const int j = (threadIdx.x + c * NORM_THREADS) * VEC;
+        if (j < D) ldv<VEC>(w, j, wv[c]);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) {
+            if (j >= D) wv[c][e] = 0.0f;
+            acc[c][e] = 0.0f;
+        }
     }
     /* Software-pipelined: row r + 1's dout, x and dx are loaded before row
      * r's reduction, so their memory latency overlaps its barrier and stores
      * (the block walks its rows one after another). */
     const int64_t r0 = (int64_t)blockIdx.x * NORM_ROWS, r1 = r0 + NORM_ROWS < R ? r0 + NORM_ROWS : R;
-    float gv[CPT], xv[CPT], dv[CPT];
+    float gv[CPT][VEC], xv[CPT][VEC], dv[CPT][VEC];
 #pragma unroll
     for (int c = 0; c < CPT; c++) {
-        const int j = threadIdx.x + c * NORM_THREADS;
-        gv[c] = j < D ? ldf(dout, r0 * D + j) : 0.0f;
-        xv[c] = j < D ? ldf(x, r0 * D + j) : 0.0f;
-        dv[c] = j < D ? ldf(dx, r0 * D + j) : 0.0f;
+        const int j = (threadIdx.x + c * NORM_THREADS) * VEC;
+        if (j < D) {
+            ldv<VEC>(dout, r0 * D + j, gv[c]);
+            ldv<VEC>(x, r0 * D + j, xv[c]);
+            ldv<VEC>(dx, r0 * D + j, dv[c]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < VEC; e++) gv[c][e] = xv[c][e] = dv[c][e] = 0.0f;
+        }
     }
     for (int64_t r = r0; r < r1; r++) {
         const int64_t base = r * D, next = (r + 1 < r1 ? r + 1 : r) * D;
-        float gn[CPT], xn[CPT], dn[CPT], dot = 0;
+        float gn[CPT][VEC], xn[CPT][VEC], dn[CPT][VEC], dot = 0;
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
-            const int j = threadIdx.x + c * NORM_THREADS;
-            dot += gv[c] * wv[c] * xv[c];
-            gn[c] = j < D ? ldf(dout, next + j) : 0.0f;
-            xn[c] = j < D ? ldf(x, next + j) : 0.0f;
-            dn[c] = j < D ? ldf(dx, next + j) : 0.0f;
+            const int j = (threadIdx.x + c * NORM_THREADS) * VEC;
+#pragma unroll
+            for (int e = 0; e < VEC; e++) dot += gv[c][e] * wv[c][e] * xv[c][e];
+            if (j < D) {
+                ldv<VEC>(dout, next + j, gn[c]);
+                ldv<VEC>(x, next + j, xn[c]);
+                ldv<VEC>(dx, next + j, dn[c]);
+            }
         }
         dot = block_sum(dot, scratch);
         const float rs = rstd[r], k = rs * rs * rs * dot / (float)D;
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
-            const int j = threadIdx.x + c * NORM_THREADS;
+            const int j = (threadIdx.x + c * NORM_THREADS) * VEC;
             if (j < D) {
-                const float v = stored(dx, dv[c] + (rs * wv[c] * gv[c] - k * xv[c]));
-                stf(dx, base + j, v);
-                if (dxc.p) stf(dxc, base + j, v);
-                acc[c] += gv[c] * xv[c] * rs;
+                float o[VEC];
+#pragma unroll
+                for (int e = 0; e < VEC; e++) {
+                    o[e] = stored(dx, dv[c][e] + (rs * wv[c][e] * gv[c][e] - k * xv[c][e]));
+                    acc[c][e] += gv[c][e] * xv[c][e] * rs;
+                }
+                stv<VEC>(dx, base + j, o);
+                if (dxc.p) stv<VEC>(dxc, base + j, o);
+#pragma unroll
+                for (int e = 0; e < VEC; e++) {
+                    gv[c][e] = gn[c][e];
+                    xv[c][e] = xn[c][e];
+                    dv[c][e] = dn[c][e];
+                }
             }
-            gv[c] = gn[c];
-            xv[c] = xn[c];
-            dv[c] = dn[c];
         }
     }
 #pragma unroll
     for (int c = 0; c < CPT; c++) {
-        const int j = threadIdx.x + c * NORM_THREADS;
-        if (j < D) atomicAdd(dw + j, acc[c]);
+        const int j = (threadIdx.x + c * NORM_THREADS) * VEC;
+        if (j < D)
+#pragma unroll
+            for (int e = 0; e < VEC; e++) atomicAdd(dw + j + e, acc[c][e]);
     }
 }
 
@@ -237,12 +294,17 @@ gqe_status gqe_cuda_add_rmsnorm_forward(gqe_tensor *sum, gqe_tensor *out, gqe_te
     int64_t D = a->shape[a->ndim - 1], R = D ? gqe_tensor_numel(a) / D : 0;
     if (R == 0) return GQE_OK;
     if (R > INT32_MAX) return gqe_fail(GQE_ERR_SHAPE, "rmsnorm: more than 2^31 rows");
-    if (D <= NORM_THREADS * 4)
-        k_add_rmsnorm_fwd_reg<4><<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), (int)D, eps);
-    else if (D <= NORM_THREADS * 8)
-        k_add_rmsnorm_fwd_reg<8><<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), (int)D, eps);
+    const bool v4 = vec4_ok(D, gqe_tensor_data(sum), gqe_tensor_data(out), gqe_tensor_data(a), gqe_tensor_data(b),
+                            gqe_tensor_data(w));
+#define ADD_NORM(CPT, VEC) k_add_rmsnorm_fwd_reg<CPT, VEC><<<(unsigned)R, NORM_THREADS>>>( \
+        fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), (int)D, eps)
+    if (v4 && D <= NORM_THREADS * 4) ADD_NORM(1, 4);
+    else if (v4 && D <= NORM_THREADS * 8) ADD_NORM(2, 4);
+    else if (D <= NORM_THREADS * 4) ADD_NORM(4, 1);
+    else if (D <= NORM_THREADS * 8) ADD_NORM(8, 1);
     else
         k_add_rmsnorm_fwd<<<(unsigned)R, NORM_THREADS>>>(fp(sum), fp(out), gqe_f32(rstd), fp(a), fp(b), fp(w), D, eps);
+#undef ADD_NORM
     LAUNCH_CHECK("add + rmsnorm forward kernel");
     return GQE_OK;
 }
@@ -268,10 +330,15 @@ gqe_status gqe_cuda_rmsnorm_backward(gqe_tensor *dx, gqe_tensor *dw, const gqe_t
     }
     if (want_dx && want_dw && D <= NORM_THREADS * 8) {
         const unsigned grid = (unsigned)((R + NORM_ROWS - 1) / NORM_ROWS);
-        if (D <= NORM_THREADS * 4)
-            k_rmsnorm_bwd_fused<4><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D, dxc);
-        else
-            k_rmsnorm_bwd_fused<8><<<grid, NORM_THREADS>>>(fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D, dxc);
+        const bool v4 = NORM_BWD_VEC == 4 && vec4_ok(D, gqe_tensor_data(dx), gqe_tensor_data(dout), gqe_tensor_data(x),
+                                                     gqe_tensor_data(w), dxc.p);
+#define NORM_BWD(CPT, VEC) k_rmsnorm_bwd_fused<CPT, VEC><<<grid, NORM_THREADS>>>( \
+        fp(dx), gqe_f32(dw), fp(dout), fp(x), fp(w), gqe_f32(rstd), R, (int)D, dxc)
+        if (v4 && D <= NORM_THREADS * 4) NORM_BWD(1, 4);
+        else if (v4) NORM_BWD(2, 4);
+        else if (D <= NORM_THREADS * 4) NORM_BWD(4, 1);
+        else NORM_BWD(8, 1);
+#undef NORM_BWD
         LAUNCH_CHECK("rmsnorm backward kernel");
         return GQE_OK;
     }

@@ -235,9 +235,11 @@ static void test_rmsnorm(void **state) {
     PR_CHECK(dxc, TOL_BF16);
     pr_free(&bb); pr_free(&ob); pr_free(&dxc); pr_free(&b); pr_free(&sum);
     pr_free(&x); pr_free(&w); pr_free(&out); pr_free(&rstd); pr_free(&dout); pr_free(&dx); pr_free(&dw);
-    /* the other row widths: 4 columns per thread, and wider than the register kernels take */
-    const int64_t widths[] = {1024, 2500};
-    for (int i = 0; i < 2; i++) {
+    /* the other row widths: 16-byte words with one or two per thread (1024,
+     * 1500), single values where D % 4 != 0 (1022, 1534), and wider than
+     * the register kernels take (2500); each also with bf16 branch tensors */
+    const int64_t widths[] = {1024, 1500, 1022, 1534, 2500};
+    for (int i = 0; i < 5; i++) {
         const int64_t Dw = widths[i];
         pair xw = pr_randn(2, (const int64_t[]){R, Dw}, 1.0f, 67, GQE_F32), ww = pr_randn(1, &Dw, 1.0f, 68, GQE_F32);
         pair bw = pr_randn(2, (const int64_t[]){R, Dw}, 1.0f, 69, GQE_F32), sw = pr_out(2, (const int64_t[]){R, Dw}, GQE_F32);
@@ -255,6 +257,20 @@ static void test_rmsnorm(void **state) {
         CHECK_OK(gqe_rmsnorm_backward(&bw.g, &dww.g, &gw.g, &xw.g, &ww.g, &rw.g, NULL));
         PR_CHECK(bw, TOL_RED);
         PR_CHECK(dww, TOL_RED);
+        pair b16 = pr_randn(2, (const int64_t[]){R, Dw}, 1.0f, 72, GQE_BF16), o16 = pr_out(2, (const int64_t[]){R, Dw}, GQE_BF16);
+        CHECK_OK(gqe_add_rmsnorm_forward(&sw.c, &o16.c, &rw.c, &xw.c, &b16.c, &ww.c, 1e-5f));
+        CHECK_OK(gqe_add_rmsnorm_forward(&sw.g, &o16.g, &rw.g, &xw.g, &b16.g, &ww.g, 1e-5f));
+        PR_CHECK(sw, TOL_EW);
+        PR_CHECK(o16, TOL_BF16);
+        PR_CHECK(rw, TOL_RED);
+        /* a fresh bf16 dout: o16's two sides may differ by a rounding step */
+        pair g16 = pr_randn(2, (const int64_t[]){R, Dw}, 1.0f, 73, GQE_BF16), c16 = pr_out(2, (const int64_t[]){R, Dw}, GQE_BF16);
+        CHECK_OK(gqe_rmsnorm_backward(&bw.c, &dww.c, &g16.c, &sw.c, &ww.c, &rw.c, &c16.c));
+        CHECK_OK(gqe_rmsnorm_backward(&bw.g, &dww.g, &g16.g, &sw.g, &ww.g, &rw.g, &c16.g));
+        PR_CHECK(bw, TOL_RED);
+        PR_CHECK(dww, TOL_RED);
+        PR_CHECK(c16, TOL_BF16);
+        pr_free(&b16); pr_free(&o16); pr_free(&g16); pr_free(&c16);
         pr_free(&xw); pr_free(&ww); pr_free(&bw); pr_free(&sw); pr_free(&ow); pr_free(&rw); pr_free(&gw); pr_free(&dww);
     }
 }
