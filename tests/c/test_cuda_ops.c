@@ -731,6 +731,21 @@ static void test_optim(void **state) {
     PR_CHECK(p, TOL_EW);
     PR_CHECK(m, TOL_EW);
     PR_CHECK(v, TOL_EW);
+    {   /* a count not divisible by 4: one parameter per thread, not 16-byte words */
+        const int64_t n1 = 1003;
+        RANDN(p1, GQE_F32, 140, n1);
+        RANDN(m1, GQE_F32, 141, n1);
+        OUT(v1, GQE_F32, n1);
+        CHECK_OK(gqe_fill(&v1.c, 0.0f));
+        CHECK_OK(gqe_fill(&v1.g, 0.0f));
+        RANDN(g1, GQE_F32, 142, n1);
+        CHECK_OK(gqe_adamw_update(&p1.c, &g1.c, &m1.c, &v1.c, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f));
+        CHECK_OK(gqe_adamw_update(&p1.g, &g1.g, &m1.g, &v1.g, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f));
+        PR_CHECK(p1, TOL_EW);
+        PR_CHECK(m1, TOL_EW);
+        PR_CHECK(v1, TOL_EW);
+        pr_free(&p1); pr_free(&m1); pr_free(&v1); pr_free(&g1);
+    }
     for (int nesterov = 0; nesterov < 2; nesterov++)
         for (int step = 1; step <= 3; step++) {
             RANDN(g, GQE_F32, 130 + step, n);
