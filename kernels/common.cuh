@@ -54,8 +54,12 @@ static inline fptr fp(const gqe_tensor *t) {
 /* All-bf16 fast paths move 8 values per thread through 16-byte loads; they
  * apply when every pointer is 16-byte aligned and the count divides by 8.
  * Rounding is the same as stf's, so results equal the scalar path's. */
+static inline bool aligned16(const void *a, const void *b = NULL, const void *c = NULL, const void *d = NULL,
+                             const void *e = NULL) {
+    return ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d | (uintptr_t)e) % 16 == 0;
+}
 static inline bool vec8_ok(int64_t n, const void *a, const void *b = NULL, const void *c = NULL) {
-    return n % 8 == 0 && ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) % 16 == 0;
+    return n % 8 == 0 && aligned16(a, b, c);
 }
 __device__ __forceinline__ void unpack8(uint4 u, float f[8]) {
     const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
@@ -74,7 +78,7 @@ __device__ __forceinline__ uint4 pack8(const float f[8]) {
  * Rounding is stf's, so results equal four scalar stores. */
 static inline bool vec4_ok(int64_t n, const void *a, const void *b = NULL, const void *c = NULL,
                            const void *d = NULL, const void *e = NULL) {
-    return n % 4 == 0 && ((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d | (uintptr_t)e) % 16 == 0;
+    return n % 4 == 0 && aligned16(a, b, c, d, e);
 }
 __device__ __forceinline__ void ld4(fptr a, int64_t i, float f[4]) {
     if (a.bf) {

@@ -363,7 +363,7 @@ gqe_status gqe_cuda_qkv_grad_pack(gqe_tensor *dy, const gqe_tensor *dslots, cons
     if (rope) GQE_TRY(rope_table(T, D, theta, &tab));
     bool vec = (D / 2) % 8 == 0 && (G * M) % 8 == 0;
     for (int i = 0; i < 8; i++)
-        if (all[i]) vec = vec && all[i]->dtype == GQE_BF16 && (uintptr_t)gqe_tensor_data(all[i]) % 16 == 0;
+        if (all[i]) vec = vec && all[i]->dtype == GQE_BF16 && aligned16(gqe_tensor_data(all[i]));
     /* 32-bit math within a row: a row's width and units stay far below 2^31 */
     if ((G * M + 2 * G + 1) * D + G * M > INT32_MAX / 4)
         return gqe_fail(GQE_ERR_SHAPE, "%s: rows of %lld x %lld heads are too wide", op, (long long)(G * M), (long long)D);
