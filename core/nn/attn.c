@@ -28,8 +28,7 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
     size_t GM = (size_t)(a->G * a->M);
     a->stats.host_counts = calloc(GM, sizeof(float));
     a->stats.host_psum = calloc(GM, sizeof(float));
-    a->stats.host_coef = calloc(GM, sizeof(float));
-    if (!a->stats.host_counts || !a->stats.host_psum || !a->stats.host_coef) {
+    if (!a->stats.host_counts || !a->stats.host_psum) {
         gqe_attn_destroy(a);
         return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
     }
@@ -67,7 +66,6 @@ void gqe_attn_destroy(gqe_attn *a) {
     gqe_tensor_free(&a->cache.vbar);
     free(a->stats.host_counts);
     free(a->stats.host_psum);
-    free(a->stats.host_coef);
     free(a);
 }
 
@@ -270,22 +268,60 @@ static gqe_status route(gqe_attn *a, int64_t R, const gqe_tensor *x) {
 
 /* Load statistics and the aux loss of the last routing (GQE.md). Forward
  * only launches the statistics; the host reads them when something asks
- * (aux loss, usage, backward, balancing), so a forward never waits on the
- * device. */
-static gqe_status pull_stats(gqe_attn *a) {
+ * (aux loss, usage, balancing), so a forward never waits on the device. The
+ * LM reads all its layers' at once (gqe_attn_stats_stage and _take): each
+ * read waits for the device. */
+static bool stats_pending(const gqe_attn *a) { return attn_is_gqe(a) && a->have_forward && !a->stats.on_host; }
+
+/* Data parallel: the ranks' mean, once per forward, before any read. */
+static gqe_status stats_reduce(gqe_attn *a) {
     attn_stats *st = &a->stats;
-    if (st->on_host || !attn_is_gqe(a) || !a->have_forward) return GQE_OK;
+    if (!st->reduce || st->reduced) return GQE_OK;
+    GQE_TRY(st->reduce(st->reduce_ctx, &st->counts));
+    GQE_TRY(st->reduce(st->reduce_ctx, &st->psum));
+    st->reduced = true;
+    return GQE_OK;
+}
+
+/* The aux loss from the host arrays, which now match the last forward. */
+static void stats_on_host(gqe_attn *a) {
+    attn_stats *st = &a->stats;
     int64_t GM = a->G * a->M, R = a->B * a->T;
-    if (st->reduce) {
-        GQE_TRY(st->reduce(st->reduce_ctx, &st->counts));
-        GQE_TRY(st->reduce(st->reduce_ctx, &st->psum));
-    }
-    GQE_TRY(gqe_tensor_read_f32(&st->counts, st->host_counts, (size_t)GM));
-    GQE_TRY(gqe_tensor_read_f32(&st->psum, st->host_psum, (size_t)GM));
     double aux = 0;
     for (int64_t i = 0; i < GM; i++) aux += (double)st->host_counts[i] / R * ((double)st->host_psum[i] / R);
     st->aux = (float)(aux * (double)a->M / (double)a->G);
     st->on_host = true;
+}
+
+static gqe_status pull_stats(gqe_attn *a) {
+    if (!stats_pending(a)) return GQE_OK;
+    attn_stats *st = &a->stats;
+    size_t GM = (size_t)(a->G * a->M);
+    GQE_TRY(stats_reduce(a));
+    GQE_TRY(gqe_tensor_read_f32(&st->counts, st->host_counts, GM));
+    GQE_TRY(gqe_tensor_read_f32(&st->psum, st->host_psum, GM));
+    stats_on_host(a);
+    return GQE_OK;
+}
+
+int64_t gqe_attn_stats_size(const gqe_attn *a) { return attn_is_gqe(a) ? a->G * a->M : 0; }
+
+gqe_status gqe_attn_stats_stage(gqe_attn *a, gqe_tensor *counts, gqe_tensor *psum, bool *staged) {
+    *staged = false;
+    if (!stats_pending(a)) return GQE_OK;
+    GQE_TRY(stats_reduce(a));
+    GQE_TRY(gqe_tensor_copy(counts, &a->stats.counts));
+    GQE_TRY(gqe_tensor_copy(psum, &a->stats.psum));
+    *staged = true;
+    return GQE_OK;
+}
+
+gqe_status gqe_attn_stats_take(gqe_attn *a, const float *counts, const float *psum) {
+    if (!stats_pending(a)) return gqe_fail(GQE_ERR_ARG, "routing statistics: nothing staged to take");
+    size_t GM = (size_t)(a->G * a->M);
+    memcpy(a->stats.host_counts, counts, GM * sizeof(float));
+    memcpy(a->stats.host_psum, psum, GM * sizeof(float));
+    stats_on_host(a);
     return GQE_OK;
 }
 
@@ -418,6 +454,7 @@ gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, 
     if (decoding) return GQE_OK;   /* decoding trains nothing: no statistics */
     GQE_TRY(gqe_router_stats(&a->stats.counts, &a->stats.psum, &s->idx, &s->probs, a->cfg.router == GQE_ROUTER_SIGMOID));
     a->stats.on_host = false;
+    a->stats.reduced = false;
     a->have_forward = true;
     return GQE_OK;
 }
@@ -555,11 +592,12 @@ static gqe_status router_backward(gqe_attn *a, float aux_coef, dx_acc *acc) {
     }
     if (through_aux) {
         attn_stats *st = &a->stats;
-        GQE_TRY(pull_stats(a));
-        int64_t GM = G * M;
+        /* coef = c * counts / R from the device's counts (reduced across
+         * ranks): a write from the host would wait for the device. */
+        GQE_TRY(stats_reduce(a));
         float c = aux_coef * (float)M / ((float)G * (float)R);
-        for (int64_t i = 0; i < GM; i++) st->host_coef[i] = c * st->host_counts[i] / (float)R;
-        GQE_TRY(gqe_tensor_write_f32(&st->coef, st->host_coef, (size_t)GM));
+        GQE_TRY(gqe_tensor_copy(&st->coef, &st->counts));
+        GQE_TRY(gqe_scale(&st->coef, c / (float)R));
         GQE_TRY(gqe_router_aux_backward(&g->dprobs, &s->probs, &st->coef, a->cfg.router == GQE_ROUTER_SIGMOID));
     }
     gqe_tensor dl3 = view3(&g->dlogits, R, G, M);

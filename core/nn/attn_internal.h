@@ -97,9 +97,10 @@ typedef struct attn_stats {
     gqe_tensor counts;   /* (G, M) f32: tokens routed to each expert */
     gqe_tensor psum;     /* (G, M) f32: summed router probability */
     gqe_tensor coef;     /* (G, M) f32: aux-loss gradient coefficients */
-    float *host_counts, *host_psum, *host_coef;  /* G*M each */
+    float *host_counts, *host_psum;  /* G*M each */
     float aux;
     bool on_host;        /* host arrays and aux match the last forward */
+    bool reduced;        /* counts and psum are the ranks' mean (data parallel) */
     gqe_stats_reduce_fn reduce;   /* data parallel: counts and psum made the ranks' mean (or NULL) */
     void *reduce_ctx;
 } attn_stats;

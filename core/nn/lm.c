@@ -134,6 +134,8 @@ void gqe_lm_destroy(gqe_lm *lm) {
     free(lm->blocks);
     free(lm->h);
     free(lm->host_targets);
+    free(lm->host_stats);
+    free(lm->staged);
     free(lm->block_span);
     gqe_arena_free(&lm->arena);
     gqe_arena_free(&lm->attn_scratch);
@@ -169,6 +171,13 @@ gqe_status gqe_lm_accuracy(gqe_lm *lm, int64_t *correct, int64_t *counted) {
     *correct = (int64_t)llround(sum);
     *counted = lm->n_valid;
     return GQE_OK;
+}
+
+/* Counts and probability sums of every GQE layer, side by side. */
+static int64_t stats_numel(const gqe_lm *lm) {
+    int64_t n = 0;
+    for (int64_t l = 0; l < lm->cfg.layers; l++) n += 2 * gqe_attn_stats_size(lm->blocks[l].attn);
+    return n;
 }
 
 static void plan(gqe_lm *lm, int64_t B, int64_t T) {
@@ -210,6 +219,8 @@ static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     lm->dact = gqe_arena_take(a, C, R, lm->H, 0, 0);
     lm->dpre = gqe_arena_take(a, C, R, lm->pre_width, 0, 0);
     if (C != GQE_F32) lm->dh16 = gqe_arena_take(a, C, B, T, d, 0);
+    int64_t ns = stats_numel(lm);
+    if (ns) lm->stats = gqe_arena_take(a, GQE_F32, ns, 0, 0, 0);
 }
 
 static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
@@ -223,6 +234,11 @@ static gqe_status ensure_shape(gqe_lm *lm, int64_t B, int64_t T) {
     int32_t *ht = realloc(lm->host_targets, (size_t)(B * T) * sizeof *ht);
     if (!ht) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
     lm->host_targets = ht;
+    if (!lm->staged) {
+        lm->staged = calloc((size_t)lm->cfg.layers, sizeof *lm->staged);
+        lm->host_stats = malloc((size_t)(stats_numel(lm) + 1) * sizeof *lm->host_stats);
+        if (!lm->staged || !lm->host_stats) return gqe_fail(GQE_ERR_NOMEM, "out of host memory");
+    }
     lm->B = B;
     lm->T = T;
     return GQE_OK;
@@ -336,6 +352,17 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
             GQE_TRY(gqe_add_rmsnorm_forward(&hn, &lm->nf, &lm->rstd_f, &b->h_mid, &y, &lm->normf, eps));
         }
     }
+    /* The layers' routing statistics into one buffer, queued behind the
+     * forward: one read after the loss serves every layer. */
+    for (int64_t l = 0, off = 0; l < lm->cfg.layers; l++) {
+        int64_t n = gqe_attn_stats_size(lm->blocks[l].attn);
+        lm->staged[l] = false;
+        if (!n) continue;
+        gqe_tensor c = gqe_tensor_view(&lm->stats, (size_t)off, 1, &n);
+        gqe_tensor p = gqe_tensor_view(&lm->stats, (size_t)(off + n), 1, &n);
+        GQE_TRY(gqe_attn_stats_stage(lm->blocks[l].attn, &c, &p, &lm->staged[l]));
+        off += 2 * n;
+    }
     gqe_tensor lg = lm_rows(&lm->logits, R);
     GQE_TRY(gqe_matmul(&lg, &lm->nf, head_compute(lm), false, true, 1.0f, 0.0f));
     lm->aux_coef = aux_coef;
@@ -353,6 +380,16 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     }
     /* Read after the loss: that read has already waited for the device, so
      * the layers' statistics cost no stall of their own. */
+    bool any = false;
+    for (int64_t l = 0; l < L; l++) any |= lm->staged[l];
+    if (any) {
+        GQE_TRY(gqe_tensor_read_f32(&lm->stats, lm->host_stats, (size_t)gqe_tensor_numel(&lm->stats)));
+        for (int64_t l = 0, off = 0; l < L; l++) {
+            int64_t n = gqe_attn_stats_size(lm->blocks[l].attn);
+            if (lm->staged[l]) GQE_TRY(gqe_attn_stats_take(lm->blocks[l].attn, lm->host_stats + off, lm->host_stats + off + n));
+            off += 2 * n;
+        }
+    }
     for (int64_t l = 0; l < L; l++) {
         float la;
         GQE_TRY(gqe_attn_aux(lm->blocks[l].attn, &la));

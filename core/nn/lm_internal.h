@@ -35,6 +35,9 @@ struct gqe_lm {
     gqe_tensor act;                 /* MLP activation, one buffer: backward recomputes it from pre */
     gqe_tensor dh16;                /* dh rounded for the matmuls (mixed precision only) */
     int32_t *host_targets;
+    gqe_tensor stats;               /* every GQE layer's routing counts and probability sums, read at once */
+    float *host_stats;
+    bool *staged;                   /* per layer: its statistics are in stats */
     int64_t n_valid;
     float loss, ce, aux, aux_coef;
     bool have_forward, have_targets;

@@ -235,9 +235,11 @@ static void test_rmsnorm(void **state) {
     PR_CHECK(dxc, TOL_BF16);
     pr_free(&bb); pr_free(&ob); pr_free(&dxc); pr_free(&b); pr_free(&sum);
     pr_free(&x); pr_free(&w); pr_free(&out); pr_free(&rstd); pr_free(&dout); pr_free(&dx); pr_free(&dw);
-    /* the other row widths: 16-byte words with one or two per thread (1024,
-     * 1500), single values where D % 4 != 0 (1022, 1534), and wider than
-     * the register kernels take (2500); each also with bf16 branch tensors */
+    /* the other row widths: 16-byte words, a warp per row in backward (300
+     * above and 1024: 33 rows are two blocks, the second of one row), a
+     * block per row with two words a thread (1500), single values where
+     * D % 4 != 0 (1022, 1534), and wider than the register kernels take
+     * (2500); each also with bf16 branch tensors */
     const int64_t widths[] = {1024, 1500, 1022, 1534, 2500};
     for (int i = 0; i < 5; i++) {
         const int64_t Dw = widths[i];
@@ -372,6 +374,24 @@ static void test_cross_entropy(void **state) {
         PR_CHECK(lb, TOL_BF16);
         PR_CHECK(lf, TOL_BF16);
         pr_free(&lb); pr_free(&tb); pr_free(&lossb); pr_free(&lf); pr_free(&lossf); pr_free(&hits);
+    }
+    /* The LM head's width with more rows than the GPU runs blocks at once,
+     * in and out of place, some rows ignored (-1). */
+    {
+        const int64_t Rm = 301, Vm = 50304;
+        pair lm = pr_randn(2, (const int64_t[]){Rm, Vm}, 2.0f, 96, GQE_BF16);
+        pair tm = pr_ids(Rm, -1, Vm, 97);
+        pair lossm = pr_out(1, (const int64_t[]){Rm}, GQE_F32), hitm = pr_out(1, (const int64_t[]){Rm}, GQE_F32);
+        pair dm = pr_out(2, (const int64_t[]){Rm, Vm}, GQE_BF16);
+        CHECK_OK(gqe_cross_entropy_backward(&dm.c, &lm.c, &tm.c, 0.5f));
+        CHECK_OK(gqe_cross_entropy_backward(&dm.g, &lm.g, &tm.g, 0.5f));
+        PR_CHECK(dm, TOL_BF16);
+        CHECK_OK(gqe_cross_entropy_fused(&lm.c, &lossm.c, &hitm.c, &lm.c, &tm.c, 0.5f));
+        CHECK_OK(gqe_cross_entropy_fused(&lm.g, &lossm.g, &hitm.g, &lm.g, &tm.g, 0.5f));
+        PR_CHECK(lossm, TOL_RED);
+        PR_CHECK(hitm, 0.0);
+        PR_CHECK(lm, TOL_BF16);
+        pr_free(&lm); pr_free(&tm); pr_free(&lossm); pr_free(&hitm); pr_free(&dm);
     }
     /* f32 logits, out of place: the fallback of three kernels */
     RANDN(lx, GQE_F32, 94, R, V);
