@@ -309,18 +309,24 @@ int64_t gqe_attn_stats_size(const gqe_attn *a) { return attn_is_gqe(a) ? a->G * 
 gqe_status gqe_attn_stats_stage(gqe_attn *a, gqe_tensor *counts, gqe_tensor *psum, bool *staged) {
     *staged = false;
     if (!stats_pending(a)) return GQE_OK;
-    GQE_TRY(stats_reduce(a));
     GQE_TRY(gqe_tensor_copy(counts, &a->stats.counts));
     GQE_TRY(gqe_tensor_copy(psum, &a->stats.psum));
     *staged = true;
     return GQE_OK;
 }
 
-gqe_status gqe_attn_stats_take(gqe_attn *a, const float *counts, const float *psum) {
+gqe_status gqe_attn_stats_take(gqe_attn *a, const float *counts, const float *psum, const gqe_tensor *reduced_counts,
+                               const gqe_tensor *reduced_psum) {
     if (!stats_pending(a)) return gqe_fail(GQE_ERR_ARG, "routing statistics: nothing staged to take");
+    attn_stats *st = &a->stats;
+    if (reduced_counts) {   /* the device copies too, which the aux loss's backward reads */
+        GQE_TRY(gqe_tensor_copy(&st->counts, reduced_counts));
+        GQE_TRY(gqe_tensor_copy(&st->psum, reduced_psum));
+        st->reduced = true;
+    }
     size_t GM = (size_t)(a->G * a->M);
-    memcpy(a->stats.host_counts, counts, GM * sizeof(float));
-    memcpy(a->stats.host_psum, psum, GM * sizeof(float));
+    memcpy(st->host_counts, counts, GM * sizeof(float));
+    memcpy(st->host_psum, psum, GM * sizeof(float));
     stats_on_host(a);
     return GQE_OK;
 }

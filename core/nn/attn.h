@@ -89,15 +89,19 @@ gqe_status gqe_attn_usage(gqe_attn *a, float *counts, float *mean_prob);
 typedef gqe_status (*gqe_stats_reduce_fn)(void *ctx, gqe_tensor *t);
 void gqe_attn_set_stats_reduce(gqe_attn *a, gqe_stats_reduce_fn fn, void *ctx);
 /* All layers' routing statistics in one read (each read of device memory
- * waits for the device). gqe_attn_stats_size: G*M for a GQE layer, else 0.
- * gqe_attn_stats_stage: where the last forward's statistics are not on the
- * host yet, makes them the ranks' mean (if a reduce is set) and copies
- * them into counts and psum, (stats_size) f32 views of the caller's device
- * buffer; *staged says whether it did. gqe_attn_stats_take: after one read
- * of that buffer, hands a staged layer its host copy. */
+ * waits for the device) and, in data parallel, one reduce across ranks.
+ * gqe_attn_stats_size: G*M for a GQE layer, else 0. gqe_attn_stats_stage:
+ * where the last forward's statistics are not on the host yet, copies them
+ * into counts and psum, (stats_size) f32 views of the caller's device
+ * buffer; *staged says whether it did. gqe_attn_stats_take: after the
+ * caller has read that buffer, hands a staged layer its host copy; where
+ * the caller reduced the buffer across ranks (instead of this layer's own
+ * reduce), reduced_counts and reduced_psum are its device views, copied
+ * back into the layer's (else NULL). */
 int64_t gqe_attn_stats_size(const gqe_attn *a);
 gqe_status gqe_attn_stats_stage(gqe_attn *a, gqe_tensor *counts, gqe_tensor *psum, bool *staged);
-gqe_status gqe_attn_stats_take(gqe_attn *a, const float *counts, const float *psum);
+gqe_status gqe_attn_stats_take(gqe_attn *a, const float *counts, const float *psum, const gqe_tensor *reduced_counts,
+                               const gqe_tensor *reduced_psum);
 /* The balanced router's bias step; call after each optimizer step. */
 gqe_status gqe_attn_after_step(gqe_attn *a);
 /* The same step from a given load (G*M tokens per expert): the sum over a

@@ -383,10 +383,18 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     bool any = false;
     for (int64_t l = 0; l < L; l++) any |= lm->staged[l];
     if (any) {
+        /* data parallel: one collective for every layer, not two per layer */
+        if (lm->stats_reduce) GQE_TRY(lm->stats_reduce(lm->stats_reduce_ctx, &lm->stats));
         GQE_TRY(gqe_tensor_read_f32(&lm->stats, lm->host_stats, (size_t)gqe_tensor_numel(&lm->stats)));
         for (int64_t l = 0, off = 0; l < L; l++) {
             int64_t n = gqe_attn_stats_size(lm->blocks[l].attn);
-            if (lm->staged[l]) GQE_TRY(gqe_attn_stats_take(lm->blocks[l].attn, lm->host_stats + off, lm->host_stats + off + n));
+            if (!n) continue;
+            gqe_tensor c = gqe_tensor_view(&lm->stats, (size_t)off, 1, &n);
+            gqe_tensor p = gqe_tensor_view(&lm->stats, (size_t)(off + n), 1, &n);
+            const bool red = lm->stats_reduce != NULL;
+            if (lm->staged[l])
+                GQE_TRY(gqe_attn_stats_take(lm->blocks[l].attn, lm->host_stats + off, lm->host_stats + off + n,
+                                            red ? &c : NULL, red ? &p : NULL));
             off += 2 * n;
         }
     }
@@ -483,6 +491,9 @@ gqe_status gqe_lm_set_grad_ready(gqe_lm *lm, gqe_grad_ready_fn fn, void *ctx) {
 
 void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx) {
     lm->collective = fn != NULL;
+    lm->stats_reduce = fn;
+    lm->stats_reduce_ctx = ctx;
+    /* the layers keep it for statistics read outside the LM's forward */
     for (int64_t l = 0; l < lm->cfg.layers; l++) gqe_attn_set_stats_reduce(lm->blocks[l].attn, fn, ctx);
 }
 

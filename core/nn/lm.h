@@ -64,7 +64,8 @@ gqe_status gqe_lm_accuracy(gqe_lm *lm, int64_t *correct, int64_t *counted);
 int64_t gqe_lm_layers(const gqe_lm *lm);
 gqe_attn *gqe_lm_attn(gqe_lm *lm, int64_t layer);
 /* Data parallel: every layer's routing statistics go through fn (see
- * gqe_attn_set_stats_reduce), and while fn is set a pending interrupt no
+ * gqe_attn_set_stats_reduce); the LM's forward calls it once, on all
+ * layers' statistics side by side. While fn is set a pending interrupt no
  * longer abandons a pass (the ranks stop together after a step). */
 void gqe_lm_set_stats_reduce(gqe_lm *lm, gqe_stats_reduce_fn fn, void *ctx);
 /* Data parallel: backward calls fn(ctx, offset, count) on each span of the

@@ -38,6 +38,8 @@ struct gqe_lm {
     gqe_tensor stats;               /* every GQE layer's routing counts and probability sums, read at once */
     float *host_stats;
     bool *staged;                   /* per layer: its statistics are in stats */
+    gqe_stats_reduce_fn stats_reduce; /* data parallel: stats made the ranks' mean, all layers at once */
+    void *stats_reduce_ctx;
     int64_t n_valid;
     float loss, ce, aux, aux_coef;
     bool have_forward, have_targets;
