@@ -179,6 +179,17 @@ static int64_t stats_numel(const gqe_lm *lm) {
     for (int64_t l = 0; l < lm->cfg.layers; l++) n += 2 * gqe_attn_stats_size(lm->blocks[l].attn);
     return n;
 }
+/* Layer l's counts and sums in lm->stats (n values each, from *off, which
+ * moves past them); n = 0 for a layer without routing. */
+static int64_t stats_views(gqe_lm *lm, int64_t l, int64_t *off, gqe_tensor *counts, gqe_tensor *psum) {
+    int64_t n = gqe_attn_stats_size(lm->blocks[l].attn);
+    if (n) {
+        *counts = gqe_tensor_view(&lm->stats, (size_t)*off, 1, &n);
+        *psum = gqe_tensor_view(&lm->stats, (size_t)(*off + n), 1, &n);
+    }
+    *off += 2 * n;
+    return n;
+}
 
 static void plan(gqe_lm *lm, int64_t B, int64_t T) {
     gqe_arena *a = &lm->arena;
@@ -355,13 +366,9 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
     /* The layers' routing statistics into one buffer, queued behind the
      * forward: one read after the loss serves every layer. */
     for (int64_t l = 0, off = 0; l < lm->cfg.layers; l++) {
-        int64_t n = gqe_attn_stats_size(lm->blocks[l].attn);
+        gqe_tensor c, p;
         lm->staged[l] = false;
-        if (!n) continue;
-        gqe_tensor c = gqe_tensor_view(&lm->stats, (size_t)off, 1, &n);
-        gqe_tensor p = gqe_tensor_view(&lm->stats, (size_t)(off + n), 1, &n);
-        GQE_TRY(gqe_attn_stats_stage(lm->blocks[l].attn, &c, &p, &lm->staged[l]));
-        off += 2 * n;
+        if (stats_views(lm, l, &off, &c, &p)) GQE_TRY(gqe_attn_stats_stage(lm->blocks[l].attn, &c, &p, &lm->staged[l]));
     }
     gqe_tensor lg = lm_rows(&lm->logits, R);
     GQE_TRY(gqe_matmul(&lg, &lm->nf, head_compute(lm), false, true, 1.0f, 0.0f));
@@ -386,16 +393,13 @@ gqe_status gqe_lm_forward(gqe_lm *lm, const gqe_tensor *tokens, const gqe_tensor
         /* data parallel: one collective for every layer, not two per layer */
         if (lm->stats_reduce) GQE_TRY(lm->stats_reduce(lm->stats_reduce_ctx, &lm->stats));
         GQE_TRY(gqe_tensor_read_f32(&lm->stats, lm->host_stats, (size_t)gqe_tensor_numel(&lm->stats)));
+        const bool red = lm->stats_reduce != NULL;
         for (int64_t l = 0, off = 0; l < L; l++) {
-            int64_t n = gqe_attn_stats_size(lm->blocks[l].attn);
-            if (!n) continue;
-            gqe_tensor c = gqe_tensor_view(&lm->stats, (size_t)off, 1, &n);
-            gqe_tensor p = gqe_tensor_view(&lm->stats, (size_t)(off + n), 1, &n);
-            const bool red = lm->stats_reduce != NULL;
+            gqe_tensor c, p;
+            const float *h = lm->host_stats + off;
+            int64_t n = stats_views(lm, l, &off, &c, &p);
             if (lm->staged[l])
-                GQE_TRY(gqe_attn_stats_take(lm->blocks[l].attn, lm->host_stats + off, lm->host_stats + off + n,
-                                            red ? &c : NULL, red ? &p : NULL));
-            off += 2 * n;
+                GQE_TRY(gqe_attn_stats_take(lm->blocks[l].attn, h, h + n, red ? &c : NULL, red ? &p : NULL));
         }
     }
     for (int64_t l = 0; l < L; l++) {
