@@ -1,9 +1,10 @@
 /* Attention-core benchmark on the GPU (make bench-cuda, part a): causal,
  * bf16, head dim 64, N=16 query heads over G=8 KV heads, about 64K tokens
- * per call. "gqe" is what a GQE layer runs: G*k = 8 routed slot heads over
- * the 8 KV heads plus the shared head (one query over the group means of K
- * and V); "gqa" is dense attention with all 16 query heads. Prints one JSON
- * line per (kind, S, pass) with the median milliseconds. */
+ * per call. "gqe" is what a GQE layer runs: one call of G*k = 8 routed slot
+ * heads plus the shared query over the 8 KV heads plus their group means
+ * (the shared head's K and V, joined to them by group_mean_append, which
+ * the timing includes); "gqa" is dense attention with all 16 query heads.
+ * Prints one JSON line per (kind, S, pass) with the median milliseconds. */
 #include "backend.h"
 #include "ops.h"
 #include "rng.h"
@@ -46,24 +47,22 @@ static gqe_tensor zeros(int64_t a, int64_t b, int64_t c, int64_t d, gqe_dtype dt
 }
 
 typedef struct bufs {
-    gqe_tensor q, k, v, o, lse, dq, dk, dv, dout;       /* routed (gqe) or dense (gqa) heads */
-    gqe_tensor qs, kb, vb, os, lses, dqs, dkb, dvb, douts; /* shared head */
+    gqe_tensor q, k, v, o, lse, dq, dk, dv, dout;   /* the call's heads (gqe: G*k + 1 over G + 1) */
+    gqe_tensor kp, vp, dkp, dvp;                    /* gqe: the groups' K and V before the means join */
 } bufs;
 
-static void run(const char *kind, bufs *b, bool backward) {
+static void run(bool gqe, bufs *b, bool backward) {
     float scale = 0.125f;
-    OK(gqe_attention_forward(&b->o, &b->lse, &b->q, &b->k, &b->v, true, scale));
-    if (strcmp(kind, "gqe") == 0) {
-        OK(gqe_group_mean_forward(&b->kb, &b->k));
-        OK(gqe_group_mean_forward(&b->vb, &b->v));
-        OK(gqe_attention_forward(&b->os, &b->lses, &b->qs, &b->kb, &b->vb, true, scale));
+    if (gqe) {
+        OK(gqe_group_mean_append(&b->k, &b->kp, true, 10000.0f, 0));
+        OK(gqe_group_mean_append(&b->v, &b->vp, false, 10000.0f, 0));
     }
+    OK(gqe_attention_forward(&b->o, &b->lse, &b->q, &b->k, &b->v, true, scale));
     if (!backward) return;
     OK(gqe_attention_backward(&b->dq, &b->dk, &b->dv, &b->dout, &b->q, &b->k, &b->v, &b->o, &b->lse, true, scale, false));
-    if (strcmp(kind, "gqe") == 0) {
-        OK(gqe_attention_backward(&b->dqs, &b->dkb, &b->dvb, &b->douts, &b->qs, &b->kb, &b->vb, &b->os, &b->lses, true, scale, false));
-        OK(gqe_group_mean_backward(&b->dk, &b->dkb));
-        OK(gqe_group_mean_backward(&b->dv, &b->dvb));
+    if (gqe) {
+        OK(gqe_group_mean_append_backward(&b->dkp, &b->dk, true, 10000.0f));
+        OK(gqe_group_mean_append_backward(&b->dvp, &b->dv, false, 10000.0f));
     }
 }
 
@@ -79,37 +78,34 @@ int main(int argc, char **argv) {
         int64_t S = quick ? quick_sizes[si] : sizes[si], B = 65536 / S;
         for (int kind = 0; kind < 2; kind++) {
             const char *name = kind ? "gqa" : "gqe";
-            int64_t H = kind ? N : G;  /* gqe: G*k slot heads with k = 1 */
+            /* gqe: G*k slot heads (k = 1) and the shared query, over G
+             * KV heads and their group means */
+            int64_t H = kind ? N : G + 1, KV = kind ? G : G + 1;
             bufs b;
             memset(&b, 0, sizeof b);
             b.q = randn(B, S, H, D, GQE_BF16, 1);
-            b.k = randn(B, S, G, D, GQE_BF16, 2);
-            b.v = randn(B, S, G, D, GQE_BF16, 3);
+            b.k = randn(B, S, KV, D, GQE_BF16, 2);
+            b.v = randn(B, S, KV, D, GQE_BF16, 3);
             b.dout = randn(B, S, H, D, GQE_BF16, 4);
             b.o = zeros(B, S, H, D, GQE_BF16);
             b.lse = zeros(B, H, S, 0, GQE_F32);
             b.dq = zeros(B, S, H, D, GQE_BF16);
-            b.dk = zeros(B, S, G, D, GQE_BF16);
-            b.dv = zeros(B, S, G, D, GQE_BF16);
+            b.dk = zeros(B, S, KV, D, GQE_BF16);
+            b.dv = zeros(B, S, KV, D, GQE_BF16);
             if (!kind) {
-                b.qs = randn(B, S, 1, D, GQE_BF16, 5);
-                b.douts = randn(B, S, 1, D, GQE_BF16, 6);
-                b.kb = zeros(B, S, 1, D, GQE_BF16);
-                b.vb = zeros(B, S, 1, D, GQE_BF16);
-                b.os = zeros(B, S, 1, D, GQE_BF16);
-                b.lses = zeros(B, 1, S, 0, GQE_F32);
-                b.dqs = zeros(B, S, 1, D, GQE_BF16);
-                b.dkb = zeros(B, S, 1, D, GQE_BF16);
-                b.dvb = zeros(B, S, 1, D, GQE_BF16);
+                b.kp = randn(B, S, G, D, GQE_BF16, 5);
+                b.vp = randn(B, S, G, D, GQE_BF16, 6);
+                b.dkp = zeros(B, S, G, D, GQE_BF16);
+                b.dvp = zeros(B, S, G, D, GQE_BF16);
             }
             for (int pass = 0; pass < 2; pass++) {
                 const int iters = 15;
                 double t[15];
-                for (int w = 0; w < 3; w++) run(name, &b, pass);
+                for (int w = 0; w < 3; w++) run(!kind, &b, pass);
                 OK(gqe_backend_for(GQE_CUDA)->synchronize());
                 for (int i = 0; i < iters; i++) {
                     double t0 = now();
-                    run(name, &b, pass);
+                    run(!kind, &b, pass);
                     OK(gqe_backend_for(GQE_CUDA)->synchronize());
                     t[i] = now() - t0;
                 }

@@ -21,6 +21,9 @@
                    heads, K/V expanded to G*k heads, one SDPA call, the
                    renormalised weighted slot, the shared head over mean K/V,
                    o_proj over the concatenation
+      gqe/merged   gqe/fast with the shared head inside the routed slots'
+                   SDPA call (its query after the slots, the group means of
+                   K and V after the groups'), the layout gqe itself runs
       gqa/dense    dense GQA (SDPA with enable_gqa), RoPE on queries and keys
     The report compares ours against the fastest row of each kind.
 
@@ -190,9 +193,11 @@ class FastGQEAttention(nn.Module):
             P, I = torch.topk(p, self.k, dim=-1)
         return P, I, p_aux
 
-    def combine(self, x, o, P, I, p_aux, K, V, cos, sin, need_aux):
+    def combine(self, x, o, P, I, p_aux, K, V, cos, sin, need_aux, shared=None):
         """From the slot heads' outputs o (B, T, G, k, dh) to (y, aux): the
-        variant's slots, the shared head over mean K/V, o_proj, the aux loss."""
+        variant's slots, the shared head over mean K/V (or its output
+        `shared` (B, T, dh) where the caller attended it), o_proj, the aux
+        loss."""
         B, T, G, k, dh = o.shape
         M = self.M
 
@@ -203,12 +208,13 @@ class FastGQEAttention(nn.Module):
         if self.variant == "gqe":
             w = P / P.sum(dim=(-2, -1), keepdim=True).clamp_min(EPS_RENORM)
             parts.append((o * w.unsqueeze(-1).to(o.dtype)).sum(dim=(2, 3)))
-            qs = self.q_shared(x)
-            if self.rope:
-                qs = apply_rope(qs, cos, sin)
-            c = sdpa(qs.unsqueeze(1), K.mean(dim=2).unsqueeze(1), V.mean(dim=2).unsqueeze(1),
-                     self.causal)
-            parts.append(c.squeeze(1))
+            if shared is None:
+                qs = self.q_shared(x)
+                if self.rope:
+                    qs = apply_rope(qs, cos, sin)
+                shared = sdpa(qs.unsqueeze(1), K.mean(dim=2).unsqueeze(1), V.mean(dim=2).unsqueeze(1),
+                              self.causal).squeeze(1)
+            parts.append(shared)
         y = self.o_proj(torch.cat(parts, dim=-1))
 
         if not need_aux:
@@ -249,6 +255,38 @@ class AuthorsGQEAttention(FastGQEAttention):
                             sin if self.rope else None, need_aux)
 
 
+class MergedGQEAttention(FastGQEAttention):
+    """FastGQEAttention with the shared head (variant gqe) in the routed
+    slots' SDPA call: the shared query after the G*k slots (k times: SDPA
+    takes a fixed number of query heads per KV head; the copies' outputs are
+    not used, so they get no gradient), the group means of K and V after the
+    G heads. One call instead of two; same maths."""
+
+    def forward_aux(self, x, need_aux, rope=None):
+        if self.kind != "gqe" or self.variant != "gqe":
+            return super().forward_aux(x, need_aux, rope)
+        B, T, _ = x.shape
+        G, M, k, dh = self.G, self.M, self.k, self.dh
+        K = self.k_proj(x).view(B, T, G, dh)
+        V = self.v_proj(x).view(B, T, G, dh)
+        cos = sin = None
+        if self.rope:
+            cos, sin = self.tables(rope, T, K.dtype, x.device)
+            K = apply_rope(K, cos, sin)
+        P, I, p_aux = self.route(x)
+        Q = self.q_proj(x).view(B, T, G, M, dh)
+        q = Q.gather(3, I.unsqueeze(-1).expand(B, T, G, k, dh)).reshape(B, T, G * k, dh)
+        qs = self.q_shared(x).view(B, T, 1, dh).expand(B, T, k, dh)
+        q = torch.cat([q, qs], dim=2)
+        if self.rope:
+            q = apply_rope(q, cos, sin)
+        Km = torch.cat([K, K.mean(dim=2, keepdim=True)], dim=2)
+        Vm = torch.cat([V, V.mean(dim=2, keepdim=True)], dim=2)
+        o = sdpa(q.transpose(1, 2), Km.transpose(1, 2), Vm.transpose(1, 2), self.causal).transpose(1, 2)
+        return self.combine(x, o[:, :, :G * k].reshape(B, T, G, k, dh), P, I, p_aux, K, V, cos, sin,
+                            need_aux, shared=o[:, :, G * k])
+
+
 class FastMLP(nn.Module):
     def __init__(self, dim, hidden, kind):
         super().__init__()
@@ -281,7 +319,8 @@ class FastBlock(nn.Module):
         super().__init__()
         self.attn_norm = RMSNorm(dim, eps)
         attn = dict(attn)
-        layer = AuthorsGQEAttention if attn.pop("formulation", "fast") == "authors" else FastGQEAttention
+        layer = {"fast": FastGQEAttention, "authors": AuthorsGQEAttention,
+                 "merged": MergedGQEAttention}[attn.pop("formulation", "fast")]
         self.attn = layer(dim, **attn)
         self.mlp_norm = RMSNorm(dim, eps)
         self.mlp = FastMLP(dim, hidden, mlp)
@@ -468,7 +507,7 @@ def init_for_bench(model, layers):
 TRAIN_SHAPES = ((2048, 8), (8192, 2), (16384, 1))
 # (name, attention kind, layer formulation)
 TRAIN_MODELS = (("gqe/fast", "gqe", "fast"), ("gqe/authors", "gqe", "authors"),
-                ("gqa/dense", "gqa", "fast"))
+                ("gqe/merged", "gqe", "merged"), ("gqa/dense", "gqa", "fast"))
 
 
 def bench_train_one(rec, name, kind, formulation, mode, S, B, warmup, iters):
@@ -523,23 +562,27 @@ def bench_train_one(rec, name, kind, formulation, mode, S, B, warmup, iters):
 
 
 def check_formulations():
-    """The authors' formulation computes what FastGQEAttention computes: the
-    same output and aux loss on one input (float32), or the run stops."""
-    torch.manual_seed(0)
-    a = FastGQEAttention(256, experts=16, groups=8, k=2, head_dim=32).cuda()
-    nn.init.normal_(a.router.weight, std=0.5)
-    b = AuthorsGQEAttention(256, experts=16, groups=8, k=2, head_dim=32).cuda()
-    b.load_state_dict(a.state_dict())
-    x = torch.randn(2, 64, 256, device="cuda")
+    """The authors' and the merged formulations compute what
+    FastGQEAttention computes: the same output and aux loss on one input
+    (float32), at k = 1 and 2, or the run stops."""
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
-    with torch.no_grad():
-        ya, auxa = a.forward_aux(x, True)
-        yb, auxb = b.forward_aux(x, True)
+    for k in (1, 2):
+        torch.manual_seed(0)
+        a = FastGQEAttention(256, experts=16, groups=8, k=k, head_dim=32).cuda()
+        nn.init.normal_(a.router.weight, std=0.5)
+        x = torch.randn(2, 64, 256, device="cuda")
+        with torch.no_grad():
+            ya, auxa = a.forward_aux(x, True)
+        for other in (AuthorsGQEAttention, MergedGQEAttention):
+            b = other(256, experts=16, groups=8, k=k, head_dim=32).cuda()
+            b.load_state_dict(a.state_dict())
+            with torch.no_grad():
+                yb, auxb = b.forward_aux(x, True)
+            err = max((ya - yb).abs().max().item(), (auxa - auxb).abs().item())
+            if err > 1e-4:
+                sys.exit(f"{other.__name__} differs from FastGQEAttention by {err:g} (k = {k})")
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    err = max((ya - yb).abs().max().item(), (auxa - auxb).abs().item())
-    if err > 1e-4:
-        sys.exit(f"AuthorsGQEAttention differs from FastGQEAttention by {err:g}")
 
 
 def bench_train(rec, warmup, iters, shapes, models, modes):

@@ -138,38 +138,48 @@ GQE_OP(router_stats, (gqe_tensor *counts, gqe_tensor *psum, const gqe_tensor *id
  * normalise, the same pushed through q = probs / sum_m probs. */
 GQE_OP(router_aux_backward, (gqe_tensor *dprobs, const gqe_tensor *probs, const gqe_tensor *coef,
        bool normalise))
-/* slots (R, G*k, D), slot g*k + j = Q[r, g*M + idx[r,g,j]]; Q (R, G*M, D). */
+/* slots (R, H, D), H >= G*k: slot g*k + j = Q[r, g*M + idx[r,g,j]]; Q (R,
+ * G*M, D). Heads past G*k are left as they are: the attention call of
+ * variant gqe puts the shared query there (GQE.md step 6 C). */
 GQE_OP(gather_slots, (gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx))
-/* The gather followed by rope_forward on slots, in one pass: slots
- * (B, T, G*k, D) with B*T = R rows of idx, positions pos_offset + t. */
+/* The gather followed by rope_forward on every head of slots, in one pass:
+ * slots (B, T, H, D), H >= G*k, with B*T = R rows of idx, positions
+ * pos_offset + t; heads past G*k are turned in place (the shared query,
+ * written there unturned). */
 GQE_OP(gather_slots_rope, (gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx, float theta,
        int64_t pos_offset))
-/* dq (R, G*M, D) += dslots scattered back to the chosen experts. */
+/* dq (R, G*M, D) += the first G*k heads of dslots (R, H, D), H >= G*k,
+ * scattered back to the chosen experts. */
 GQE_OP(scatter_slots, (gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx))
 /* The GQE layer's input-projection gradients side by side, for one matmul
  * over its q, k, v, router and shared-query weights: dy (R, W) OVERWRITES
  * with [dq (G*M*D) | dk (G*D) | dv (G*D) | dlogits (G*M) | dqs (D)], where
  *   dq  = scatter_slots of rope_backward(dslots), zero at unchosen experts,
- *   dk  = rope_backward(dk + group_mean_backward(dkbar)),
- *   dv  = dv + group_mean_backward(dvbar),
- *   dqs = rope_backward(dqs),
+ *   dk  = group_mean_append_backward(dk, rope),
+ *   dv  = group_mean_append_backward(dv, no rope),
+ *   dqs = rope_backward(dslots' shared head),
  * each value rounded where those ops round when they run one by one (then
  * copy_cols into dy): the same numbers, from one read of each input instead
  * of a fill, five in-place passes and five copies. The inputs are left as
- * they are. dslots (B, T, G*k, D) with B*T = R; idx (R, G, k); dk, dv
- * (B, T, G, D), D even; dkbar, dvbar, dqs (B, T, 1, D), all three or none (no
- * shared head); dlogits (R, G*M) or NULL (no learned router), and then dy
- * has no columns for it. RoPE positions start at 0; rope false: no rotation. */
+ * they are. idx (R, G, k); dslots (B, T, H, D) with B*T = R. With the
+ * shared head (shared true, the attention call's layout): H > G*k, head
+ * G*k the shared query's gradient (heads after it, copies that carry
+ * none, are ignored), and dk, dv (B, T, G + 1, D), their last head that of
+ * the group means. Without it H = G*k, dk and dv have G heads, and dy no
+ * dqs columns. D even. dlogits (R, G*M) or
+ * NULL (no learned router), and then dy has no columns for it. RoPE
+ * positions start at 0; rope false: no rotation. */
 GQE_OP(qkv_grad_pack, (gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx, const gqe_tensor *dk,
-       const gqe_tensor *dv, const gqe_tensor *dkbar, const gqe_tensor *dvbar, const gqe_tensor *dlogits,
-       const gqe_tensor *dqs, int64_t M, bool rope, float theta))
+       const gqe_tensor *dv, const gqe_tensor *dlogits, bool shared, int64_t M, bool rope, float theta))
 
 /* ---- output slots (GQE.md step 6) ------------------------------------- */
 /* Slot B: out (R, D) = sum_s w[r,s] o[r,s], w (R, S) = P / max(sum_s P, eps)
- * saved for backward; o (R, S, D), P (R, S). */
+ * saved for backward; P (R, S), o (R, H, D) with H >= S: its first S heads
+ * mix (the attention call of variant gqe has the shared head after them). */
 GQE_OP(slot_mix_forward, (gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o, const gqe_tensor *p, float eps))
 /* do += w dout; dP += dout . (o - out) / max(sum P, eps) (or dout . o / eps
- * when the clamp is active). */
+ * when the clamp is active). d_o and o (R, H, D), H >= S: only the first S
+ * heads of d_o change. */
 GQE_OP(slot_mix_backward, (gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout, const gqe_tensor *o,
        const gqe_tensor *p, const gqe_tensor *out, const gqe_tensor *w, float eps))
 /* weighted_concat: out (R, S, D) = P[r,s] * o[r,s]. */
@@ -177,9 +187,14 @@ GQE_OP(slot_scale_forward, (gqe_tensor *out, const gqe_tensor *o, const gqe_tens
 /* do += P dout; dP += dout . o */
 GQE_OP(slot_scale_backward, (gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout, const gqe_tensor *o,
        const gqe_tensor *p))
-/* Shared head: out (R, 1, D) = mean over g of x (R, G, D); backward dx += dout / G. */
-GQE_OP(group_mean_forward, (gqe_tensor *out, const gqe_tensor *x))
-GQE_OP(group_mean_backward, (gqe_tensor *dx, const gqe_tensor *dout))
+/* The shared head's keys or values beside the groups', for one attention
+ * call of G*k + 1 query heads over G + 1 KV heads: out (B, T, G+1, D) =
+ * [y | mean_g y], y = x (B, T, G, D) turned by RoPE at positions
+ * pos_offset + t when rope (D even), else x. The mean is of y as stored. */
+GQE_OP(group_mean_append, (gqe_tensor *out, const gqe_tensor *x, bool rope, float theta, int64_t pos_offset))
+/* Its backward: dx (B, T, G, D) OVERWRITTEN with rope_backward(dout[.., :G]
+ * + dout[.., G] / G) at positions from 0 (rope), or without the rotation. */
+GQE_OP(group_mean_append_backward, (gqe_tensor *dx, const gqe_tensor *dout, bool rope, float theta))
 
 /* ---- optimizer updates over flat f32 buffers --------------------------- */
 /* AdamW (decoupled decay), step counts from 1:

@@ -461,6 +461,14 @@ gqe_status gqe_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
     DISPATCH(P.device, router_aux_backward, &DP, &P, &C, normalise);
 }
 
+/* A slots tensor may hold more heads (dim `dim`) than the G*k it is
+ * checked for: the shared head of variant gqe rides after them. */
+static gqe_status slot_heads(const char *OP, const char *name, const gqe_tensor *t, int dim, int64_t need) {
+    REQUIRE(t->shape[dim] >= need, "%s: %s has %lld heads, fewer than the G*k = %lld slots", OP, name,
+            (long long)t->shape[dim], (long long)need);
+    return GQE_OK;
+}
+
 /* Slots: idx (R, G, k) fixes R, G, k; Q is (R, G*M, D). */
 static gqe_status slots_dims(const char *OP, const gqe_tensor *idx, const gqe_tensor *q, const char *qname,
                              gqe_tensor *I, gqe_tensor *Q) {
@@ -476,7 +484,8 @@ gqe_status gqe_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_te
     const char *OP = "gather_slots";
     gqe_tensor I, Q;
     GQE_TRY(slots_dims(OP, idx, q, "q", &I, &Q));
-    ARG(SL, slots, 'f', "(R, G*k, D)", I.shape[0], I.shape[1] * I.shape[2], Q.shape[2]);
+    ARG(SL, slots, 'f', "(R, H >= G*k, D)", I.shape[0], -1, Q.shape[2]);
+    GQE_TRY(slot_heads(OP, "slots", &SL, 1, I.shape[1] * I.shape[2]));
     SAME_DEVICE(&SL, &Q, &I);
     DISPATCH(Q.device, gather_slots, &SL, &Q, &I);
 }
@@ -486,7 +495,8 @@ gqe_status gqe_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const g
     const char *OP = "gather_slots_rope";
     gqe_tensor I, Q;
     GQE_TRY(slots_dims(OP, idx, q, "q", &I, &Q));
-    ARG(SL, slots, 'f', "(B, T, G*k, D)", -1, -1, I.shape[1] * I.shape[2], Q.shape[2]);
+    ARG(SL, slots, 'f', "(B, T, H >= G*k, D)", -1, -1, -1, Q.shape[2]);
+    GQE_TRY(slot_heads(OP, "slots", &SL, 2, I.shape[1] * I.shape[2]));
     REQUIRE(SL.shape[0] * SL.shape[1] == I.shape[0], "%s: slots has B*T = %lld rows, idx has %lld", OP,
             (long long)(SL.shape[0] * SL.shape[1]), (long long)I.shape[0]);
     REQUIRE(Q.shape[2] % 2 == 0, "%s: head dim D = %lld must be even", OP, (long long)Q.shape[2]);
@@ -499,56 +509,51 @@ gqe_status gqe_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe
     const char *OP = "scatter_slots";
     gqe_tensor I, Q;
     GQE_TRY(slots_dims(OP, idx, dq, "dq", &I, &Q));
-    ARG(SL, dslots, 'f', "(R, G*k, D)", I.shape[0], I.shape[1] * I.shape[2], Q.shape[2]);
+    ARG(SL, dslots, 'f', "(R, H >= G*k, D)", I.shape[0], -1, Q.shape[2]);
+    GQE_TRY(slot_heads(OP, "dslots", &SL, 1, I.shape[1] * I.shape[2]));
     SAME_DEVICE(&SL, &Q, &I);
     DISPATCH(Q.device, scatter_slots, &Q, &SL, &I);
 }
 
 gqe_status gqe_qkv_grad_pack(gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx, const gqe_tensor *dk,
-                             const gqe_tensor *dv, const gqe_tensor *dkbar, const gqe_tensor *dvbar,
-                             const gqe_tensor *dlogits, const gqe_tensor *dqs, int64_t M, bool rope, float theta) {
+                             const gqe_tensor *dv, const gqe_tensor *dlogits, bool shared, int64_t M, bool rope,
+                             float theta) {
     const char *OP = "qkv_grad_pack";
     ARG(I, idx, 'i', "(R, G, k)", -1, -1, -1);
-    int64_t R = I.shape[0], G = I.shape[1], K = I.shape[2];
+    int64_t R = I.shape[0], G = I.shape[1], K = I.shape[2], extra = shared ? 1 : 0;
     REQUIRE(M >= K && K >= 1, "%s: M = %lld experts per group must be >= k = %lld >= 1", OP, (long long)M,
             (long long)K);
-    ARG(DK, dk, 'f', "(B, T, G, D)", -1, -1, G, -1);
+    const char *kv_layout = shared ? "(B, T, G+1, D)" : "(B, T, G, D)";
+    ARG(DK, dk, 'f', kv_layout, -1, -1, G + extra, -1);
     int64_t B = DK.shape[0], T = DK.shape[1], D = DK.shape[3];
     REQUIRE(B * T == R, "%s: dk has B*T = %lld rows, idx has %lld", OP, (long long)(B * T), (long long)R);
     REQUIRE(D % 2 == 0, "%s: head dim D = %lld must be even (the kernels work on pairs)", OP, (long long)D);
-    ARG(DS, dslots, 'f', "(B, T, G*k, D)", B, T, G * K, D);
-    ARG(DV, dv, 'f', "(B, T, G, D)", B, T, G, D);
-    bool shared = dkbar && !gqe_tensor_is_empty(dkbar);
-    REQUIRE(shared == (dvbar && !gqe_tensor_is_empty(dvbar)) && shared == (dqs && !gqe_tensor_is_empty(dqs)),
-            "%s: dkbar, dvbar and dqs come together (the shared head) or not at all", OP);
+    ARG(DS, dslots, 'f', shared ? "(B, T, H > G*k, D)" : "(B, T, G*k, D)", B, T, shared ? -1 : G * K, D);
+    REQUIRE(!shared || DS.shape[2] > G * K, "%s: dslots has %lld heads: the shared head needs more than G*k = %lld",
+            OP, (long long)DS.shape[2], (long long)(G * K));
+    ARG(DV, dv, 'f', kv_layout, B, T, G + extra, D);
     bool routed = dlogits && !gqe_tensor_is_empty(dlogits);
-    int64_t W = (G * M + 2 * G + (shared ? 1 : 0)) * D + (routed ? G * M : 0);
+    int64_t W = (G * M + 2 * G + extra) * D + (routed ? G * M : 0);
     ARG(DY, dy, 'f', "(R, W)", R, W);
-    gqe_tensor KB = {0}, VB = {0}, QS = {0}, L = {0};
-    if (shared) {
-        ARG(kb, dkbar, 'f', "(B, T, 1, D)", B, T, 1, D);
-        ARG(vb, dvbar, 'f', "(B, T, 1, D)", B, T, 1, D);
-        ARG(qs, dqs, 'f', "(B, T, 1, D)", B, T, 1, D);
-        KB = kb; VB = vb; QS = qs;
-        SAME_DEVICE(&DY, &KB, &VB, &QS);
-    }
+    gqe_tensor L = {0};
     if (routed) {
         ARG(l, dlogits, 'f', "(R, G*M)", R, G * M);
         L = l;
         SAME_DEVICE(&DY, &L);
     }
     SAME_DEVICE(&DY, &DS, &I, &DK, &DV);
-    DISPATCH(DY.device, qkv_grad_pack, &DY, &DS, &I, &DK, &DV, shared ? &KB : NULL, shared ? &VB : NULL,
-             routed ? &L : NULL, shared ? &QS : NULL, M, rope, theta);
+    DISPATCH(DY.device, qkv_grad_pack, &DY, &DS, &I, &DK, &DV, routed ? &L : NULL, shared, M, rope, theta);
 }
 
 /* ---- output slots ---------------------------------------------------------- */
 gqe_status gqe_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
                                 const gqe_tensor *p, float eps) {
     const char *OP = "slot_mix_forward";
-    ARG(O, o, 'f', "(R, S, D)", -1, -1, -1);
-    int64_t R = O.shape[0], S = O.shape[1], D = O.shape[2];
-    ARG(P, p, 'f', "(R, S)", R, S);
+    ARG(P, p, 'f', "(R, S)", -1, -1);
+    int64_t R = P.shape[0], S = P.shape[1];
+    ARG(O, o, 'f', "(R, H >= S, D)", R, -1, -1);
+    int64_t D = O.shape[2];
+    REQUIRE(O.shape[1] >= S, "%s: o has %lld heads, fewer than P's %lld slots", OP, (long long)O.shape[1], (long long)S);
     ARG(OUT, out, 'f', "(R, D)", R, D);
     ARG(W, w, 'f', "(R, S)", R, S);
     REQUIRE(eps > 0, "%s: eps = %g must be > 0", OP, (double)eps);
@@ -560,10 +565,12 @@ gqe_status gqe_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tens
                                  const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
                                  const gqe_tensor *w, float eps) {
     const char *OP = "slot_mix_backward";
-    ARG(O, o, 'f', "(R, S, D)", -1, -1, -1);
-    int64_t R = O.shape[0], S = O.shape[1], D = O.shape[2];
-    ARG(DO, d_o, 'f', "(R, S, D)", R, S, D);
-    ARG(P, p, 'f', "(R, S)", R, S);
+    ARG(P, p, 'f', "(R, S)", -1, -1);
+    int64_t R = P.shape[0], S = P.shape[1];
+    ARG(O, o, 'f', "(R, H >= S, D)", R, -1, -1);
+    int64_t H = O.shape[1], D = O.shape[2];
+    REQUIRE(H >= S, "%s: o has %lld heads, fewer than P's %lld slots", OP, (long long)H, (long long)S);
+    ARG(DO, d_o, 'f', "(R, H, D)", R, H, D);
     ARG(DP, dp, 'f', "(R, S)", R, S);
     ARG(W, w, 'f', "(R, S)", R, S);
     ARG(OUT, out, 'f', "(R, D)", R, D);
@@ -594,20 +601,23 @@ gqe_status gqe_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_te
     DISPATCH(O.device, slot_scale_backward, &DO, &DP, &G, &O, &P);
 }
 
-gqe_status gqe_group_mean_forward(gqe_tensor *out, const gqe_tensor *x) {
-    const char *OP = "group_mean_forward";
-    ARG(X, x, 'f', "(R, G, D)", -1, -1, -1);
-    ARG(O, out, 'f', "(R, 1, D)", X.shape[0], 1, X.shape[2]);
+gqe_status gqe_group_mean_append(gqe_tensor *out, const gqe_tensor *x, bool rope, float theta, int64_t pos_offset) {
+    const char *OP = "group_mean_append";
+    ARG(X, x, 'f', "(B, T, G, D)", -1, -1, -1, -1);
+    ARG(O, out, 'f', "(B, T, G+1, D)", X.shape[0], X.shape[1], X.shape[2] + 1, X.shape[3]);
+    REQUIRE(!rope || X.shape[3] % 2 == 0, "%s: head dim D = %lld must be even for RoPE", OP, (long long)X.shape[3]);
+    REQUIRE(pos_offset >= 0, "%s: pos_offset %lld must be >= 0", OP, (long long)pos_offset);
     SAME_DEVICE(&O, &X);
-    DISPATCH(X.device, group_mean_forward, &O, &X);
+    DISPATCH(X.device, group_mean_append, &O, &X, rope, theta, pos_offset);
 }
 
-gqe_status gqe_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout) {
-    const char *OP = "group_mean_backward";
-    ARG(DX, dx, 'f', "(R, G, D)", -1, -1, -1);
-    ARG(G, dout, 'f', "(R, 1, D)", DX.shape[0], 1, DX.shape[2]);
+gqe_status gqe_group_mean_append_backward(gqe_tensor *dx, const gqe_tensor *dout, bool rope, float theta) {
+    const char *OP = "group_mean_append_backward";
+    ARG(DX, dx, 'f', "(B, T, G, D)", -1, -1, -1, -1);
+    ARG(G, dout, 'f', "(B, T, G+1, D)", DX.shape[0], DX.shape[1], DX.shape[2] + 1, DX.shape[3]);
+    REQUIRE(!rope || DX.shape[3] % 2 == 0, "%s: head dim D = %lld must be even for RoPE", OP, (long long)DX.shape[3]);
     SAME_DEVICE(&DX, &G);
-    DISPATCH(DX.device, group_mean_backward, &DX, &G);
+    DISPATCH(DX.device, group_mean_append_backward, &DX, &G, rope, theta);
 }
 
 /* ---- optimizers -------------------------------------------------------------- */

@@ -297,42 +297,47 @@ gqe_status gqe_cuda_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *pr
 }
 
 /* ---- slot gather / scatter -------------------------------------------------- */
-/* slots (R, G*K, D): slot g*K + j = Q[r, g*M + idx[r,g,j]]. */
+/* slots (R, H, D), H >= G*K: slot g*K + j = Q[r, g*M + idx[r,g,j]]; heads
+ * past G*K belong to the caller (the shared query) and are not touched. */
 __global__ void k_gather_slots(fptr slots, fptr q, const int32_t *idx, int64_t R, int64_t G, int64_t M, int64_t K,
-                               int64_t D, int *flag) {
+                               int64_t H, int64_t D, int *flag) {
     GRID_STRIDE(e, R * G * K * D) {
         int64_t d = e % D, s = e / D;            /* s = (r*G + g)*K + j */
         int64_t rg = s / K, r = rg / G, g = rg % G;
+        int64_t o = (r * H + s % (G * K)) * D + d;
         int32_t m = idx[s];
         if (m < 0 || m >= M) {
             if (d == 0) atomicOr(flag, GQE_FLAG_EXPERT);
-            stf(slots, e, 0.0f);
+            stf(slots, o, 0.0f);
             continue;
         }
-        stf(slots, e, ldf(q, ((r * G + g) * M + m) * D + d));
+        stf(slots, o, ldf(q, ((r * G + g) * M + m) * D + d));
     }
 }
 
 /* bf16 fast path: 8 values of one slot row per thread. */
 __global__ void k_gather_slots8(uint4 *slots, const uint4 *__restrict__ q, const int32_t *idx, int64_t R, int64_t G,
-                                int64_t M, int64_t K, int64_t D8, int *flag) {
+                                int64_t M, int64_t K, int64_t H, int64_t D8, int *flag) {
     GRID_STRIDE(e, R * G * K * D8) {
         int64_t d = e % D8, s = e / D8, rg = s / K;
+        int64_t o = (s / (G * K) * H + s % (G * K)) * D8 + d;
         int32_t m = idx[s];
         if (m < 0 || m >= M) {
             if (d == 0) atomicOr(flag, GQE_FLAG_EXPERT);
-            slots[e] = make_uint4(0, 0, 0, 0);
+            slots[o] = make_uint4(0, 0, 0, 0);
             continue;
         }
-        slots[e] = q[(rg * M + m) * D8 + d];
+        slots[o] = q[(rg * M + m) * D8 + d];
     }
 }
 
-/* One thread per (r, g, d) walks the k picks: repeated experts never race. */
+/* One thread per (r, g, d) walks the k picks: repeated experts never race.
+ * dslots (R, H, D): only its first G*K heads are read. */
 __global__ void k_scatter_slots(fptr dq, fptr dslots, const int32_t *idx, int64_t R, int64_t G, int64_t M, int64_t K,
-                                int64_t D, int *flag) {
+                                int64_t H, int64_t D, int *flag) {
     GRID_STRIDE(e, R * G * D) {
         int64_t d = e % D, rg = e / D;
+        int64_t src = ((rg / G) * H + (rg % G) * K) * D + d;   /* slot (r, g*K) */
         for (int64_t j = 0; j < K; j++) {
             int32_t m = idx[rg * K + j];
             if (m < 0 || m >= M) {
@@ -340,15 +345,16 @@ __global__ void k_scatter_slots(fptr dq, fptr dslots, const int32_t *idx, int64_
                 continue;
             }
             int64_t o = (rg * M + m) * D + d;
-            stf(dq, o, ldf(dq, o) + ldf(dslots, (rg * K + j) * D + d));
+            stf(dq, o, ldf(dq, o) + ldf(dslots, src + j * D));
         }
     }
 }
 
 __global__ void k_scatter_slots8(uint4 *dq, const uint4 *__restrict__ dslots, const int32_t *idx, int64_t R,
-                                 int64_t G, int64_t M, int64_t K, int64_t D8, int *flag) {
+                                 int64_t G, int64_t M, int64_t K, int64_t H, int64_t D8, int *flag) {
     GRID_STRIDE(e, R * G * D8) {
         int64_t d = e % D8, rg = e / D8;
+        int64_t src = ((rg / G) * H + (rg % G) * K) * D8 + d;
         for (int64_t j = 0; j < K; j++) {
             int32_t m = idx[rg * K + j];
             if (m < 0 || m >= M) {
@@ -358,7 +364,7 @@ __global__ void k_scatter_slots8(uint4 *dq, const uint4 *__restrict__ dslots, co
             int64_t o = (rg * M + m) * D8 + d;
             float a[8], b[8];
             unpack8(dq[o], a);
-            unpack8(dslots[(rg * K + j) * D8 + d], b);
+            unpack8(dslots[src + j * D8], b);
 #pragma unroll
             for (int t = 0; t < 8; t++) a[t] += b[t];
             dq[o] = pack8(a);
@@ -371,7 +377,7 @@ gqe_status gqe_cuda_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const g
     GQE_TRY(gqe_cuda_need_float(q, "gather_slots", "q"));
     GQE_TRY(gqe_cuda_need_i32(idx, "gather_slots", "idx"));
     int64_t K = last(idx, 0), G = last(idx, 1), D = last(q, 0), GM = last(q, 1), M = G ? GM / G : 0;
-    int64_t R = (G * K != 0) ? gqe_tensor_numel(idx) / (G * K) : 0;
+    int64_t R = (G * K != 0) ? gqe_tensor_numel(idx) / (G * K) : 0, H = last(slots, 1);
     int64_t n = R * G * K * D;
     if (n == 0) return GQE_OK;
     int *flag = gqe_cuda_flag_ptr();
@@ -379,9 +385,9 @@ gqe_status gqe_cuda_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const g
     if (all_bf16(slots, q) && vec8_ok(D, gqe_tensor_data(slots), gqe_tensor_data(q)))
         k_gather_slots8<<<gqe_grid_for(n / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(slots),
                                                                    (const uint4 *)gqe_tensor_data(q), gqe_i32(idx), R,
-                                                                   G, M, K, D / 8, flag);
+                                                                   G, M, K, H, D / 8, flag);
     else
-        k_gather_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(slots), fp(q), gqe_i32(idx), R, G, M, K, D, flag);
+        k_gather_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(slots), fp(q), gqe_i32(idx), R, G, M, K, H, D, flag);
     LAUNCH_CHECK("gather slots kernel");
     return GQE_OK;
 }
@@ -391,7 +397,7 @@ gqe_status gqe_cuda_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, cons
     GQE_TRY(gqe_cuda_need_float(dslots, "scatter_slots", "dslots"));
     GQE_TRY(gqe_cuda_need_i32(idx, "scatter_slots", "idx"));
     int64_t K = last(idx, 0), G = last(idx, 1), D = last(dq, 0), GM = last(dq, 1), M = G ? GM / G : 0;
-    int64_t R = (G * K != 0) ? gqe_tensor_numel(idx) / (G * K) : 0;
+    int64_t R = (G * K != 0) ? gqe_tensor_numel(idx) / (G * K) : 0, H = last(dslots, 1);
     int64_t n = R * G * D;
     if (n == 0) return GQE_OK;
     int *flag = gqe_cuda_flag_ptr();
@@ -399,9 +405,9 @@ gqe_status gqe_cuda_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, cons
     if (all_bf16(dq, dslots) && vec8_ok(D, gqe_tensor_data(dq), gqe_tensor_data(dslots)))
         k_scatter_slots8<<<gqe_grid_for(n / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(dq),
                                                                     (const uint4 *)gqe_tensor_data(dslots),
-                                                                    gqe_i32(idx), R, G, M, K, D / 8, flag);
+                                                                    gqe_i32(idx), R, G, M, K, H, D / 8, flag);
     else
-        k_scatter_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dq), fp(dslots), gqe_i32(idx), R, G, M, K, D, flag);
+        k_scatter_slots<<<gqe_grid_for(n, THREADS), THREADS>>>(fp(dq), fp(dslots), gqe_i32(idx), R, G, M, K, H, D, flag);
     LAUNCH_CHECK("scatter slots kernel");
     return GQE_OK;
 }

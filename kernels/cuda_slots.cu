@@ -1,5 +1,7 @@
-/* Output slots (GQE.md step 6): slot B's weighted mix, the weighted_concat
- * scaling and the shared head's group mean. o (R, S, D), P (R, S). */
+/* Output slots (GQE.md step 6): slot B's weighted mix and the
+ * weighted_concat scaling. P (R, S); the mix reads the first S heads of
+ * o (R, H, D), H >= S (the attention output of variant gqe has the shared
+ * head after the slots), the scaling o (R, S, D). */
 #include "common.cuh"
 
 #define THREADS 256
@@ -13,7 +15,8 @@ __device__ __forceinline__ float mix_den(fptr p, int64_t r, int64_t S, float eps
 }
 
 /* One warp per row: S and D are small (a few slots of one head width). */
-__global__ void k_slot_mix_fwd(fptr out, fptr w, fptr o, fptr p, int64_t R, int64_t S, int64_t D, float eps) {
+__global__ void k_slot_mix_fwd(fptr out, fptr w, fptr o, fptr p, int64_t R, int64_t S, int64_t H, int64_t D,
+                               float eps) {
     int lane = threadIdx.x & 31;
     int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (r >= R) return;
@@ -23,7 +26,7 @@ __global__ void k_slot_mix_fwd(fptr out, fptr w, fptr o, fptr p, int64_t R, int6
         for (int64_t s = 0; s < S; s++) stf(w, r * S + s, ldf(p, r * S + s) / den);
     for (int64_t d = lane; d < D; d += 32) {
         float acc = 0;
-        for (int64_t s = 0; s < S; s++) acc += (ldf(p, r * S + s) / den) * ldf(o, (r * S + s) * D + d);
+        for (int64_t s = 0; s < S; s++) acc += (ldf(p, r * S + s) / den) * ldf(o, (r * H + s) * D + d);
         stf(out, r * D + d, acc);
     }
 }
@@ -31,7 +34,8 @@ __global__ void k_slot_mix_fwd(fptr out, fptr w, fptr o, fptr p, int64_t R, int6
 /* bf16 o and out, D % 8 == 0: a thread per (row, 8 columns) with 16-byte
  * loads; the float order of k_slot_mix_fwd, so the results are equal. */
 template <typename I>
-__global__ void k_slot_mix_fwd8(uint4 *out, fptr w, const uint4 *__restrict__ o, fptr p, I R, I S, I D8, float eps) {
+__global__ void k_slot_mix_fwd8(uint4 *out, fptr w, const uint4 *__restrict__ o, fptr p, I R, I S, I H, I D8,
+                                float eps) {
     for (I e = (I)blockIdx.x * blockDim.x + threadIdx.x; e < R * D8; e += (I)gridDim.x * blockDim.x) {
         I r = e / D8, c = e % D8;
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
@@ -40,7 +44,7 @@ __global__ void k_slot_mix_fwd8(uint4 *out, fptr w, const uint4 *__restrict__ o,
         for (I s = 0; s < S; s++) {
             float ws = ldf(p, r * S + s) / den;
             if (c == 0) stf(w, r * S + s, ws);
-            unpack8(o[(r * S + s) * D8 + c], v);
+            unpack8(o[(r * H + s) * D8 + c], v);
 #pragma unroll
             for (int k = 0; k < 8; k++) acc[k] += ws * v[k];
         }
@@ -51,7 +55,7 @@ __global__ void k_slot_mix_fwd8(uint4 *out, fptr w, const uint4 *__restrict__ o,
 /* Unclamped (den = sum P): dP_s += dout.(o_s - out)/den; clamped (sum P <
  * eps, den the constant eps): dout.o_s/eps. do_s += w_s dout. */
 __global__ void k_slot_mix_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, fptr out, fptr w, int64_t R, int64_t S,
-                               int64_t D, float eps) {
+                               int64_t H, int64_t D, float eps) {
     int lane = threadIdx.x & 31;
     int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (r >= R) return;
@@ -61,7 +65,7 @@ __global__ void k_slot_mix_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, fpt
         float ws = ldf(w, r * S + s), dot = 0;
         for (int64_t d = lane; d < D; d += 32) {
             float g = ldf(dout, r * D + d);
-            int64_t oi = (r * S + s) * D + d;
+            int64_t oi = (r * H + s) * D + d;
             float os = ldf(o, oi);
             stf(d_o, oi, ldf(d_o, oi) + ws * g);
             dot += g * (clamped ? os : os - ldf(out, r * D + d));
@@ -76,7 +80,7 @@ __global__ void k_slot_mix_bwd(fptr d_o, fptr dp, fptr dout, fptr o, fptr p, fpt
  * warp and the dot products reduce by shuffles among them. No grid-stride
  * loop: every lane of a warp reaches the shuffles. */
 __global__ void k_slot_mix_bwd8(uint4 *d_o, fptr dp, const uint4 *dout, const uint4 *o, fptr p, const uint4 *out, fptr w,
-                                int32_t R, int32_t S, int32_t D8, float eps) {
+                                int32_t R, int32_t S, int32_t H, int32_t D8, float eps) {
     int32_t e = (int32_t)blockIdx.x * blockDim.x + threadIdx.x;
     bool live = e < R * D8;
     int32_t r = live ? e / D8 : 0, c = e % D8;
@@ -87,7 +91,7 @@ __global__ void k_slot_mix_bwd8(uint4 *d_o, fptr dp, const uint4 *dout, const ui
     float den = mix_den(p, r, S, eps, &clamped);
     for (int32_t s = 0; s < S; s++) {
         float ws = ldf(w, r * S + s), dot = 0;
-        int32_t oi = (r * S + s) * D8 + c;
+        int32_t oi = (r * H + s) * D8 + c;
         unpack8(o[oi], v);
         unpack8(d_o[oi], a);
 #pragma unroll
@@ -107,17 +111,19 @@ gqe_status gqe_cuda_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_t
     GQE_TRY(gqe_cuda_need_float(out, op, "out")); GQE_TRY(gqe_cuda_need_float(w, op, "w"));
     GQE_TRY(gqe_cuda_need_float(o, op, "o")); GQE_TRY(gqe_cuda_need_float(p, op, "p"));
     int64_t D = out->shape[out->ndim - 1], R = D ? gqe_tensor_numel(out) / D : 0, S = p->shape[p->ndim - 1];
+    int64_t H = o->shape[o->ndim - 2];
     if (R == 0) return GQE_OK;
     if (all_bf16(out, o) && vec8_ok(D, gqe_tensor_data(out), gqe_tensor_data(o))) {
         uint4 *out8 = (uint4 *)gqe_tensor_data(out);
         const uint4 *o8 = (const uint4 *)gqe_tensor_data(o);
         unsigned grid = gqe_grid_for(R * D / 8, THREADS);
         if (gqe_tensor_numel(o) < INT32_MAX)
-            k_slot_mix_fwd8<int32_t><<<grid, THREADS>>>(out8, fp(w), o8, fp(p), (int32_t)R, (int32_t)S, (int32_t)(D / 8), eps);
+            k_slot_mix_fwd8<int32_t><<<grid, THREADS>>>(out8, fp(w), o8, fp(p), (int32_t)R, (int32_t)S, (int32_t)H,
+                                                        (int32_t)(D / 8), eps);
         else
-            k_slot_mix_fwd8<int64_t><<<grid, THREADS>>>(out8, fp(w), o8, fp(p), R, S, D / 8, eps);
+            k_slot_mix_fwd8<int64_t><<<grid, THREADS>>>(out8, fp(w), o8, fp(p), R, S, H, D / 8, eps);
     } else {
-        k_slot_mix_fwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(out), fp(w), fp(o), fp(p), R, S, D, eps);
+        k_slot_mix_fwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(out), fp(w), fp(o), fp(p), R, S, H, D, eps);
     }
     LAUNCH_CHECK("slot mix forward kernel");
     return GQE_OK;
@@ -132,6 +138,7 @@ gqe_status gqe_cuda_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe
     GQE_TRY(gqe_cuda_need_float(p, op, "p")); GQE_TRY(gqe_cuda_need_float(out, op, "out"));
     GQE_TRY(gqe_cuda_need_float(w, op, "w"));
     int64_t D = out->shape[out->ndim - 1], R = D ? gqe_tensor_numel(out) / D : 0, S = p->shape[p->ndim - 1];
+    int64_t H = o->shape[o->ndim - 2];
     if (R == 0) return GQE_OK;
     int64_t D8 = D / 8;
     if (all_bf16(d_o, dout, o) && all_bf16(out) && D % 8 == 0 && D8 <= 32 && (D8 & (D8 - 1)) == 0 &&
@@ -141,10 +148,10 @@ gqe_status gqe_cuda_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe
         k_slot_mix_bwd8<<<grid, THREADS>>>((uint4 *)gqe_tensor_data(d_o), fp(dp), (const uint4 *)gqe_tensor_data(dout),
                                            (const uint4 *)gqe_tensor_data(o), fp(p),
                                            (const uint4 *)gqe_tensor_data(out), fp(w), (int32_t)R, (int32_t)S,
-                                           (int32_t)D8, eps);
+                                           (int32_t)H, (int32_t)D8, eps);
     } else {
         k_slot_mix_bwd<<<gqe_grid_for(R * 32, THREADS), THREADS>>>(fp(d_o), fp(dp), fp(dout), fp(o), fp(p), fp(out),
-                                                                    fp(w), R, S, D, eps);
+                                                                    fp(w), R, S, H, D, eps);
     }
     LAUNCH_CHECK("slot mix backward kernel");
     return GQE_OK;
@@ -191,84 +198,5 @@ gqe_status gqe_cuda_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const g
     if (RS == 0) return GQE_OK;
     k_slot_scale_bwd<<<gqe_grid_for(RS * 32, THREADS), THREADS>>>(fp(d_o), fp(dp), fp(dout), fp(o), fp(p), RS, D);
     LAUNCH_CHECK("slot scale backward kernel");
-    return GQE_OK;
-}
-
-/* out (R, 1, D) = mean over g of x (R, G, D) */
-__global__ void k_group_mean_fwd(fptr out, fptr x, int64_t R, int64_t G, int64_t D) {
-    float inv = 1.0f / (float)G;
-    GRID_STRIDE(i, R * D) {
-        int64_t r = i / D, d = i % D;
-        float s = 0;
-        for (int64_t g = 0; g < G; g++) s += ldf(x, (r * G + g) * D + d);
-        stf(out, i, s * inv);
-    }
-}
-
-__global__ void k_group_mean_bwd(fptr dx, fptr dout, int64_t R, int64_t G, int64_t D) {
-    float inv = 1.0f / (float)G;
-    GRID_STRIDE(i, R * G * D) {
-        int64_t d = i % D, r = i / (G * D);
-        stf(dx, i, ldf(dx, i) + ldf(dout, r * D + d) * inv);
-    }
-}
-
-/* all-bf16, D % 8 == 0: 8 columns per thread (common.cuh), same float order */
-__global__ void k_group_mean_fwd8(uint4 *out, const uint4 *__restrict__ x, int64_t R, int64_t G, int64_t D8) {
-    float inv = 1.0f / (float)G;
-    GRID_STRIDE(i, R * D8) {
-        int64_t r = i / D8, d = i % D8;
-        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, v[8];
-        for (int64_t g = 0; g < G; g++) {
-            unpack8(x[(r * G + g) * D8 + d], v);
-#pragma unroll
-            for (int k = 0; k < 8; k++) s[k] += v[k];
-        }
-#pragma unroll
-        for (int k = 0; k < 8; k++) s[k] *= inv;
-        out[i] = pack8(s);
-    }
-}
-
-__global__ void k_group_mean_bwd8(uint4 *dx, const uint4 *__restrict__ dout, int64_t R, int64_t G, int64_t D8) {
-    float inv = 1.0f / (float)G;
-    GRID_STRIDE(i, R * G * D8) {
-        int64_t d = i % D8, r = i / (G * D8);
-        float a[8], b[8];
-        unpack8(dx[i], a);
-        unpack8(dout[r * D8 + d], b);
-#pragma unroll
-        for (int k = 0; k < 8; k++) a[k] = a[k] + b[k] * inv;
-        dx[i] = pack8(a);
-    }
-}
-
-gqe_status gqe_cuda_group_mean_forward(gqe_tensor *out, const gqe_tensor *x) {
-    GQE_TRY(gqe_cuda_need_float(out, "group_mean_forward", "out"));
-    GQE_TRY(gqe_cuda_need_float(x, "group_mean_forward", "x"));
-    int64_t D = x->shape[x->ndim - 1], G = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
-    int64_t R = (G * D != 0) ? gqe_tensor_numel(x) / (G * D) : 0;
-    if (R * D == 0) return GQE_OK;
-    if (all_bf16(out, x) && vec8_ok(D, gqe_tensor_data(out), gqe_tensor_data(x)))
-        k_group_mean_fwd8<<<gqe_grid_for(R * D / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(out),
-                                                                         (const uint4 *)gqe_tensor_data(x), R, G, D / 8);
-    else
-        k_group_mean_fwd<<<gqe_grid_for(R * D, THREADS), THREADS>>>(fp(out), fp(x), R, G, D);
-    LAUNCH_CHECK("group mean forward kernel");
-    return GQE_OK;
-}
-
-gqe_status gqe_cuda_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout) {
-    GQE_TRY(gqe_cuda_need_float(dx, "group_mean_backward", "dx"));
-    GQE_TRY(gqe_cuda_need_float(dout, "group_mean_backward", "dout"));
-    int64_t D = dx->shape[dx->ndim - 1], G = dx->ndim >= 2 ? dx->shape[dx->ndim - 2] : 1;
-    int64_t R = (G * D != 0) ? gqe_tensor_numel(dx) / (G * D) : 0;
-    if (R * G * D == 0) return GQE_OK;
-    if (all_bf16(dx, dout) && vec8_ok(D, gqe_tensor_data(dx), gqe_tensor_data(dout)))
-        k_group_mean_bwd8<<<gqe_grid_for(R * G * D / 8, THREADS), THREADS>>>((uint4 *)gqe_tensor_data(dx),
-                                                                             (const uint4 *)gqe_tensor_data(dout), R, G, D / 8);
-    else
-        k_group_mean_bwd<<<gqe_grid_for(R * G * D, THREADS), THREADS>>>(fp(dx), fp(dout), R, G, D);
-    LAUNCH_CHECK("group mean backward kernel");
     return GQE_OK;
 }

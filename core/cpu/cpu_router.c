@@ -208,7 +208,7 @@ gqe_status cpu_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
 
 gqe_status cpu_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx) {
     CPU_NEED_F32("gather_slots", slots); CPU_NEED_F32("gather_slots", q);
-    int64_t K = dim(idx, 0), G = dim(idx, 1), D = dim(q, 0), GM = dim(q, 1), M = GM / G;
+    int64_t K = dim(idx, 0), G = dim(idx, 1), D = dim(q, 0), GM = dim(q, 1), M = GM / G, H = dim(slots, 1);
     int64_t R = gqe_tensor_numel(idx) / (G * K > 0 ? G * K : 1);
     GQE_TRY(check_idx("gather_slots", idx, M));
     float *sl = gqe_f32(slots);
@@ -218,12 +218,13 @@ gqe_status cpu_gather_slots(gqe_tensor *slots, const gqe_tensor *q, const gqe_te
     for (int64_t r = 0; r < R; r++)
         for (int64_t g = 0; g < G; g++)
             for (int64_t j = 0; j < K; j++)
-                memcpy(sl + ((r * G + g) * K + j) * D, pq + (r * GM + g * M + ix[(r * G + g) * K + j]) * D,
+                memcpy(sl + (r * H + g * K + j) * D, pq + (r * GM + g * M + ix[(r * G + g) * K + j]) * D,
                        (size_t)D * sizeof(float));
     return GQE_OK;
 }
 
-/* The composition itself: on the CPU a second pass over slots costs little. */
+/* The composition itself: on the CPU a second pass over slots costs little.
+ * It turns every head of slots, the shared query's among them. */
 gqe_status cpu_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const gqe_tensor *idx,
                                  float theta, int64_t pos_offset) {
     GQE_TRY(cpu_gather_slots(slots, q, idx));
@@ -234,7 +235,7 @@ gqe_status cpu_gather_slots_rope(gqe_tensor *slots, const gqe_tensor *q, const g
  * two slots of one row name the same expert (they stay in one thread). */
 gqe_status cpu_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tensor *idx) {
     CPU_NEED_F32("scatter_slots", dq); CPU_NEED_F32("scatter_slots", dslots);
-    int64_t K = dim(idx, 0), G = dim(idx, 1), D = dim(dq, 0), GM = dim(dq, 1), M = GM / G;
+    int64_t K = dim(idx, 0), G = dim(idx, 1), D = dim(dq, 0), GM = dim(dq, 1), M = GM / G, H = dim(dslots, 1);
     int64_t R = gqe_tensor_numel(idx) / (G * K > 0 ? G * K : 1);
     GQE_TRY(check_idx("scatter_slots", idx, M));
     float *pdq = gqe_f32(dq);
@@ -245,7 +246,7 @@ gqe_status cpu_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe
         for (int64_t g = 0; g < G; g++)
             for (int64_t j = 0; j < K; j++) {
                 float *dst = pdq + (r * GM + g * M + ix[(r * G + g) * K + j]) * D;
-                const float *src = ds + ((r * G + g) * K + j) * D;
+                const float *src = ds + (r * H + g * K + j) * D;
                 for (int64_t c = 0; c < D; c++) dst[c] += src[c];
             }
     return GQE_OK;

@@ -1,12 +1,13 @@
 /* Output slots (GQE.md step 6) on the host: slot B's weighted mix, the
- * weighted_concat scaling and the shared head's group mean. o (R, S, D). */
+ * weighted_concat scaling and the shared head's keys and values. o (R, H,
+ * D) with H >= S: the mix reads the first S heads. */
 #include "cpu.h"
 
 gqe_status cpu_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
                                 const gqe_tensor *p, float eps) {
     CPU_NEED_F32("slot_mix_forward", out); CPU_NEED_F32("slot_mix_forward", w);
     CPU_NEED_F32("slot_mix_forward", o); CPU_NEED_F32("slot_mix_forward", p);
-    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p);
+    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p), H = o->shape[o->ndim - 2];
     float *po = gqe_f32(out), *pw = gqe_f32(w);
     const float *oo = gqe_f32(o), *pp = gqe_f32(p);
     #pragma omp parallel for if (R * S * D > 32768)
@@ -19,7 +20,7 @@ gqe_status cpu_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor
         for (int64_t s = 0; s < S; s++) {
             float ws = pp[r * S + s] / den;
             pw[r * S + s] = ws;
-            const float *os = oo + (r * S + s) * D;
+            const float *os = oo + (r * H + s) * D;
             for (int64_t c = 0; c < D; c++) orow[c] += ws * os[c];
         }
     }
@@ -34,7 +35,7 @@ gqe_status cpu_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tens
     const char *op = "slot_mix_backward";
     CPU_NEED_F32(op, d_o); CPU_NEED_F32(op, dp); CPU_NEED_F32(op, dout);
     CPU_NEED_F32(op, o); CPU_NEED_F32(op, p); CPU_NEED_F32(op, out); CPU_NEED_F32(op, w);
-    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p);
+    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p), H = o->shape[o->ndim - 2];
     float *pdo = gqe_f32(d_o), *pdp = gqe_f32(dp);
     const float *g = gqe_f32(dout), *oo = gqe_f32(o), *pp = gqe_f32(p), *po = gqe_f32(out), *pw = gqe_f32(w);
     #pragma omp parallel for if (R * S * D > 32768)
@@ -45,8 +46,8 @@ gqe_status cpu_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tens
         float den = clamped ? eps : sum;
         const float *gr = g + r * D, *orow = po + r * D;
         for (int64_t s = 0; s < S; s++) {
-            const float *os = oo + (r * S + s) * D;
-            float *dos = pdo + (r * S + s) * D, ws = pw[r * S + s], dot = 0;
+            const float *os = oo + (r * H + s) * D;
+            float *dos = pdo + (r * H + s) * D, ws = pw[r * S + s], dot = 0;
             for (int64_t c = 0; c < D; c++) {
                 dos[c] += ws * gr[c];
                 dot += gr[c] * (clamped ? os[c] : os[c] - orow[c]);
@@ -87,31 +88,44 @@ gqe_status cpu_slot_scale_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_te
     return GQE_OK;
 }
 
-gqe_status cpu_group_mean_forward(gqe_tensor *out, const gqe_tensor *x) {
-    CPU_NEED_F32("group_mean_forward", out); CPU_NEED_F32("group_mean_forward", x);
-    int64_t D = cpu_last(x), G = x->shape[x->ndim - 2], R = cpu_rows(out);
+/* y = rope(x) (a copy), then out = [y | mean_g y]. */
+gqe_status cpu_group_mean_append(gqe_tensor *out, const gqe_tensor *x, bool rope, float theta, int64_t pos_offset) {
+    CPU_NEED_F32("group_mean_append", out); CPU_NEED_F32("group_mean_append", x);
+    int64_t D = cpu_last(x), G = x->shape[2], R = x->shape[0] * x->shape[1];
+    gqe_tensor y = {0};
+    GQE_TRY(gqe_tensor_to(&y, x, GQE_CPU, GQE_F32));
+    gqe_status st = rope ? cpu_rope_forward(&y, theta, pos_offset) : GQE_OK;
+    if (st != GQE_OK) {
+        gqe_tensor_free(&y);
+        return st;
+    }
     float *po = gqe_f32(out);
-    const float *px = gqe_f32(x);
+    const float *py = gqe_f32(&y);
     float inv = 1.0f / (float)G;
     #pragma omp parallel for if (R * G * D > 32768)
-    for (int64_t r = 0; r < R; r++)
+    for (int64_t r = 0; r < R; r++) {
+        memcpy(po + r * (G + 1) * D, py + r * G * D, (size_t)(G * D) * sizeof(float));
         for (int64_t c = 0; c < D; c++) {
             float s = 0;
-            for (int64_t g = 0; g < G; g++) s += px[(r * G + g) * D + c];
-            po[r * D + c] = s * inv;
+            for (int64_t g = 0; g < G; g++) s += py[(r * G + g) * D + c];
+            po[(r * (G + 1) + G) * D + c] = s * inv;
         }
+    }
+    gqe_tensor_free(&y);
     return GQE_OK;
 }
 
-gqe_status cpu_group_mean_backward(gqe_tensor *dx, const gqe_tensor *dout) {
-    CPU_NEED_F32("group_mean_backward", dx); CPU_NEED_F32("group_mean_backward", dout);
-    int64_t D = cpu_last(dx), G = dx->shape[dx->ndim - 2], R = cpu_rows(dout);
+/* dx = dout[.., :G] + dout[.., G] / G, then turned back in place. */
+gqe_status cpu_group_mean_append_backward(gqe_tensor *dx, const gqe_tensor *dout, bool rope, float theta) {
+    CPU_NEED_F32("group_mean_append_backward", dx); CPU_NEED_F32("group_mean_append_backward", dout);
+    int64_t D = cpu_last(dx), G = dx->shape[2], R = dx->shape[0] * dx->shape[1];
     float *pdx = gqe_f32(dx);
     const float *g = gqe_f32(dout);
     float inv = 1.0f / (float)G;
     #pragma omp parallel for if (R * G * D > 32768)
     for (int64_t r = 0; r < R; r++)
         for (int64_t k = 0; k < G; k++)
-            for (int64_t c = 0; c < D; c++) pdx[(r * G + k) * D + c] += g[r * D + c] * inv;
-    return GQE_OK;
+            for (int64_t c = 0; c < D; c++)
+                pdx[(r * G + k) * D + c] = g[(r * (G + 1) + k) * D + c] + g[(r * (G + 1) + G) * D + c] * inv;
+    return rope ? cpu_rope_backward(dx, theta, 0) : GQE_OK;
 }

@@ -22,6 +22,11 @@ gqe_status gqe_attn_create(gqe_attn **out, const gqe_attn_config *cfg_in, gqe_pa
     a->M = a->N / a->G;
     a->k = attn_is_gqe(a) ? cfg.k : 1;
     a->SK = attn_is_gqe(a) ? a->G * a->k : a->N;
+    a->SH = attn_is_gqe(a) && cfg.variant == GQE_VARIANT_GQE ? 1 : 0;
+    /* the call's query heads: k for each KV head, so k for the shared
+     * head's too: its query, then k - 1 copies whose output gradient is
+     * zero (attention takes a fixed number of query heads per KV head) */
+    a->AH = a->SK + a->SH * a->k;
     a->scratch = &a->own_scratch;
     a->S = gqe_attn_slots(&cfg);
     a->has_router = attn_is_gqe(a) && cfg.router != GQE_ROUTER_RANDOM && cfg.router != GQE_ROUTER_HASH;
@@ -62,8 +67,6 @@ void gqe_attn_destroy(gqe_attn *a) {
     gqe_arena_free(&a->own_scratch);
     gqe_tensor_free(&a->cache.k);
     gqe_tensor_free(&a->cache.v);
-    gqe_tensor_free(&a->cache.kbar);
-    gqe_tensor_free(&a->cache.vbar);
     free(a->stats.host_counts);
     free(a->stats.host_psum);
     free(a);
@@ -162,15 +165,15 @@ static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
     gqe_arena *ar = &a->arena, *sc = a->scratch;
     attn_saved *s = &a->s;
     attn_scratch *g = &a->g;
-    int64_t R = B * T, G = a->G, M = a->M, k = a->k, dh = a->dh;
+    int64_t R = B * T, G = a->G, M = a->M, k = a->k, dh = a->dh, SH = a->SH, AH = a->AH;
     gqe_dtype C = a->cdt;   /* matmul operands and attention tensors */
     if (!a->borrow_x || decoding) s->x = gqe_arena_take(ar, C, R, a->d, 0, 0);
     /* GQE's backward reads the gathered slots, never q: q is a temporary */
     s->q = gqe_arena_take(attn_is_gqe(a) ? sc : ar, C, R, a->N * dh, 0, 0);
-    s->kk = gqe_arena_take(ar, C, R, G * dh, 0, 0);
-    s->v = gqe_arena_take(ar, C, R, G * dh, 0, 0);
-    s->o = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-    s->lse = gqe_arena_take(ar, GQE_F32, B, a->SK, T, 0);
+    s->kk = gqe_arena_take(ar, C, R, (G + SH) * dh, 0, 0);
+    s->v = gqe_arena_take(ar, C, R, (G + SH) * dh, 0, 0);
+    s->o = gqe_arena_take(ar, C, R, AH * dh, 0, 0);
+    s->lse = gqe_arena_take(ar, GQE_F32, B, AH, T, 0);
     g->dcat = gqe_arena_take(sc, C, R, a->S * dh, 0, 0);
     g->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
     g->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
@@ -185,8 +188,8 @@ static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
     s->probs = gqe_arena_take(ar, GQE_F32, R, G, M, 0);
     s->idx = gqe_arena_take(ar, GQE_I32, R, G, k, 0);
     s->topv = gqe_arena_take(ar, GQE_F32, R, G, k, 0);
-    s->slots = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
-    g->dslots = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
+    s->slots = gqe_arena_take(ar, C, R, AH * dh, 0, 0);
+    g->dslots = gqe_arena_take(sc, C, R, AH * dh, 0, 0);
     g->dp = gqe_arena_take(sc, GQE_F32, R, a->SK, 0, 0);
     g->dprobs = gqe_arena_take(sc, GQE_F32, R, G, M, 0);
     g->dlogits = gqe_arena_take(sc, C, R, G * M, 0, 0);
@@ -199,19 +202,16 @@ static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
     }
     if (a->cfg.variant == GQE_VARIANT_GQE) {
         s->cat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
-        g->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
+        g->d_o = gqe_arena_take(sc, C, R, AH * dh, 0, 0);
         s->w = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
         s->mix = gqe_arena_take(ar, C, R, dh, 0, 0);
-        s->qs = gqe_arena_take(ar, C, R, dh, 0, 0);
-        s->kbar = gqe_arena_take(ar, C, R, dh, 0, 0);
-        s->vbar = gqe_arena_take(ar, C, R, dh, 0, 0);
-        s->os = gqe_arena_take(ar, C, R, dh, 0, 0);
-        s->lse_s = gqe_arena_take(ar, GQE_F32, B, 1, T, 0);
+        g->kp = gqe_arena_take(sc, C, R, G * dh, 0, 0);
+        g->vp = gqe_arena_take(sc, C, R, G * dh, 0, 0);
+        if (!fused_in(a)) g->qs = gqe_arena_take(sc, C, R, dh, 0, 0);
+        g->dkm = gqe_arena_take(sc, C, R, (G + 1) * dh, 0, 0);
+        g->dvm = gqe_arena_take(sc, C, R, (G + 1) * dh, 0, 0);
         g->dmix = gqe_arena_take(sc, C, R, dh, 0, 0);
-        g->dos = gqe_arena_take(sc, C, R, dh, 0, 0);
         g->dqs = gqe_arena_take(sc, C, R, dh, 0, 0);
-        g->dkbar = gqe_arena_take(sc, C, R, dh, 0, 0);
-        g->dvbar = gqe_arena_take(sc, C, R, dh, 0, 0);
     }
 }
 
@@ -385,20 +385,34 @@ gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, 
     float scale = 1.0f / sqrtf((float)dh);
     bool causal = a->cfg.causal;
     gqe_tensor y2 = view2(y, R, a->d);
+    int64_t SH = a->SH, AG = G + SH, AH = a->AH;
+    float theta = a->cfg.rope_theta;
     GQE_TRY(linear(&s->q, &s->x, &p->q.cw));
-    GQE_TRY(linear(&s->kk, &s->x, &p->k.cw));
-    GQE_TRY(linear(&s->v, &s->x, &p->v.cw));
-    gqe_tensor q4 = view4(&s->q, B, T, a->N, dh), k4 = view4(&s->kk, B, T, G, dh);
-
+    /* With the shared head, the groups' K and V are projected apart and
+     * joined by their group means (the shared head's K and V, after RoPE)
+     * as one more head: one attention call serves the routed slots and the
+     * shared head, instead of a second call of one head, which at the
+     * training shapes took a quarter of the routed call's time for an
+     * eighth of its work (kernels/NOTES.md). */
+    gqe_tensor *kproj = SH ? &a->g.kp : &s->kk, *vproj = SH ? &a->g.vp : &s->v;
+    GQE_TRY(linear(kproj, &s->x, &p->k.cw));
+    GQE_TRY(linear(vproj, &s->x, &p->v.cw));
+    gqe_tensor q4 = view4(&s->q, B, T, a->N, dh), k4 = view4(kproj, B, T, G, dh);
+    if (SH) {
+        gqe_tensor v4 = view4(vproj, B, T, G, dh);
+        gqe_tensor km4 = view4(&s->kk, B, T, AG, dh), vm4 = view4(&s->v, B, T, AG, dh);
+        GQE_TRY(gqe_group_mean_append(&km4, &k4, a->cfg.rope, theta, pos));
+        GQE_TRY(gqe_group_mean_append(&vm4, &v4, false, theta, 0));
+    }
     /* RoPE rotates by position only, so GQE rotates its slots as it gathers
      * them rather than all N query heads: fewer rows, same values. */
     if (a->cfg.rope) {
-        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_forward(&q4, a->cfg.rope_theta, pos));
-        GQE_TRY(gqe_rope_forward(&k4, a->cfg.rope_theta, pos));
+        if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_forward(&q4, theta, pos));
+        if (!SH) GQE_TRY(gqe_rope_forward(&k4, theta, pos));
     }
     gqe_tensor K, V;
-    GQE_TRY(kv_source(a, &K, &s->kk, decoding ? &cache->k : NULL, G, B, T, pos));
-    GQE_TRY(kv_source(a, &V, &s->v, decoding ? &cache->v : NULL, G, B, T, pos));
+    GQE_TRY(kv_source(a, &K, &s->kk, decoding ? &cache->k : NULL, AG, B, T, pos));
+    GQE_TRY(kv_source(a, &V, &s->v, decoding ? &cache->v : NULL, AG, B, T, pos));
     if (!attn_is_gqe(a)) {
         gqe_tensor o4 = view4(&s->o, B, T, a->N, dh);
         GQE_TRY(gqe_attention_forward(&o4, &s->lse, &q4, &K, &V, causal, scale));
@@ -407,23 +421,30 @@ gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, 
         a->have_forward = !decoding;
         return GQE_OK;
     }
+    /* The shared query goes after the slots unturned: the gather below
+     * turns every head of the buffer. */
     const gqe_tensor *route_x = &s->x;
+    int64_t w_a = a->SK * dh;
+    gqe_tensor slots2 = view2(&s->slots, R, AH * dh);
     if (fused_in(a)) {
         /* router and shared query in one matmul: x is read once for both */
         GQE_TRY(linear(&a->g.y_in, &s->x, &p->in.cw));
         int64_t wl = G * a->M;
         gqe_tensor lg2 = view2(&s->logits, R, wl);
         GQE_TRY(gqe_copy_cols(&lg2, 0, &a->g.y_in, 0, wl, false));
-        GQE_TRY(gqe_copy_cols(&s->qs, 0, &a->g.y_in, wl, dh, false));
+        for (int64_t j = 0; j < a->k; j++) GQE_TRY(gqe_copy_cols(&slots2, w_a + j * dh, &a->g.y_in, wl, dh, false));
         route_x = NULL;
+    } else if (SH) {
+        GQE_TRY(linear(&a->g.qs, &s->x, &p->qs.cw));
+        for (int64_t j = 0; j < a->k; j++) GQE_TRY(gqe_copy_cols(&slots2, w_a + j * dh, &a->g.qs, 0, dh, false));
     }
     GQE_TRY(route(a, R, route_x));
-    gqe_tensor q3 = view3(&s->q, R, a->N, dh), slots3 = view3(&s->slots, R, a->SK, dh);
-    gqe_tensor slots4 = view4(&s->slots, B, T, a->SK, dh), o4 = view4(&s->o, B, T, a->SK, dh);
-    if (a->cfg.rope) GQE_TRY(gqe_gather_slots_rope(&slots4, &q3, &s->idx, a->cfg.rope_theta, pos));
+    gqe_tensor q3 = view3(&s->q, R, a->N, dh), slots3 = view3(&s->slots, R, AH, dh);
+    gqe_tensor slots4 = view4(&s->slots, B, T, AH, dh), o4 = view4(&s->o, B, T, AH, dh);
+    if (a->cfg.rope) GQE_TRY(gqe_gather_slots_rope(&slots4, &q3, &s->idx, theta, pos));
     else GQE_TRY(gqe_gather_slots(&slots3, &q3, &s->idx));
     GQE_TRY(gqe_attention_forward(&o4, &s->lse, &slots4, &K, &V, causal, scale));
-    gqe_tensor o3 = view3(&s->o, R, a->SK, dh), p2 = view2(&s->topv, R, a->SK);
+    gqe_tensor o3 = view3(&s->o, R, AH, dh), p2 = view2(&s->topv, R, a->SK);
     switch (a->cfg.variant) {
     case GQE_VARIANT_HARD_CONCAT:
         GQE_TRY(linear(&y2, &s->o, &p->o.cw));
@@ -434,28 +455,14 @@ gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, 
         GQE_TRY(linear(&y2, &s->scaled, &p->o.cw));
         break;
     }
-    case GQE_VARIANT_GQE: {
-        int64_t w_a = a->SK * dh;
+    case GQE_VARIANT_GQE:
+        /* o_proj reads [slots | mix | shared]; o holds [slots | shared] */
         GQE_TRY(gqe_copy_cols(&s->cat, 0, &s->o, 0, w_a, false));
         GQE_TRY(gqe_slot_mix_forward(&s->mix, &s->w, &o3, &p2, SLOT_EPS));
         GQE_TRY(gqe_copy_cols(&s->cat, w_a, &s->mix, 0, dh, false));
-        /* Shared head: one query over the group means of K and V (after RoPE). */
-        if (!fused_in(a)) GQE_TRY(linear(&s->qs, &s->x, &p->qs.cw));
-        gqe_tensor qs4 = view4(&s->qs, B, T, 1, dh);
-        if (a->cfg.rope) GQE_TRY(gqe_rope_forward(&qs4, a->cfg.rope_theta, pos));
-        gqe_tensor k3 = view3(&s->kk, R, G, dh), v3 = view3(&s->v, R, G, dh);
-        gqe_tensor kb3 = view3(&s->kbar, R, 1, dh), vb3 = view3(&s->vbar, R, 1, dh);
-        GQE_TRY(gqe_group_mean_forward(&kb3, &k3));
-        GQE_TRY(gqe_group_mean_forward(&vb3, &v3));
-        gqe_tensor Kbar, Vbar;
-        GQE_TRY(kv_source(a, &Kbar, &s->kbar, decoding ? &cache->kbar : NULL, 1, B, T, pos));
-        GQE_TRY(kv_source(a, &Vbar, &s->vbar, decoding ? &cache->vbar : NULL, 1, B, T, pos));
-        gqe_tensor os4 = view4(&s->os, B, T, 1, dh);
-        GQE_TRY(gqe_attention_forward(&os4, &s->lse_s, &qs4, &Kbar, &Vbar, causal, scale));
-        GQE_TRY(gqe_copy_cols(&s->cat, w_a + dh, &s->os, 0, dh, false));
+        GQE_TRY(gqe_copy_cols(&s->cat, w_a + dh, &s->o, w_a, dh, false));
         GQE_TRY(linear(&y2, &s->cat, &p->o.cw));
         break;
-    }
     }
     if (decoding) return GQE_OK;   /* decoding trains nothing: no statistics */
     GQE_TRY(gqe_router_stats(&a->stats.counts, &a->stats.psum, &s->idx, &s->probs, a->cfg.router == GQE_ROUTER_SIGMOID));
@@ -525,60 +532,59 @@ static gqe_status weighted_concat_backward(gqe_attn *a, const gqe_tensor **d_o) 
     return GQE_OK;
 }
 
-/* gqe: o_proj reads [o | mix | os]; slot B's mixture sends dmix into d_o
- * and dp. dos waits for the shared head. */
+/* gqe: o_proj reads [slots | mix | shared]; o is [slots | shared]. Slot B's
+ * mixture sends dmix into d_o and dp; the shared head's part of d_o is
+ * dcat's last head. */
 static gqe_status gqe_slots_backward(gqe_attn *a, const gqe_tensor **d_o) {
-    int64_t R = a->B * a->T, SK = a->SK, dh = a->dh, w_a = SK * dh;
+    int64_t R = a->B * a->T, SK = a->SK, AH = a->AH, dh = a->dh, w_a = SK * dh;
     attn_saved *s = &a->s;
     attn_scratch *g = &a->g;
     gqe_tensor dcat = view2(&g->dcat, R, a->S * dh);
-    gqe_tensor o3 = view3(&s->o, R, SK, dh), p2 = view2(&s->topv, R, SK), dp2 = view2(&g->dp, R, SK);
-    gqe_tensor do3 = view3(&g->d_o, R, SK, dh);
+    gqe_tensor o3 = view3(&s->o, R, AH, dh), p2 = view2(&s->topv, R, SK), dp2 = view2(&g->dp, R, SK);
+    gqe_tensor do3 = view3(&g->d_o, R, AH, dh);
+    if (AH > SK + 1) GQE_TRY(gqe_fill(&g->d_o, 0.0f));   /* the shared query's copies (k > 1) */
     GQE_TRY(gqe_copy_cols(&g->d_o, 0, &dcat, 0, w_a, false));
+    GQE_TRY(gqe_copy_cols(&g->d_o, w_a, &dcat, w_a + dh, dh, false));
     GQE_TRY(gqe_copy_cols(&g->dmix, 0, &dcat, w_a, dh, false));
-    GQE_TRY(gqe_copy_cols(&g->dos, 0, &dcat, w_a + dh, dh, false));
     GQE_TRY(gqe_slot_mix_backward(&do3, &dp2, &g->dmix, &o3, &p2, &s->mix, &s->w, SLOT_EPS));
     *d_o = &g->d_o;
     return GQE_OK;
 }
 
-/* The routed slots' attention: overwrites dk, dv and dslots, takes RoPE off
- * dslots and scatters them into dq (zeroed) at the chosen experts. */
+/* The routed slots' attention (with the shared head where it rides along):
+ * overwrites dk, dv (dkm, dvm with the shared head) and dslots. Unless the
+ * gradient pack does it, takes RoPE off dslots and scatters them into dq
+ * (zeroed) at the chosen experts. */
 static gqe_status routed_attention_backward(gqe_attn *a, const gqe_tensor *d_o) {
-    int64_t B = a->B, T = a->T, R = B * T, G = a->G, SK = a->SK, dh = a->dh;
+    int64_t B = a->B, T = a->T, R = B * T, dh = a->dh, AG = a->G + a->SH, AH = a->AH;
     attn_saved *s = &a->s;
     attn_scratch *g = &a->g;
-    gqe_tensor k4 = view4(&s->kk, B, T, G, dh), v4 = view4(&s->v, B, T, G, dh);
-    gqe_tensor dk4 = view4(&g->dk, B, T, G, dh), dv4 = view4(&g->dv, B, T, G, dh);
-    gqe_tensor slots4 = view4(&s->slots, B, T, SK, dh), o4 = view4(&s->o, B, T, SK, dh);
-    gqe_tensor ds4 = view4(&g->dslots, B, T, SK, dh), do4 = view4(d_o, B, T, SK, dh);
+    gqe_tensor k4 = view4(&s->kk, B, T, AG, dh), v4 = view4(&s->v, B, T, AG, dh);
+    gqe_tensor dk4 = view4(a->SH ? &g->dkm : &g->dk, B, T, AG, dh), dv4 = view4(a->SH ? &g->dvm : &g->dv, B, T, AG, dh);
+    gqe_tensor slots4 = view4(&s->slots, B, T, AH, dh), o4 = view4(&s->o, B, T, AH, dh);
+    gqe_tensor ds4 = view4(&g->dslots, B, T, AH, dh), do4 = view4(d_o, B, T, AH, dh);
     GQE_TRY(gqe_attention_backward(&ds4, &dk4, &dv4, &do4, &slots4, &k4, &v4, &o4, &s->lse, a->cfg.causal,
                                    1.0f / sqrtf((float)dh), false));
     if (packs_grads(a)) return GQE_OK;
     if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&ds4, a->cfg.rope_theta, 0));
-    gqe_tensor dq3 = view3(&g->dq, R, a->N, dh), ds3 = view3(&g->dslots, R, SK, dh);
+    gqe_tensor dq3 = view3(&g->dq, R, a->N, dh), ds3 = view3(&g->dslots, R, AH, dh);
     return gqe_scatter_slots(&dq3, &ds3, &s->idx);
 }
 
-/* Slot C, the shared head, whose K and V are group means: its dk and dv
- * spread back over the groups (added to the routed slots'). Without the
- * fused input projection, q_shared's backward runs here. */
+/* Slot C, the shared head, unless the gradient pack does this: its query's
+ * gradient is dslots' last head (already turned back with the slots), and
+ * the gradients of its K and V, the group means, spread over the groups'.
+ * Without the fused input projection, q_shared's backward runs here. */
 static gqe_status shared_head_backward(gqe_attn *a, dx_acc *acc) {
-    int64_t B = a->B, T = a->T, R = B * T, G = a->G, dh = a->dh;
-    attn_saved *s = &a->s;
+    if (!a->SH || packs_grads(a)) return GQE_OK;
+    int64_t B = a->B, T = a->T, G = a->G, dh = a->dh;
     attn_scratch *g = &a->g;
-    gqe_tensor qs4 = view4(&s->qs, B, T, 1, dh), kb4 = view4(&s->kbar, B, T, 1, dh), vb4 = view4(&s->vbar, B, T, 1, dh);
-    gqe_tensor os4 = view4(&s->os, B, T, 1, dh), dos4 = view4(&g->dos, B, T, 1, dh);
-    gqe_tensor dqs4 = view4(&g->dqs, B, T, 1, dh), dkb4 = view4(&g->dkbar, B, T, 1, dh), dvb4 = view4(&g->dvbar, B, T, 1, dh);
-    GQE_TRY(gqe_attention_backward(&dqs4, &dkb4, &dvb4, &dos4, &qs4, &kb4, &vb4, &os4, &s->lse_s, a->cfg.causal,
-                                   1.0f / sqrtf((float)dh), false));
-    if (packs_grads(a)) return GQE_OK;
-    if (a->cfg.rope) GQE_TRY(gqe_rope_backward(&dqs4, a->cfg.rope_theta, 0));
-    if (!deferred_inputs(a)) GQE_TRY(linear_backward(a, acc, &a->p.qs, &g->dqs));
-    gqe_tensor dk3 = view3(&g->dk, R, G, dh), dv3 = view3(&g->dv, R, G, dh);
-    gqe_tensor dkb3 = view3(&g->dkbar, R, 1, dh), dvb3 = view3(&g->dvbar, R, 1, dh);
-    GQE_TRY(gqe_group_mean_backward(&dk3, &dkb3));
-    return gqe_group_mean_backward(&dv3, &dvb3);
+    GQE_TRY(gqe_copy_cols(&g->dqs, 0, &g->dslots, a->SK * dh, dh, false));
+    gqe_tensor dk4 = view4(&g->dk, B, T, G, dh), dv4 = view4(&g->dv, B, T, G, dh);
+    gqe_tensor dkm4 = view4(&g->dkm, B, T, G + 1, dh), dvm4 = view4(&g->dvm, B, T, G + 1, dh);
+    GQE_TRY(gqe_group_mean_append_backward(&dk4, &dkm4, a->cfg.rope, a->cfg.rope_theta));
+    GQE_TRY(gqe_group_mean_append_backward(&dv4, &dvm4, false, a->cfg.rope_theta));
+    return deferred_inputs(a) ? GQE_OK : linear_backward(a, acc, &a->p.qs, &g->dqs);
 }
 
 /* The router learns through P (slot B or the scaling) and the aux loss
@@ -619,21 +625,21 @@ static gqe_status input_backward(gqe_attn *a, dx_acc *acc) {
     int64_t B = a->B, T = a->T, dh = a->dh;
     attn_scratch *g = &a->g;
     if (packs_grads(a)) {
-        int64_t R = B * T, G = a->G;
-        bool shared = a->p.qs.cw.storage != NULL;
-        gqe_tensor ds4 = view4(&g->dslots, B, T, a->SK, dh), idx3 = view3(&a->s.idx, R, G, a->k);
-        gqe_tensor dk4 = view4(&g->dk, B, T, G, dh), dv4 = view4(&g->dv, B, T, G, dh);
-        gqe_tensor dkb4 = view4(&g->dkbar, B, T, 1, dh), dvb4 = view4(&g->dvbar, B, T, 1, dh);
-        gqe_tensor dqs4 = view4(&g->dqs, B, T, 1, dh), dl2 = view2(&g->dlogits, R, G * a->M);
-        GQE_TRY(gqe_qkv_grad_pack(&g->dy_all, &ds4, &idx3, &dk4, &dv4, shared ? &dkb4 : NULL, shared ? &dvb4 : NULL,
-                                  a->has_router ? &dl2 : NULL, shared ? &dqs4 : NULL, a->M, a->cfg.rope,
-                                  a->cfg.rope_theta));
+        int64_t R = B * T, G = a->G, AG = G + a->SH, AH = a->AH;
+        gqe_tensor ds4 = view4(&g->dslots, B, T, AH, dh), idx3 = view3(&a->s.idx, R, G, a->k);
+        gqe_tensor dk4 = view4(a->SH ? &g->dkm : &g->dk, B, T, AG, dh);
+        gqe_tensor dv4 = view4(a->SH ? &g->dvm : &g->dv, B, T, AG, dh);
+        gqe_tensor dl2 = view2(&g->dlogits, R, G * a->M);
+        GQE_TRY(gqe_qkv_grad_pack(&g->dy_all, &ds4, &idx3, &dk4, &dv4, a->has_router ? &dl2 : NULL, a->SH != 0, a->M,
+                                  a->cfg.rope, a->cfg.rope_theta));
         return linear_backward(a, acc, &a->p.all, &g->dy_all);
     }
+    /* RoPE off dq (dense kinds) and dk; with the shared head, its backward
+     * took it off dk already, with the group means' share */
     if (a->cfg.rope) {
         gqe_tensor dq4 = view4(&g->dq, B, T, a->N, dh), dk4 = view4(&g->dk, B, T, a->G, dh);
         if (!attn_is_gqe(a)) GQE_TRY(gqe_rope_backward(&dq4, a->cfg.rope_theta, 0));
-        GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
+        if (!a->SH) GQE_TRY(gqe_rope_backward(&dk4, a->cfg.rope_theta, 0));
     }
     if (fused_all(a)) {   /* [dq | dk | dv | dlogits | dqs], then one matmul pair */
         int64_t R = B * T, col = 0;

@@ -12,15 +12,13 @@ gqe_status gqe_attn_cache_reset(gqe_attn *a, int64_t batch, int64_t max_len) {
     gqe_dtype dt = attn_compute_dtype(a);
     gqe_device dev = a->p.q.w.device;
     if (c->max != max_len || !c->k.storage || c->k.dtype != dt || c->k.device != dev) {
-        gqe_tensor *all[4] = {&c->k, &c->v, &c->kbar, &c->vbar};
-        for (int i = 0; i < 4; i++) gqe_tensor_free(all[i]);
-        GQE_TRY(gqe_tensor_zeros(&c->k, dt, dev, 4, (int64_t[]){1, max_len, a->G, a->dh}));
-        GQE_TRY(gqe_tensor_zeros(&c->v, dt, dev, 4, (int64_t[]){1, max_len, a->G, a->dh}));
-        /* the shared head's K and V: group means of the cached rows */
-        if (attn_is_gqe(a) && a->cfg.variant == GQE_VARIANT_GQE) {
-            GQE_TRY(gqe_tensor_zeros(&c->kbar, dt, dev, 4, (int64_t[]){1, max_len, 1, a->dh}));
-            GQE_TRY(gqe_tensor_zeros(&c->vbar, dt, dev, 4, (int64_t[]){1, max_len, 1, a->dh}));
-        }
+        gqe_tensor_free(&c->k);
+        gqe_tensor_free(&c->v);
+        /* with the shared head, its K and V (group means of the rows) as
+         * the last head: attention reads them in the routed slots' call */
+        int64_t heads = a->G + a->SH;
+        GQE_TRY(gqe_tensor_zeros(&c->k, dt, dev, 4, (int64_t[]){1, max_len, heads, a->dh}));
+        GQE_TRY(gqe_tensor_zeros(&c->v, dt, dev, 4, (int64_t[]){1, max_len, heads, a->dh}));
     }
     c->max = max_len;
     c->len = 0;

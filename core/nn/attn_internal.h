@@ -5,6 +5,10 @@
  * Sizes: d model width, N query heads (experts), G KV heads (groups),
  * M = N/G experts per group, k experts chosen per group, dh head dim,
  * SK = G*k routed slots (N for dense kinds), S output slots (gqe: SK + 2),
+ * SH = 1 where the shared head rides in the routed slots' attention call
+ * (variant gqe), else 0: then that call has AH = SK + k query heads over
+ * G + 1 KV heads, the shared query (and k - 1 copies) after the slots and
+ * the group means of K and V after the groups'; AH = SK without it.
  * R = B*T rows of the last forward. "cdt" is the compute dtype: f32, or
  * bf16 in mixed precision. */
 #ifndef GQE_ATTN_INTERNAL_H
@@ -46,27 +50,25 @@ typedef struct attn_saved {
     gqe_tensor x;        /* (R, d) cdt: the input (a view of the caller's when borrowed) */
     gqe_tensor q;        /* (R, N*dh) cdt: queries after RoPE (dense). GQE backward reads
                             the slots instead, so there q is a scratch temporary */
-    gqe_tensor kk, v;    /* (R, G*dh) cdt: keys after RoPE, values */
-    gqe_tensor o;        /* (R, SK*dh) cdt: attention output per routed slot or head */
-    gqe_tensor lse;      /* (B, SK, T) f32: its log-sum-exp */
+    gqe_tensor kk, v;    /* (R, (G+SH)*dh) cdt: keys after RoPE, values; with SH their
+                            group means (the shared head's) as the last head */
+    gqe_tensor o;        /* (R, AH*dh) cdt: attention output per routed slot or head,
+                            then the shared head's */
+    gqe_tensor lse;      /* (B, AH, T) f32: its log-sum-exp */
     gqe_tensor tokens;   /* (R) i32: token ids (hash router) */
     /* routing (gqe) */
     gqe_tensor logits;   /* (R, G, M) f32 */
     gqe_tensor probs;    /* (R, G, M) f32: router scores */
     gqe_tensor idx;      /* (R, G, k) i32: chosen experts */
     gqe_tensor topv;     /* (R, G, k) f32: their scores, P of the routed slots */
-    gqe_tensor slots;    /* (R, SK*dh) cdt: the chosen queries, gathered, after RoPE */
+    gqe_tensor slots;    /* (R, AH*dh) cdt: the chosen queries, gathered, then the
+                            shared query, after RoPE */
     /* weighted_concat */
     gqe_tensor scaled;   /* (R, SK*dh) cdt: P-scaled slot outputs, o_proj's input */
-    /* variant gqe: slot B (mixture) and slot C (shared head) */
-    gqe_tensor cat;      /* (R, S*dh) cdt: o_proj's input [o | mix | os] */
+    /* variant gqe: slot B (mixture); slot C (shared head) is o's last head */
+    gqe_tensor cat;      /* (R, S*dh) cdt: o_proj's input [slots | mix | shared] */
     gqe_tensor w;        /* (R, SK) f32: slot B's mixing weights */
     gqe_tensor mix;      /* (R, dh) cdt: slot B's output */
-    gqe_tensor qs;       /* (R, dh) cdt: shared query after RoPE */
-    gqe_tensor kbar;     /* (R, dh) cdt: group mean of the keys */
-    gqe_tensor vbar;     /* (R, dh) cdt: group mean of the values */
-    gqe_tensor os;       /* (R, dh) cdt: slot C's output */
-    gqe_tensor lse_s;    /* (B, 1, T) f32: its log-sum-exp */
 } attn_saved;
 
 /* Temporaries, in *scratch: the layer's own arena or one the LM shares
@@ -77,18 +79,19 @@ typedef struct attn_scratch {
     gqe_tensor dy_in;    /* (R, G*M + dh) cdt: [dlogits | dqs] for the fused backward (without p.all) */
     gqe_tensor dy_all;   /* (R, rows of p.all) cdt: [dq | dk | dv | dlogits | dqs] for p.all's backward */
     gqe_tensor dcat;     /* (R, S*dh) cdt: gradient of o_proj's input */
+    gqe_tensor kp, vp;   /* (R, G*dh) cdt: k and v projections before the group means
+                            join them (SH; forward) */
+    gqe_tensor qs;       /* (R, dh) cdt: the shared query's projection, unfused (forward) */
     gqe_tensor dq;       /* (R, N*dh) cdt */
-    gqe_tensor dk, dv;   /* (R, G*dh) cdt */
-    gqe_tensor d_o;      /* (R, SK*dh) cdt: gradient of o (weighted_concat, gqe) */
-    gqe_tensor dslots;   /* (R, SK*dh) cdt */
+    gqe_tensor dk, dv;   /* (R, G*dh) cdt: gradients of the k and v projections */
+    gqe_tensor dkm, dvm; /* (R, (G+1)*dh) cdt: attention's, with the group means' (SH) */
+    gqe_tensor d_o;      /* (R, AH*dh) cdt: gradient of o (weighted_concat, gqe) */
+    gqe_tensor dslots;   /* (R, AH*dh) cdt */
     gqe_tensor dp;       /* (R, SK) f32: gradient of topv */
     gqe_tensor dprobs;   /* (R, G, M) f32 */
     gqe_tensor dlogits;  /* (R, G*M) cdt */
     gqe_tensor dmix;     /* (R, dh) cdt: gradient of slot B's output */
-    gqe_tensor dos;      /* (R, dh) cdt: gradient of slot C's output */
-    gqe_tensor dqs;      /* (R, dh) cdt */
-    gqe_tensor dkbar;    /* (R, dh) cdt */
-    gqe_tensor dvbar;    /* (R, dh) cdt */
+    gqe_tensor dqs;      /* (R, dh) cdt: the shared query's, unpacked */
 } attn_scratch;
 
 /* Routing statistics of the last forward (gqe): launched by forward, read
@@ -107,14 +110,14 @@ typedef struct attn_stats {
 
 /* KV cache for decoding (batch 1): every position decoded so far, in cdt. */
 typedef struct attn_cache {
-    gqe_tensor k, v;         /* (1, max, G, dh): keys after RoPE, values */
-    gqe_tensor kbar, vbar;   /* (1, max, 1, dh): their group means (variant gqe) */
+    gqe_tensor k, v;         /* (1, max, G+SH, dh): keys after RoPE, values, and
+                                their group means (SH) */
     int64_t len, max;
 } attn_cache;
 
 struct gqe_attn {
     gqe_attn_config cfg;
-    int64_t d, N, G, M, k, dh, S, SK;
+    int64_t d, N, G, M, k, dh, S, SK, SH, AH;
     bool has_router;                    /* router.weight exists */
     attn_params p;
     gqe_dtype cdt;

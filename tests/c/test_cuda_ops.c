@@ -580,9 +580,24 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_gather_slots_rope(&slr.g, &q.g, &ix.g, 10000.0f, 7));
     PR_CHECK(slr, TOL_EW);
     pr_free(&slr);
+    /* into a buffer with the shared query's head after the slots: the
+     * plain gather leaves it, the one with RoPE turns it in place */
+    RANDN(slw, GQE_F32, 127, R, G * K + 1, D);
+    CHECK_OK(gqe_gather_slots(&slw.c, &q.c, &ix.c)); CHECK_OK(gqe_gather_slots(&slw.g, &q.g, &ix.g));
+    PR_CHECK(slw, 0);
+    pr_free(&slw);
+    RANDN(slrw, GQE_F32, 128, 1, R, G * K + 1, D);
+    CHECK_OK(gqe_gather_slots_rope(&slrw.c, &q.c, &ix.c, 10000.0f, 7));
+    CHECK_OK(gqe_gather_slots_rope(&slrw.g, &q.g, &ix.g, 10000.0f, 7));
+    PR_CHECK(slrw, TOL_EW);
+    pr_free(&slrw);
     RANDN(dsl, GQE_F32, 111, R, G * K, D);
     CHECK_OK(gqe_scatter_slots(&q.c, &dsl.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&q.g, &dsl.g, &ix.g));
     PR_CHECK(q, TOL_EW);
+    RANDN(dslw, GQE_F32, 129, R, G * K + 1, D);
+    CHECK_OK(gqe_scatter_slots(&q.c, &dslw.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&q.g, &dslw.g, &ix.g));
+    PR_CHECK(q, TOL_EW);
+    pr_free(&dslw);
 
     /* slot mix (B), slot scale (weighted_concat), group mean (shared head) */
     RANDN(o, GQE_F32, 112, R, S, D);
@@ -611,21 +626,48 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_slot_scale_backward(&d_o.g, &dp.g, &dsc.g, &o.g, &p.g));
     PR_CHECK(d_o, TOL_EW);
     PR_CHECK(dp, TOL_RED);
-    OUT(gm, GQE_F32, R, 1, D);
-    CHECK_OK(gqe_group_mean_forward(&gm.c, &o.c)); CHECK_OK(gqe_group_mean_forward(&gm.g, &o.g));
-    PR_CHECK(gm, TOL_EW);
-    RANDN(dgm, GQE_F32, 118, R, 1, D);
-    CHECK_OK(gqe_group_mean_backward(&d_o.c, &dgm.c)); CHECK_OK(gqe_group_mean_backward(&d_o.g, &dgm.g));
-    PR_CHECK(d_o, TOL_EW);
-    /* all-bf16 group mean (8 columns per thread) */
-    pair ob = pr_randn(3, (const int64_t[]){R, 4, 32}, 1.0f, 119, GQE_BF16);
-    pair gmb = pr_out(3, (const int64_t[]){R, 1, 32}, GQE_BF16);
-    CHECK_OK(gqe_group_mean_forward(&gmb.c, &ob.c)); CHECK_OK(gqe_group_mean_forward(&gmb.g, &ob.g));
-    PR_CHECK(gmb, TOL_BF16);
-    pair dgmb = pr_randn(3, (const int64_t[]){R, 1, 32}, 1.0f, 120, GQE_BF16);
-    CHECK_OK(gqe_group_mean_backward(&ob.c, &dgmb.c)); CHECK_OK(gqe_group_mean_backward(&ob.g, &dgmb.g));
-    PR_CHECK(ob, TOL_BF16);
-    pr_free(&ob); pr_free(&gmb); pr_free(&dgmb);
+    /* the slot mix over the first S heads of an o with one more (the
+     * shared head's), whose gradient the backward leaves alone */
+    RANDN(ow, GQE_F32, 135, R, S + 1, D);
+    OUT(mixw, GQE_F32, R, D);
+    CHECK_OK(gqe_slot_mix_forward(&mixw.c, &w.c, &ow.c, &p.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_forward(&mixw.g, &w.g, &ow.g, &p.g, 1e-9f));
+    PR_CHECK(mixw, TOL_EW);
+    RANDN(d_ow, GQE_F32, 136, R, S + 1, D);
+    CHECK_OK(gqe_slot_mix_backward(&d_ow.c, &dp.c, &dmix.c, &ow.c, &p.c, &mixw.c, &w.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_backward(&d_ow.g, &dp.g, &dmix.g, &ow.g, &p.g, &mixw.g, &w.g, 1e-9f));
+    PR_CHECK(d_ow, TOL_EW);
+    PR_CHECK(dp, TOL_RED);
+    pr_free(&ow); pr_free(&mixw); pr_free(&d_ow);
+    /* the shared head's K and V beside the groups' (RoPE at an offset, and
+     * without), and the backward, f32 (D = 40: one pair per thread) */
+    for (int rope = 0; rope < 2; rope++) {
+        RANDN(kx, GQE_F32, 118, 1, R, G, D);
+        OUT(km, GQE_F32, 1, R, G + 1, D);
+        CHECK_OK(gqe_group_mean_append(&km.c, &kx.c, rope, 10000.0f, 5));
+        CHECK_OK(gqe_group_mean_append(&km.g, &kx.g, rope, 10000.0f, 5));
+        PR_CHECK(km, TOL_EW);
+        RANDN(dkm, GQE_F32, 119, 1, R, G + 1, D);
+        OUT(dkx, GQE_F32, 1, R, G, D);
+        CHECK_OK(gqe_group_mean_append_backward(&dkx.c, &dkm.c, rope, 10000.0f));
+        CHECK_OK(gqe_group_mean_append_backward(&dkx.g, &dkm.g, rope, 10000.0f));
+        PR_CHECK(dkx, TOL_EW);
+        pr_free(&kx); pr_free(&km); pr_free(&dkm); pr_free(&dkx);
+    }
+    /* all-bf16, D = 64: 8 pairs per thread */
+    for (int rope = 0; rope < 2; rope++) {
+        pair kb = pr_randn(4, (const int64_t[]){1, R, 4, 64}, 1.0f, 137, GQE_BF16);
+        pair kmb = pr_out(4, (const int64_t[]){1, R, 5, 64}, GQE_BF16);
+        CHECK_OK(gqe_group_mean_append(&kmb.c, &kb.c, rope, 10000.0f, 3));
+        CHECK_OK(gqe_group_mean_append(&kmb.g, &kb.g, rope, 10000.0f, 3));
+        PR_CHECK(kmb, TOL_BF16);
+        pair dkmb = pr_randn(4, (const int64_t[]){1, R, 5, 64}, 1.0f, 138, GQE_BF16);
+        pair dkb = pr_out(4, (const int64_t[]){1, R, 4, 64}, GQE_BF16);
+        CHECK_OK(gqe_group_mean_append_backward(&dkb.c, &dkmb.c, rope, 10000.0f));
+        CHECK_OK(gqe_group_mean_append_backward(&dkb.g, &dkmb.g, rope, 10000.0f));
+        PR_CHECK(dkb, TOL_BF16);
+        pr_free(&kb); pr_free(&kmb); pr_free(&dkmb); pr_free(&dkb);
+    }
     /* all-bf16 gather / scatter (8 columns per thread), D = 64 */
     pair qb = pr_randn(3, (const int64_t[]){R, G * M, 64}, 1.0f, 121, GQE_BF16);
     pair slb = pr_out(3, (const int64_t[]){R, G * K, 64}, GQE_BF16);
@@ -637,6 +679,11 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_gather_slots_rope(&slrb.g, &qb.g, &ix.g, 10000.0f, 3));
     PR_CHECK(slrb, TOL_BF16);
     pr_free(&slrb);
+    pair slrbw = pr_randn(4, (const int64_t[]){1, R, G * K + 1, 64}, 1.0f, 139, GQE_BF16);
+    CHECK_OK(gqe_gather_slots_rope(&slrbw.c, &qb.c, &ix.c, 10000.0f, 3));
+    CHECK_OK(gqe_gather_slots_rope(&slrbw.g, &qb.g, &ix.g, 10000.0f, 3));
+    PR_CHECK(slrbw, TOL_BF16);
+    pr_free(&slrbw);
     /* bf16 slot mix, 8 columns per thread */
     pair ob8 = pr_randn(3, (const int64_t[]){R, S, 64}, 1.0f, 123, GQE_BF16);
     pair mixb = pr_out(2, (const int64_t[]){R, 64}, GQE_BF16), wb = pr_out(2, (const int64_t[]){R, S}, GQE_F32);
@@ -652,18 +699,33 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_slot_mix_backward(&d_ob.g, &dpb.g, &dmixb.g, &ob8.g, &p.g, &mixb.g, &wb.g, 1e-9f));
     PR_CHECK(d_ob, TOL_BF16);
     PR_CHECK(dpb, TOL_BF16);
+    /* bf16, o with the shared head's after the S mixed */
+    pair ob9 = pr_randn(3, (const int64_t[]){R, S + 1, 64}, 1.0f, 141, GQE_BF16);
+    CHECK_OK(gqe_slot_mix_forward(&mixb.c, &wb.c, &ob9.c, &p.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_forward(&mixb.g, &wb.g, &ob9.g, &p.g, 1e-9f));
+    PR_CHECK(mixb, TOL_BF16);
+    pair d_ob9 = pr_randn(3, (const int64_t[]){R, S + 1, 64}, 1.0f, 142, GQE_BF16);
+    CHECK_OK(gqe_slot_mix_backward(&d_ob9.c, &dpb.c, &dmixb.c, &ob9.c, &p.c, &mixb.c, &wb.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_backward(&d_ob9.g, &dpb.g, &dmixb.g, &ob9.g, &p.g, &mixb.g, &wb.g, 1e-9f));
+    PR_CHECK(d_ob9, TOL_BF16);
+    PR_CHECK(dpb, TOL_BF16);
+    pr_free(&ob9); pr_free(&d_ob9);
     pr_free(&ob8); pr_free(&mixb); pr_free(&wb); pr_free(&dmixb); pr_free(&d_ob); pr_free(&dpb);
     pair dslb = pr_randn(3, (const int64_t[]){R, G * K, 64}, 1.0f, 122, GQE_BF16);
     CHECK_OK(gqe_scatter_slots(&qb.c, &dslb.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&qb.g, &dslb.g, &ix.g));
     PR_CHECK(qb, TOL_BF16);
+    pair dslbw = pr_randn(3, (const int64_t[]){R, G * K + 1, 64}, 1.0f, 143, GQE_BF16);
+    CHECK_OK(gqe_scatter_slots(&qb.c, &dslbw.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&qb.g, &dslbw.g, &ix.g));
+    PR_CHECK(qb, TOL_BF16);
+    pr_free(&dslbw);
     pr_free(&qb); pr_free(&slb); pr_free(&dslb);
     pr_free(&ix); pr_free(&tv); pr_free(&q); pr_free(&sl); pr_free(&dsl); pr_free(&o); pr_free(&p);
     pr_free(&mix); pr_free(&w); pr_free(&dmix); pr_free(&d_o); pr_free(&dp); pr_free(&sc); pr_free(&dsc);
-    pr_free(&gm); pr_free(&dgm);
 }
 
 /* qkv_grad_pack: against the CPU, and on the GPU against the op chain it
- * replaces (rope_backward, scatter_slots, group_mean_backward, copy_cols),
+ * replaces (rope_backward, scatter_slots, group_mean_append_backward,
+ * copy_cols),
  * which it must equal bit for bit: it rounds where each of those ops does. */
 static gqe_tensor gpu_clone(const gqe_tensor *t) {
     gqe_tensor c;
@@ -679,38 +741,37 @@ static void check_grad_pack(int64_t T, int64_t G, int64_t M, int64_t K, int64_t 
     tv = pr_out(3, (const int64_t[]){R, G, K}, GQE_F32);
     CHECK_OK(gqe_router_random(&ix.c, &tv.c, M, seed, 1));
     CHECK_OK(gqe_router_random(&ix.g, &tv.g, M, seed, 1));
-    RANDN(ds, dt, seed + 1, 1, T, G * K, D);
-    RANDN(dk, dt, seed + 2, 1, T, G, D);
-    RANDN(dv, dt, seed + 3, 1, T, G, D);
-    RANDN(kb, dt, seed + 4, 1, T, 1, D);
-    RANDN(vb, dt, seed + 5, 1, T, 1, D);
-    RANDN(qs, dt, seed + 6, 1, T, 1, D);
+    /* with the shared head: its query's gradient is the slots' last head,
+     * its K's and V's the last head of dk and dv */
+    RANDN(ds, dt, seed + 1, 1, T, G * K + 1, D);
+    RANDN(dk, dt, seed + 2, 1, T, G + 1, D);
+    RANDN(dv, dt, seed + 3, 1, T, G + 1, D);
     RANDN(dl, dt, seed + 7, R, N);
     OUT(dy, dt, R, W);
-    CHECK_OK(gqe_qkv_grad_pack(&dy.c, &ds.c, &ix.c, &dk.c, &dv.c, &kb.c, &vb.c, &dl.c, &qs.c, M, true, 10000.0f));
-    CHECK_OK(gqe_qkv_grad_pack(&dy.g, &ds.g, &ix.g, &dk.g, &dv.g, &kb.g, &vb.g, &dl.g, &qs.g, M, true, 10000.0f));
+    CHECK_OK(gqe_qkv_grad_pack(&dy.c, &ds.c, &ix.c, &dk.c, &dv.c, &dl.c, true, M, true, 10000.0f));
+    CHECK_OK(gqe_qkv_grad_pack(&dy.g, &ds.g, &ix.g, &dk.g, &dv.g, &dl.g, true, M, true, 10000.0f));
     PR_CHECK(dy, dt == GQE_BF16 ? TOL_BF16 : TOL_EW);
     /* the chain, on copies (its ops work in place) */
-    gqe_tensor s4 = gpu_clone(&ds.g), k4 = gpu_clone(&dk.g), v4 = gpu_clone(&dv.g), q4 = gpu_clone(&qs.g), dq, chain;
+    gqe_tensor s4 = gpu_clone(&ds.g), k4, v4, dq, chain;
     CHECK_OK(gqe_tensor_zeros(&dq, dt, GQE_CUDA, 3, (const int64_t[]){R, N, D}));
+    CHECK_OK(gqe_tensor_zeros(&k4, dt, GQE_CUDA, 4, (const int64_t[]){1, T, G, D}));
+    CHECK_OK(gqe_tensor_zeros(&v4, dt, GQE_CUDA, 4, (const int64_t[]){1, T, G, D}));
     CHECK_OK(gqe_tensor_new(&chain, dt, GQE_CUDA, 2, (const int64_t[]){R, W}));
     CHECK_OK(gqe_rope_backward(&s4, 10000.0f, 0));
-    gqe_tensor s3 = gqe_tensor_reshape(&s4, 3, (const int64_t[]){R, G * K, D});
+    gqe_tensor s3 = gqe_tensor_reshape(&s4, 3, (const int64_t[]){R, G * K + 1, D});
     CHECK_OK(gqe_scatter_slots(&dq, &s3, &ix.g));
-    gqe_tensor k3 = gqe_tensor_reshape(&k4, 3, (const int64_t[]){R, G, D});
-    gqe_tensor v3 = gqe_tensor_reshape(&v4, 3, (const int64_t[]){R, G, D});
-    CHECK_OK(gqe_group_mean_backward(&k3, &kb.g));
-    CHECK_OK(gqe_group_mean_backward(&v3, &vb.g));
-    CHECK_OK(gqe_rope_backward(&k4, 10000.0f, 0));
-    CHECK_OK(gqe_rope_backward(&q4, 10000.0f, 0));
-    const gqe_tensor *parts[5] = {&dq, &k4, &v4, &dl.g, &q4};
+    CHECK_OK(gqe_group_mean_append_backward(&k4, &dk.g, true, 10000.0f));
+    CHECK_OK(gqe_group_mean_append_backward(&v4, &dv.g, false, 10000.0f));
+    const gqe_tensor *parts[4] = {&dq, &k4, &v4, &dl.g};
     int64_t col = 0;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 4; i++) {
         int64_t cols = gqe_tensor_numel(parts[i]) / R;
         gqe_tensor src = gqe_tensor_reshape(parts[i], 2, (const int64_t[]){R, cols});
         CHECK_OK(gqe_copy_cols(&chain, col, &src, 0, cols, false));
         col += cols;
     }
+    gqe_tensor s2 = gqe_tensor_reshape(&s4, 2, (const int64_t[]){R, (G * K + 1) * D});
+    CHECK_OK(gqe_copy_cols(&chain, col, &s2, G * K * D, D, false));
     float *a = malloc((size_t)(R * W) * sizeof(float)), *b = malloc((size_t)(R * W) * sizeof(float));
     CHECK_OK(gqe_tensor_read_f32(&dy.g, a, (size_t)(R * W)));
     CHECK_OK(gqe_tensor_read_f32(&chain, b, (size_t)(R * W)));
@@ -719,10 +780,9 @@ static void check_grad_pack(int64_t T, int64_t G, int64_t M, int64_t K, int64_t 
             fail_msg("qkv_grad_pack (%s, D=%lld, M=%lld) differs from the op chain at row %lld col %lld: %.9g vs %.9g",
                      gqe_dtype_name(dt), (long long)D, (long long)M, (long long)(i / W), (long long)(i % W), a[i], b[i]);
     free(a); free(b);
-    gqe_tensor_free(&s4); gqe_tensor_free(&k4); gqe_tensor_free(&v4); gqe_tensor_free(&q4);
+    gqe_tensor_free(&s4); gqe_tensor_free(&k4); gqe_tensor_free(&v4);
     gqe_tensor_free(&dq); gqe_tensor_free(&chain);
-    pr_free(&ix); pr_free(&tv); pr_free(&ds); pr_free(&dk); pr_free(&dv); pr_free(&kb); pr_free(&vb);
-    pr_free(&qs); pr_free(&dl); pr_free(&dy);
+    pr_free(&ix); pr_free(&tv); pr_free(&ds); pr_free(&dk); pr_free(&dv); pr_free(&dl); pr_free(&dy);
 }
 
 static void test_qkv_grad_pack(void **state) {

@@ -527,12 +527,27 @@ static void test_gather_scatter_slots(void **state) {
     CHECK_OK(gqe_scatter_slots(&sq, &s, &idx));
     double a = dotw(&slots, &s), b = dotw(&q, &sq);
     assert_true(fabs(a - b) < 1e-5 * (1 + fabs(a)));
+    /* a buffer with one head more (the shared query's place): the gather
+     * leaves it alone and the scatter ignores it */
+    gqe_tensor wide = RANDN(123, R, G * K + 1, D), keep = ZEROS(R, G * K + 1, D), dq2 = ZEROS(R, G * M, D);
+    CHECK_OK(gqe_tensor_copy(&keep, &wide));
+    CHECK_OK(gqe_gather_slots(&wide, &q, &idx));
+    for (int r = 0; r < R; r++) {
+        const float *row = gqe_f32(&wide) + r * (G * K + 1) * D;
+        assert_memory_equal(row, gqe_f32(&slots) + r * G * K * D, sizeof(float) * G * K * D);
+        assert_memory_equal(row + G * K * D, gqe_f32(&keep) + (r * (G * K + 1) + G * K) * D, sizeof(float) * D);
+    }
+    CHECK_OK(gqe_scatter_slots(&dq2, &wide, &idx));
+    assert_memory_equal(gqe_f32(&dq2), gqe_f32(&dq), sizeof(float) * R * G * M * D);
+    gqe_tensor narrow = ZEROS(R, G * K - 1, D);
+    assert_int_equal(gqe_gather_slots(&narrow, &q, &idx), GQE_ERR_SHAPE);
     gqe_i32(&idx)[0] = M;
     assert_int_equal(gqe_gather_slots(&slots, &q, &idx), GQE_ERR_ARG);
-    FREE(&q, &idx, &tv, &slots, &dq, &s, &sq);
+    FREE(&q, &idx, &tv, &slots, &dq, &s, &sq, &wide, &keep, &dq2, &narrow);
 }
 
-/* gather_slots_rope is the gather then rope_forward on the (B, T, G*k, D) slots */
+/* gather_slots_rope is the gather then rope_forward on every head of the
+ * (B, T, H, D) slots: H = G*k, and H = G*k + 1 with the shared query there */
 static void test_gather_slots_rope(void **state) {
     (void)state;
     const int B = 2, T = 5, G = 2, M = 3, K = 2, D = 8;
@@ -544,17 +559,25 @@ static void test_gather_slots_rope(void **state) {
     CHECK_OK(gqe_rope_forward(&want, 10000.0f, 3));
     CHECK_OK(gqe_gather_slots_rope(&got, &q, &idx, 10000.0f, 3));
     assert_memory_equal(gqe_f32(&got), gqe_f32(&want), sizeof(float) * B * T * G * K * D);
+    gqe_tensor wide = RANDN(124, B, T, G * K + 1, D), want9 = ZEROS(B, T, G * K + 1, D);
+    CHECK_OK(gqe_tensor_copy(&want9, &wide));
+    gqe_tensor want93 = gqe_tensor_reshape(&want9, 3, (const int64_t[]){B * T, G * K + 1, D});
+    CHECK_OK(gqe_gather_slots(&want93, &q, &idx));
+    CHECK_OK(gqe_rope_forward(&want9, 10000.0f, 3));
+    CHECK_OK(gqe_gather_slots_rope(&wide, &q, &idx, 10000.0f, 3));
+    assert_memory_equal(gqe_f32(&wide), gqe_f32(&want9), sizeof(float) * B * T * (G * K + 1) * D);
     gqe_tensor bad = ZEROS(B, T + 1, G * K, D);
     assert_int_equal(gqe_gather_slots_rope(&bad, &q, &idx, 10000.0f, 0), GQE_ERR_SHAPE);
     assert_int_equal(gqe_gather_slots_rope(&got, &q, &idx, 10000.0f, -1), GQE_ERR_SHAPE);
     gqe_i32(&idx)[0] = -1;
     assert_int_equal(gqe_gather_slots_rope(&got, &q, &idx, 10000.0f, 0), GQE_ERR_ARG);
-    FREE(&q, &idx, &tv, &want, &got, &bad);
+    FREE(&q, &idx, &tv, &want, &got, &bad, &wide, &want9);
 }
 
 /* qkv_grad_pack against its definition written as plain loops: the slots
  * turned back by RoPE at their experts, K and V with the shared head's
- * share, the router logits, the shared query turned back. */
+ * share (their last head), the router logits, the shared query (the slots'
+ * last head) turned back. */
 static void rot_inv(double *x1, double *x2, int64_t t, int64_t i, int64_t D) {
     double ang = (double)t * pow(10000.0, -2.0 * (double)i / (double)D), a = *x1, b = *x2;
     *x1 = a * cos(ang) + b * sin(ang);
@@ -563,15 +586,14 @@ static void rot_inv(double *x1, double *x2, int64_t t, int64_t i, int64_t D) {
 
 static void check_grad_pack(int K, bool rope, bool shared, bool routed) {
     const int64_t B = 2, T = 3, R = B * T, G = 2, M = 3, D = 8, h2 = D / 2, N = G * M;
-    const int64_t W = (N + 2 * G + (shared ? 1 : 0)) * D + (routed ? N : 0);
-    gqe_tensor idx = IZEROS(R, G, K), tv = ZEROS(R, G, K), ds = RANDN(160, B, T, G * K, D);
-    gqe_tensor dk = RANDN(161, B, T, G, D), dv = RANDN(162, B, T, G, D), kb = RANDN(163, B, T, 1, D);
-    gqe_tensor vb = RANDN(164, B, T, 1, D), qs = RANDN(165, B, T, 1, D), dl = RANDN(166, R, N), dy = RANDN(167, R, W);
+    const int64_t SH = shared ? 1 : 0, W = (N + 2 * G + SH) * D + (routed ? N : 0), HS = (G + SH) * K, HK = G + SH;
+    gqe_tensor idx = IZEROS(R, G, K), tv = ZEROS(R, G, K), ds = RANDN(160, B, T, HS, D);
+    gqe_tensor dk = RANDN(161, B, T, HK, D), dv = RANDN(162, B, T, HK, D);
+    gqe_tensor dl = RANDN(166, R, N), dy = RANDN(167, R, W);
     CHECK_OK(gqe_router_random(&idx, &tv, M, 7, 0));
-    CHECK_OK(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, shared ? &kb : NULL, shared ? &vb : NULL,
-                               routed ? &dl : NULL, shared ? &qs : NULL, M, rope, 10000.0f));
+    CHECK_OK(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, routed ? &dl : NULL, shared, M, rope, 10000.0f));
     double *ref = calloc((size_t)(R * W), sizeof(double));
-    const float *pds = gqe_f32(&ds), *pk = gqe_f32(&dk), *pv = gqe_f32(&dv), *pkb = gqe_f32(&kb), *pvb = gqe_f32(&vb);
+    const float *pds = gqe_f32(&ds), *pk = gqe_f32(&dk), *pv = gqe_f32(&dv);
     for (int64_t r = 0; r < R; r++) {
         int64_t t = r % T;
         double *row = ref + r * W;
@@ -579,7 +601,7 @@ static void check_grad_pack(int K, bool rope, bool shared, bool routed) {
             for (int64_t j = 0; j < K; j++) {
                 int64_t m = gqe_i32(&idx)[(r * G + g) * K + j];
                 for (int64_t i = 0; i < h2; i++) {
-                    const float *src = pds + ((r * G + g) * K + j) * D;
+                    const float *src = pds + (r * HS + g * K + j) * D;
                     double x1 = src[i], x2 = src[i + h2];
                     if (rope) rot_inv(&x1, &x2, t, i, D);
                     row[(g * M + m) * D + i] += x1;
@@ -588,11 +610,11 @@ static void check_grad_pack(int K, bool rope, bool shared, bool routed) {
             }
         for (int64_t g = 0; g < G; g++)
             for (int64_t i = 0; i < h2; i++) {
-                int64_t a = (r * G + g) * D + i;
+                int64_t a = (r * HK + g) * D + i, b = (r * HK + G) * D + i;
                 double k1 = pk[a], k2 = pk[a + h2], v1 = pv[a], v2 = pv[a + h2];
                 if (shared) {
-                    k1 += pkb[r * D + i] / (double)G; k2 += pkb[r * D + i + h2] / (double)G;
-                    v1 += pvb[r * D + i] / (double)G; v2 += pvb[r * D + i + h2] / (double)G;
+                    k1 += pk[b] / (double)G; k2 += pk[b + h2] / (double)G;
+                    v1 += pv[b] / (double)G; v2 += pv[b + h2] / (double)G;
                 }
                 if (rope) rot_inv(&k1, &k2, t, i, D);
                 row[(N + g) * D + i] = k1; row[(N + g) * D + i + h2] = k2;
@@ -602,7 +624,7 @@ static void check_grad_pack(int K, bool rope, bool shared, bool routed) {
             for (int64_t c = 0; c < N; c++) row[(N + 2 * G) * D + c] = gqe_f32(&dl)[r * N + c];
         if (shared)
             for (int64_t i = 0; i < h2; i++) {
-                double x1 = gqe_f32(&qs)[r * D + i], x2 = gqe_f32(&qs)[r * D + i + h2];
+                double x1 = pds[(r * HS + G * K) * D + i], x2 = pds[(r * HS + G * K) * D + i + h2];
                 if (rope) rot_inv(&x1, &x2, t, i, D);
                 row[(N + 2 * G) * D + (routed ? N : 0) + i] = x1;
                 row[(N + 2 * G) * D + (routed ? N : 0) + i + h2] = x2;
@@ -610,7 +632,7 @@ static void check_grad_pack(int K, bool rope, bool shared, bool routed) {
     }
     assert_close_d(gqe_f32(&dy), ref, R * W, 1e-5);
     free(ref);
-    FREE(&idx, &tv, &ds, &dk, &dv, &kb, &vb, &qs, &dl, &dy);
+    FREE(&idx, &tv, &ds, &dk, &dv, &dl, &dy);
 }
 
 static void test_qkv_grad_pack(void **state) {
@@ -620,26 +642,28 @@ static void test_qkv_grad_pack(void **state) {
     check_grad_pack(1, false, false, true);
     check_grad_pack(2, true, true, false);
     check_grad_pack(1, true, false, false);
-    /* the shared head's three gradients come together; an expert out of range is refused */
+    /* the shared head needs its extra heads (and dy its columns); an expert
+     * out of range is refused */
     const int64_t B = 1, T = 2, G = 2, M = 2, D = 4;
     gqe_tensor idx = IZEROS(B * T, G, 1), ds = ZEROS(B, T, G, D), dk = ZEROS(B, T, G, D), dv = ZEROS(B, T, G, D);
-    gqe_tensor kb = ZEROS(B, T, 1, D), dy = ZEROS(B * T, (G * M + 2 * G + 1) * D);
-    assert_int_equal(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, &kb, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_SHAPE);
+    gqe_tensor dy = ZEROS(B * T, (G * M + 2 * G + 1) * D);
+    assert_int_equal(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, NULL, true, M, true, 1e4f), GQE_ERR_SHAPE);
     gqe_tensor small = ZEROS(B * T, (G * M + 2 * G) * D);
-    CHECK_OK(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f));
-    assert_int_equal(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_SHAPE);
+    CHECK_OK(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, false, M, true, 1e4f));
+    assert_int_equal(gqe_qkv_grad_pack(&dy, &ds, &idx, &dk, &dv, NULL, false, M, true, 1e4f), GQE_ERR_SHAPE);
     /* pairs of columns: an odd head dim is refused, RoPE or not */
     gqe_tensor ds3 = ZEROS(B, T, G, 3), dk3 = ZEROS(B, T, G, 3), dv3 = ZEROS(B, T, G, 3), dy3 = ZEROS(B * T, (G * M + 2 * G) * 3);
-    assert_int_equal(gqe_qkv_grad_pack(&dy3, &ds3, &idx, &dk3, &dv3, NULL, NULL, NULL, NULL, M, false, 1e4f), GQE_ERR_SHAPE);
+    assert_int_equal(gqe_qkv_grad_pack(&dy3, &ds3, &idx, &dk3, &dv3, NULL, false, M, false, 1e4f), GQE_ERR_SHAPE);
     gqe_i32(&idx)[1] = M;
-    assert_int_equal(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, NULL, NULL, NULL, M, true, 1e4f), GQE_ERR_ARG);
-    FREE(&idx, &ds, &dk, &dv, &kb, &dy, &small, &ds3, &dk3, &dv3, &dy3);
+    assert_int_equal(gqe_qkv_grad_pack(&small, &ds, &idx, &dk, &dv, NULL, false, M, true, 1e4f), GQE_ERR_ARG);
+    FREE(&idx, &ds, &dk, &dv, &dy, &small, &ds3, &dk3, &dv3, &dy3);
 }
 
 /* ---- output slots ------------------------------------------------------------------- */
 static void mix_fwd(ctx *c) { CHECK_OK(gqe_slot_mix_forward(c->t[0], c->t[1], c->t[2], c->t[3], c->f)); }
 static void scale_fwd(ctx *c) { CHECK_OK(gqe_slot_scale_forward(c->t[0], c->t[1], c->t[2])); }
-static void mean_fwd(ctx *c) { CHECK_OK(gqe_group_mean_forward(c->t[0], c->t[1])); }
+/* c->f: 1 turns by RoPE (positions from 0, as the backward assumes) */
+static void mean_fwd(ctx *c) { CHECK_OK(gqe_group_mean_append(c->t[0], c->t[1], c->f != 0, 10000.0f, 0)); }
 
 static void test_slot_mix(void **state) {
     (void)state;
@@ -663,7 +687,27 @@ static void test_slot_mix(void **state) {
         CHECK_OK(gqe_slot_mix_backward(&dO, &dp, &g, &o, &p, &out, &w, epss[e]));
         fd_check("slot_mix d_o", &o, &dO, mix_fwd, &c, &out, &g, 1e-3);
         fd_check("slot_mix dP", &p, &dp, mix_fwd, &c, &out, &g, 1e-3);
-        FREE(&o, &p, &out, &w, &g, &dO, &dp);
+        /* o with one head more (the shared head's): the mix reads the
+         * first S, and its backward leaves the extra head of d_o alone */
+        gqe_tensor o9 = RANDN(133, R, S + 1, D), out9 = ZEROS(R, D), w9 = ZEROS(R, S), dO9 = RANDN(134, R, S + 1, D);
+        gqe_tensor dO9_0 = ZEROS(R, S + 1, D), dp9 = ZEROS(R, S);
+        for (int r = 0; r < R; r++)
+            memcpy(gqe_f32(&o9) + r * (S + 1) * D, gqe_f32(&o) + r * S * D, sizeof(float) * S * D);
+        CHECK_OK(gqe_tensor_copy(&dO9_0, &dO9));
+        CHECK_OK(gqe_slot_mix_forward(&out9, &w9, &o9, &p, epss[e]));
+        assert_memory_equal(gqe_f32(&out9), gqe_f32(&out), sizeof(float) * R * D);
+        CHECK_OK(gqe_slot_mix_backward(&dO9, &dp9, &g, &o9, &p, &out9, &w9, epss[e]));
+        assert_memory_equal(gqe_f32(&dp9), gqe_f32(&dp), sizeof(float) * R * S);
+        for (int r = 0; r < R; r++)
+            for (int d = 0; d < D; d++) {
+                int64_t i = (r * (S + 1) + S) * D + d;
+                assert_true(gqe_f32(&dO9)[i] == gqe_f32(&dO9_0)[i]);
+                for (int s2 = 0; s2 < S; s2++) {
+                    int64_t j = (r * (S + 1) + s2) * D + d;
+                    assert_true(fabsf(gqe_f32(&dO9)[j] - gqe_f32(&dO9_0)[j] - gqe_f32(&dO)[(r * S + s2) * D + d]) < 1e-5f);
+                }
+            }
+        FREE(&o, &p, &out, &w, &g, &dO, &dp, &o9, &out9, &w9, &dO9, &dO9_0, &dp9);
     }
 }
 
@@ -683,20 +727,39 @@ static void test_slot_scale(void **state) {
     FREE(&o, &p, &out, &g, &dO, &dp);
 }
 
-static void test_group_mean(void **state) {
+/* group_mean_append: [rope(x) | mean_g rope(x)], against rope_forward and
+ * plain means; its backward against finite differences, with RoPE and
+ * without. */
+static void test_group_mean_append(void **state) {
     (void)state;
-    const int R = 3, G = 4, D = 5;
-    gqe_tensor x = RANDN(150, R, G, D), out = ZEROS(R, 1, D), g = RANDN(151, R, 1, D), dx = ZEROS(R, G, D);
-    ctx c = {{&out, &x}, 0, 0};
-    mean_fwd(&c);
-    double ref[15] = {0};
-    for (int r = 0; r < R; r++)
-        for (int k = 0; k < G; k++)
-            for (int d = 0; d < D; d++) ref[r * D + d] += gqe_f32(&x)[(r * G + k) * D + d] / (double)G;
-    assert_close_d(gqe_f32(&out), ref, R * D, 1e-6);
-    CHECK_OK(gqe_group_mean_backward(&dx, &g));
-    fd_check("group_mean dx", &x, &dx, mean_fwd, &c, &out, &g, 1e-3);
-    FREE(&x, &out, &g, &dx);
+    const int B = 2, T = 3, G = 4, D = 6, R = B * T;
+    for (int rope = 0; rope < 2; rope++) {
+        gqe_tensor x = RANDN(150, B, T, G, D), out = ZEROS(B, T, G + 1, D), g = RANDN(151, B, T, G + 1, D);
+        gqe_tensor dx = RANDN(152, B, T, G, D), y = ZEROS(B, T, G, D);
+        CHECK_OK(gqe_tensor_copy(&y, &x));
+        if (rope) CHECK_OK(gqe_rope_forward(&y, 10000.0f, 2));
+        CHECK_OK(gqe_group_mean_append(&out, &x, rope, 10000.0f, 2));
+        double ref[6 * 5 * 6] = {0};
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < G; k++)
+                for (int d = 0; d < D; d++) {
+                    double v = gqe_f32(&y)[(r * G + k) * D + d];
+                    ref[(r * (G + 1) + k) * D + d] = v;
+                    ref[(r * (G + 1) + G) * D + d] += v / (double)G;
+                }
+        assert_close_d(gqe_f32(&out), ref, R * (G + 1) * D, 1e-6);
+        ctx c = {{&out, &x}, (float)rope, 0};
+        mean_fwd(&c);
+        CHECK_OK(gqe_group_mean_append_backward(&dx, &g, rope, 10000.0f));   /* overwrites dx */
+        fd_check("group_mean_append dx", &x, &dx, mean_fwd, &c, &out, &g, 1e-3);
+        gqe_tensor bad = ZEROS(B, T, G, D);
+        assert_int_equal(gqe_group_mean_append(&bad, &x, rope, 10000.0f, 0), GQE_ERR_SHAPE);
+        FREE(&x, &out, &g, &dx, &y, &bad);
+    }
+    gqe_tensor x5 = ZEROS(1, 2, 2, 5), o5 = ZEROS(1, 2, 3, 5);
+    assert_int_equal(gqe_group_mean_append(&o5, &x5, true, 10000.0f, 0), GQE_ERR_SHAPE);
+    CHECK_OK(gqe_group_mean_append(&o5, &x5, false, 10000.0f, 0));
+    FREE(&x5, &o5);
 }
 
 /* ---- optimizers ---------------------------------------------------------------------- */
@@ -893,7 +956,7 @@ int main(void) {
         cmocka_unit_test(test_qkv_grad_pack),
         cmocka_unit_test(test_slot_mix),
         cmocka_unit_test(test_slot_scale),
-        cmocka_unit_test(test_group_mean),
+        cmocka_unit_test(test_group_mean_append),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_sgd),
         cmocka_unit_test(test_rejects_bad_arguments),
