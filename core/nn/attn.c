@@ -176,8 +176,11 @@ static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
     s->lse = gqe_arena_take(ar, GQE_F32, B, AH, T, 0);
     g->dcat = gqe_arena_take(sc, C, R, a->S * dh, 0, 0);
     g->dq = gqe_arena_take(sc, C, R, a->N * dh, 0, 0);
-    g->dk = gqe_arena_take(sc, C, R, G * dh, 0, 0);
-    g->dv = gqe_arena_take(sc, C, R, G * dh, 0, 0);
+    /* with the shared head the gradient pack reads attention's dkm and
+     * dvm directly: dk and dv serve only the op-by-op path */
+    bool kv_grads = !(SH && packs_grads(a));
+    g->dk = kv_grads ? gqe_arena_take(sc, C, R, G * dh, 0, 0) : (gqe_tensor){0};
+    g->dv = kv_grads ? gqe_arena_take(sc, C, R, G * dh, 0, 0) : (gqe_tensor){0};
     /* f32 like the router's own logits; a temporary of the forward */
     if (fused_in(a)) g->y_in = gqe_arena_take(sc, GQE_F32, R, in_rows(a), 0, 0);
     if (fused_all(a)) g->dy_all = gqe_arena_take(sc, C, R, a->p.all.cw.shape[0], 0, 0);
