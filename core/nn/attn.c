@@ -152,7 +152,7 @@ static bool fused_all(const gqe_attn *a) { return a->p.all.cw.storage != NULL; }
 /* The router's and shared query's gradients wait in dlogits and dqs for
  * input_backward's fused matmuls instead of running their own. */
 static bool deferred_inputs(const gqe_attn *a) { return fused_in(a) || fused_all(a); }
-/* GQE under p.all: the attention backwards leave their gradients as they
+/* GQE under p.all: the attention backward leaves its gradients as they
  * come (slots, K, V, the shared head's), and qkv_grad_pack turns, scatters
  * and spreads them straight into p.all's gradient block in one pass. Its
  * kernels work on pairs of columns: an odd head_dim (possible without
@@ -478,8 +478,9 @@ gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, 
 /* ---- backward ----------------------------------------------------------------
  * In the reverse order of forward: o_proj; the output slots of the variant
  * (one function each), giving the gradient of the routed slots' outputs and
- * of their scores P; the routed attention; the shared head (variant gqe);
- * the router; RoPE and the input projections. Each step reads the saved
+ * of their scores P; the routed attention (the shared head's with it,
+ * variant gqe); the shared head's gradients spread back to its query, K
+ * and V; the router; RoPE and the input projections. Each step reads the saved
  * activations (a->s) and writes its own scratch gradients (a->g). */
 
 /* The layer's input gradient, which every projection adds into; the first
