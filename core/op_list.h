@@ -166,9 +166,9 @@ GQE_OP(scatter_slots, (gqe_tensor *dq, const gqe_tensor *dslots, const gqe_tenso
  * G*k the shared query's gradient (heads after it, copies that carry
  * none, are ignored), and dk, dv (B, T, G + 1, D), their last head that of
  * the group means. Without it H = G*k, dk and dv have G heads, and dy no
- * dqs columns. D even. dlogits (R, G*M) or
- * NULL (no learned router), and then dy has no columns for it. RoPE
- * positions start at 0; rope false: no rotation. */
+ * dqs columns. D even. dlogits (R, G*M) or NULL (no learned router), and
+ * then dy has no columns for it. RoPE positions start at 0; rope false: no
+ * rotation. */
 GQE_OP(qkv_grad_pack, (gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tensor *idx, const gqe_tensor *dk,
        const gqe_tensor *dv, const gqe_tensor *dlogits, bool shared, int64_t M, bool rope, float theta))
 
@@ -188,9 +188,10 @@ GQE_OP(slot_scale_forward, (gqe_tensor *out, const gqe_tensor *o, const gqe_tens
 GQE_OP(slot_scale_backward, (gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout, const gqe_tensor *o,
        const gqe_tensor *p))
 /* The shared head's keys or values beside the groups', for one attention
- * call of G*k + 1 query heads over G + 1 KV heads: out (B, T, G+1, D) =
- * [y | mean_g y], y = x (B, T, G, D) turned by RoPE at positions
- * pos_offset + t when rope (D even), else x. The mean is of y as stored. */
+ * call over G + 1 KV heads (the routed slots' and the shared head's):
+ * out (B, T, G+1, D) = [y | mean_g y], y = x (B, T, G, D) turned by RoPE
+ * at positions pos_offset + t when rope (D even), else x. The mean is of
+ * y as stored. */
 GQE_OP(group_mean_append, (gqe_tensor *out, const gqe_tensor *x, bool rope, float theta, int64_t pos_offset))
 /* Its backward: dx (B, T, G, D) OVERWRITTEN with rope_backward(dout[.., :G]
  * + dout[.., G] / G) at positions from 0 (rope), or without the rotation. */
