@@ -83,7 +83,8 @@ typedef struct attn_scratch {
                             join them (SH; forward) */
     gqe_tensor qs;       /* (R, dh) cdt: the shared query's projection, unfused (forward) */
     gqe_tensor dq;       /* (R, N*dh) cdt */
-    gqe_tensor dk, dv;   /* (R, G*dh) cdt: gradients of the k and v projections */
+    gqe_tensor dk, dv;   /* (R, G*dh) cdt: gradients of the k and v projections (empty
+                            with SH where the gradient pack reads dkm, dvm) */
     gqe_tensor dkm, dvm; /* (R, (G+1)*dh) cdt: attention's, with the group means' (SH) */
     gqe_tensor d_o;      /* (R, AH*dh) cdt: gradient of o (weighted_concat, gqe) */
     gqe_tensor dslots;   /* (R, AH*dh) cdt */
