@@ -173,15 +173,19 @@ GQE_OP(qkv_grad_pack, (gqe_tensor *dy, const gqe_tensor *dslots, const gqe_tenso
        const gqe_tensor *dv, const gqe_tensor *dlogits, bool shared, int64_t M, bool rope, float theta))
 
 /* ---- output slots (GQE.md step 6) ------------------------------------- */
-/* Slot B: out (R, D) = sum_s w[r,s] o[r,s], w (R, S) = P / max(sum_s P, eps)
- * saved for backward; P (R, S), o (R, H, D) with H >= S: its first S heads
- * mix (the attention call of variant gqe has the shared head after them). */
-GQE_OP(slot_mix_forward, (gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o, const gqe_tensor *p, float eps))
-/* do += w dout; dP += dout . (o - out) / max(sum P, eps) (or dout . o / eps
- * when the clamp is active). d_o and o (R, H, D), H >= S: only the first S
- * heads of d_o change. */
-GQE_OP(slot_mix_backward, (gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout, const gqe_tensor *o,
-       const gqe_tensor *p, const gqe_tensor *out, const gqe_tensor *w, float eps))
+/* Slot B and o_proj's input of variant gqe, in one pass: cat (R, S+2, D)
+ * OVERWRITTEN with [o's first S heads | mix | o's head S], mix = sum_s
+ * w[r,s] o[r,s], w (R, S) = P / max(sum_s P, eps) saved for backward. P
+ * (R, S); o (R, H, D), H > S: the attention call's output, the shared
+ * head at S (heads after it, its copies, are not read). */
+GQE_OP(slot_mix_forward, (gqe_tensor *cat, gqe_tensor *w, const gqe_tensor *o, const gqe_tensor *p, float eps))
+/* Its backward from dcat (R, S+2, D), dmix its head S: d_o (R, H, D)
+ * OVERWRITTEN with dcat's heads + w dmix in heads < S, dcat's head S+1 in
+ * head S, zeros after (the shared head's copies carry no gradient); dP
+ * (R, S) OVERWRITTEN with dmix . (o - mix) / max(sum P, eps), or dmix . o
+ * / eps when the clamp is active. cat is the forward's. */
+GQE_OP(slot_mix_backward, (gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dcat, const gqe_tensor *o,
+       const gqe_tensor *p, const gqe_tensor *cat, const gqe_tensor *w, float eps))
 /* weighted_concat: out (R, S, D) = P[r,s] * o[r,s]. */
 GQE_OP(slot_scale_forward, (gqe_tensor *out, const gqe_tensor *o, const gqe_tensor *p))
 /* do += P dout; dP += dout . o */

@@ -546,38 +546,40 @@ gqe_status gqe_qkv_grad_pack(gqe_tensor *dy, const gqe_tensor *dslots, const gqe
 }
 
 /* ---- output slots ---------------------------------------------------------- */
-gqe_status gqe_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
+gqe_status gqe_slot_mix_forward(gqe_tensor *cat, gqe_tensor *w, const gqe_tensor *o,
                                 const gqe_tensor *p, float eps) {
     const char *OP = "slot_mix_forward";
     ARG(P, p, 'f', "(R, S)", -1, -1);
     int64_t R = P.shape[0], S = P.shape[1];
-    ARG(O, o, 'f', "(R, H >= S, D)", R, -1, -1);
+    ARG(O, o, 'f', "(R, H > S, D)", R, -1, -1);
     int64_t D = O.shape[2];
-    REQUIRE(O.shape[1] >= S, "%s: o has %lld heads, fewer than P's %lld slots", OP, (long long)O.shape[1], (long long)S);
-    ARG(OUT, out, 'f', "(R, D)", R, D);
+    REQUIRE(O.shape[1] > S, "%s: o has %lld heads, not more than P's %lld slots (the shared head follows them)", OP,
+            (long long)O.shape[1], (long long)S);
+    ARG(CAT, cat, 'f', "(R, S+2, D)", R, S + 2, D);
     ARG(W, w, 'f', "(R, S)", R, S);
     REQUIRE(eps > 0, "%s: eps = %g must be > 0", OP, (double)eps);
-    SAME_DEVICE(&OUT, &W, &O, &P);
-    DISPATCH(O.device, slot_mix_forward, &OUT, &W, &O, &P, eps);
+    SAME_DEVICE(&CAT, &W, &O, &P);
+    DISPATCH(O.device, slot_mix_forward, &CAT, &W, &O, &P, eps);
 }
 
-gqe_status gqe_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
-                                 const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
+gqe_status gqe_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dcat,
+                                 const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *cat,
                                  const gqe_tensor *w, float eps) {
     const char *OP = "slot_mix_backward";
     ARG(P, p, 'f', "(R, S)", -1, -1);
     int64_t R = P.shape[0], S = P.shape[1];
-    ARG(O, o, 'f', "(R, H >= S, D)", R, -1, -1);
+    ARG(O, o, 'f', "(R, H > S, D)", R, -1, -1);
     int64_t H = O.shape[1], D = O.shape[2];
-    REQUIRE(H >= S, "%s: o has %lld heads, fewer than P's %lld slots", OP, (long long)H, (long long)S);
+    REQUIRE(H > S, "%s: o has %lld heads, not more than P's %lld slots (the shared head follows them)", OP,
+            (long long)H, (long long)S);
     ARG(DO, d_o, 'f', "(R, H, D)", R, H, D);
     ARG(DP, dp, 'f', "(R, S)", R, S);
     ARG(W, w, 'f', "(R, S)", R, S);
-    ARG(OUT, out, 'f', "(R, D)", R, D);
-    ARG(G, dout, 'f', "(R, D)", R, D);
+    ARG(CAT, cat, 'f', "(R, S+2, D)", R, S + 2, D);
+    ARG(G, dcat, 'f', "(R, S+2, D)", R, S + 2, D);
     REQUIRE(eps > 0, "%s: eps = %g must be > 0", OP, (double)eps);
-    SAME_DEVICE(&O, &DO, &P, &DP, &W, &OUT, &G);
-    DISPATCH(O.device, slot_mix_backward, &DO, &DP, &G, &O, &P, &OUT, &W, eps);
+    SAME_DEVICE(&O, &DO, &P, &DP, &W, &CAT, &G);
+    DISPATCH(O.device, slot_mix_backward, &DO, &DP, &G, &O, &P, &CAT, &W, eps);
 }
 
 gqe_status gqe_slot_scale_forward(gqe_tensor *out, const gqe_tensor *o, const gqe_tensor *p) {

@@ -1,59 +1,67 @@
-/* Output slots (GQE.md step 6) on the host: slot B's weighted mix, the
- * weighted_concat scaling and the shared head's keys and values. o (R, H,
- * D) with H >= S: the mix reads the first S heads. */
+/* Output slots (GQE.md step 6) on the host: slot B's weighted mix with
+ * o_proj's input around it, the weighted_concat scaling and the shared
+ * head's keys and values. */
 #include "cpu.h"
 
-gqe_status cpu_slot_mix_forward(gqe_tensor *out, gqe_tensor *w, const gqe_tensor *o,
+/* cat = [o's first S heads | mix | o's head S], mix = sum_s w_s o_s with
+ * w = P / max(sum P, eps). */
+gqe_status cpu_slot_mix_forward(gqe_tensor *cat, gqe_tensor *w, const gqe_tensor *o,
                                 const gqe_tensor *p, float eps) {
-    CPU_NEED_F32("slot_mix_forward", out); CPU_NEED_F32("slot_mix_forward", w);
+    CPU_NEED_F32("slot_mix_forward", cat); CPU_NEED_F32("slot_mix_forward", w);
     CPU_NEED_F32("slot_mix_forward", o); CPU_NEED_F32("slot_mix_forward", p);
-    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p), H = o->shape[o->ndim - 2];
-    float *po = gqe_f32(out), *pw = gqe_f32(w);
+    int64_t D = cpu_last(o), R = cpu_rows(p), S = cpu_last(p), H = o->shape[o->ndim - 2], C = S + 2;
+    float *pc = gqe_f32(cat), *pw = gqe_f32(w);
     const float *oo = gqe_f32(o), *pp = gqe_f32(p);
     #pragma omp parallel for if (R * S * D > 32768)
     for (int64_t r = 0; r < R; r++) {
         float sum = 0;
         for (int64_t s = 0; s < S; s++) sum += pp[r * S + s];
         float den = sum > eps ? sum : eps;
-        float *orow = po + r * D;
-        for (int64_t c = 0; c < D; c++) orow[c] = 0;
+        const float *orow = oo + r * H * D;
+        float *crow = pc + r * C * D, *mix = crow + S * D;
+        memcpy(crow, orow, sizeof(float) * (size_t)(S * D));
+        memcpy(crow + (S + 1) * D, orow + S * D, sizeof(float) * (size_t)D);
+        for (int64_t c = 0; c < D; c++) mix[c] = 0;
         for (int64_t s = 0; s < S; s++) {
             float ws = pp[r * S + s] / den;
             pw[r * S + s] = ws;
-            const float *os = oo + (r * H + s) * D;
-            for (int64_t c = 0; c < D; c++) orow[c] += ws * os[c];
+            const float *os = orow + s * D;
+            for (int64_t c = 0; c < D; c++) mix[c] += ws * os[c];
         }
     }
     return GQE_OK;
 }
 
-/* out = sum_s P_s o_s / den. Unclamped (den = sum P): dP_s = dout.(o_s - out)/den;
- * clamped (den = eps, a constant, like torch's clamp below its min): dout.o_s/eps. */
-gqe_status cpu_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dout,
-                                 const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *out,
+/* mix = sum_s P_s o_s / den. Unclamped (den = sum P): dP_s = dmix.(o_s - mix)/den;
+ * clamped (den = eps, a constant, like torch's clamp below its min): dmix.o_s/eps. */
+gqe_status cpu_slot_mix_backward(gqe_tensor *d_o, gqe_tensor *dp, const gqe_tensor *dcat,
+                                 const gqe_tensor *o, const gqe_tensor *p, const gqe_tensor *cat,
                                  const gqe_tensor *w, float eps) {
     const char *op = "slot_mix_backward";
-    CPU_NEED_F32(op, d_o); CPU_NEED_F32(op, dp); CPU_NEED_F32(op, dout);
-    CPU_NEED_F32(op, o); CPU_NEED_F32(op, p); CPU_NEED_F32(op, out); CPU_NEED_F32(op, w);
-    int64_t D = cpu_last(out), R = cpu_rows(out), S = cpu_last(p), H = o->shape[o->ndim - 2];
+    CPU_NEED_F32(op, d_o); CPU_NEED_F32(op, dp); CPU_NEED_F32(op, dcat);
+    CPU_NEED_F32(op, o); CPU_NEED_F32(op, p); CPU_NEED_F32(op, cat); CPU_NEED_F32(op, w);
+    int64_t D = cpu_last(o), R = cpu_rows(p), S = cpu_last(p), H = o->shape[o->ndim - 2], C = S + 2;
     float *pdo = gqe_f32(d_o), *pdp = gqe_f32(dp);
-    const float *g = gqe_f32(dout), *oo = gqe_f32(o), *pp = gqe_f32(p), *po = gqe_f32(out), *pw = gqe_f32(w);
+    const float *gc = gqe_f32(dcat), *oo = gqe_f32(o), *pp = gqe_f32(p), *pc = gqe_f32(cat), *pw = gqe_f32(w);
     #pragma omp parallel for if (R * S * D > 32768)
     for (int64_t r = 0; r < R; r++) {
         float sum = 0;
         for (int64_t s = 0; s < S; s++) sum += pp[r * S + s];
         bool clamped = sum < eps;
         float den = clamped ? eps : sum;
-        const float *gr = g + r * D, *orow = po + r * D;
+        const float *grow = gc + r * C * D, *gmix = grow + S * D, *mix = pc + (r * C + S) * D;
+        float *dorow = pdo + r * H * D;
         for (int64_t s = 0; s < S; s++) {
-            const float *os = oo + (r * H + s) * D;
-            float *dos = pdo + (r * H + s) * D, ws = pw[r * S + s], dot = 0;
+            const float *os = oo + (r * H + s) * D, *gs = grow + s * D;
+            float *dos = dorow + s * D, ws = pw[r * S + s], dot = 0;
             for (int64_t c = 0; c < D; c++) {
-                dos[c] += ws * gr[c];
-                dot += gr[c] * (clamped ? os[c] : os[c] - orow[c]);
+                dos[c] = gs[c] + ws * gmix[c];
+                dot += gmix[c] * (clamped ? os[c] : os[c] - mix[c]);
             }
-            pdp[r * S + s] += dot / den;
+            pdp[r * S + s] = dot / den;
         }
+        memcpy(dorow + S * D, grow + (S + 1) * D, sizeof(float) * (size_t)D);
+        for (int64_t c = (S + 1) * D; c < H * D; c++) dorow[c] = 0;
     }
     return GQE_OK;
 }

@@ -207,13 +207,11 @@ static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
         s->cat = gqe_arena_take(ar, C, R, a->S * dh, 0, 0);
         g->d_o = gqe_arena_take(sc, C, R, AH * dh, 0, 0);
         s->w = gqe_arena_take(ar, GQE_F32, R, a->SK, 0, 0);
-        s->mix = gqe_arena_take(ar, C, R, dh, 0, 0);
         g->kp = gqe_arena_take(sc, C, R, G * dh, 0, 0);
         g->vp = gqe_arena_take(sc, C, R, G * dh, 0, 0);
         if (!fused_in(a)) g->qs = gqe_arena_take(sc, C, R, dh, 0, 0);
         g->dkm = gqe_arena_take(sc, C, R, (G + 1) * dh, 0, 0);
         g->dvm = gqe_arena_take(sc, C, R, (G + 1) * dh, 0, 0);
-        g->dmix = gqe_arena_take(sc, C, R, dh, 0, 0);
         g->dqs = gqe_arena_take(sc, C, R, dh, 0, 0);
     }
 }
@@ -458,14 +456,13 @@ gqe_status gqe_attn_forward_at(gqe_attn *a, gqe_tensor *y, const gqe_tensor *x, 
         GQE_TRY(linear(&y2, &s->scaled, &p->o.cw));
         break;
     }
-    case GQE_VARIANT_GQE:
+    case GQE_VARIANT_GQE: {
         /* o_proj reads [slots | mix | shared]; o holds [slots | shared] */
-        GQE_TRY(gqe_copy_cols(&s->cat, 0, &s->o, 0, w_a, false));
-        GQE_TRY(gqe_slot_mix_forward(&s->mix, &s->w, &o3, &p2, SLOT_EPS));
-        GQE_TRY(gqe_copy_cols(&s->cat, w_a, &s->mix, 0, dh, false));
-        GQE_TRY(gqe_copy_cols(&s->cat, w_a + dh, &s->o, w_a, dh, false));
+        gqe_tensor cat3 = view3(&s->cat, R, a->S, dh);
+        GQE_TRY(gqe_slot_mix_forward(&cat3, &s->w, &o3, &p2, SLOT_EPS));
         GQE_TRY(linear(&y2, &s->cat, &p->o.cw));
         break;
+    }
     }
     if (decoding) return GQE_OK;   /* decoding trains nothing: no statistics */
     GQE_TRY(gqe_router_stats(&a->stats.counts, &a->stats.psum, &s->idx, &s->probs, a->cfg.router == GQE_ROUTER_SIGMOID));
@@ -515,8 +512,8 @@ static gqe_status dense_backward(gqe_attn *a) {
 }
 
 /* Output slots, one function per variant: each sets *d_o to the gradient of
- * o (the routed slots' outputs) and adds the gradient of their scores P
- * into g->dp (zeroed by the caller). */
+ * o (the routed slots' outputs) and gives g->dp the gradient of their
+ * scores P (weighted_concat adds into it, zeroed by the caller). */
 
 /* hard_concat: o feeds o_proj as it is; P gets no gradient. */
 static gqe_status hard_concat_backward(gqe_attn *a, const gqe_tensor **d_o) {
@@ -536,21 +533,17 @@ static gqe_status weighted_concat_backward(gqe_attn *a, const gqe_tensor **d_o) 
     return GQE_OK;
 }
 
-/* gqe: o_proj reads [slots | mix | shared]; o is [slots | shared]. Slot B's
- * mixture sends dmix into d_o and dp; the shared head's part of d_o is
- * dcat's last head. */
+/* gqe: o_proj reads [slots | mix | shared]; o is [slots | shared]. One
+ * op sends dmix into d_o and dp and moves the slots' and the shared head's
+ * parts of dcat into d_o. */
 static gqe_status gqe_slots_backward(gqe_attn *a, const gqe_tensor **d_o) {
-    int64_t R = a->B * a->T, SK = a->SK, AH = a->AH, dh = a->dh, w_a = SK * dh;
+    int64_t R = a->B * a->T, SK = a->SK, AH = a->AH, dh = a->dh;
     attn_saved *s = &a->s;
     attn_scratch *g = &a->g;
-    gqe_tensor dcat = view2(&g->dcat, R, a->S * dh);
+    gqe_tensor dcat3 = view3(&g->dcat, R, a->S, dh), cat3 = view3(&s->cat, R, a->S, dh);
     gqe_tensor o3 = view3(&s->o, R, AH, dh), p2 = view2(&s->topv, R, SK), dp2 = view2(&g->dp, R, SK);
     gqe_tensor do3 = view3(&g->d_o, R, AH, dh);
-    if (AH > SK + 1) GQE_TRY(gqe_fill(&g->d_o, 0.0f));   /* the shared query's copies (k > 1) */
-    GQE_TRY(gqe_copy_cols(&g->d_o, 0, &dcat, 0, w_a, false));
-    GQE_TRY(gqe_copy_cols(&g->d_o, w_a, &dcat, w_a + dh, dh, false));
-    GQE_TRY(gqe_copy_cols(&g->dmix, 0, &dcat, w_a, dh, false));
-    GQE_TRY(gqe_slot_mix_backward(&do3, &dp2, &g->dmix, &o3, &p2, &s->mix, &s->w, SLOT_EPS));
+    GQE_TRY(gqe_slot_mix_backward(&do3, &dp2, &dcat3, &o3, &p2, &cat3, &s->w, SLOT_EPS));
     *d_o = &g->d_o;
     return GQE_OK;
 }
@@ -690,7 +683,8 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     if (a->cfg.variant == GQE_VARIANT_GQE) o_in = &a->s.cat;
     if (!packs_grads(a)) GQE_TRY(gqe_fill(&a->g.dq, 0.0f));   /* the slots scatter into it */
     GQE_TRY(out_proj_backward(a, &dy2, o_in));
-    GQE_TRY(gqe_fill(&a->g.dp, 0.0f));
+    /* the scaling adds into dp; the mix (variant gqe) overwrites it */
+    if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) GQE_TRY(gqe_fill(&a->g.dp, 0.0f));
     switch (a->cfg.variant) {
     case GQE_VARIANT_HARD_CONCAT: GQE_TRY(hard_concat_backward(a, &d_o)); break;
     case GQE_VARIANT_WEIGHTED_CONCAT: GQE_TRY(weighted_concat_backward(a, &d_o)); break;

@@ -68,7 +68,6 @@ typedef struct attn_saved {
     /* variant gqe: slot B (mixture); slot C (shared head) is o's last head */
     gqe_tensor cat;      /* (R, S*dh) cdt: o_proj's input [slots | mix | shared] */
     gqe_tensor w;        /* (R, SK) f32: slot B's mixing weights */
-    gqe_tensor mix;      /* (R, dh) cdt: slot B's output */
 } attn_saved;
 
 /* Temporaries, in *scratch: the layer's own arena or one the LM shares
@@ -91,7 +90,6 @@ typedef struct attn_scratch {
     gqe_tensor dp;       /* (R, SK) f32: gradient of topv */
     gqe_tensor dprobs;   /* (R, G, M) f32 */
     gqe_tensor dlogits;  /* (R, G*M) cdt */
-    gqe_tensor dmix;     /* (R, dh) cdt: gradient of slot B's output */
     gqe_tensor dqs;      /* (R, dh) cdt: the shared query's, unpacked */
 } attn_scratch;
 

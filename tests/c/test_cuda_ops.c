@@ -605,19 +605,24 @@ static void test_slots(void **state) {
     for (int64_t i = 0; i < R * S; i++) gqe_f32(&p.c)[i] = fabsf(gqe_f32(&p.c)[i]);
     for (int64_t s = 0; s < S; s++) gqe_f32(&p.c)[s] = 1e-12f;  /* row 0: sum below eps, the clamp is active */
     CHECK_OK(gqe_tensor_copy(&p.g, &p.c));
-    OUT(mix, GQE_F32, R, D);
+    /* the mix writes o_proj's input [slots | mix | shared] from o's S slots,
+     * the shared head and one copy of it (k = 2's layout) */
+    RANDN(om, GQE_F32, 135, R, S + 2, D);
+    OUT(cat, GQE_F32, R, S + 2, D);
     OUT(w, GQE_F32, R, S);
-    CHECK_OK(gqe_slot_mix_forward(&mix.c, &w.c, &o.c, &p.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_forward(&mix.g, &w.g, &o.g, &p.g, 1e-9f));
-    PR_CHECK(mix, TOL_EW);
+    CHECK_OK(gqe_slot_mix_forward(&cat.c, &w.c, &om.c, &p.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_forward(&cat.g, &w.g, &om.g, &p.g, 1e-9f));
+    PR_CHECK(cat, TOL_EW);
     PR_CHECK(w, TOL_EW);
-    RANDN(dmix, GQE_F32, 114, R, D);
-    RANDN(d_o, GQE_F32, 115, R, S, D);
-    RANDN(dp, GQE_F32, 116, R, S);
-    CHECK_OK(gqe_slot_mix_backward(&d_o.c, &dp.c, &dmix.c, &o.c, &p.c, &mix.c, &w.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_backward(&d_o.g, &dp.g, &dmix.g, &o.g, &p.g, &mix.g, &w.g, 1e-9f));
-    PR_CHECK(d_o, TOL_EW);
+    RANDN(dcat, GQE_F32, 114, R, S + 2, D);
+    OUT(d_om, GQE_F32, R, S + 2, D);   /* both overwritten: NaN on the GPU until written */
+    OUT(dp, GQE_F32, R, S);
+    CHECK_OK(gqe_slot_mix_backward(&d_om.c, &dp.c, &dcat.c, &om.c, &p.c, &cat.c, &w.c, 1e-9f));
+    CHECK_OK(gqe_slot_mix_backward(&d_om.g, &dp.g, &dcat.g, &om.g, &p.g, &cat.g, &w.g, 1e-9f));
+    PR_CHECK(d_om, TOL_EW);
     PR_CHECK(dp, TOL_RED);
+    pr_free(&om); pr_free(&cat); pr_free(&dcat); pr_free(&d_om);
+    RANDN(d_o, GQE_F32, 115, R, S, D);
     OUT(sc, GQE_F32, R, S, D);
     CHECK_OK(gqe_slot_scale_forward(&sc.c, &o.c, &p.c)); CHECK_OK(gqe_slot_scale_forward(&sc.g, &o.g, &p.g));
     PR_CHECK(sc, TOL_EW);
@@ -626,19 +631,6 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_slot_scale_backward(&d_o.g, &dp.g, &dsc.g, &o.g, &p.g));
     PR_CHECK(d_o, TOL_EW);
     PR_CHECK(dp, TOL_RED);
-    /* the slot mix over the first S heads of an o with one more (the
-     * shared head's), whose gradient the backward leaves alone */
-    RANDN(ow, GQE_F32, 135, R, S + 1, D);
-    OUT(mixw, GQE_F32, R, D);
-    CHECK_OK(gqe_slot_mix_forward(&mixw.c, &w.c, &ow.c, &p.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_forward(&mixw.g, &w.g, &ow.g, &p.g, 1e-9f));
-    PR_CHECK(mixw, TOL_EW);
-    RANDN(d_ow, GQE_F32, 136, R, S + 1, D);
-    CHECK_OK(gqe_slot_mix_backward(&d_ow.c, &dp.c, &dmix.c, &ow.c, &p.c, &mixw.c, &w.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_backward(&d_ow.g, &dp.g, &dmix.g, &ow.g, &p.g, &mixw.g, &w.g, 1e-9f));
-    PR_CHECK(d_ow, TOL_EW);
-    PR_CHECK(dp, TOL_RED);
-    pr_free(&ow); pr_free(&mixw); pr_free(&d_ow);
     /* the shared head's K and V beside the groups' (RoPE at an offset, and
      * without), and the backward, f32 (D = 40: one pair per thread) */
     for (int rope = 0; rope < 2; rope++) {
@@ -684,33 +676,25 @@ static void test_slots(void **state) {
     CHECK_OK(gqe_gather_slots_rope(&slrbw.g, &qb.g, &ix.g, 10000.0f, 3));
     PR_CHECK(slrbw, TOL_BF16);
     pr_free(&slrbw);
-    /* bf16 slot mix, 8 columns per thread */
-    pair ob8 = pr_randn(3, (const int64_t[]){R, S, 64}, 1.0f, 123, GQE_BF16);
-    pair mixb = pr_out(2, (const int64_t[]){R, 64}, GQE_BF16), wb = pr_out(2, (const int64_t[]){R, S}, GQE_F32);
-    CHECK_OK(gqe_slot_mix_forward(&mixb.c, &wb.c, &ob8.c, &p.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_forward(&mixb.g, &wb.g, &ob8.g, &p.g, 1e-9f));
-    PR_CHECK(mixb, TOL_BF16);
-    PR_CHECK(wb, TOL_EW);
-    /* and its backward (row 0 clamped, the rest not), accumulating into nonzero gradients */
-    pair dmixb = pr_randn(2, (const int64_t[]){R, 64}, 1.0f, 124, GQE_BF16);
-    pair d_ob = pr_randn(3, (const int64_t[]){R, S, 64}, 1.0f, 125, GQE_BF16);
-    pair dpb = pr_randn(2, (const int64_t[]){R, S}, 1.0f, 126, GQE_F32);
-    CHECK_OK(gqe_slot_mix_backward(&d_ob.c, &dpb.c, &dmixb.c, &ob8.c, &p.c, &mixb.c, &wb.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_backward(&d_ob.g, &dpb.g, &dmixb.g, &ob8.g, &p.g, &mixb.g, &wb.g, 1e-9f));
-    PR_CHECK(d_ob, TOL_BF16);
-    PR_CHECK(dpb, TOL_BF16);
-    /* bf16, o with the shared head's after the S mixed */
-    pair ob9 = pr_randn(3, (const int64_t[]){R, S + 1, 64}, 1.0f, 141, GQE_BF16);
-    CHECK_OK(gqe_slot_mix_forward(&mixb.c, &wb.c, &ob9.c, &p.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_forward(&mixb.g, &wb.g, &ob9.g, &p.g, 1e-9f));
-    PR_CHECK(mixb, TOL_BF16);
-    pair d_ob9 = pr_randn(3, (const int64_t[]){R, S + 1, 64}, 1.0f, 142, GQE_BF16);
-    CHECK_OK(gqe_slot_mix_backward(&d_ob9.c, &dpb.c, &dmixb.c, &ob9.c, &p.c, &mixb.c, &wb.c, 1e-9f));
-    CHECK_OK(gqe_slot_mix_backward(&d_ob9.g, &dpb.g, &dmixb.g, &ob9.g, &p.g, &mixb.g, &wb.g, 1e-9f));
-    PR_CHECK(d_ob9, TOL_BF16);
-    PR_CHECK(dpb, TOL_BF16);
-    pr_free(&ob9); pr_free(&d_ob9);
-    pr_free(&ob8); pr_free(&mixb); pr_free(&wb); pr_free(&dmixb); pr_free(&d_ob); pr_free(&dpb);
+    /* bf16 slot mix, 8 columns per thread: o of k = 1 (S slots and the
+     * shared head), then of k = 2 (and a copy of the shared head) */
+    for (int copies = 0; copies < 2; copies++) {
+        int64_t H = S + 1 + copies;
+        pair ob = pr_randn(3, (const int64_t[]){R, H, 64}, 1.0f, 123 + copies, GQE_BF16);
+        pair catb = pr_out(3, (const int64_t[]){R, S + 2, 64}, GQE_BF16), wb = pr_out(2, (const int64_t[]){R, S}, GQE_F32);
+        CHECK_OK(gqe_slot_mix_forward(&catb.c, &wb.c, &ob.c, &p.c, 1e-9f));
+        CHECK_OK(gqe_slot_mix_forward(&catb.g, &wb.g, &ob.g, &p.g, 1e-9f));
+        PR_CHECK(catb, TOL_BF16);
+        PR_CHECK(wb, TOL_EW);
+        /* and its backward (row 0 clamped, the rest not) */
+        pair dcatb = pr_randn(3, (const int64_t[]){R, S + 2, 64}, 1.0f, 125 + copies, GQE_BF16);
+        pair d_ob = pr_out(3, (const int64_t[]){R, H, 64}, GQE_BF16), dpb = pr_out(2, (const int64_t[]){R, S}, GQE_F32);
+        CHECK_OK(gqe_slot_mix_backward(&d_ob.c, &dpb.c, &dcatb.c, &ob.c, &p.c, &catb.c, &wb.c, 1e-9f));
+        CHECK_OK(gqe_slot_mix_backward(&d_ob.g, &dpb.g, &dcatb.g, &ob.g, &p.g, &catb.g, &wb.g, 1e-9f));
+        PR_CHECK(d_ob, TOL_BF16);
+        PR_CHECK(dpb, TOL_BF16);
+        pr_free(&ob); pr_free(&catb); pr_free(&wb); pr_free(&dcatb); pr_free(&d_ob); pr_free(&dpb);
+    }
     pair dslb = pr_randn(3, (const int64_t[]){R, G * K, 64}, 1.0f, 122, GQE_BF16);
     CHECK_OK(gqe_scatter_slots(&qb.c, &dslb.c, &ix.c)); CHECK_OK(gqe_scatter_slots(&qb.g, &dslb.g, &ix.g));
     PR_CHECK(qb, TOL_BF16);
@@ -720,7 +704,7 @@ static void test_slots(void **state) {
     pr_free(&dslbw);
     pr_free(&qb); pr_free(&slb); pr_free(&dslb);
     pr_free(&ix); pr_free(&tv); pr_free(&q); pr_free(&sl); pr_free(&dsl); pr_free(&o); pr_free(&p);
-    pr_free(&mix); pr_free(&w); pr_free(&dmix); pr_free(&d_o); pr_free(&dp); pr_free(&sc); pr_free(&dsc);
+    pr_free(&w); pr_free(&d_o); pr_free(&dp); pr_free(&sc); pr_free(&dsc);
 }
 
 /* qkv_grad_pack: against the CPU, and on the GPU against the op chain it

@@ -667,48 +667,46 @@ static void mean_fwd(ctx *c) { CHECK_OK(gqe_group_mean_append(c->t[0], c->t[1], 
 
 static void test_slot_mix(void **state) {
     (void)state;
-    const int R = 4, S = 3, D = 5;
+    /* o: S slots, the shared head, one copy of it (k = 2's layout) */
+    const int R = 4, S = 3, D = 5, H = S + 2, C = S + 2;
     /* eps 1e-9: the normal case; eps 10 > sum P: the clamp is active */
     float epss[2] = {1e-9f, 10.0f};
     for (int e = 0; e < 2; e++) {
-        gqe_tensor o = RANDN(130, R, S, D), p = uniform(2, (const int64_t[]){R, S}, 0.1f, 1.0f, 131);
-        gqe_tensor out = ZEROS(R, D), w = ZEROS(R, S), g = RANDN(132, R, D), dO = ZEROS(R, S, D), dp = ZEROS(R, S);
-        ctx c = {{&out, &w, &o, &p}, epss[e], 0};
+        gqe_tensor o = RANDN(130, R, H, D), p = uniform(2, (const int64_t[]){R, S}, 0.1f, 1.0f, 131);
+        gqe_tensor cat = ZEROS(R, C, D), w = ZEROS(R, S), g = RANDN(132, R, C, D);
+        /* both gradients are overwritten: start them from noise */
+        gqe_tensor dO = RANDN(133, R, H, D), dp = RANDN(134, R, S);
+        ctx c = {{&cat, &w, &o, &p}, epss[e], 0};
         mix_fwd(&c);
-        double ref[20] = {0};
+        double ref[R * D];
+        memset(ref, 0, sizeof ref);
+        const float *po = gqe_f32(&o), *pc = gqe_f32(&cat);
         for (int r = 0; r < R; r++) {
             double sum = 0;
             for (int s = 0; s < S; s++) sum += gqe_f32(&p)[r * S + s];
             sum = fmax(sum, epss[e]);
             for (int s = 0; s < S; s++)
-                for (int d = 0; d < D; d++) ref[r * D + d] += gqe_f32(&p)[r * S + s] / sum * gqe_f32(&o)[(r * S + s) * D + d];
+                for (int d = 0; d < D; d++) ref[r * D + d] += gqe_f32(&p)[r * S + s] / sum * po[(r * H + s) * D + d];
+            /* the slots and the shared head are copied as they are */
+            assert_memory_equal(pc + r * C * D, po + r * H * D, sizeof(float) * S * D);
+            assert_memory_equal(pc + (r * C + S + 1) * D, po + (r * H + S) * D, sizeof(float) * D);
+            for (int d = 0; d < D; d++) assert_true(fabs(pc[(r * C + S) * D + d] - ref[r * D + d]) < 1e-5);
         }
-        assert_close_d(gqe_f32(&out), ref, R * D, 1e-5);
-        CHECK_OK(gqe_slot_mix_backward(&dO, &dp, &g, &o, &p, &out, &w, epss[e]));
-        fd_check("slot_mix d_o", &o, &dO, mix_fwd, &c, &out, &g, 1e-3);
-        fd_check("slot_mix dP", &p, &dp, mix_fwd, &c, &out, &g, 1e-3);
-        /* o with one head more (the shared head's): the mix reads the
-         * first S, and its backward leaves the extra head of d_o alone */
-        gqe_tensor o9 = RANDN(133, R, S + 1, D), out9 = ZEROS(R, D), w9 = ZEROS(R, S), dO9 = RANDN(134, R, S + 1, D);
-        gqe_tensor dO9_0 = ZEROS(R, S + 1, D), dp9 = ZEROS(R, S);
+        CHECK_OK(gqe_slot_mix_backward(&dO, &dp, &g, &o, &p, &cat, &w, epss[e]));
+        fd_check("slot_mix d_o", &o, &dO, mix_fwd, &c, &cat, &g, 1e-3);
+        fd_check("slot_mix dP", &p, &dp, mix_fwd, &c, &cat, &g, 1e-3);
+        /* the shared head's copy gets exactly zero */
         for (int r = 0; r < R; r++)
-            memcpy(gqe_f32(&o9) + r * (S + 1) * D, gqe_f32(&o) + r * S * D, sizeof(float) * S * D);
-        CHECK_OK(gqe_tensor_copy(&dO9_0, &dO9));
-        CHECK_OK(gqe_slot_mix_forward(&out9, &w9, &o9, &p, epss[e]));
-        assert_memory_equal(gqe_f32(&out9), gqe_f32(&out), sizeof(float) * R * D);
-        CHECK_OK(gqe_slot_mix_backward(&dO9, &dp9, &g, &o9, &p, &out9, &w9, epss[e]));
-        assert_memory_equal(gqe_f32(&dp9), gqe_f32(&dp), sizeof(float) * R * S);
-        for (int r = 0; r < R; r++)
-            for (int d = 0; d < D; d++) {
-                int64_t i = (r * (S + 1) + S) * D + d;
-                assert_true(gqe_f32(&dO9)[i] == gqe_f32(&dO9_0)[i]);
-                for (int s2 = 0; s2 < S; s2++) {
-                    int64_t j = (r * (S + 1) + s2) * D + d;
-                    assert_true(fabsf(gqe_f32(&dO9)[j] - gqe_f32(&dO9_0)[j] - gqe_f32(&dO)[(r * S + s2) * D + d]) < 1e-5f);
-                }
-            }
-        FREE(&o, &p, &out, &w, &g, &dO, &dp, &o9, &out9, &w9, &dO9, &dO9_0, &dp9);
+            for (int d = 0; d < D; d++) assert_true(gqe_f32(&dO)[(r * H + S + 1) * D + d] == 0.0f);
+        FREE(&o, &p, &cat, &w, &g, &dO, &dp);
     }
+    /* o needs the shared head after the slots, cat its S + 2 heads */
+    gqe_tensor p = ZEROS(2, S), w = ZEROS(2, S), o = ZEROS(2, S, D), cat = ZEROS(2, S + 2, D);
+    assert_int_equal(gqe_slot_mix_forward(&cat, &w, &o, &p, 1e-9f), GQE_ERR_SHAPE);
+    gqe_tensor o4 = ZEROS(2, S + 1, D), cat1 = ZEROS(2, S + 1, D);
+    assert_int_equal(gqe_slot_mix_forward(&cat1, &w, &o4, &p, 1e-9f), GQE_ERR_SHAPE);
+    CHECK_OK(gqe_slot_mix_forward(&cat, &w, &o4, &p, 1e-9f));
+    FREE(&p, &w, &o, &cat, &o4, &cat1);
 }
 
 static void test_slot_scale(void **state) {
