@@ -138,6 +138,16 @@ GQE_OP(router_stats, (gqe_tensor *counts, gqe_tensor *psum, const gqe_tensor *id
  * normalise, the same pushed through q = probs / sum_m probs. */
 GQE_OP(router_aux_backward, (gqe_tensor *dprobs, const gqe_tensor *probs, const gqe_tensor *coef,
        bool normalise))
+/* The router's whole backward in one pass, as attention's backward runs
+ * it: dlogits (R, G, M) OVERWRITTEN with router_score_backward of dprobs,
+ * where dprobs = router_scatter_probs of dtopv (R, G, k) at idx (R, G, k)
+ * (dtopv NULL: no such term), then router_aux_backward with coef = counts
+ * * coef_scale (counts (G, M) f32; NULL: no aux term). Each value is
+ * rounded as when those ops run one by one from zeroed dprobs and dlogits
+ * (coef a copy of counts scaled in place): the same numbers without the
+ * dprobs buffer, its fill and five more launches. */
+GQE_OP(router_backward, (gqe_tensor *dlogits, const gqe_tensor *dtopv, const gqe_tensor *idx,
+       const gqe_tensor *probs, const gqe_tensor *counts, float coef_scale, gqe_score_fn fn, bool normalise))
 /* slots (R, H, D), H >= G*k: slot g*k + j = Q[r, g*M + idx[r,g,j]]; Q (R,
  * G*M, D). Heads past G*k are left as they are: the attention call of
  * variant gqe puts the shared query there (GQE.md step 6 C). */

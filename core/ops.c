@@ -461,6 +461,30 @@ gqe_status gqe_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *probs,
     DISPATCH(P.device, router_aux_backward, &DP, &P, &C, normalise);
 }
 
+gqe_status gqe_router_backward(gqe_tensor *dlogits, const gqe_tensor *dtopv, const gqe_tensor *idx,
+                               const gqe_tensor *probs, const gqe_tensor *counts, float coef_scale, gqe_score_fn fn,
+                               bool normalise) {
+    const char *OP = "router_backward";
+    ARG(P, probs, 'f', "(R, G, M)", -1, -1, -1);
+    ARG(DL, dlogits, 'f', "(R, G, M)", P.shape[0], P.shape[1], P.shape[2]);
+    ARG(I, idx, 'i', "(R, G, k)", P.shape[0], P.shape[1], -1);
+    REQUIRE(fn == GQE_SCORE_SOFTMAX || fn == GQE_SCORE_SIGMOID, "%s: unknown score function %d (allowed: softmax, sigmoid)", OP, (int)fn);
+    gqe_tensor DT = {0}, C = {0};
+    if (dtopv) {
+        ARG(dt, dtopv, 'f', "(R, G, k)", P.shape[0], P.shape[1], I.shape[2]);
+        DT = dt;
+        SAME_DEVICE(&P, &DT);
+    }
+    if (counts) {
+        ARG(c, counts, 'F', "(G, M)", P.shape[1], P.shape[2]);
+        C = c;
+        SAME_DEVICE(&P, &C);
+    }
+    SAME_DEVICE(&DL, &P, &I);
+    DISPATCH(P.device, router_backward, &DL, dtopv ? &DT : NULL, &I, &P, counts ? &C : NULL, coef_scale, fn,
+             normalise);
+}
+
 /* A slots tensor may hold more heads (dim `dim`) than the G*k it is
  * checked for: the shared head of variant gqe rides after them. */
 static gqe_status slot_heads(const char *OP, const char *name, const gqe_tensor *t, int dim, int64_t need) {

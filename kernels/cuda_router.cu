@@ -296,6 +296,79 @@ gqe_status gqe_cuda_router_aux_backward(gqe_tensor *dprobs, const gqe_tensor *pr
     return GQE_OK;
 }
 
+/* The router's backward, one thread per (r, g): dprobs is never stored, each
+ * of its values is rebuilt where it is read, by the float steps of
+ * k_scatter_probs and k_router_aux_bwd from zero; dlogits gets
+ * k_router_score_bwd's value added to zero. */
+__device__ __forceinline__ float router_dprob(fptr dtopv, const int32_t *idx, int64_t rg, int64_t K, int64_t m,
+                                              const float *cnt, float scale, bool aux, bool normalise, float cq,
+                                              float s) {
+    float v = 0.0f;
+    if (dtopv.p)
+        for (int64_t j = 0; j < K; j++)
+            if (idx[rg * K + j] == m) v = v + ldf(dtopv, rg * K + j);
+    /* coef rounded on its own, as the scaled copy stored it (no fused multiply-add) */
+    if (aux) v = normalise ? v + (__fmul_rn(cnt[m], scale) - cq) / s : v + __fmul_rn(cnt[m], scale);
+    return v;
+}
+
+__global__ void k_router_bwd(fptr dlogits, fptr dtopv, const int32_t *idx, fptr probs, const float *counts,
+                             float scale, int64_t rows, int64_t G, int64_t M, int64_t K, int sigmoid, int normalise,
+                             int *flag) {
+    GRID_STRIDE(rg, rows) {
+        int64_t base = rg * M;
+        if (dtopv.p)
+            for (int64_t j = 0; j < K; j++) {
+                int32_t m = idx[rg * K + j];
+                if (m < 0 || m >= M) atomicOr(flag, GQE_FLAG_EXPERT);
+            }
+        const float *cnt = counts ? counts + (rg % G) * M : NULL;
+        bool aux = cnt != NULL;
+        float s = 0, cq = 0;
+        if (aux && normalise) {
+            for (int64_t m = 0; m < M; m++) s += ldf(probs, base + m);
+            if (!(s > 0)) aux = false;
+            for (int64_t m = 0; aux && m < M; m++) cq += __fmul_rn(cnt[m], scale) * ldf(probs, base + m);
+            if (aux) cq /= s;
+        }
+#define DPROB(m) router_dprob(dtopv, idx, rg, K, (m), cnt, scale, aux, normalise, cq, s)
+        if (!sigmoid) {
+            float dot = 0;
+            for (int64_t m = 0; m < M; m++) dot += ldf(probs, base + m) * DPROB(m);
+            for (int64_t m = 0; m < M; m++)
+                stf(dlogits, base + m, 0.0f + ldf(probs, base + m) * (DPROB(m) - dot));
+        } else {
+            for (int64_t m = 0; m < M; m++) {
+                float p = ldf(probs, base + m);
+                stf(dlogits, base + m, 0.0f + DPROB(m) * p * (1.0f - p));
+            }
+        }
+#undef DPROB
+    }
+}
+
+gqe_status gqe_cuda_router_backward(gqe_tensor *dlogits, const gqe_tensor *dtopv, const gqe_tensor *idx,
+                                    const gqe_tensor *probs, const gqe_tensor *counts, float coef_scale,
+                                    gqe_score_fn fn, bool normalise) {
+    const char *op = "router_backward";
+    GQE_TRY(gqe_cuda_need_float(dlogits, op, "dlogits"));
+    GQE_TRY(gqe_cuda_need_float(probs, op, "probs"));
+    GQE_TRY(gqe_cuda_need_i32(idx, op, "idx"));
+    if (dtopv) GQE_TRY(gqe_cuda_need_float(dtopv, op, "dtopv"));
+    if (counts) GQE_TRY(gqe_cuda_need_f32(counts, op, "counts"));
+    int64_t M = last(probs, 0), G = last(probs, 1), K = last(idx, 0), rows = M ? gqe_tensor_numel(probs) / M : 0;
+    if (rows == 0) return GQE_OK;
+    int *flag = gqe_cuda_flag_ptr();
+    if (!flag) return gqe_fail(GQE_ERR_DEVICE, "router_backward: no device flag");
+    fptr dt = {};
+    if (dtopv) dt = fp(dtopv);
+    k_router_bwd<<<gqe_grid_for(rows, THREADS), THREADS>>>(fp(dlogits), dt, gqe_i32(idx), fp(probs),
+                                                            counts ? gqe_f32(counts) : NULL, coef_scale, rows, G, M, K,
+                                                            fn == GQE_SCORE_SIGMOID, normalise, flag);
+    LAUNCH_CHECK("router backward kernel");
+    return GQE_OK;
+}
+
 /* ---- slot gather / scatter -------------------------------------------------- */
 /* slots (R, H, D), H >= G*K: slot g*K + j = Q[r, g*M + idx[r,g,j]]; heads
  * past G*K belong to the caller (the shared query) and are not touched. */

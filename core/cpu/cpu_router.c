@@ -251,3 +251,25 @@ gqe_status cpu_scatter_slots(gqe_tensor *dq, const gqe_tensor *dslots, const gqe
             }
     return GQE_OK;
 }
+
+/* The chain itself, on temporaries: the fused op's definition. */
+gqe_status cpu_router_backward(gqe_tensor *dlogits, const gqe_tensor *dtopv, const gqe_tensor *idx,
+                               const gqe_tensor *probs, const gqe_tensor *counts, float coef_scale, gqe_score_fn fn,
+                               bool normalise) {
+    CPU_NEED_F32("router_backward", dlogits); CPU_NEED_F32("router_backward", probs);
+    if (dtopv) CPU_NEED_F32("router_backward", dtopv);
+    gqe_tensor dprobs = {0}, coef = {0};
+    gqe_status st = gqe_tensor_zeros(&dprobs, GQE_F32, GQE_CPU, probs->ndim, probs->shape);
+    if (st == GQE_OK && dtopv) st = cpu_router_scatter_probs(&dprobs, dtopv, idx);
+    if (st == GQE_OK && counts) {
+        st = gqe_tensor_zeros(&coef, GQE_F32, GQE_CPU, counts->ndim, counts->shape);
+        if (st == GQE_OK) memcpy(gqe_f32(&coef), gqe_f32(counts), sizeof(float) * (size_t)gqe_tensor_numel(counts));
+        if (st == GQE_OK) st = cpu_scale(&coef, coef_scale);
+        if (st == GQE_OK) st = cpu_router_aux_backward(&dprobs, probs, &coef, normalise);
+    }
+    if (st == GQE_OK) st = cpu_fill(dlogits, 0.0f);
+    if (st == GQE_OK) st = cpu_router_score_backward(dlogits, probs, &dprobs, fn);
+    gqe_tensor_free(&dprobs);
+    gqe_tensor_free(&coef);
+    return st;
+}

@@ -194,11 +194,9 @@ static void plan(gqe_attn *a, int64_t B, int64_t T, bool decoding) {
     s->slots = gqe_arena_take(ar, C, R, AH * dh, 0, 0);
     g->dslots = gqe_arena_take(sc, C, R, AH * dh, 0, 0);
     g->dp = gqe_arena_take(sc, GQE_F32, R, a->SK, 0, 0);
-    g->dprobs = gqe_arena_take(sc, GQE_F32, R, G, M, 0);
     g->dlogits = gqe_arena_take(sc, C, R, G * M, 0, 0);
     a->stats.counts = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     a->stats.psum = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
-    a->stats.coef = gqe_arena_take(ar, GQE_F32, G, M, 0, 0);
     if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) {
         s->scaled = gqe_arena_take(ar, C, R, a->SK * dh, 0, 0);
         g->d_o = gqe_arena_take(sc, C, R, a->SK * dh, 0, 0);
@@ -594,25 +592,20 @@ static gqe_status router_backward(gqe_attn *a, float aux_coef, dx_acc *acc) {
     bool through_p = a->cfg.variant != GQE_VARIANT_HARD_CONCAT;
     bool through_aux = aux_trains(a) && aux_coef != 0.0f;
     if (!through_p && !through_aux) return deferred_inputs(a) ? gqe_fill(&g->dlogits, 0.0f) : GQE_OK;
-    GQE_TRY(gqe_fill(&g->dprobs, 0.0f));
-    if (through_p) {
-        gqe_tensor dp3 = view3(&g->dp, R, G, a->k);
-        GQE_TRY(gqe_router_scatter_probs(&g->dprobs, &dp3, &s->idx));
-    }
+    const gqe_tensor *counts = NULL;
+    float coef_scale = 0.0f;
     if (through_aux) {
-        attn_stats *st = &a->stats;
         /* coef = c * counts / R from the device's counts (reduced across
          * ranks): a write from the host would wait for the device. */
         GQE_TRY(stats_reduce(a));
         float c = aux_coef * (float)M / ((float)G * (float)R);
-        GQE_TRY(gqe_tensor_copy(&st->coef, &st->counts));
-        GQE_TRY(gqe_scale(&st->coef, c / (float)R));
-        GQE_TRY(gqe_router_aux_backward(&g->dprobs, &s->probs, &st->coef, a->cfg.router == GQE_ROUTER_SIGMOID));
+        counts = &a->stats.counts;
+        coef_scale = c / (float)R;
     }
-    gqe_tensor dl3 = view3(&g->dlogits, R, G, M);
-    GQE_TRY(gqe_fill(&g->dlogits, 0.0f));
-    gqe_score_fn fn = a->cfg.router == GQE_ROUTER_SIGMOID ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX;
-    GQE_TRY(gqe_router_score_backward(&dl3, &s->probs, &g->dprobs, fn));
+    gqe_tensor dp3 = view3(&g->dp, R, G, a->k), dl3 = view3(&g->dlogits, R, G, M);
+    bool sigmoid = a->cfg.router == GQE_ROUTER_SIGMOID;
+    GQE_TRY(gqe_router_backward(&dl3, through_p ? &dp3 : NULL, &s->idx, &s->probs, counts, coef_scale,
+                                sigmoid ? GQE_SCORE_SIGMOID : GQE_SCORE_SOFTMAX, sigmoid));
     return deferred_inputs(a) ? GQE_OK : linear_backward(a, acc, &a->p.r, &g->dlogits);
 }
 

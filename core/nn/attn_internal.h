@@ -88,7 +88,6 @@ typedef struct attn_scratch {
     gqe_tensor d_o;      /* (R, AH*dh) cdt: gradient of o (weighted_concat, gqe) */
     gqe_tensor dslots;   /* (R, AH*dh) cdt */
     gqe_tensor dp;       /* (R, SK) f32: gradient of topv */
-    gqe_tensor dprobs;   /* (R, G, M) f32 */
     gqe_tensor dlogits;  /* (R, G*M) cdt */
     gqe_tensor dqs;      /* (R, dh) cdt: the shared query's, unpacked */
 } attn_scratch;
@@ -98,7 +97,6 @@ typedef struct attn_scratch {
 typedef struct attn_stats {
     gqe_tensor counts;   /* (G, M) f32: tokens routed to each expert */
     gqe_tensor psum;     /* (G, M) f32: summed router probability */
-    gqe_tensor coef;     /* (G, M) f32: aux-loss gradient coefficients */
     float *host_counts, *host_psum;  /* G*M each */
     float aux;
     bool on_host;        /* host arrays and aux match the last forward */

@@ -521,6 +521,32 @@ static void test_router(void **state) {
             CHECK_OK(gqe_router_aux_backward(&dp.c, &p.c, &coef.c, fn == 1));
             CHECK_OK(gqe_router_aux_backward(&dp.g, &p.g, &coef.g, fn == 1));
             PR_CHECK(dp, TOL_EW);
+            /* the fused backward against the CPU, and bit for bit against the
+             * GPU's own chain (scatter, aux from scaled counts, score), in
+             * f32 and with bf16 dlogits */
+            for (int bf = 0; bf < 2; bf++) {
+                gqe_dtype dt = bf ? GQE_BF16 : GQE_F32;
+                pair fused = pr_out(3, (const int64_t[]){R, G, M}, dt), chain = pr_out(3, (const int64_t[]){R, G, M}, dt);
+                OUT(dpz, GQE_F32, R, G, M);
+                OUT(cf, GQE_F32, G, M);
+                CHECK_OK(gqe_router_backward(&fused.c, &dtv.c, &ix.c, &p.c, &cnt.c, 0.013f, fn, fn == 1));
+                CHECK_OK(gqe_router_backward(&fused.g, &dtv.g, &ix.g, &p.g, &cnt.g, 0.013f, fn, fn == 1));
+                PR_CHECK(fused, bf ? TOL_BF16 : TOL_EW);
+                CHECK_OK(gqe_fill(&dpz.g, 0.0f));
+                CHECK_OK(gqe_router_scatter_probs(&dpz.g, &dtv.g, &ix.g));
+                CHECK_OK(gqe_tensor_copy(&cf.g, &cnt.g));
+                CHECK_OK(gqe_scale(&cf.g, 0.013f));
+                CHECK_OK(gqe_router_aux_backward(&dpz.g, &p.g, &cf.g, fn == 1));
+                CHECK_OK(gqe_fill(&chain.g, 0.0f));
+                CHECK_OK(gqe_router_score_backward(&chain.g, &p.g, &dpz.g, fn));
+                size_t nb = (size_t)(R * G * M) * (bf ? 2 : 4);
+                void *h1 = malloc(nb), *h2 = malloc(nb);
+                CHECK_OK(gqe_backend_for(GQE_CUDA)->download(h1, gqe_tensor_data(&fused.g), nb));
+                CHECK_OK(gqe_backend_for(GQE_CUDA)->download(h2, gqe_tensor_data(&chain.g), nb));
+                assert_memory_equal(h1, h2, nb);
+                free(h1); free(h2);
+                pr_free(&fused); pr_free(&chain); pr_free(&dpz); pr_free(&cf);
+            }
             pr_free(&lg); pr_free(&bias); pr_free(&p); pr_free(&tv); pr_free(&ix); pr_free(&dp); pr_free(&dl);
             pr_free(&dtv); pr_free(&cnt); pr_free(&ps); pr_free(&coef);
         }

@@ -496,6 +496,40 @@ static void test_router_aux_backward(void **state) {
     }
 }
 
+/* The fused router backward is the chain scatter -> aux -> score from zeros,
+ * value for value; every combination of its two optional terms. */
+static void test_router_backward(void **state) {
+    (void)state;
+    const int R = 5, G = 2, M = 4, K = 2;
+    for (int fn = 0; fn < 2; fn++)
+        for (int terms = 1; terms < 4; terms++) {
+            bool with_p = terms & 1, with_aux = terms & 2;
+            gqe_tensor lg = RANDN(140, R, G, M), probs = ZEROS(R, G, M), idx = IZEROS(R, G, K), tv = ZEROS(R, G, K);
+            CHECK_OK(gqe_router_topk(&probs, &idx, &tv, &lg, (gqe_score_fn)fn, NULL));
+            gqe_tensor dtv = RANDN(141, R, G, K), counts = uniform(2, (const int64_t[]){G, M}, 0.0f, 9.0f, 142);
+            gqe_tensor dp = ZEROS(R, G, M), coef = clone(&counts), want = ZEROS(R, G, M), got = RANDN(143, R, G, M);
+            if (with_p) CHECK_OK(gqe_router_scatter_probs(&dp, &dtv, &idx));
+            if (with_aux) {
+                CHECK_OK(gqe_scale(&coef, 0.37f));
+                CHECK_OK(gqe_router_aux_backward(&dp, &probs, &coef, fn == 1));
+            }
+            CHECK_OK(gqe_router_score_backward(&want, &probs, &dp, (gqe_score_fn)fn));
+            CHECK_OK(gqe_router_backward(&got, with_p ? &dtv : NULL, &idx, &probs, with_aux ? &counts : NULL, 0.37f,
+                                         (gqe_score_fn)fn, fn == 1));
+            assert_memory_equal(gqe_f32(&got), gqe_f32(&want), sizeof(float) * R * G * M);
+            FREE(&lg, &probs, &idx, &tv, &dtv, &counts, &dp, &coef, &want, &got);
+        }
+    /* an expert out of range is refused; so are a wrong counts shape and score */
+    gqe_tensor probs = ZEROS(R, G, M), idx = IZEROS(R, G, K), dtv = ZEROS(R, G, K), dl = ZEROS(R, G, M);
+    gqe_tensor bad = ZEROS(G, M + 1);
+    gqe_i32(&idx)[3] = M;
+    assert_int_equal(gqe_router_backward(&dl, &dtv, &idx, &probs, NULL, 0, GQE_SCORE_SOFTMAX, false), GQE_ERR_ARG);
+    gqe_i32(&idx)[3] = 0;
+    assert_int_equal(gqe_router_backward(&dl, &dtv, &idx, &probs, &bad, 1, GQE_SCORE_SOFTMAX, false), GQE_ERR_SHAPE);
+    assert_int_equal(gqe_router_backward(&dl, &dtv, &idx, &probs, NULL, 0, (gqe_score_fn)7, false), GQE_ERR_SHAPE);
+    FREE(&probs, &idx, &dtv, &dl, &bad);
+}
+
 static void test_gather_scatter_slots(void **state) {
     (void)state;
     const int R = 3, G = 2, M = 3, K = 2, D = 4;
@@ -949,6 +983,7 @@ int main(void) {
         cmocka_unit_test(test_router_hash),
         cmocka_unit_test(test_router_scatter_and_stats),
         cmocka_unit_test(test_router_aux_backward),
+        cmocka_unit_test(test_router_backward),
         cmocka_unit_test(test_gather_scatter_slots),
         cmocka_unit_test(test_gather_slots_rope),
         cmocka_unit_test(test_qkv_grad_pack),
