@@ -8,9 +8,7 @@
  * graphs are the ones cuDNN's own frontend builds for SDPA (scores, scale,
  * causal select, softmax with log-sum-exp stats, P V; and the matching
  * backward), so the engine heuristics recognise them as fused attention.
- * Plans are built once per shape and cached for the process; where the
- * heuristics offer several engines, the first call of a shape times them
- * all and keeps the fastest (GQE_CUDA_CUDNN_TUNE=0 keeps the first). */
+ * Plans are built once per shape and cached for the process. */
 #include "common.cuh"
 #include "attention.cuh"
 #include <dlfcn.h>
@@ -58,7 +56,6 @@ static struct {
     cudnnStatus_t (*getAttr)(desc_t const, cudnnBackendAttributeName_t, cudnnBackendAttributeType_t, int64_t,
                              int64_t *, void *);
     cudnnStatus_t (*execute)(cudnnHandle_t, desc_t, desc_t);
-    cudnnStatus_t (*getStream)(cudnnHandle_t, cudaStream_t *);
 } L;
 
 static bool env_off(void) {
@@ -66,25 +63,11 @@ static bool env_off(void) {
     return e && (!strcmp(e, "0") || !strcmp(e, "off") || !strcmp(e, "no"));
 }
 
-static bool verbose(void) {
-    const char *e = getenv("GQE_CUDA_CUDNN");
-    return e && !strcmp(e, "1");
-}
-
 /* Why the library could not be used, printed once when GQE_CUDA_CUDNN=1
  * insists on it (otherwise falling back is silent: it is not an error). */
 static void note_unavailable(const char *why) {
-    if (verbose()) fprintf(stderr, "gqe: cuDNN attention unavailable (%s): using built-in kernels\n", why);
-}
-
-/* GQE_CUDA_CUDNN_TUNE=0 keeps the heuristics' first engine untimed. */
-static bool tune_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GQE_CUDA_CUDNN_TUNE");
-        on = !(e && (!strcmp(e, "0") || !strcmp(e, "off") || !strcmp(e, "no")));
-    }
-    return on;
+    const char *e = getenv("GQE_CUDA_CUDNN");
+    if (e && !strcmp(e, "1")) fprintf(stderr, "gqe: cuDNN attention unavailable (%s): using built-in kernels\n", why);
 }
 
 static bool cudnn_ready(void) {
@@ -108,7 +91,6 @@ static bool cudnn_ready(void) {
     SYM(setAttr, "cudnnBackendSetAttribute");
     SYM(getAttr, "cudnnBackendGetAttribute");
     SYM(execute, "cudnnBackendExecute");
-    SYM(getStream, "cudnnGetStream");
 #undef SYM
     L.version = L.getVersion();
     /* The fused-attention graph patterns below are those of cuDNN 9. */
@@ -414,106 +396,18 @@ static void build_backward(graph *g, const sdpa_key *k) {
 }
 
 /* ---- plans, cached per shape ---------------------------------------------------- */
-#define MAX_CANDS 8
-
 typedef struct {
     sdpa_key key;
     graph g;
     desc_t plan;        /* NULL: cuDNN has no engine for this graph */
     int64_t workspace;
-    /* The plans that finalized, in the heuristics' order, with plan ==
-     * cand[0]. More than one only until the first execution times them
-     * (pick_fastest), which leaves the winner alone. */
-    desc_t cand[MAX_CANDS];
-    int64_t cand_ws[MAX_CANDS];
-    int64_t cand_engine[MAX_CANDS];   /* the engine's global index, -1 where unreadable */
-    int ncand;
 } entry;
 
 #define MAX_PLANS 32
 static entry *plans[MAX_PLANS];
 static int nplans;
 
-/* "backward B=8 H=9/9 T=2048 D=64", for the verbose lines. */
-static const char *describe(const sdpa_key *k, char *buf, size_t n) {
-    snprintf(buf, n, "%s B=%lld H=%lld/%lld T=%lld D=%lld", k->backward ? "backward" : "forward", (long long)k->B,
-             (long long)k->H, (long long)k->Hk, (long long)k->T, (long long)k->D);
-    return buf;
-}
-
-/* The global index of cfg's engine, so the verbose line can tell engines
- * apart; -1 where cuDNN will not say. */
-static int64_t engine_index(desc_t cfg) {
-    desc_t eng = NULL;
-    int64_t idx = -1, n = 0;
-    if (L.createDesc(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng) != CUDNN_STATUS_SUCCESS) return -1;
-    if (L.getAttr(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &eng) !=
-            CUDNN_STATUS_SUCCESS ||
-        L.getAttr(eng, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &idx) != CUDNN_STATUS_SUCCESS)
-        idx = -1;
-    L.destroyDesc(eng);
-    return idx;
-}
-
-/* cfg's execution plan and its workspace size, or NULL where it does not
- * finalize (an engine the heuristics rank may still refuse this graph). */
-static desc_t finalize_plan(desc_t cfg, int64_t *ws) {
-    desc_t plan = NULL;
-    if (L.createDesc(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) != CUDNN_STATUS_SUCCESS) return NULL;
-    int64_t n = 0;
-    bool ok = L.setAttr(plan, (cudnnBackendAttributeName_t)400 /* EXECUTION_PLAN_HANDLE */, CUDNN_TYPE_HANDLE, 1,
-                        &L.handle) == CUDNN_STATUS_SUCCESS &&
-              L.setAttr(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg) ==
-                  CUDNN_STATUS_SUCCESS &&
-              L.finalize(plan) == CUDNN_STATUS_SUCCESS &&
-              L.getAttr(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, ws) ==
-                  CUDNN_STATUS_SUCCESS;
-    if (ok) return plan;
-    L.destroyDesc(plan);
-    return NULL;
-}
-
-/* Adds the engines that heuristics `mode` ranks (up to 8) whose plans
- * finalize as candidates; only the first when tuning is off. */
-static void add_candidates(entry *e, desc_t opg, cudnnBackendHeurMode_t mode) {
-    graph *g = &e->g;
-    desc_t heur = make(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    if (!heur) return;
-    set(g, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &opg);
-    set(g, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
-    fin(g, heur, "engine heuristics");
-    if (g->failed) return;
-    int64_t count = 0;
-    if (L.getAttr(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, NULL) !=
-        CUDNN_STATUS_SUCCESS)
-        count = 0;
-    if (count > MAX_CANDS) count = MAX_CANDS;
-    desc_t cfg[MAX_CANDS];
-    int made = 0;
-    for (int i = 0; i < count; i++) {
-        cfg[i] = make(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-        if (!cfg[i]) return;
-        made++;
-    }
-    int64_t got = 0;
-    if (made && L.getAttr(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &got, cfg) !=
-                    CUDNN_STATUS_SUCCESS)
-        got = 0;
-    int limit = tune_on() ? MAX_CANDS : 1;
-    for (int i = 0; i < got && e->ncand < limit; i++) {
-        int64_t ws = 0;
-        desc_t plan = finalize_plan(cfg[i], &ws);
-        if (!plan) continue;
-        e->cand[e->ncand] = plan;
-        e->cand_ws[e->ncand] = ws;
-        e->cand_engine[e->ncand] = engine_index(cfg[i]);
-        e->ncand++;
-    }
-}
-
-/* Heuristics rank the engines: mode A's that finalize are the candidates,
- * FALLBACK's only where mode A has none. Until the first execution times
- * them, the heuristics' first is the plan. */
+/* Heuristics rank the engines; the first whose plan finalizes is kept. */
 static void make_plan(entry *e) {
     graph *g = &e->g;
     g->uid = U_VIRT;
@@ -527,13 +421,49 @@ static void make_plan(entry *e) {
     set(g, opg, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, g->nops, g->ops);
     fin(g, opg, "operation graph");
     const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK};
-    for (int m = 0; m < 2 && !g->failed && !e->ncand; m++) add_candidates(e, opg, modes[m]);
-    if (e->ncand) {
-        e->plan = e->cand[0];
-        e->workspace = e->cand_ws[0];
-    } else if (!g->failed) {
-        mark_failed(g, "no engine finalized for this graph");
+    for (int m = 0; m < 2 && !g->failed && !e->plan; m++) {
+        desc_t heur = make(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+        if (!heur) return;
+        set(g, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &opg);
+        set(g, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &modes[m]);
+        fin(g, heur, "engine heuristics");
+        if (g->failed) return;
+        int64_t count = 0;
+        if (L.getAttr(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, NULL) !=
+            CUDNN_STATUS_SUCCESS)
+            count = 0;
+        if (count > 8) count = 8;
+        desc_t cfg[8];
+        int made = 0;
+        for (int i = 0; i < count; i++) {
+            cfg[i] = make(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+            if (!cfg[i]) return;
+            made++;
+        }
+        int64_t got = 0;
+        if (made && L.getAttr(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &got, cfg) !=
+                        CUDNN_STATUS_SUCCESS)
+            got = 0;
+        for (int i = 0; i < got && !e->plan; i++) {
+            desc_t plan = NULL;
+            if (L.createDesc(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) != CUDNN_STATUS_SUCCESS) continue;
+            bool ok = L.setAttr(plan, (cudnnBackendAttributeName_t)400 /* EXECUTION_PLAN_HANDLE */,
+                                CUDNN_TYPE_HANDLE, 1, &L.handle) == CUDNN_STATUS_SUCCESS &&
+                      L.setAttr(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                &cfg[i]) == CUDNN_STATUS_SUCCESS &&
+                      L.finalize(plan) == CUDNN_STATUS_SUCCESS;
+            int64_t ws = 0, n = 0;
+            if (ok) ok = L.getAttr(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws) ==
+                         CUDNN_STATUS_SUCCESS;
+            if (ok) {
+                e->plan = plan;
+                e->workspace = ws;
+            } else {
+                L.destroyDesc(plan);
+            }
+        }
     }
+    if (!e->plan && !g->failed) mark_failed(g, "no engine finalized for this graph");
 }
 
 static entry *plan_for(const sdpa_key *k) {
@@ -545,145 +475,15 @@ static entry *plan_for(const sdpa_key *k) {
     e->key = *k;
     make_plan(e);
     if (!e->plan) {
-        char what[96];
-        if (verbose())
-            fprintf(stderr, "gqe: cuDNN attention %s: %s; using built-in kernels\n", describe(k, what, sizeof what),
-                    e->g.why);
+        const char *v = getenv("GQE_CUDA_CUDNN");
+        if (v && !strcmp(v, "1"))
+            fprintf(stderr, "gqe: cuDNN attention %s B=%lld H=%lld/%lld T=%lld D=%lld: %s; using built-in kernels\n",
+                    k->backward ? "backward" : "forward", (long long)k->B, (long long)k->H, (long long)k->Hk,
+                    (long long)k->T, (long long)k->D, e->g.why);
         graph_free(&e->g);
     }
     plans[nplans++] = e;
     return e;
-}
-
-/* ---- picking the fastest candidate ---------------------------------------------- */
-static cudaStream_t dnn_stream(void) {
-    cudaStream_t s = NULL;
-    if (L.getStream(L.handle, &s) != CUDNN_STATUS_SUCCESS) s = NULL;
-    return s;
-}
-
-/* Milliseconds per execute of plan on pack: one warm-up, then the best of
- * two rounds of two executes, between events on the stream cuDNN runs on.
- * Negative where an execute or the timing fails. */
-static float time_plan(desc_t plan, desc_t pack, cudaStream_t s, cudaEvent_t ev[2]) {
-    if (L.execute(L.handle, plan, pack) != CUDNN_STATUS_SUCCESS) return -1;
-    float best = -1;
-    for (int r = 0; r < 2; r++) {
-        if (cudaEventRecord(ev[0], s) != cudaSuccess) return -1;
-        for (int i = 0; i < 2; i++)
-            if (L.execute(L.handle, plan, pack) != CUDNN_STATUS_SUCCESS) return -1;
-        float ms = 0;
-        if (cudaEventRecord(ev[1], s) != cudaSuccess || cudaEventSynchronize(ev[1]) != cudaSuccess ||
-            cudaEventElapsedTime(&ms, ev[0], ev[1]) != cudaSuccess)
-            return -1;
-        if (best < 0 || ms / 2 < best) best = ms / 2;
-    }
-    return best;
-}
-
-/* Keeps candidate w (-1: none) as e's plan and destroys the others. With
- * none left the entry has no plan, as when nothing finalized. */
-static void keep_candidate(entry *e, int w) {
-    for (int i = 0; i < e->ncand; i++)
-        if (i != w) L.destroyDesc(e->cand[i]);
-    if (w < 0) {
-        e->plan = NULL;
-        e->ncand = 0;
-        graph_free(&e->g);
-        return;
-    }
-    e->cand[0] = e->cand[w];
-    e->cand_ws[0] = e->cand_ws[w];
-    e->cand_engine[0] = e->cand_engine[w];
-    e->ncand = 1;
-    e->plan = e->cand[0];
-    e->workspace = e->cand_ws[0];
-}
-
-/* The verbose line: the winner (or none), then every candidate's engine
- * and time, in the heuristics' order. */
-static void report_pick(const entry *e, const float *ms, int w) {
-    char what[96], list[MAX_CANDS * 32] = "";
-    size_t len = 0;
-    for (int i = 0; i < e->ncand && len < sizeof list; i++) {
-        char eng[24] = "?", t[24] = "failed";
-        if (e->cand_engine[i] >= 0) snprintf(eng, sizeof eng, "%lld", (long long)e->cand_engine[i]);
-        if (ms[i] >= 0) snprintf(t, sizeof t, "%.3f", ms[i]);
-        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s %s", i ? ", " : "", eng, t);
-    }
-    describe(&e->key, what, sizeof what);
-    if (w < 0) {
-        fprintf(stderr, "gqe: cuDNN attention %s: every engine failed (of %d: %s); using built-in kernels\n", what,
-                e->ncand, list);
-        return;
-    }
-    char eng[24] = "?";
-    if (e->cand_engine[w] >= 0) snprintf(eng, sizeof eng, "%lld", (long long)e->cand_engine[w]);
-    fprintf(stderr, "gqe: cuDNN attention %s: engine %s %.3f ms (of %d: %s)\n", what, eng, ms[w], e->ncand, list);
-}
-
-/* The first execution of an entry with several candidates times each on
- * the call's own tensors (pack, whose workspace fits the largest) and keeps
- * the fastest; one whose execute fails is dropped. Timing in place is safe
- * because both graphs only write their outputs (O and the stats; dQ, dK,
- * dV and the softmax sums), never read them, and the real execute after
- * this overwrites them all. The exception, the dQ accumulator that cuDNN
- * before 9.6 adds into, run_plan clears after this. Where the events
- * cannot be had, the heuristics' first is kept untimed, as without tuning. */
-static void pick_fastest(entry *e, desc_t pack) {
-    if (e->ncand < 2) return;
-    cudaStream_t s = dnn_stream();
-    cudaEvent_t ev[2] = {NULL, NULL};
-    if (cudaEventCreate(&ev[0]) != cudaSuccess || cudaEventCreate(&ev[1]) != cudaSuccess) {
-        cudaGetLastError();
-        if (ev[0]) cudaEventDestroy(ev[0]);
-        keep_candidate(e, 0);
-        return;
-    }
-    float ms[MAX_CANDS];
-    int w = -1;
-    for (int i = 0; i < e->ncand; i++) {
-        ms[i] = time_plan(e->cand[i], pack, s, ev);
-        if (ms[i] < 0) cudaGetLastError();   /* the failed candidate's error is not the next call's */
-        else if (w < 0 || ms[i] < ms[w]) w = i;
-    }
-    cudaEventDestroy(ev[0]);
-    cudaEventDestroy(ev[1]);
-    if (verbose()) report_pick(e, ms, w);
-    keep_candidate(e, w);
-}
-
-/* The workspace a call must bring: the largest candidate's while they are
- * still to be timed. */
-static int64_t workspace_needed(const entry *e) {
-    int64_t m = e->workspace;
-    for (int i = 0; i < e->ncand; i++)
-        if (e->cand_ws[i] > m) m = e->cand_ws[i];
-    return m;
-}
-
-/* Drops the untimed candidates that need the most workspace; false where
- * they all need that much (then nothing is dropped). */
-static bool drop_largest(entry *e) {
-    int64_t m = workspace_needed(e);
-    int n = 0;
-    for (int i = 0; i < e->ncand; i++) n += e->cand_ws[i] < m;
-    if (n == 0) return false;
-    n = 0;
-    for (int i = 0; i < e->ncand; i++) {
-        if (e->cand_ws[i] == m) {
-            L.destroyDesc(e->cand[i]);
-            continue;
-        }
-        e->cand[n] = e->cand[i];
-        e->cand_ws[n] = e->cand_ws[i];
-        e->cand_engine[n] = e->cand_engine[i];
-        n++;
-    }
-    e->ncand = n;
-    e->plan = e->cand[0];
-    e->workspace = e->cand_ws[0];
-    return true;
 }
 
 /* ---- eligibility and execution ------------------------------------------------- */
@@ -710,14 +510,7 @@ static sdpa_key key_of(const gqe_tensor *q, const gqe_tensor *k, bool causal, bo
     return key;
 }
 
-/* Executes e's plan on these tensors; an entry whose candidates are still
- * untimed picks its plan on them first, then `clear` (n_clear bytes, if
- * any) is zeroed for the real execute. *ran is false where no candidate
- * survived the timing: nothing was computed and the built-in kernels must
- * serve the call. */
-static gqe_status run_plan(entry *e, int n, const int64_t *uids, void **ptrs, void *ws, void *clear, size_t n_clear,
-                           bool *ran) {
-    *ran = false;
+static gqe_status run_plan(entry *e, int n, const int64_t *uids, void **ptrs, void *ws) {
     desc_t pack = NULL;
     DNN_CHECK(L.createDesc(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack));
     cudnnStatus_t st = L.setAttr(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
@@ -725,19 +518,9 @@ static gqe_status run_plan(entry *e, int n, const int64_t *uids, void **ptrs, vo
         st = L.setAttr(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
     if (st == CUDNN_STATUS_SUCCESS) st = L.setAttr(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
     if (st == CUDNN_STATUS_SUCCESS) st = L.finalize(pack);
-    if (st == CUDNN_STATUS_SUCCESS) pick_fastest(e, pack);
-    if (st == CUDNN_STATUS_SUCCESS && !e->plan) {
-        L.destroyDesc(pack);
-        return GQE_OK;
-    }
-    if (st == CUDNN_STATUS_SUCCESS && clear && cudaMemsetAsync(clear, 0, n_clear, dnn_stream()) != cudaSuccess) {
-        L.destroyDesc(pack);
-        return gqe_fail(GQE_ERR_DEVICE, "cudaMemsetAsync failed");
-    }
     if (st == CUDNN_STATUS_SUCCESS) st = L.execute(L.handle, e->plan, pack);
     L.destroyDesc(pack);
     if (st != CUDNN_STATUS_SUCCESS) return cudnn_fail(st, "cudnnBackendExecute(attention)", __LINE__);
-    *ran = true;
     return GQE_OK;
 }
 
@@ -745,21 +528,6 @@ static int64_t served;   /* calls that ran on cuDNN */
 int64_t gqe_cuda_cudnn_attention_calls(void) { return served; }
 
 static size_t round256(size_t n) { return (n + 255) & ~(size_t)255; }
-
-/* One scratch block for a call: the plan workspace (*n_ws bytes, rounded)
- * in front of `rest` bytes; NULL where both are empty. While candidates
- * are untimed the workspace fits the largest, and where that much cannot
- * be had the hungriest candidates are dropped rather than the call failed. */
-static gqe_status scratch_for(entry *e, size_t rest, char **base, size_t *n_ws) {
-    for (;;) {
-        *base = NULL;
-        *n_ws = round256((size_t)workspace_needed(e));
-        if (!*n_ws && !rest) return GQE_OK;
-        gqe_status st = gqe_cuda_scratch((void **)base, *n_ws + rest);
-        if (st != GQE_ERR_NOMEM || !drop_largest(e)) return st;
-        gqe_clear_error();   /* dropping a candidate answered it */
-    }
-}
 
 bool gqe_cudnn_attn_fwd_ok(const gqe_tensor *out, const gqe_tensor *lse, const gqe_tensor *q, const gqe_tensor *k,
                            const gqe_tensor *v, bool causal) {
@@ -779,18 +547,16 @@ gqe_status gqe_cudnn_attn_fwd(gqe_tensor *out, gqe_tensor *lse, const gqe_tensor
     sdpa_key key = key_of(q, k, causal, false);
     entry *e = plan_for(&key);
     if (!e || !e->plan) return GQE_OK;
-    char *ws = NULL;
-    size_t n_ws = 0;
-    GQE_TRY(scratch_for(e, 0, &ws, &n_ws));
+    void *ws = NULL;
+    if (e->workspace) GQE_TRY(gqe_cuda_scratch(&ws, (size_t)e->workspace));
     float neginf = -INFINITY;
     int64_t uids[7] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEGINF};
     void *ptrs[7] = {gqe_tensor_data(q), gqe_tensor_data(k), gqe_tensor_data(v), gqe_tensor_data(out),
                      gqe_tensor_data(lse), &scale, &neginf};
     /* the -inf of the causal select is in the graph only when causal */
-    bool ran = false;
-    gqe_status st = run_plan(e, causal ? 7 : 6, uids, ptrs, ws, NULL, 0, &ran);
+    gqe_status st = run_plan(e, causal ? 7 : 6, uids, ptrs, ws);
     if (ws) gqe_cuda_scratch_free(ws);
-    if (st == GQE_OK && ran) { *used = true; served++; }
+    if (st == GQE_OK) { *used = true; served++; }
     return st;
 }
 
@@ -815,29 +581,28 @@ gqe_status gqe_cudnn_attn_bwd(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv, co
      * scratch that is added (or copied) into them afterwards */
     bool direct = !accumulate && all_bf16(dq, dk, dv) && aligned16(dq) && aligned16(dk) && aligned16(dv);
     /* one scratch block: plan workspace | softmax sums | dq accumulator [| dq | dk | dv] */
+    size_t n_ws = round256((size_t)e->workspace);
     size_t n_sum = round256((size_t)(key.B * key.H * key.T) * 4);
     size_t n_acc = round256((size_t)gqe_tensor_numel(q) * 4);
     size_t n_q = round256((size_t)gqe_tensor_numel(q) * 2), n_k = round256((size_t)gqe_tensor_numel(k) * 2);
     char *base = NULL;
-    size_t n_ws = 0;
-    GQE_TRY(scratch_for(e, n_sum + n_acc + (direct ? 0 : n_q + 2 * n_k), &base, &n_ws));
+    GQE_TRY(gqe_cuda_scratch((void **)&base, n_ws + n_sum + n_acc + (direct ? 0 : n_q + 2 * n_k)));
     char *sum = base + n_ws, *acc = sum + n_sum, *tq = acc + n_acc, *tk = tq + n_q, *tv = tk + n_k;
     if (direct) {
         tq = (char *)gqe_tensor_data(dq);
         tk = (char *)gqe_tensor_data(dk);
         tv = (char *)gqe_tensor_data(dv);
     }
+    gqe_status st = GQE_OK;
+    /* cuDNN 9.6 and later clear the dq accumulator themselves */
+    if (L.version < 90600 && cudaMemsetAsync(acc, 0, n_acc) != cudaSuccess)
+        st = gqe_fail(GQE_ERR_DEVICE, "cudaMemsetAsync failed");
     float neginf = -INFINITY, one = 1.0f;
     int64_t uids[14] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_DQ, U_DK, U_DV, U_SCALE, U_ONE, U_SUM, U_DQACC, U_NEGINF};
     void *ptrs[14] = {gqe_tensor_data(q), gqe_tensor_data(k), gqe_tensor_data(v), gqe_tensor_data(out),
                       gqe_tensor_data(dout), gqe_tensor_data(lse), tq, tk, tv, &scale, &one, sum, acc, &neginf};
-    /* cuDNN before 9.6 adds into the dq accumulator: run_plan clears it
-     * after any timing, right before the real execute (later releases
-     * clear it themselves) */
-    bool ran = false;
-    gqe_status st = run_plan(e, causal ? 14 : 13, uids, ptrs, n_ws ? base : NULL, L.version < 90600 ? acc : NULL,
-                             n_acc, &ran);
-    if (!direct && ran) {
+    if (st == GQE_OK) st = run_plan(e, causal ? 14 : 13, uids, ptrs, n_ws ? base : NULL);
+    if (!direct) {
         gqe_storage sq, sk, sv;
         gqe_tensor gq = scratch_like(&sq, tq, dq), gk = scratch_like(&sk, tk, dk), gv = scratch_like(&sv, tv, dv);
         if (st == GQE_OK) st = accumulate ? gqe_cuda_add(dq, dq, &gq) : gqe_cuda_convert(dq, &gq);
@@ -845,7 +610,7 @@ gqe_status gqe_cudnn_attn_bwd(gqe_tensor *dq, gqe_tensor *dk, gqe_tensor *dv, co
         if (st == GQE_OK) st = accumulate ? gqe_cuda_add(dv, dv, &gv) : gqe_cuda_convert(dv, &gv);
     }
     gqe_cuda_scratch_free(base);
-    if (st == GQE_OK && ran) { *used = true; served++; }
+    if (st == GQE_OK) { *used = true; served++; }
     return st;
 }
 #endif
