@@ -166,9 +166,6 @@ gqe_status gqe_cuda_flag_check(void);
 
 /* cuBLAS handle, created on first use. */
 gqe_status gqe_cuda_cublas(cublasHandle_t *h);
-/* The handle's workspace (valid once gqe_cuda_cublas succeeded), for
- * cuBLASLt calls on the default stream, which cuBLAS's calls use too. */
-void *gqe_cuda_cublas_workspace(size_t *nbytes);
 
 /* ---- backend entries (one file per job, like core/cpu) ------------------- */
 gqe_status gqe_cuda_convert(gqe_tensor *dst, const gqe_tensor *src);

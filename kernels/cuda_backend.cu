@@ -208,11 +208,6 @@ gqe_status gqe_cuda_cublas(cublasHandle_t *h) {
     return GQE_OK;
 }
 
-void *gqe_cuda_cublas_workspace(size_t *nbytes) {
-    *nbytes = GQE_CUBLAS_WORKSPACE;
-    return g_cublas_ws;
-}
-
 /* ---- dtype guards ----------------------------------------------------------- */
 gqe_status gqe_cuda_need_float(const gqe_tensor *t, const char *op, const char *name) {
     if (t->dtype == GQE_F32 || t->dtype == GQE_BF16) return GQE_OK;

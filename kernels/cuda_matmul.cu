@@ -4,9 +4,8 @@
  * f32 inputs run in true fp32 unless GQE_CUDA_TF32=1 is set in the
  * environment (parity tests need plain fp32); bf16 inputs use bf16 tensor
  * cores with fp32 accumulation. A and B of different dtypes: the f32 one is
- * rounded to bf16 in a scratch buffer first. bf16 GEMMs run through the
- * algorithm timed fastest for their shape (cuda_matmul_tune.cu). */
-#include "cuda_matmul_tune.cuh"
+ * rounded to bf16 in a scratch buffer first. */
+#include "common.cuh"
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,22 +56,18 @@ gqe_status gqe_cuda_matmul(gqe_tensor *c, const gqe_tensor *a, const gqe_tensor 
     if (s != GQE_OK) { gqe_cuda_scratch_free(scratch); return s; }
 
     /* Leading dimensions of the row-major storage = its column counts. */
-    gqe_gemm_call g;
-    g.h = h;
-    g.opa = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    g.opb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    g.m = (int)N; g.n = (int)M; g.k = (int)K;
-    g.a = pb; g.lda = (int)cols_of(b);
-    g.b = pa; g.ldb = (int)cols_of(a);
-    g.c = gqe_tensor_data(c); g.ldc = (int)N;
-    g.tab = ab == GQE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    g.tc = c->dtype == GQE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    g.ct = (ab == GQE_F32 && tf32_allowed()) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    g.alpha = alpha;
-    g.beta = beta;
-    s = gqe_cuda_gemm(&g);
+    int lda = (int)cols_of(a), ldb = (int)cols_of(b), ldc = (int)N;
+    cudaDataType_t tab = ab == GQE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cudaDataType_t tc = c->dtype == GQE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasComputeType_t ct = (ab == GQE_F32 && tf32_allowed()) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasStatus_t cs = cublasGemmEx(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                     (int)N, (int)M, (int)K, &alpha, pb, tab, ldb, pa, tab, lda, &beta,
+                                     gqe_tensor_data(c), tc, ldc, ct, CUBLAS_GEMM_DEFAULT);
     /* The scratch goes back to the cache now; the default stream orders its
      * next user after this GEMM. */
     gqe_cuda_scratch_free(scratch);
-    return s;
+    if (cs != CUBLAS_STATUS_SUCCESS)
+        return gqe_fail(GQE_ERR_DEVICE, "cublasGemmEx(M=%lld N=%lld K=%lld) failed at %s:%d: %s", (long long)M,
+                        (long long)N, (long long)K, __FILE__, __LINE__, gqe_cublas_status_str(cs));
+    return GQE_OK;
 }
