@@ -68,6 +68,9 @@ local function run(kind)
     T, B, tps, dt * 1e3, flops / 1e12, flops / PEAK, dense_flops * tps / PEAK, lm:num_params(), loss,
     (mem.peak or 0) / 2^30))
   io.stdout:flush()
+  -- Free both now: a model measured after this one must not count this
+  -- one's AdamW moments (1.7 GiB) in its peak while they wait for the GC.
+  opt:close()
   lm:close()
 end
 
