@@ -511,7 +511,7 @@ static gqe_status dense_backward(gqe_attn *a) {
 
 /* Output slots, one function per variant: each sets *d_o to the gradient of
  * o (the routed slots' outputs) and gives g->dp the gradient of their
- * scores P (weighted_concat adds into it, zeroed by the caller). */
+ * scores P. */
 
 /* hard_concat: o feeds o_proj as it is; P gets no gradient. */
 static gqe_status hard_concat_backward(gqe_attn *a, const gqe_tensor **d_o) {
@@ -525,7 +525,8 @@ static gqe_status weighted_concat_backward(gqe_attn *a, const gqe_tensor **d_o) 
     attn_scratch *g = &a->g;
     gqe_tensor o3 = view3(&a->s.o, R, SK, dh), p2 = view2(&a->s.topv, R, SK), dp2 = view2(&g->dp, R, SK);
     gqe_tensor do3 = view3(&g->d_o, R, SK, dh), dsc3 = view3(&g->dcat, R, SK, dh);
-    GQE_TRY(gqe_fill(&g->d_o, 0.0f));
+    GQE_TRY(gqe_fill(&g->d_o, 0.0f));   /* the scaling adds into both */
+    GQE_TRY(gqe_fill(&g->dp, 0.0f));
     GQE_TRY(gqe_slot_scale_backward(&do3, &dp2, &dsc3, &o3, &p2));
     *d_o = &g->d_o;
     return GQE_OK;
@@ -676,8 +677,6 @@ gqe_status gqe_attn_backward(gqe_attn *a, gqe_tensor *dx, const gqe_tensor *dy, 
     if (a->cfg.variant == GQE_VARIANT_GQE) o_in = &a->s.cat;
     if (!packs_grads(a)) GQE_TRY(gqe_fill(&a->g.dq, 0.0f));   /* the slots scatter into it */
     GQE_TRY(out_proj_backward(a, &dy2, o_in));
-    /* the scaling adds into dp; the mix (variant gqe) overwrites it */
-    if (a->cfg.variant == GQE_VARIANT_WEIGHTED_CONCAT) GQE_TRY(gqe_fill(&a->g.dp, 0.0f));
     switch (a->cfg.variant) {
     case GQE_VARIANT_HARD_CONCAT: GQE_TRY(hard_concat_backward(a, &d_o)); break;
     case GQE_VARIANT_WEIGHTED_CONCAT: GQE_TRY(weighted_concat_backward(a, &d_o)); break;
