@@ -4,10 +4,14 @@
 --   build/gqe bench/layer_cuda.lua [bf16|fp32] [S ...]
 -- bf16: bf16 input, weights and activations; fp32 honours GQE_CUDA_TF32.
 local gqe = require "gqe"
+local fail = require "gqe.fail"
 local precision = "bf16"
 local sizes = {}
 for i = 1, #arg do
-  if arg[i] == "bf16" or arg[i] == "fp32" then precision = arg[i] else sizes[#sizes + 1] = tonumber(arg[i]) end
+  local S = math.tointeger(tonumber(arg[i]))
+  if arg[i] == "bf16" or arg[i] == "fp32" then precision = arg[i]
+  elseif S and S >= 1 then sizes[#sizes + 1] = S
+  else fail("'%s' is neither bf16, fp32 nor a sequence length\nusage: build/gqe bench/layer_cuda.lua [bf16|fp32] [S ...]", arg[i]) end
 end
 if #sizes == 0 then sizes = {2048, 8192} end
 

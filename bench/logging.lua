@@ -4,7 +4,10 @@
 -- time inside the logging calls is reported against the time of the step.
 --   build/gqe bench/logging.lua [steps] [db]
 local gqe = require "gqe"
-local steps = tonumber(arg[1]) or 20
+local steps = math.tointeger(tonumber(arg[1] or 20))
+if not steps or steps < 1 then
+  require "gqe.fail"("steps must be a positive integer, got '%s'\nusage: build/gqe bench/logging.lua [steps] [db]", arg[1])
+end
 local path = arg[2] or os.tmpname()
 
 local lm = gqe.nn.LM{vocab = 256, dim = 128, layers = 4, max_seq = 128, attention = "gqe",

@@ -3,7 +3,9 @@
 # kind at each length, whatever formulation and compile mode it came from,
 # and takes memory from the fastest row whose peak counts everything (a
 # CUDA-graph row only with its reserved bytes); every ratio lands in the
-# run log's bench table.
+# run log's bench table. bench/run_cuda.sh refuses bad settings, and a
+# machine without PyTorch on a GPU, before it runs anything; the bench
+# scripts refuse bad arguments.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cat > "$tmp/lines.jsonl" <<'JSON'
@@ -30,4 +32,21 @@ grep -q "fastest PyTorch dense GQA: 220000 tok/s (gqa/dense, default) -> ours GQ
   fail "the stored baseline is the fastest row"
 [ "$(q "SELECT printf('%.2f', baseline) FROM bench WHERE name = 'train_gqe' AND key = 'S=2048 peak_gib'")" = 13.25 ] ||
   fail "the stored memory baseline"
+
+expect_refusal() {   # expect_refusal MESSAGE COMMAND...: exit 1 naming the problem
+  local msg=$1; shift
+  if "$@" >"$tmp/o" 2>"$tmp/e"; then fail "accepted: $*"; fi
+  grep -qF "$msg" "$tmp/e" || fail "no '$msg' from $*: $(cat "$tmp/e")"
+}
+expect_refusal "BENCH_ONLY takes a comma list of a, b, c; got 'a,x'" env BENCH_ONLY=a,x bash bench/run_cuda.sh
+expect_refusal "BENCH_TRAIN_SEQ takes lengths separated by spaces; got '2k'" env BENCH_TRAIN_SEQ=2k bash bench/run_cuda.sh
+if ! python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  expect_refusal "the baseline needs PyTorch with a CUDA device" env BENCH_OUT="$tmp/never.jsonl" bash bench/run_cuda.sh
+  [ ! -e "$tmp/never.jsonl" ] || fail "run_cuda.sh wrote its output before refusing"
+fi
+expect_refusal "model must be gqe, gqa or both, got 'gqx'" "$GQE" bench/train_cuda.lua 10 gqx
+expect_refusal "S must be a positive integer, got '2k'" "$GQE" bench/train_cuda.lua 10 gqe bf16 2k
+expect_refusal "'20x8' is neither bf16, fp32 nor a sequence length" "$GQE" bench/layer_cuda.lua bf16 20x8
+expect_refusal "mode must be ddp or zero, got 'zer0'" "$GQE" bench/train_multi.lua 5 gqe zer0
+expect_refusal "device must be cuda or cpu, got 'gpu'" "$GQE" bench/eval_cuda.lua 10 gpu
 echo "ok"
