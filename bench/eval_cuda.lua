@@ -6,13 +6,10 @@
 --   build/gqe bench/eval_cuda.lua [examples] [device] [precision]   (GPU machine; cpu works, slowly)
 local gqe = require "gqe"
 local evaluate = require "gqe.evaluate"
-local fail = require "gqe.fail"
-local USAGE = "usage: build/gqe bench/eval_cuda.lua [examples] [cuda|cpu] [bf16|fp32]"
-local n = math.tointeger(tonumber(arg[1] or 10042))
-local device, precision = arg[2] or "cuda", arg[3] or "bf16"
-if not n or n < 1 then fail("examples must be a positive integer, got '%s'\n%s", arg[1], USAGE) end
-if device ~= "cuda" and device ~= "cpu" then fail("device must be cuda or cpu, got '%s'\n%s", device, USAGE) end
-if precision ~= "bf16" and precision ~= "fp32" then fail("precision must be bf16 or fp32, got '%s'\n%s", precision, USAGE) end
+local n, device, precision = require("gqe.flags").positional(
+  "build/gqe bench/eval_cuda.lua [examples] [cuda|cpu] [bf16|fp32]", arg, {
+    { "examples", 10042, int = 1 }, { "device", "cuda", choices = { "cuda", "cpu" } },
+    { "precision", "bf16", choices = { "bf16", "fp32" } } })
 local lm = gqe.nn.LM { vocab = 50304, dim = 1024, layers = 16, attention = "gqe", experts = 16, groups = 8, k = 1,
                        head_dim = 64, mlp = "gelu", mlp_hidden = 4096, tied = true, max_seq = 2048, seed = 1,
                        device = device, precision = device == "cuda" and precision or nil }

@@ -4,11 +4,9 @@
 -- time inside the logging calls is reported against the time of the step.
 --   build/gqe bench/logging.lua [steps] [db]
 local gqe = require "gqe"
-local steps = math.tointeger(tonumber(arg[1] or 20))
-if not steps or steps < 1 then
-  require "gqe.fail"("steps must be a positive integer, got '%s'\nusage: build/gqe bench/logging.lua [steps] [db]", arg[1])
-end
-local path = arg[2] or os.tmpname()
+local steps, path = require("gqe.flags").positional("build/gqe bench/logging.lua [steps] [db]", arg, {
+  { "steps", 20, int = 1 }, { "db", nil } })
+path = path or os.tmpname()
 
 local lm = gqe.nn.LM{vocab = 256, dim = 128, layers = 4, max_seq = 128, attention = "gqe",
                      experts = 8, groups = 4, k = 1, head_dim = 16, seed = 1}

@@ -8,16 +8,10 @@
 -- MFU is given two ways: against the FLOPs of the dense GQA model of the same
 -- size (what the model is "worth"), and against the FLOPs GQE computes.
 local gqe = require "gqe"
-local fail = require "gqe.fail"
-local USAGE = "usage: build/gqe bench/train_cuda.lua [steps] [gqe|gqa|both] [bf16|fp32] [S]"
-local steps = math.tointeger(tonumber(arg[1] or 10))
-local which = arg[2] or "both"
-local precision = arg[3] or "bf16"
-local T = math.tointeger(tonumber(arg[4] or 2048))
-if not steps or steps < 1 then fail("steps must be a positive integer, got '%s'\n%s", arg[1], USAGE) end
-if which ~= "gqe" and which ~= "gqa" and which ~= "both" then fail("model must be gqe, gqa or both, got '%s'\n%s", which, USAGE) end
-if precision ~= "bf16" and precision ~= "fp32" then fail("precision must be bf16 or fp32, got '%s'\n%s", precision, USAGE) end
-if not T or T < 1 then fail("S must be a positive integer, got '%s'\n%s", arg[4], USAGE) end
+local steps, which, precision, T = require("gqe.flags").positional(
+  "build/gqe bench/train_cuda.lua [steps] [gqe|gqa|both] [bf16|fp32] [S]", arg, {
+    { "steps", 10, int = 1 }, { "model", "both", choices = { "gqe", "gqa", "both" } },
+    { "precision", "bf16", choices = { "bf16", "fp32" } }, { "S", 2048, int = 1 } })
 local B, V = math.max(1, 16384 // T), 50304
 local PEAK = 989e12 -- H100/H200 SXM dense bf16
 

@@ -6,14 +6,10 @@
 -- with "zero" reduce-scattered into ZeRO-1's sharded optimizer.
 --   build/gqe launch --nproc N bench/train_multi.lua [steps] [gqe|gqa] [ddp|zero]
 local gqe = require "gqe"
-local fail = require "gqe.fail"
-local USAGE = "usage: build/gqe launch --nproc N bench/train_multi.lua [steps] [gqe|gqa] [ddp|zero]"
-local steps = math.tointeger(tonumber(arg[1] or 10))
-local kind = arg[2] or "gqe"
-local mode = arg[3] or "ddp"
-if not steps or steps < 1 then fail("steps must be a positive integer, got '%s'\n%s", arg[1], USAGE) end
-if kind ~= "gqe" and kind ~= "gqa" then fail("model must be gqe or gqa, got '%s'\n%s", kind, USAGE) end
-if mode ~= "ddp" and mode ~= "zero" then fail("mode must be ddp or zero, got '%s'\n%s", mode, USAGE) end
+local steps, kind, mode = require("gqe.flags").positional(
+  "build/gqe launch --nproc N bench/train_multi.lua [steps] [gqe|gqa] [ddp|zero]", arg, {
+    { "steps", 10, int = 1 }, { "model", "gqe", choices = { "gqe", "gqa" } },
+    { "mode", "ddp", choices = { "ddp", "zero" } } })
 local B, T, V = 8, 2048, 50304
 
 local env = gqe.dist.env()

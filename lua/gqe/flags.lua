@@ -190,4 +190,44 @@ function flags.parse(spec, argv)
   return opts, args, overrides
 end
 
+-- The positional arguments of a script (bench/*.lua), checked in one place:
+--   local steps, model = flags.positional("build/gqe bench/x.lua [steps] [gqe|gqa]", arg, {
+--     { "steps", 10, int = 1 },                  -- an integer >= 1, default 10
+--     { "model", "gqe", choices = { "gqe", "gqa" } },
+--     { "db", nil },                             -- any text
+--   })
+-- A missing argument takes its default; a bad one, or one too many, is an
+-- error naming it and the usage; --help or -h prints the usage and exits 0.
+function flags.positional(usage, argv, specs)
+  argv = argv or {}
+  for _, a in ipairs(argv) do
+    if a == "--help" or a == "-h" then io.stdout:write("usage: ", usage, "\n"); os.exit(0) end
+  end
+  if #argv > #specs then fail("unexpected argument '%s'\nusage: %s", argv[#specs + 1], usage) end
+  local out = {}
+  for i, s in ipairs(specs) do
+    local v = argv[i]
+    if v == nil then
+      v = s[2]
+    elseif s.int then
+      local n = math.tointeger(tonumber(v))
+      if not n or n < s.int then
+        fail("%s must be %s, got '%s'\nusage: %s", s[1], s.int == 1 and "a positive integer" or ("an integer >= " .. s.int),
+             v, usage)
+      end
+      v = n
+    elseif s.choices then
+      local known = false
+      for _, c in ipairs(s.choices) do known = known or c == v end
+      if not known then
+        local near = flags.closest(v, s.choices)
+        fail("%s must be %s or %s, got '%s'%s\nusage: %s", s[1], table.concat(s.choices, ", ", 1, #s.choices - 1),
+             s.choices[#s.choices], v, near and (" (did you mean " .. near .. "?)") or "", usage)
+      end
+    end
+    out[i] = v
+  end
+  return table.unpack(out, 1, #specs)
+end
+
 return flags

@@ -51,4 +51,28 @@ describe("flags.parse", function()
     assert.matches("usage: gqe x FILE", flags.help(spec), 1, true)
     assert.matches("--jobs N", flags.help(spec), 1, true)
   end)
+
+  describe("positional arguments of a script", function()
+    local usage = "x.lua [steps] [gqe|gqa] [db]"
+    local specs = { { "steps", 10, int = 1 }, { "model", "gqe", choices = { "gqe", "gqa" } }, { "db", nil } }
+    local function perr(argv)
+      local ok, e = pcall(flags.positional, usage, argv, specs)
+      assert.is_false(ok)
+      return e
+    end
+
+    it("takes defaults for missing ones and converts integers", function()
+      assert.same({ 10, "gqe" }, { flags.positional(usage, {}, specs) })
+      local steps, model, db = flags.positional(usage, { "3", "gqa", "r.db" }, specs)
+      assert.same({ 3, "gqa", "r.db" }, { steps, model, db })
+      assert.equals(math.type(steps), "integer")
+    end)
+
+    it("names a bad value, its choices and the usage", function()
+      assert.matches("steps must be a positive integer, got '0'\nusage: x.lua", perr { "0" })
+      assert.matches("steps must be a positive integer, got '1.5'", perr { "1.5" })
+      assert.matches("model must be gqe or gqa, got 'gqx' %(did you mean gqe%?%)", perr { "1", "gqx" })
+      assert.matches("unexpected argument 'more'", perr { "1", "gqe", "a.db", "more" })
+    end)
+  end)
 end)
